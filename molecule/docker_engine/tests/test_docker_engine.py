@@ -9,7 +9,7 @@ def test_engine_answers_and_reports_a_server_version(host):
 
 
 def test_engine_runs_as_the_daemon_the_role_started(host):
-    pid = host.file("/run/dockerd.pid").content_string.strip()
+    pid = host.file("/var/run/docker.pid").content_string.strip()
     assert host.file(f"/proc/{pid}/comm").content_string.strip() == "dockerd"
 
 

@@ -1,0 +1,78 @@
+"""Bad inventories stop site.yml with one clear sentence before any host is changed.
+
+The hosts are fake names on a local connection, so the validation runs for real (facts are
+gathered from this machine) and the recap proves no task changed anything.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def host(**host_vars):
+    return {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+            "swarm_advertise_addr": "127.0.0.1", **host_vars}
+
+
+def run_site(repo: Path, env: dict, tmp_path: Path, inventory: dict) -> subprocess.CompletedProcess:
+    inventory_file = tmp_path / "hosts.yml"
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory_file), str(repo / "site.yml")],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_stopped_before_any_change(result: subprocess.CompletedProcess, sentence: str) -> None:
+    output = re.sub(r"\s+", " ", result.stdout + result.stderr)
+    assert result.returncode != 0, output
+    assert sentence in output, output
+    assert "Docker engine | Install" not in output
+    recap = result.stdout.split("PLAY RECAP", 1)[1]
+    assert re.findall(r"changed=(\d+)", recap) and set(re.findall(r"changed=(\d+)", recap)) == {"0"}
+
+
+def test_inventory_without_a_master_is_refused(repo, ansible_env, tmp_path):
+    result = run_site(repo, ansible_env, tmp_path, {
+        "cloudburst_workers": {"hosts": {"w1": host()}}})
+    assert_stopped_before_any_change(
+        result, "The inventory must put exactly one host in group 'cloudburst_master' (the master that "
+                "initializes the swarm); it has 0.")
+
+
+def test_inventory_with_two_initial_masters_is_refused(repo, ansible_env, tmp_path):
+    result = run_site(repo, ansible_env, tmp_path, {
+        "cloudburst_master": {"hosts": {"m1": host(), "m2": host()}},
+        "cloudburst_workers": {"hosts": {"w1": host()}}})
+    assert_stopped_before_any_change(result, "it has 2: m1, m2.")
+
+
+def test_inventory_without_workers_is_refused(repo, ansible_env, tmp_path):
+    result = run_site(repo, ansible_env, tmp_path, {
+        "cloudburst_master": {"hosts": {"m1": host()}}})
+    assert_stopped_before_any_change(
+        result, "The inventory must put at least one host in group 'cloudburst_workers'")
+
+
+def test_unknown_engine_source_is_refused_naming_the_variable(repo, ansible_env, tmp_path):
+    result = run_site(repo, ansible_env, tmp_path, {
+        "cloudburst_master": {"hosts": {"m1": host()}},
+        "cloudburst_workers": {"hosts": {"w1": host(docker_engine_source="snap")}}})
+    assert_stopped_before_any_change(
+        result, "value of docker_engine_source must be one of: distro, docker, got: snap")
+
+
+@pytest.mark.parametrize("host_vars, sentence", [
+    ({"swarm_advertise_addr": "", "swarm_advertise_interface": "nosuch0"},
+     "Host w1 has no advertise address: interface nosuch0 (swarm_advertise_interface) has no IPv4 address "
+     "or does not exist."),
+    ({"swarm_advertise_addr": "worker-one"},
+     "Host w1 has no advertise address: swarm_advertise_addr is worker-one, not an IP address."),
+])
+def test_host_without_an_advertise_address_is_refused(repo, ansible_env, tmp_path, host_vars, sentence):
+    result = run_site(repo, ansible_env, tmp_path, {
+        "cloudburst_master": {"hosts": {"m1": host()}},
+        "cloudburst_workers": {"hosts": {"w1": host(**host_vars)}}})
+    assert_stopped_before_any_change(result, sentence)
