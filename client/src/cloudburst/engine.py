@@ -1,0 +1,116 @@
+"""Running one ensemble member: validate, load, alter, simulate, write results and a status record.
+
+``run_member`` is what a worker calls for each job. Every failure is recorded in InfluxDB's ``status``
+measurement with its reason (when the job says which ensemble and member it is) and raised as
+``MemberFailed``, so the queue marks the job failed while the worker process carries on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import wntr
+
+from cloudburst import __version__
+from cloudburst.alterations import apply_run, problems_with
+from cloudburst.influx import InfluxWriter
+from cloudburst.job import ENSEMBLE_PATTERN, SCHEMA, JobError, ModelInput, Run, parse_job
+from cloudburst.models import ModelCache, load_model
+from cloudburst.results import member_line, series_lines, series_problems, summary_fields
+
+EPANET_VERSION = 2.2
+
+
+class MemberFailed(RuntimeError):
+    """A member that could not run; the message is the reason recorded in its status."""
+
+
+def simulate(run: Run, wn: wntr.network.WaterNetworkModel) -> Any:
+    """Run the model in a directory of its own: EPANET runs sharing a file prefix corrupt each other silently."""
+    try:
+        if run.simulator == "wntr":
+            return wntr.sim.WNTRSimulator(wn).run_sim(convergence_error=True)
+        with tempfile.TemporaryDirectory(prefix="cloudburst-") as workdir:
+            simulator = wntr.sim.EpanetSimulator(wn)
+            return simulator.run_sim(file_prefix=str(Path(workdir) / "run"), version=EPANET_VERSION,
+                                     convergence_error=True)
+    except Exception as error:  # EPANET and wntr report non-convergence and model errors in several types
+        raise MemberFailed(f"the simulation failed: {error}") from None
+
+
+def _sha256_of_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def status_fields(document: dict[str, Any], *, status: str, error: str = "", runtime_s: float,
+                  points: int = 0) -> dict[str, Any]:
+    source = document.get("input") if isinstance(document.get("input"), dict) else {}
+    return {
+        "status": status,
+        "error": error,
+        "model_sha256": source.get("sha256") or _sha256_of_json(source.get("inline")),
+        "run_sha256": _sha256_of_json(document.get("run")),
+        "seed": document.get("seed") if isinstance(document.get("seed"), int) else None,
+        "schema": str(document.get("schema")),
+        "cloudburst_version": __version__,
+        "wntr_version": wntr.__version__,
+        "epanet_version": str(EPANET_VERSION),
+        "simulator": str((document.get("run") or {}).get("simulator", "epanet")),
+        "runtime_s": round(runtime_s, 4),
+        "series_points": points,
+        "worker": socket.gethostname(),
+    }
+
+
+def _identity(document: dict[str, Any]) -> tuple[str, int, int] | None:
+    """Ensemble, member and timestamp for a failure record, when the job names them validly."""
+    ensemble, member = document.get("ensemble"), document.get("member")
+    if not (isinstance(ensemble, str) and re.fullmatch(ENSEMBLE_PATTERN, ensemble)
+            and isinstance(member, int) and member >= 0):
+        return None
+    start = ModelInput.model_fields["start_time_utc"].default
+    try:
+        parsed = datetime.fromisoformat(str(document["input"]["start_time_utc"]).replace("Z", "+00:00"))
+        if parsed.tzinfo is not None:
+            start = parsed
+    except (KeyError, TypeError, ValueError):
+        pass
+    return ensemble, member, int(start.timestamp())
+
+
+def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter | None) -> dict[str, Any]:
+    """Run one member and write its results; returns its status fields. Raises MemberFailed on any failure."""
+    started = time.perf_counter()
+    try:
+        job = parse_job(document)
+        wn = load_model(job.input, cache)
+        problems = problems_with(job, wn)
+        if not problems:
+            apply_run(job.run, wn)
+            problems = series_problems(job.output, job.run, wn)
+        if problems:
+            raise JobError(problems)
+        results = simulate(job.run, wn)
+        lines = list(series_lines(job, wn, results))
+        points = sum(line.rsplit(" ", 2)[1].count("=") for line in lines)
+        identity = job.ensemble, job.member, int(job.input.start_time_utc.timestamp())
+        lines.append(member_line("summary", *identity, summary_fields(job, wn, results)))
+        record = status_fields(document, status="finished", runtime_s=time.perf_counter() - started, points=points)
+        lines.append(member_line("status", *identity, record))
+        if writer is not None:
+            writer.write(lines)
+        return record
+    except (JobError, MemberFailed) as failure:
+        reason = str(failure)
+        identity = _identity(document) if isinstance(document, dict) else None
+        if identity is not None and writer is not None:
+            record = status_fields(document, status="failed", error=reason, runtime_s=time.perf_counter() - started)
+            writer.write([member_line("status", *identity, record)])
+        raise MemberFailed(reason) from None

@@ -1,0 +1,66 @@
+"""Writing line protocol to InfluxDB 1.x: batched, retried on timeouts and 5xx, failing loudly on 4xx."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import requests
+
+
+class InfluxWriteError(RuntimeError):
+    """InfluxDB refused a write (bad credentials, bad data) or stayed unreachable through every retry."""
+
+
+def batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class InfluxWriter:
+    url: str
+    db: str
+    username: str | None = None
+    password: str | None = None
+    batch_lines: int = 20_000
+    retries: int = 6
+    backoff_s: float = 0.5
+    timeout_s: float = 30.0
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def write(self, lines: Iterable[str]) -> int:
+        """Write every line; returns the number of lines written."""
+        written = 0
+        for batch in batches(lines, self.batch_lines):
+            self._post("\n".join(batch).encode())
+            written += len(batch)
+        return written
+
+    def _post(self, body: bytes) -> None:
+        params = {"db": self.db, "precision": "s"}
+        auth = (self.username, self.password) if self.username else None
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.session.post(f"{self.url}/write", params=params, data=body, auth=auth,
+                                             timeout=self.timeout_s)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                problem = f"{type(error).__name__} talking to {self.url}"
+            else:
+                if response.status_code == 204:
+                    return
+                if response.status_code < 500:
+                    raise InfluxWriteError(f"InfluxDB at {self.url} refused the write to {self.db!r}: HTTP "
+                                           f"{response.status_code} {response.text.strip()}")
+                problem = f"HTTP {response.status_code} from {self.url}"
+            if attempt < self.retries:
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        raise InfluxWriteError(f"InfluxDB write to {self.db!r} failed after {self.retries + 1} attempts: {problem}")

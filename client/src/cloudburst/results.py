@@ -1,0 +1,153 @@
+"""Turning a simulation's results into InfluxDB line protocol: series, a summary and a status record.
+
+Measurements: ``node`` and ``link`` (series; tags ensemble, member, element; one field per attribute),
+``summary`` and ``status`` (tags ensemble, member). Timestamps are seconds: the run's start time plus the
+simulation time, so re-running a member overwrites the same points instead of adding new ones. Values are
+written with Python's shortest round-trip repr, so what InfluxDB returns equals wntr's float32 values
+widened to float64, bit for bit.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import wntr
+
+from cloudburst import job as schema
+
+NODE_ATTRIBUTES = ("demand", "head", "pressure", "quality", "leak_demand")
+LINK_ATTRIBUTES = ("flowrate", "velocity", "headloss", "status", "setting", "friction_factor", "reaction_rate")
+_NODE_TYPES = {"junction": "junction_name_list", "tank": "tank_name_list", "reservoir": "reservoir_name_list"}
+_LINK_TYPES = {"pipe": "pipe_name_list", "pump": "pump_name_list", "valve": "valve_name_list"}
+
+
+def escape_tag(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def escape_string_field(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def format_fields(fields: dict[str, Any]) -> str:
+    parts = []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            parts.append(f"{escape_tag(key)}={'true' if value else 'false'}")
+        elif isinstance(value, (int, np.integer)):
+            parts.append(f"{escape_tag(key)}={int(value)}i")
+        elif isinstance(value, (float, np.floating)):
+            if math.isfinite(value):
+                parts.append(f"{escape_tag(key)}={float(value)!r}")
+        else:
+            parts.append(f"{escape_tag(key)}={escape_string_field(str(value))}")
+    return ",".join(parts)
+
+
+def selected_ids(request: schema.SeriesRequest, wn: wntr.network.WaterNetworkModel) -> list[str]:
+    if request.ids != "*":
+        return list(request.ids)
+    lists = _NODE_TYPES if request.element == "node" else _LINK_TYPES
+    kinds = request.types or list(lists)
+    return [name for kind in kinds for name in getattr(wn, lists[kind])]
+
+
+def report_times(run_duration_s: int, report_step_s: int, step_s: int | None) -> list[int]:
+    keep = step_s or report_step_s
+    return [t for t in range(0, run_duration_s + 1, report_step_s) if t % keep == 0]
+
+
+def series_problems(output: schema.Output, run: schema.Run, wn: wntr.network.WaterNetworkModel) -> list[str]:
+    """Attributes the simulation will not produce, steps that are not report steps, and the point budget."""
+    problems = []
+    report_step = wn.options.time.report_timestep
+    points = 0
+    for index, request in enumerate(output.series):
+        valid = NODE_ATTRIBUTES if request.element == "node" else LINK_ATTRIBUTES
+        for attr_index, attribute in enumerate(request.attributes):
+            if attribute not in valid:
+                problems.append(f"$.output.series[{index}].attributes[{attr_index}]: {attribute!r} is not a "
+                                f"{request.element} result ({', '.join(valid)})")
+            elif attribute == "quality" and run.quality.mode == "none":
+                problems.append(f"$.output.series[{index}].attributes[{attr_index}]: 'quality' needs "
+                                "run.quality.mode other than 'none'")
+            elif attribute == "leak_demand" and run.simulator != "wntr":
+                problems.append(f"$.output.series[{index}].attributes[{attr_index}]: 'leak_demand' needs "
+                                "simulator 'wntr'")
+        if request.step_s is not None and request.step_s % report_step:
+            problems.append(f"$.output.series[{index}].step_s: {request.step_s} s is not a multiple of the "
+                            f"report step ({report_step} s)")
+        times = report_times(int(wn.options.time.duration), report_step, request.step_s)
+        points += len(times) * len(selected_ids(request, wn)) * len(request.attributes)
+    if points > output.max_points:
+        problems.append(f"$.output.max_points: the series asked for come to {points} points, above the budget "
+                        f"of {output.max_points}; select fewer elements, attributes or a longer step_s")
+    return problems
+
+
+def series_lines(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: Any) -> Iterator[str]:
+    start = int(job.input.start_time_utc.timestamp())
+    member_tags = f"ensemble={escape_tag(job.ensemble)},member={job.member}"
+    report_step = int(wn.options.time.report_timestep)
+    for request in job.output.series:
+        frames = results.node if request.element == "node" else results.link
+        ids = selected_ids(request, wn)
+        keep = set(report_times(int(wn.options.time.duration), report_step, request.step_s))
+        first = frames[request.attributes[0]]
+        rows = [i for i, t in enumerate(first.index) if int(t) in keep]
+        times = [start + int(first.index[i]) for i in rows]
+        columns = []
+        for attribute in request.attributes:
+            frame = frames[attribute].reindex(columns=ids)
+            values = frame.to_numpy(dtype=np.float64)[rows]
+            columns.append((attribute, values))
+        for column, element in enumerate(ids):
+            prefix = f"{request.element},{member_tags},element={escape_tag(element)} "
+            for row, timestamp in enumerate(times):
+                fields = ",".join(f"{name}={values[row, column]!r}" for name, values in columns
+                                  if math.isfinite(values[row, column]))
+                if fields:
+                    yield f"{prefix}{fields} {timestamp}"
+
+
+def summary_fields(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: Any) -> dict[str, Any]:
+    """Per-run metrics over the junctions: pressure, service, and water quality where it was simulated."""
+    junctions = wn.junction_name_list
+    pressure = results.node["pressure"][junctions]
+    threshold = job.output.summary.pressure_threshold_m
+    lowest_by_node = pressure.min(axis=0)
+    fields: dict[str, Any] = {
+        "pressure_min": float(lowest_by_node.min()),
+        "pressure_max": float(pressure.max(axis=0).max()),
+        "pressure_mean": float(pressure.to_numpy(dtype=np.float64).mean()),
+        "pressure_min_node": str(lowest_by_node.idxmin()),
+        "nodes_below_threshold": int((lowest_by_node < threshold).sum()),
+        "pressure_threshold_m": float(threshold),
+    }
+    if wn.options.hydraulic.demand_model == "PDD":
+        expected = wntr.metrics.expected_demand(wn)[junctions]
+        delivered = results.node["demand"][junctions].loc[expected.index]
+        total_expected = float(expected.to_numpy(dtype=np.float64).sum())
+        if total_expected > 0:
+            fields["water_service_availability"] = float(delivered.to_numpy(dtype=np.float64).sum()) / total_expected
+    mode = job.run.quality.mode
+    if mode != "none":
+        quality = results.node["quality"][junctions]
+        peak = quality.max(axis=0)
+        if mode == "age":
+            fields["age_max_h"] = float(peak.max()) / 3600.0
+            fields["age_mean_h"] = float(quality.to_numpy(dtype=np.float64).mean()) / 3600.0
+        else:
+            fields["quality_max"] = float(peak.max())
+            fields["nodes_reached"] = int((peak > job.run.quality.threshold).sum())
+    return fields
+
+
+def member_line(measurement: str, ensemble: str, member: int, timestamp: int, fields: dict[str, Any]) -> str:
+    """One point per member: re-running the member overwrites it."""
+    return f"{measurement},ensemble={escape_tag(ensemble)},member={member} {format_fields(fields)} {timestamp}"
+
