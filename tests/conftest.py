@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -21,3 +23,22 @@ def ansible_env() -> dict[str, str]:
     env["ANSIBLE_NOCOLOR"] = "1"
     env["ANSIBLE_STDOUT_CALLBACK"] = "default"
     return env
+
+
+@pytest.fixture(scope="session")
+def influx(tmp_path_factory):
+    from services import influxdb
+    with influxdb(tmp_path_factory.mktemp("influxdb")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def model_server(model_dir):
+    from services import file_server
+    with file_server(model_dir) as url:
+        yield url

@@ -58,7 +58,7 @@ class InfluxWriter:
                     return
                 if response.status_code < 500:
                     raise InfluxWriteError(f"InfluxDB at {self.url} refused the write to {self.db!r}: HTTP "
-                                           f"{response.status_code} {response.text.strip()}")
+                                           f"{response.status_code} {response.text.strip()[:300]}")
                 problem = f"HTTP {response.status_code} from {self.url}"
             if attempt < self.retries:
                 time.sleep(delay)

@@ -212,7 +212,7 @@ def _sentence(error: dict[str, Any]) -> str:
         message = "is required"
     elif error["type"] == "extra_forbidden":
         message = "is not a known field"
-    elif error["type"] == "literal_error" and error["loc"][-1:] == ("schema_",):
+    elif error["type"] == "literal_error" and error["loc"][-1:] in (("schema",), ("schema_",)):
         message = f"unknown schema version {error['input']!r}; this worker understands {SCHEMA!r}"
     elif error["type"] == "union_tag_invalid":
         message = re.sub(r"^Input tag", "alteration type", message)

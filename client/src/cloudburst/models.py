@@ -18,7 +18,8 @@ from cloudburst.job import JobError, ModelInput
 
 
 class ModelCache:
-    """Verified model files, keyed by their sha256 (the URL only says where to fetch them)."""
+    """Verified model files, keyed by URL and sha256: a job naming a URL that went away fails on every
+    worker alike, even where another URL with the same content was cached."""
 
     def __init__(self, directory: str | os.PathLike[str], session: requests.Session | None = None,
                  timeout_s: float = 30.0):
@@ -28,7 +29,8 @@ class ModelCache:
         self.timeout_s = timeout_s
 
     def path_for(self, url: str, sha256: str) -> Path:
-        cached = self.directory / f"{sha256}.inp"
+        url_key = hashlib.sha256(url.encode()).hexdigest()[:16]
+        cached = self.directory / f"{sha256}-{url_key}.inp"
         if cached.exists():
             return cached
         try:

@@ -100,16 +100,14 @@ def series_lines(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: A
         first = frames[request.attributes[0]]
         rows = [i for i, t in enumerate(first.index) if int(t) in keep]
         times = [start + int(first.index[i]) for i in rows]
-        columns = []
-        for attribute in request.attributes:
-            frame = frames[attribute].reindex(columns=ids)
-            values = frame.to_numpy(dtype=np.float64)[rows]
-            columns.append((attribute, values))
+        # Python floats (not numpy scalars) so that repr() gives plain shortest round-trip numbers.
+        columns = [(attribute, frames[attribute].reindex(columns=ids).to_numpy(dtype=np.float64)[rows].T.tolist())
+                   for attribute in request.attributes]
         for column, element in enumerate(ids):
             prefix = f"{request.element},{member_tags},element={escape_tag(element)} "
             for row, timestamp in enumerate(times):
-                fields = ",".join(f"{name}={values[row, column]!r}" for name, values in columns
-                                  if math.isfinite(values[row, column]))
+                fields = ",".join(f"{name}={values[column][row]!r}" for name, values in columns
+                                  if math.isfinite(values[column][row]))
                 if fields:
                     yield f"{prefix}{fields} {timestamp}"
 
@@ -128,7 +126,7 @@ def summary_fields(job: schema.Job, wn: wntr.network.WaterNetworkModel, results:
         "nodes_below_threshold": int((lowest_by_node < threshold).sum()),
         "pressure_threshold_m": float(threshold),
     }
-    if wn.options.hydraulic.demand_model == "PDD":
+    if wn.options.hydraulic.demand_model in ("PDD", "PDA"):  # wntr stores PDD as PDA
         expected = wntr.metrics.expected_demand(wn)[junctions]
         delivered = results.node["demand"][junctions].loc[expected.index]
         total_expected = float(expected.to_numpy(dtype=np.float64).sum())

@@ -1,0 +1,114 @@
+"""Real servers for the tests, each on a free loopback port in a temporary directory."""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class InfluxServer:
+    url: str
+
+    def query(self, q: str, db: str | None = None, **auth: str) -> list[dict]:
+        params = {"q": q, "epoch": "s"}
+        if db:
+            params["db"] = db
+        if auth:
+            params.update(u=auth["username"], p=auth["password"])
+        response = requests.post(f"{self.url}/query", params=params, timeout=30)
+        response.raise_for_status()
+        result = response.json()["results"][0]
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        return result.get("series", [])
+
+    def rows(self, q: str, db: str) -> list[dict]:
+        """The query's points as dicts (column name -> value), across all series, tags included."""
+        out = []
+        for series in self.query(q, db):
+            for values in series["values"]:
+                row = dict(zip(series["columns"], values))
+                row.update(series.get("tags", {}))
+                out.append(row)
+        return out
+
+
+@contextlib.contextmanager
+def influxdb(directory: Path, auth: bool = False) -> Iterator[InfluxServer]:
+    http_port, rpc_port = free_port(), free_port()
+    config = directory / "influxdb.conf"
+    config.write_text(f"""
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+[meta]
+  dir = "{directory}/meta"
+[data]
+  dir = "{directory}/data"
+  wal-dir = "{directory}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{http_port}"
+  auth-enabled = {'true' if auth else 'false'}
+  log-enabled = false
+  max-body-size = 0
+[monitor]
+  store-enabled = false
+""")
+    log = open(directory / "influxd.log", "wb")
+    process = subprocess.Popen(["influxd", "-config", str(config)], stdout=log, stderr=log)
+    server = InfluxServer(f"http://127.0.0.1:{http_port}")
+    try:
+        _wait_until(lambda: requests.get(f"{server.url}/ping", timeout=1).status_code == 204, process, "influxd")
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def file_server(directory: Path) -> Iterator[str]:
+    """A plain HTTP server for model files (the engine's fetch path; Nginx serves them in a cluster)."""
+    handler = lambda *args: _QuietHandler(*args, directory=str(directory))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _wait_until(ready, process: subprocess.Popen, name: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}")
+        try:
+            if ready():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer within {timeout_s} s")
