@@ -10,9 +10,10 @@ SCENARIOS := $(notdir $(wildcard molecule/*))
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e client
 	touch $@
 
 lint: venv
@@ -22,6 +23,7 @@ lint: venv
 	@echo "lint: yamllint, ansible-lint (production) and syntax-check of $(words $(PLAYBOOKS)) playbooks passed"
 
 harness:
+	tests/harness/ensure-services.sh
 	tests/harness/ensure-docker.sh
 	tests/harness/build-test-images.sh
 

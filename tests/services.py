@@ -49,8 +49,8 @@ class InfluxServer:
 
 
 @contextlib.contextmanager
-def influxdb(directory: Path, auth: bool = False) -> Iterator[InfluxServer]:
-    http_port, rpc_port = free_port(), free_port()
+def influxdb(directory: Path, auth: bool = False, http_port: int | None = None) -> Iterator[InfluxServer]:
+    http_port, rpc_port = http_port or free_port(), free_port()
     config = directory / "influxdb.conf"
     config.write_text(f"""
 reporting-disabled = true

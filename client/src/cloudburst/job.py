@@ -215,7 +215,8 @@ def _sentence(error: dict[str, Any]) -> str:
     elif error["type"] == "literal_error" and error["loc"][-1:] in (("schema",), ("schema_",)):
         message = f"unknown schema version {error['input']!r}; this worker understands {SCHEMA!r}"
     elif error["type"] == "union_tag_invalid":
-        message = re.sub(r"^Input tag", "alteration type", message)
+        message = (f"unknown alteration type {error['ctx']['tag']!r}; known types: "
+                   f"{error['ctx']['expected_tags']}")
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     return f"{_json_path(error['loc'])}: {message}"
