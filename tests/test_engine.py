@@ -40,7 +40,7 @@ def db(influx) -> str:
 
 @pytest.fixture(scope="module")
 def writer(influx, db) -> InfluxWriter:
-    return InfluxWriter(influx.url, db)
+    return InfluxWriter(influx.url, "default_db_unused")  # each job names its database
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def job_for(source: dict, run: dict | None = None, output: dict | None = None, e
     return {"schema": "cloudburst.job/1", "ensemble": ensemble, "member": next(_members), "seed": 7,
             "input": {**source, "start_time_utc": "2024-01-01T00:00:00Z"},
             "run": {"duration_s": 24 * 3600, **(run or {})},
-            "output": output or {"series": [{"element": "node", "attributes": ["pressure"]}]}}
+            "output": {"db": "engine_tests", **(output or {"series": [{"element": "node", "attributes": ["pressure"]}]})}}
 
 
 def direct_run(document: dict) -> wntr.sim.results.SimulationResults:

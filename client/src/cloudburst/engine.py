@@ -105,12 +105,14 @@ def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter
         record = status_fields(document, status="finished", runtime_s=time.perf_counter() - started, points=points)
         lines.append(member_line("status", *identity, record))
         if writer is not None:
-            writer.write(lines)
+            writer.write(lines, db=job.output.db)
         return record
     except (JobError, MemberFailed) as failure:
         reason = str(failure)
         identity = _identity(document) if isinstance(document, dict) else None
         if identity is not None and writer is not None:
             record = status_fields(document, status="failed", error=reason, runtime_s=time.perf_counter() - started)
-            writer.write([member_line("status", *identity, record)])
+            output = document.get("output")
+            db = output.get("db") if isinstance(output, dict) and isinstance(output.get("db"), str) else None
+            writer.write([member_line("status", *identity, record)], db=db)
         raise MemberFailed(reason) from None

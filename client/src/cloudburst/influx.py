@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -35,16 +36,27 @@ class InfluxWriter:
     timeout_s: float = 30.0
     session: requests.Session = field(default_factory=requests.Session)
 
-    def write(self, lines: Iterable[str]) -> int:
-        """Write every line; returns the number of lines written."""
+    def write(self, lines: Iterable[str], db: str | None = None) -> int:
+        """Write every line to db (default: the writer's); returns the number of lines written.
+
+        The next batch is built while the previous one is in flight, so producing line protocol and
+        InfluxDB's ingest overlap (one POST at a time keeps batches in order).
+        """
         written = 0
-        for batch in batches(lines, self.batch_lines):
-            self._post("\n".join(batch).encode())
-            written += len(batch)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-post") as poster:
+            in_flight: Future[None] | None = None
+            for batch in batches(lines, self.batch_lines):
+                body = "\n".join(batch).encode()
+                if in_flight is not None:
+                    in_flight.result()
+                in_flight = poster.submit(self._post, body, db or self.db)
+                written += len(batch)
+            if in_flight is not None:
+                in_flight.result()
         return written
 
-    def _post(self, body: bytes) -> None:
-        params = {"db": self.db, "precision": "s"}
+    def _post(self, body: bytes, db: str) -> None:
+        params = {"db": db, "precision": "s"}
         auth = (self.username, self.password) if self.username else None
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
@@ -57,10 +69,10 @@ class InfluxWriter:
                 if response.status_code == 204:
                     return
                 if response.status_code < 500:
-                    raise InfluxWriteError(f"InfluxDB at {self.url} refused the write to {self.db!r}: HTTP "
+                    raise InfluxWriteError(f"InfluxDB at {self.url} refused the write to {db!r}: HTTP "
                                            f"{response.status_code} {response.text.strip()[:300]}")
                 problem = f"HTTP {response.status_code} from {self.url}"
             if attempt < self.retries:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        raise InfluxWriteError(f"InfluxDB write to {self.db!r} failed after {self.retries + 1} attempts: {problem}")
+        raise InfluxWriteError(f"InfluxDB write to {db!r} failed after {self.retries + 1} attempts: {problem}")

@@ -100,16 +100,23 @@ def series_lines(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: A
         first = frames[request.attributes[0]]
         rows = [i for i, t in enumerate(first.index) if int(t) in keep]
         times = [start + int(first.index[i]) for i in rows]
-        # Python floats (not numpy scalars) so that repr() gives plain shortest round-trip numbers.
-        columns = [(attribute, frames[attribute].reindex(columns=ids).to_numpy(dtype=np.float64)[rows].T.tolist())
-                   for attribute in request.attributes]
+        matrices = [frames[attribute].reindex(columns=ids).to_numpy(dtype=np.float64)[rows].T
+                    for attribute in request.attributes]
+        stamps = [f" {t}" for t in times]
         for column, element in enumerate(ids):
             prefix = f"{request.element},{member_tags},element={escape_tag(element)} "
-            for row, timestamp in enumerate(times):
-                fields = ",".join(f"{name}={values[column][row]!r}" for name, values in columns
-                                  if math.isfinite(values[column][row]))
+            # Python floats (not numpy scalars), so repr() gives the shortest round-trip number.
+            per_attribute = [[f"{name}={value!r}" for value in matrix[column].tolist()]
+                             for name, matrix in zip(request.attributes, matrices)]
+            finite = np.isfinite(np.stack([matrix[column] for matrix in matrices]))
+            if finite.all():
+                for *fields, stamp in zip(*per_attribute, stamps):
+                    yield prefix + ",".join(fields) + stamp
+                continue
+            for row, stamp in enumerate(stamps):
+                fields = [texts[row] for texts, ok in zip(per_attribute, finite[:, row]) if ok]
                 if fields:
-                    yield f"{prefix}{fields} {timestamp}"
+                    yield prefix + ",".join(fields) + stamp
 
 
 def summary_fields(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: Any) -> dict[str, Any]:

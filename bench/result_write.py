@@ -1,0 +1,71 @@
+"""Benchmark: CloudBurst's result writer vs a raw HTTP POST of prebuilt line protocol, same points.
+
+Starts its own influxd on loopback (Debian's influxdb), runs Net6 for 24 h once, then writes the same
+series (node pressure and head, link flowrate) three times each way into fresh databases and prints
+points per second and the ratio. CloudBurst's figure includes building the line protocol from the
+result frames; the raw figure posts lines built beforehand, in the same batch size.
+
+    .venv/bin/python bench/result_write.py
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+import wntr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from services import influxdb  # noqa: E402
+
+from cloudburst.influx import InfluxWriter, batches  # noqa: E402
+from cloudburst.job import parse_job  # noqa: E402
+from cloudburst.results import series_lines  # noqa: E402
+
+NET6 = Path(wntr.__file__).parent / "library" / "networks" / "Net6.inp"
+ROUNDS = 3
+
+
+def main() -> None:
+    wn = wntr.network.WaterNetworkModel(str(NET6))
+    wn.options.time.duration = 24 * 3600
+    wn.options.quality.parameter = "NONE"
+    with tempfile.TemporaryDirectory() as workdir:
+        results = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=os.path.join(workdir, "bench"))
+    job = parse_job({"schema": "cloudburst.job/1", "ensemble": "bench", "member": 0,
+                     "input": {"url": "http://x/net6.inp", "sha256": "0" * 64, "start_time_utc": "2024-01-01T00:00:00Z"},
+                     "output": {"series": [{"element": "node", "attributes": ["pressure", "head"]},
+                                           {"element": "link", "attributes": ["flowrate"]}]}})
+    prebuilt = list(series_lines(job, wn, results))
+    points = sum(line.rsplit(" ", 2)[1].count("=") for line in prebuilt)
+    with tempfile.TemporaryDirectory() as data, influxdb(Path(data)) as server:
+        session = requests.Session()
+        cloudburst_s, raw_s = [], []
+        for round_ in range(ROUNDS):
+            for name, timings in (("cb", cloudburst_s), ("raw", raw_s)):
+                db = f"{name}{round_}"
+                server.query(f"CREATE DATABASE {db}")
+                started = time.perf_counter()
+                if name == "cb":
+                    InfluxWriter(server.url, db, session=session).write(series_lines(job, wn, results))
+                else:
+                    for batch in batches(prebuilt, 20_000):
+                        response = session.post(f"{server.url}/write", params={"db": db, "precision": "s"},
+                                                 data="\n".join(batch).encode(), timeout=60)
+                        response.raise_for_status()
+                timings.append(time.perf_counter() - started)
+        stored = server.rows("SELECT count(pressure) FROM node", "cb0")[0]["count"]
+    cb, raw = statistics.median(cloudburst_s), statistics.median(raw_s)
+    print(f"result_write: Net6 24 h, {len(prebuilt)} lines, {points} points (node pressure+head, link flowrate)")
+    print(f"  stored node pressure values: {stored}")
+    print(f"  cloudburst writer (builds lines + posts): {cb:.2f} s  {points / cb:,.0f} points/s")
+    print(f"  raw POST of prebuilt lines:               {raw:.2f} s  {points / raw:,.0f} points/s")
+    print(f"  ratio cloudburst/raw: {raw / cb:.2f}x (target >= 0.9x), median of {ROUNDS} rounds")
+
+
+if __name__ == "__main__":
+    main()
