@@ -1,17 +1,14 @@
 """The ensemble engine against real EPANET (through wntr) and a real InfluxDB on loopback."""
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 import wntr
 
 from cloudburst.engine import MemberFailed, run_member

@@ -21,7 +21,7 @@ import wntr
 from cloudburst import __version__
 from cloudburst.alterations import apply_run, problems_with
 from cloudburst.influx import InfluxWriter
-from cloudburst.job import ENSEMBLE_PATTERN, SCHEMA, JobError, ModelInput, Run, parse_job
+from cloudburst.job import ENSEMBLE_PATTERN, JobError, ModelInput, Run, parse_job
 from cloudburst.models import ModelCache, load_model
 from cloudburst.results import member_line, series_lines, series_problems, summary_fields
 
