@@ -14,18 +14,11 @@ from wntr.network.controls import Control, ControlAction, SimTimeCondition
 from cloudburst import job as schema
 
 QUALITY_PARAMETER = {"none": "NONE", "age": "AGE", "trace": "TRACE", "chemical": "CHEMICAL"}
-_ELEMENT_LISTS = {
-    "junction": "junction_name_list", "tank": "tank_name_list", "reservoir": "reservoir_name_list",
-    "pipe": "pipe_name_list", "pump": "pump_name_list", "valve": "valve_name_list",
-}
 
 
 def _names(wn: wntr.network.WaterNetworkModel, kind: str) -> list[str]:
-    if kind == "node":
-        return wn.node_name_list
-    if kind == "link":
-        return wn.link_name_list
-    return getattr(wn, _ELEMENT_LISTS[kind])
+    """Names of a kind ("node", "link") or type ("junction", "pump", ...) of element."""
+    return getattr(wn, f"{kind}_name_list")
 
 
 def _missing(wn: wntr.network.WaterNetworkModel, ids: schema.ElementIds, kind: str, path: str) -> list[str]:
@@ -83,7 +76,7 @@ def problems_with(job: schema.Job, wn: wntr.network.WaterNetworkModel) -> list[s
                         "is hydraulic only")
     for index, request in enumerate(job.output.series):
         for type_index, kind in enumerate(request.types or []):
-            valid = ("junction", "tank", "reservoir") if request.element == "node" else ("pipe", "pump", "valve")
+            valid = schema.ELEMENT_TYPES[request.element]
             if kind not in valid:
                 problems.append(f"$.output.series[{index}].types[{type_index}]: {kind!r} is not a "
                                 f"{request.element} type ({', '.join(valid)})")

@@ -159,6 +159,8 @@ class Run(_Strict):
 
 
 ElementKind = Literal["node", "link"]
+# Element types of each kind; wntr lists each type's names as <type>_name_list.
+ELEMENT_TYPES: dict[str, tuple[str, ...]] = {"node": ("junction", "tank", "reservoir"), "link": ("pipe", "pump", "valve")}
 
 
 class SeriesRequest(_Strict):

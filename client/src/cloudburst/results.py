@@ -19,8 +19,6 @@ from cloudburst import job as schema
 
 NODE_ATTRIBUTES = ("demand", "head", "pressure", "quality", "leak_demand")
 LINK_ATTRIBUTES = ("flowrate", "velocity", "headloss", "status", "setting", "friction_factor", "reaction_rate")
-_NODE_TYPES = {"junction": "junction_name_list", "tank": "tank_name_list", "reservoir": "reservoir_name_list"}
-_LINK_TYPES = {"pipe": "pipe_name_list", "pump": "pump_name_list", "valve": "valve_name_list"}
 
 
 def escape_tag(value: str) -> str:
@@ -51,9 +49,8 @@ def format_fields(fields: dict[str, Any]) -> str:
 def selected_ids(request: schema.SeriesRequest, wn: wntr.network.WaterNetworkModel) -> list[str]:
     if request.ids != "*":
         return list(request.ids)
-    lists = _NODE_TYPES if request.element == "node" else _LINK_TYPES
-    kinds = request.types or list(lists)
-    return [name for kind in kinds for name in getattr(wn, lists[kind])]
+    kinds = request.types or schema.ELEMENT_TYPES[request.element]
+    return [name for kind in kinds for name in getattr(wn, f"{kind}_name_list")]
 
 
 def report_times(run_duration_s: int, report_step_s: int, step_s: int | None) -> list[int]:
