@@ -69,3 +69,14 @@ def test_original_format_jobs_are_translated():
     assert job.output.db == "sims"
     assert [(s.element, s.attributes, s.ids, s.step_s) for s in job.output.series] == [
         ("node", ["pressure"], "*", None), ("link", ["flowrate"], "*", 3600)]
+
+
+@pytest.mark.parametrize("kind, target", [("link_status", {"link": "1"}), ("pump_outage", {"pump": "1"}),
+                                          ("fire_flow", {"node": "1", "flow_m3s": 0.1}),
+                                          ("leak", {"node": "1", "area_m2": 0.01}),
+                                          ("contaminant_source", {"node": "1", "strength": 1.0})])
+def test_every_timed_alteration_must_end_after_it_starts(kind, target):
+    change = {"type": kind, **target, "start_s": 7200, "end_s": 3600}
+    assert problems(minimal(run={"alterations": [change]})) == [
+        "$.run.alterations[0]: end_s (3600) must be after start_s (7200)"]
+    assert parse_job(minimal(run={"alterations": [{**change, "end_s": 10800}]})).run.alterations[0].end_s == 10800

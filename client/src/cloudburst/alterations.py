@@ -66,9 +66,6 @@ def problems_with(job: schema.Job, wn: wntr.network.WaterNetworkModel) -> list[s
                 problems += _missing(wn, [change.node], "node", f"{path}.node")
                 if run.quality.mode != "chemical":
                     problems.append(f"{path}: a contaminant source needs run.quality.mode 'chemical'")
-        end = getattr(change, "end_s", None)
-        if end is not None and end <= change.start_s:
-            problems.append(f"{path}.end_s: must be after start_s ({change.start_s})")
     if run.quality.trace_node is not None and run.quality.trace_node not in wn.node_name_list:
         problems.append(f"$.run.quality.trace_node: the model has no node {run.quality.trace_node!r}")
     if run.simulator == "wntr" and run.quality.mode != "none":

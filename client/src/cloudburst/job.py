@@ -52,6 +52,18 @@ class ModelInput(_Strict):
 
 # --- alterations: each one wntr call on the loaded model -----------------------------------------
 
+class _Window(_Strict):
+    """An alteration in force from start_s (seconds into the run) until end_s, or to the end."""
+    start_s: NonNegativeSeconds = 0
+    end_s: NonNegativeSeconds | None = None
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> "_Window":
+        if self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s}) must be after start_s ({self.start_s})")
+        return self
+
+
 class DemandScale(_Strict):
     type: Literal["demand_scale"]
     factor: float = Field(ge=0)
@@ -79,19 +91,15 @@ class PipeProperty(_Strict):
         return self
 
 
-class LinkStatus(_Strict):
+class LinkStatus(_Window):
     type: Literal["link_status"]
     link: str
     status: Literal["closed", "open"] = "closed"
-    start_s: NonNegativeSeconds = 0
-    end_s: NonNegativeSeconds | None = None
 
 
-class PumpOutage(_Strict):
+class PumpOutage(_Window):
     type: Literal["pump_outage"]
     pump: str
-    start_s: NonNegativeSeconds = 0
-    end_s: NonNegativeSeconds | None = None
 
 
 class TankLevel(_Strict):
@@ -100,30 +108,24 @@ class TankLevel(_Strict):
     init_level_m: float = Field(ge=0)
 
 
-class FireFlow(_Strict):
+class FireFlow(_Window):
     type: Literal["fire_flow"]
     node: str
     flow_m3s: float = Field(gt=0)
-    start_s: NonNegativeSeconds = 0
-    end_s: NonNegativeSeconds | None = None
 
 
-class Leak(_Strict):
+class Leak(_Window):
     type: Literal["leak"]
     node: str
     area_m2: float = Field(gt=0)
     discharge_coeff: float = Field(default=0.75, gt=0)
-    start_s: NonNegativeSeconds = 0
-    end_s: NonNegativeSeconds | None = None
 
 
-class ContaminantSource(_Strict):
+class ContaminantSource(_Window):
     type: Literal["contaminant_source"]
     node: str
     source_type: Literal["CONCEN", "MASS", "SETPOINT", "FLOWPACED"] = "SETPOINT"
     strength: float = Field(gt=0)  # mg/L, or mg/s for MASS
-    start_s: NonNegativeSeconds = 0
-    end_s: NonNegativeSeconds | None = None
 
 
 Alteration = Annotated[
