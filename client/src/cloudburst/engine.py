@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import socket
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import wntr
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from cloudburst import __version__
 from cloudburst.alterations import apply_run, problems_with
 from cloudburst.influx import InfluxWriter
-from cloudburst.job import ENSEMBLE_PATTERN, JobError, ModelInput, Run, parse_job
+from cloudburst.job import JobError, MemberId, ModelInput, Run, parse_job
 from cloudburst.models import ModelCache, load_model
 from cloudburst.results import member_line, series_lines, series_problems, summary_fields
 
@@ -71,18 +70,16 @@ def status_fields(document: dict[str, Any], *, status: str, error: str = "", run
 
 def _identity(document: dict[str, Any]) -> tuple[str, int, int] | None:
     """Ensemble, member and timestamp for a failure record, when the job names them validly."""
-    ensemble, member = document.get("ensemble"), document.get("member")
-    if not (isinstance(ensemble, str) and re.fullmatch(ENSEMBLE_PATTERN, ensemble)
-            and isinstance(member, int) and member >= 0):
+    try:
+        member = MemberId.model_validate(document)
+    except ValidationError:
         return None
     start = ModelInput.model_fields["start_time_utc"].default
     try:
-        parsed = datetime.fromisoformat(str(document["input"]["start_time_utc"]).replace("Z", "+00:00"))
-        if parsed.tzinfo is not None:
-            start = parsed
-    except (KeyError, TypeError, ValueError):
+        start = TypeAdapter(AwareDatetime).validate_python(document["input"]["start_time_utc"])
+    except (KeyError, TypeError, ValidationError):
         pass
-    return ensemble, member, int(start.timestamp())
+    return member.ensemble, member.member, int(start.timestamp())
 
 
 def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter | None) -> dict[str, Any]:

@@ -187,10 +187,16 @@ class Output(_Strict):
     max_points: Annotated[int, Field(gt=0)] = 2_000_000
 
 
-class Job(_Strict):
-    schema_: Literal["cloudburst.job/1"] = Field(alias="schema")
+class MemberId(BaseModel):
+    """Which ensemble member a job is: readable from a job that is invalid elsewhere, to record its failure."""
+    model_config = ConfigDict(extra="ignore", frozen=True)
     ensemble: str = Field(pattern=f"^{ENSEMBLE_PATTERN}$")
     member: Annotated[int, Field(ge=0)]
+
+
+class Job(MemberId):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_: Literal["cloudburst.job/1"] = Field(alias="schema")
     seed: int | None = None
     input: ModelInput
     run: Run = Run()
