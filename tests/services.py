@@ -81,6 +81,30 @@ bind-address = "127.0.0.1:{rpc_port}"
         log.close()
 
 
+@contextlib.contextmanager
+def redis_server(directory: Path, password: str | None = None) -> Iterator[str]:
+    """Debian's redis-server on a free loopback port; yields its URL (with the password, when one is set)."""
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+            "--save", "", "--appendonly", "no", "--logfile", str(directory / f"redis-{port}.log")]
+    if password:
+        args += ["--requirepass", password]
+    process = subprocess.Popen(args)
+    auth = f":{password}@" if password else ""
+    url = f"redis://{auth}127.0.0.1:{port}/0"
+
+    def answers() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    try:
+        _wait_until(answers, process, "redis-server")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
@@ -108,7 +132,7 @@ def _wait_until(ready, process: subprocess.Popen, name: str, timeout_s: float = 
         try:
             if ready():
                 return
-        except requests.RequestException:
+        except (requests.RequestException, OSError):
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{name} did not answer within {timeout_s} s")

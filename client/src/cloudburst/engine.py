@@ -22,7 +22,8 @@ from cloudburst.alterations import apply_run, problems_with
 from cloudburst.influx import InfluxWriter
 from cloudburst.job import JobError, MemberId, ModelInput, Run, parse_job
 from cloudburst.models import ModelCache, load_model
-from cloudburst.results import member_line, series_lines, series_problems, summary_fields
+from cloudburst.epanet_output import reader_for
+from cloudburst.results import member_line, results_needed, series_lines, series_problems, summary_fields
 
 EPANET_VERSION = 2.2
 
@@ -31,13 +32,18 @@ class MemberFailed(RuntimeError):
     """A member that could not run; the message is the reason recorded in its status."""
 
 
-def simulate(run: Run, wn: wntr.network.WaterNetworkModel) -> Any:
-    """Run the model in a directory of its own: EPANET runs sharing a file prefix corrupt each other silently."""
+def simulate(run: Run, wn: wntr.network.WaterNetworkModel,
+             needed: tuple[set[str], set[str]] | None = None) -> Any:
+    """Run the model in a directory of its own: EPANET runs sharing a file prefix corrupt each other silently.
+
+    With ``needed`` (node and link result types), EPANET's output is read by the lean reader when it
+    covers them all: the same values as wntr's reader for a fraction of the time.
+    """
     try:
         if run.simulator == "wntr":
             return wntr.sim.WNTRSimulator(wn).run_sim(convergence_error=True)
         with tempfile.TemporaryDirectory(prefix="cloudburst-") as workdir:
-            simulator = wntr.sim.EpanetSimulator(wn)
+            simulator = wntr.sim.EpanetSimulator(wn, reader=reader_for(*needed) if needed else None)
             return simulator.run_sim(file_prefix=str(Path(workdir) / "run"), version=EPANET_VERSION,
                                      convergence_error=True)
     except Exception as error:  # EPANET and wntr report non-convergence and model errors in several types
@@ -94,7 +100,7 @@ def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter
             problems = series_problems(job.output, job.run, wn)
         if problems:
             raise JobError(problems)
-        results = simulate(job.run, wn)
+        results = simulate(job.run, wn, results_needed(job))
         lines = list(series_lines(job, wn, results))
         points = sum(line.rsplit(" ", 2)[1].count("=") for line in lines)
         identity = job.ensemble, job.member, int(job.input.start_time_utc.timestamp())

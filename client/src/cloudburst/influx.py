@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from itertools import chain
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,10 +43,17 @@ class InfluxWriter:
         The next batch is built while the previous one is in flight, so producing line protocol and
         InfluxDB's ingest overlap (one POST at a time keeps batches in order).
         """
+        pending = batches(lines, self.batch_lines)
+        first, second = next(pending, None), next(pending, None)
+        if first is None:
+            return 0
+        if second is None:  # one request (a member's summary and status): no thread to start
+            self._post("\n".join(first).encode(), db or self.db)
+            return len(first)
         written = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-post") as poster:
             in_flight: Future[None] | None = None
-            for batch in batches(lines, self.batch_lines):
+            for batch in chain((first, second), pending):
                 body = "\n".join(batch).encode()
                 if in_flight is not None:
                     in_flight.result()

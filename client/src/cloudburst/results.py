@@ -116,6 +116,15 @@ def series_lines(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: A
                     yield prefix + ",".join(fields) + stamp
 
 
+def results_needed(job: schema.Job) -> tuple[set[str], set[str]]:
+    """The node and link result types that series_lines and summary_fields read for this job."""
+    node = {"pressure", "demand"} | ({"quality"} if job.run.quality.mode != "none" else set())
+    link: set[str] = set()
+    for request in job.output.series:
+        (node if request.element == "node" else link).update(request.attributes)
+    return node, link
+
+
 def summary_fields(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: Any) -> dict[str, Any]:
     """Per-run metrics over the junctions: pressure, service, and water quality where it was simulated."""
     junctions = wn.junction_name_list

@@ -1,0 +1,108 @@
+"""One RQ worker process of a CloudBurst worker: imports the env's module first, then takes jobs.
+
+Started by the worker image's entrypoint with the env's own venv Python. RQ's default worker forks a
+fresh process per job, which pays the env's imports (``import wntr``: about 1.1 s) on every job; this
+worker runs jobs in its own process, so the imports done here at start-up serve every job.
+
+Jobs are JSON (RQ's JSONSerializer): a payload in Redis is never unpickled here. While a job runs, a
+thread keeps its heartbeat fresh with a short TTL, so when this process or its host dies the job is
+found abandoned within ``--heartbeat-s`` x 3 and re-queued by RQ's own registry cleanup (``Retry``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import socket
+import sys
+import threading
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
+
+log = logging.getLogger("cloudburst.runner")
+
+
+class PreloadedWorker(SimpleWorker):
+    """A SimpleWorker (no fork per job) that heartbeats running jobs from a thread."""
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.job_monitoring_interval * 3
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        finished = threading.Event()
+
+        def keep_alive() -> None:
+            while not finished.wait(self.job_monitoring_interval):
+                try:
+                    self.maintain_heartbeats(job, execution)
+                except Exception:  # a missed beat is retried at the next interval
+                    log.exception("heartbeat for job %s failed", job.id)
+
+        beat = threading.Thread(target=keep_alive, name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            finished.set()
+            beat.join()
+        self.set_state(WorkerStatus.IDLE)
+
+
+def read_secret(path: str | None) -> str | None:
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as secret:
+        return secret.read().strip()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis-url", default=env("CLOUDBURST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--redis-password-file", default=env("CLOUDBURST_REDIS_PASSWORD_FILE"))
+    parser.add_argument("--queue", action="append", dest="queues",
+                        help="queue to take jobs from, first named first (default: cloudburst)")
+    parser.add_argument("--preload", action="append",
+                        help="module to import before taking jobs (default: worker, the env's worker.py)")
+    parser.add_argument("--name", default=env("CLOUDBURST_WORKER_NAME"))
+    parser.add_argument("--heartbeat-s", type=int, default=int(env("CLOUDBURST_HEARTBEAT_S", "10")))
+    parser.add_argument("--maintenance-s", type=int, default=int(env("CLOUDBURST_MAINTENANCE_S", "30")))
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--log-level", default=env("CLOUDBURST_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    args.queues = args.queues or env("CLOUDBURST_QUEUES", "cloudburst").split(",")
+    args.preload = args.preload or env("CLOUDBURST_PRELOAD", "worker").split(",")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stdout,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for module in args.preload:
+        importlib.import_module(module)
+    log.info("preloaded %s", ", ".join(args.preload))
+    connection = Redis.from_url(args.redis_url, password=read_secret(args.redis_password_file))
+    worker = PreloadedWorker(
+        args.queues,
+        name=args.name or f"{socket.gethostname()}.{os.getpid()}",
+        connection=connection,
+        serializer=JSONSerializer,
+        job_monitoring_interval=args.heartbeat_s,
+        maintenance_interval=args.maintenance_s,
+        # An idle worker wakes from its blocking dequeue (worker_ttl - 15 s) for each maintenance round,
+        # which is where abandoned jobs are found and re-queued.
+        worker_ttl=args.maintenance_s + 15,
+    )
+    worker.work(burst=args.burst, logging_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

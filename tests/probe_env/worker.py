@@ -1,0 +1,23 @@
+"""A probe env for the runner tests: records its imports and attempts in files the test reads."""
+import os
+import time
+from pathlib import Path
+
+PROBE_DIR = Path(os.environ["PROBE_DIR"])
+with open(PROBE_DIR / "imports", "a") as imports:
+    imports.write(f"{os.getpid()}\n")
+
+
+def whoami(tag: str) -> dict:
+    return {"tag": tag, "pid": os.getpid()}
+
+
+def slow_first_attempt(name: str, seconds: float) -> int:
+    """Sleeps on its first attempt (long enough to be killed), returns at once on later ones."""
+    attempts = PROBE_DIR / f"{name}.attempts"
+    with open(attempts, "a") as log:
+        log.write(f"{os.getpid()}\n")
+    count = len(attempts.read_text().split())
+    if count == 1:
+        time.sleep(seconds)
+    return count

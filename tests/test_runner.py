@@ -1,0 +1,115 @@
+"""The worker runner (files/images/worker/runner.py) against a real Redis: preloading, JSON-only payloads,
+and a job whose process is killed mid-run being run again to the end."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from services import redis_server
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
+PROBE_ENV = Path(__file__).parent / "probe_env"
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    with redis_server(tmp_path, password="probe-password") as url:
+        yield url
+
+
+@pytest.fixture
+def probe_dir(tmp_path) -> Path:
+    directory = tmp_path / "probe"
+    directory.mkdir()
+    return directory
+
+
+def start_runner(redis_url: str, probe_dir: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(PROBE_ENV), "PROBE_DIR": str(probe_dir)}
+    return subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url, *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, timeout_s: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {timeout_s} s")
+
+
+def json_queue(redis_url: str) -> Queue:
+    return Queue("cloudburst", connection=Redis.from_url(redis_url), serializer=JSONSerializer)
+
+
+def test_every_job_runs_in_a_process_that_imported_the_env_once_before(redis_url, probe_dir):
+    queue = json_queue(redis_url)
+    jobs = [queue.enqueue("worker.whoami", f"job-{n}") for n in range(5)]
+    runner = start_runner(redis_url, probe_dir, "--burst")
+    output, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 0, output
+    assert "preloaded worker" in output
+    imports = (probe_dir / "imports").read_text().split()
+    assert imports == [str(runner.pid)]
+    for job in jobs:
+        job.refresh()
+        assert job.get_status() == JobStatus.FINISHED
+        assert job.return_value()["pid"] == runner.pid
+
+
+def test_a_pickled_payload_is_refused_and_never_unpickled(redis_url, probe_dir, tmp_path):
+    evidence = tmp_path / "unpickled"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {evidence}",))
+
+    pickling_queue = Queue("cloudburst", connection=Redis.from_url(redis_url))  # RQ's default: pickle
+    planted = pickling_queue.enqueue("worker.whoami", Exploit())
+    # The planted payload is live: unpickling it here runs the command (on purpose, to prove the test can fail).
+    pickle.loads(zlib.decompress(Redis.from_url(redis_url).hget(planted.key, "data")))
+    assert evidence.exists()
+    evidence.unlink()
+    follower = json_queue(redis_url).enqueue("worker.whoami", "after")
+    runner = start_runner(redis_url, probe_dir, "--burst")
+    output, _ = runner.communicate(timeout=60)
+    assert not evidence.exists(), "the worker unpickled a payload from Redis"
+    assert Job.fetch(planted.id, connection=Redis.from_url(redis_url),
+                     serializer=JSONSerializer).get_status() == JobStatus.FAILED
+    follower.refresh()
+    assert follower.get_status() == JobStatus.FINISHED, output
+
+
+def test_a_job_whose_process_is_killed_mid_run_is_run_again_and_finished(redis_url, probe_dir):
+    queue = json_queue(redis_url)
+    job = queue.enqueue("worker.slow_first_attempt", "victim", 120, retry=Retry(max=2), job_timeout=600)
+    timing = ("--heartbeat-s", "1", "--maintenance-s", "1")
+    victim = start_runner(redis_url, probe_dir, *timing)
+    attempts = probe_dir / "victim.attempts"
+    wait_for(attempts.exists, what="the first attempt")
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)
+    killed_at = time.monotonic()
+    rescuer = start_runner(redis_url, probe_dir, *timing)
+    try:
+        wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout_s=60,
+                 what="the killed job finished by another worker")
+    finally:
+        rescuer.terminate()
+        rescuer.communicate(timeout=30)
+    recovered_s = time.monotonic() - killed_at
+    assert job.return_value() == 2
+    assert attempts.read_text().split() == [str(victim.pid), str(rescuer.pid)]
+    assert recovered_s < 30
