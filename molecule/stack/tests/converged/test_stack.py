@@ -1,0 +1,89 @@
+"""After converge (and an idempotent re-run): every service up, on the right nodes, each behind its credentials."""
+import pytest
+import redis
+import requests
+
+from stack_view import MASTER, WORKERS, master_address, password, services, tasks
+
+testinfra_hosts = [MASTER]
+MASTER_SERVICES = ["influxdb", "nginx", "redis", "rq-dashboard"]
+
+
+@pytest.fixture(scope="module")
+def address() -> str:
+    return master_address()
+
+
+def test_every_service_runs_its_tasks():
+    running = services()
+    assert sorted(running) == sorted(MASTER_SERVICES + ["worker"])
+    for name in running:
+        states = [task["CurrentState"] for task in tasks(name)]
+        assert states and all(state.startswith("Running") for state in states), (name, states)
+
+
+def test_master_services_run_on_the_master_only():
+    for name in MASTER_SERVICES:
+        assert [task["Node"] for task in tasks(name)] == [MASTER]
+
+
+def test_worker_runs_one_task_on_each_worker_node_and_none_on_the_master():
+    assert sorted(task["Node"] for task in tasks("worker")) == WORKERS
+
+
+def test_the_rerun_replaced_no_task():
+    for name in services():
+        assert tasks(name, desired="shutdown") == [], f"{name} had a task replaced"
+
+
+def test_redis_refuses_a_command_without_the_password_and_accepts_it_with(address):
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host=address, port=6379).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host=address, port=6379, password="wrong-password").ping()
+    assert redis.Redis(host=address, port=6379, password=password("redis_password")).ping()
+
+
+def influx_write(address: str, user: str | None, secret: str | None) -> requests.Response:
+    auth = (user, password(secret)) if user else None
+    return requests.post(f"http://{address}:8086/write", params={"db": "cloudburst", "precision": "s"},
+                         data=f"probe,source=test value=1 {1_700_000_000}", auth=auth, timeout=10)
+
+
+def test_influxdb_refuses_anonymous_writes_accepts_the_write_user_and_not_the_read_user(address):
+    assert influx_write(address, None, None).status_code == 401
+    assert influx_write(address, "cloudburst_writer", "influxdb_write_password").status_code == 204
+    refused = influx_write(address, "cloudburst_reader", "influxdb_read_password")
+    assert refused.status_code == 403 and "not authorized to write" in refused.text
+    read = requests.post(f"http://{address}:8086/query", params={"db": "cloudburst", "q": "SELECT value FROM probe"},
+                         auth=("cloudburst_reader", password("influxdb_read_password")), timeout=10)
+    assert read.status_code == 200 and read.json()["results"][0]["series"][0]["values"][0][1] == 1
+
+
+def test_nginx_serves_an_uploaded_file_and_refuses_uploads_without_the_uploader(address):
+    url = f"http://{address}:8080/models/probe.inp"
+    body = b"[TITLE]\nprobe\n"
+    assert requests.put(url, data=body, timeout=10).status_code == 401
+    assert requests.put(url, data=body, auth=("cloudburst", password("files_reader_password")), timeout=10).status_code == 401
+    assert requests.put(url, data=body, auth=("uploader", password("files_uploader_password")), timeout=10).status_code in (201, 204)
+    assert requests.get(url, timeout=10).status_code == 401
+    served = requests.get(url, auth=("cloudburst", password("files_reader_password")), timeout=10)
+    assert served.status_code == 200 and served.content == body
+
+
+def test_rq_dashboard_requires_its_password(address):
+    url = f"http://{address}:9181/"
+    assert requests.get(url, timeout=10).status_code == 401
+    assert requests.get(url, auth=("admin", "wrong"), timeout=10).status_code == 401
+    assert requests.get(url, auth=("admin", password("rq_dashboard_password")), timeout=10).status_code == 200
+
+
+def test_workers_wait_for_an_env_and_say_so(host):
+    logs = host.check_output("docker service logs --raw cloudburst_worker 2>&1")
+    assert "no env published yet" in logs
+
+
+def test_data_written_before_a_forced_update(address):
+    """Seeds the data tests/updated reads back after side_effect force_update.yml."""
+    assert redis.Redis(host=address, port=6379, password=password("redis_password")).set("survivor", "still-here")
+    assert influx_write(address, "cloudburst_writer", "influxdb_write_password").status_code == 204

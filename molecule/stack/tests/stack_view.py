@@ -1,0 +1,40 @@
+"""The deployed stack as users meet it: services on the master, its published ports reached from the controller."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import testinfra
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
+MASTER = "cb-stack-master"
+WORKERS = ["cb-stack-worker1", "cb-stack-worker2"]
+
+
+def cluster_host(name: str):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+def password(name: str) -> str:
+    return (SECRETS / name).read_text().strip()
+
+
+def master_address() -> str:
+    """The master's address on the scenario's network, where its published ports answer."""
+    inspected = json.loads(subprocess.check_output(["docker", "inspect", MASTER]))
+    return inspected[0]["NetworkSettings"]["Networks"]["cb-stack"]["IPAddress"]
+
+
+def services() -> dict[str, dict]:
+    master = cluster_host(MASTER)
+    ids = master.check_output("docker service ls -q --filter label=com.docker.stack.namespace=cloudburst").split()
+    inspected = json.loads(master.check_output("docker service inspect " + " ".join(ids)))
+    return {service["Spec"]["Name"].removeprefix("cloudburst_"): service for service in inspected}
+
+
+def tasks(service: str, desired: str = "running") -> list[dict]:
+    master = cluster_host(MASTER)
+    lines = master.check_output(f"docker service ps cloudburst_{service} --no-trunc --filter desired-state={desired} "
+                                "--format '{{json .}}'").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
