@@ -247,7 +247,7 @@ class Supervisor:
                     next_poll = time.monotonic() + self.settings.poll_s
                 else:
                     next_poll = time.monotonic() + wait_s
-                    wait_s = min(wait_s * 2, 60.0)
+                    wait_s = min(wait_s * 2, 30.0)
             self.tend()
             time.sleep(0.5)
         for slot in self.slots:

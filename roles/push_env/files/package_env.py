@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Package an analysis env for CloudBurst's workers, on the controller: resolve, download wheels, build env.zip.
+
+    package_env.py ENV_DIR OUT_DIR [--python-version 3.11] [--glibc 2.36] [--arch x86_64]
+
+ENV_DIR holds the env's code (worker.py or a package) and Pipfile.lock, or requirements.txt. Every
+requirement is downloaded as a wheel for the workers' Python and platform (no worker needs an index);
+local path dependencies of a Pipfile are built into wheels. OUT_DIR receives ``wheels/`` and
+``<version>/env.zip``, where the version is env.zip's sha256: env.zip is built byte-for-byte reproducibly
+(sorted entries, fixed timestamps), so an unchanged env keeps its version. env.zip holds the code,
+``requirements.lock.txt`` (name==version with the wheel's sha256, installed with --require-hashes) and
+``cloudburst-manifest.json`` (module to preload, wheels and their sha256). Prints the manifest as JSON.
+Exits 2 with one sentence on stderr when the env cannot be packaged.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+MANIFEST = "cloudburst-manifest.json"
+LOCK = "requirements.lock.txt"
+RUNTIME = ("rq", "redis")  # the worker runs RQ inside the env's own venv
+SKIP = {"Pipfile", "Pipfile.lock", "requirements.txt", MANIFEST, LOCK}
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class PackagingError(RuntimeError):
+    pass
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirements_of(env_dir: Path) -> tuple[list[str], list[Path], bool]:
+    """(pinned requirement lines, local paths to build, whether the lines are complete and hashed)."""
+    lock, plain = env_dir / "Pipfile.lock", env_dir / "requirements.txt"
+    if lock.exists():
+        packages = json.loads(lock.read_text()).get("default", {})
+        lines, paths = [], []
+        for name, spec in sorted(packages.items()):
+            if "path" in spec:
+                paths.append((env_dir / spec["path"]).resolve())
+            elif "version" in spec:
+                hashes = " ".join(f"--hash={h}" for h in spec.get("hashes", []))
+                lines.append(f"{name}{spec['version']} {hashes}".strip())
+            else:
+                raise PackagingError(f"Pipfile.lock entry {name!r} is neither a pinned version nor a local path "
+                                     "(VCS and URL requirements cannot be shipped as wheels)")
+        return lines, paths, True
+    if plain.exists():
+        lines = [line.strip() for line in plain.read_text().splitlines()
+                 if line.strip() and not line.strip().startswith("#")]
+        return lines, [], False
+    raise PackagingError(f"{env_dir} has neither Pipfile.lock nor requirements.txt: give the env's requirements")
+
+
+def pip(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+                          capture_output=True, text=True, env=env)
+
+
+def unresolvable(stderr: str) -> str:
+    for pattern in (r"No matching distribution found for (\S+)", r"Could not find a version that satisfies the "
+                    r"requirement (\S+)", r"THESE PACKAGES DO NOT MATCH THE HASHES.*?\n\s+(\S+)",
+                    r"ResolutionImpossible.*"):
+        match = re.search(pattern, stderr, re.S)
+        if match:
+            return match.group(1) if match.groups() else "the requirements (conflicting versions)"
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def platform_tags(glibc: str, arch: str) -> list[str]:
+    """Every manylinux tag a node with this glibc runs (pip takes --platform values literally, newest first)."""
+    major, minor = (int(part) for part in glibc.split("."))
+    tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 4, -1)]
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    return tags + [f"{name}_{arch}" for m, name in legacy.items() if m <= minor]
+
+
+def download(lines: list[str], paths: list[Path], complete: bool, wheels: Path, python: str,
+             platforms: list[str]) -> list[Path]:
+    wheels.mkdir(parents=True, exist_ok=True)
+    target = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
+    for tag in platforms:
+        target += ["--platform", tag]
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        built = scratch / "built"
+        for path in paths:
+            # SOURCE_DATE_EPOCH: the same source builds the same wheel bytes, so the env's version is stable.
+            result = pip("wheel", "--no-deps", "-w", str(built), str(path),
+                         env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
+            if result.returncode != 0:
+                raise PackagingError(f"cannot build a wheel of the local package {path}: {unresolvable(result.stderr)}")
+        requirements = scratch / "requirements.txt"
+        requirements.write_text("\n".join(lines) + "\n")
+        fetched = scratch / "fetched"
+        args = ["download", *target, "-d", str(fetched), "-r", str(requirements)]
+        if complete:
+            args += ["--no-deps", "--require-hashes"]
+        if lines:
+            result = pip(*args)
+            if result.returncode != 0:
+                raise PackagingError(f"cannot resolve {unresolvable(result.stderr)} for the workers "
+                                     f"(CPython {python}, {platforms[0]}, wheels only)")
+        files = sorted([*fetched.glob("*.whl"), *built.glob("*.whl")]) if fetched.exists() or built.exists() else []
+        names = {canonical(f.name.split("-")[0]) for f in files}
+        missing = [name for name in RUNTIME if name not in names]
+        if missing:
+            raise PackagingError(f"the env does not depend on {' and '.join(missing)}: the worker runs RQ inside the "
+                                 "env's venv; add rq and redis to its requirements")
+        kept = []
+        for wheel in files:
+            destination = wheels / wheel.name
+            data = wheel.read_bytes()
+            if not destination.exists() or destination.read_bytes() != data:
+                destination.write_bytes(data)
+            kept.append(destination)
+        return kept
+
+
+def code_files(env_dir: Path) -> list[Path]:
+    files = []
+    for path in sorted(env_dir.rglob("*")):
+        relative = path.relative_to(env_dir)
+        if path.is_dir() or relative.name in SKIP or any(part.startswith(".") or part == "__pycache__"
+                                                         for part in relative.parts):
+            continue
+        files.append(path)
+    return files
+
+
+def build_zip(env_dir: Path, wheels: list[Path], module: str) -> tuple[bytes, dict]:
+    def sha(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    entries = [(wheel.name, sha(wheel.read_bytes())) for wheel in wheels]
+    lock_lines = []
+    for name, digest in entries:
+        project, version = name.split("-")[:2]
+        lock_lines.append(f"{project}=={version} --hash=sha256:{digest}")
+    manifest = {"module": module, "requirements": LOCK,
+                "wheels": [{"file": name, "sha256": digest} for name, digest in entries]}
+    members = [(str(path.relative_to(env_dir)), path.read_bytes()) for path in code_files(env_dir)]
+    members += [(LOCK, ("\n".join(lock_lines) + "\n").encode()),
+                (MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())]
+    with tempfile.SpooledTemporaryFile() as buffer:
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, data in sorted(members):
+                info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, data)
+        buffer.seek(0)
+        return buffer.read(), manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("env_dir", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--python-version", default="3.11")
+    parser.add_argument("--glibc", default="2.36", help="the workers' glibc (Debian 12: 2.36)")
+    parser.add_argument("--arch", default="x86_64")
+    parser.add_argument("--module", default="worker", help="module the workers import before taking jobs")
+    args = parser.parse_args(argv)
+    try:
+        if not (args.env_dir / f"{args.module}.py").exists() and not (args.env_dir / args.module).is_dir():
+            raise PackagingError(f"{args.env_dir} has no {args.module}.py (or package {args.module}/) for the "
+                                 "workers to import")
+        lines, paths, complete = requirements_of(args.env_dir)
+        wheels = download(lines, paths, complete, args.out_dir / "wheels", args.python_version,
+                          platform_tags(args.glibc, args.arch))
+        archive, manifest = build_zip(args.env_dir, wheels, args.module)
+    except PackagingError as error:
+        print(f"push-env: {error}.", file=sys.stderr)
+        return 2
+    version = hashlib.sha256(archive).hexdigest()
+    version_dir = args.out_dir / version
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (version_dir / "env.zip").write_bytes(archive)
+    print(json.dumps({"version": version, "zip": str(version_dir / "env.zip"), **manifest}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
