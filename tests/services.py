@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import http.server
 import socket
 import subprocess
@@ -99,6 +100,45 @@ def redis_server(directory: Path, password: str | None = None) -> Iterator[str]:
 
     try:
         _wait_until(answers, process, "redis-server")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def nginx_server(root: Path, users: dict[str, str]) -> Iterator[str]:
+    """Debian's nginx on a free loopback port serving root to the given users (basic auth); yields its URL."""
+    port = free_port()
+    work = root.parent / f"nginx-{port}"
+    work.mkdir()
+    (work / "htpasswd").write_text("".join(f"{user}:{{PLAIN}}{secret}\n" for user, secret in users.items()))
+    (work / "nginx.conf").write_text(f"""
+daemon off;
+user {getpass.getuser()};
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body;
+  proxy_temp_path {work}/proxy;
+  fastcgi_temp_path {work}/fastcgi;
+  uwsgi_temp_path {work}/uwsgi;
+  scgi_temp_path {work}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    auth_basic "CloudBurst files";
+    auth_basic_user_file {work}/htpasswd;
+  }}
+}}
+""")
+    process = subprocess.Popen(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until(lambda: requests.get(url, timeout=1).status_code in (401, 403, 404), process, "nginx")
         yield url
     finally:
         process.terminate()

@@ -1,0 +1,151 @@
+"""The worker image under Docker against a real Nginx and Redis: env versions switch with no job lost or run
+twice, a corrupt env is refused, a killed process's job runs again; push-env refuses an unresolvable env."""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq import Queue, Retry
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from services import nginx_server, redis_server
+from worker_container import READER, WorkerContainer, build_worker_image, package, point, publish
+
+PROBE_WORKER = '''
+import os
+import time
+
+from redis import Redis
+
+VERSION = {version}
+_redis = Redis.from_url(os.environ["CLOUDBURST_REDIS_URL"])
+
+
+def which(tag, sleep_s=0.0):
+    """Record that this job ran (and on which version), after sleeping sleep_s on its first attempt."""
+    attempt = _redis.incr(f"attempts:{{tag}}")
+    if attempt == 1:
+        time.sleep(sleep_s)
+    _redis.rpush("ran", f"{{tag}}@{{VERSION}}")
+    return VERSION
+'''
+RUNTIME = "rq==3.0.0\nredis==8.1.0\nasync-timeout==5.0.1\n"
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    return build_worker_image()
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("env-build")
+
+
+def probe_env(directory: Path, version: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "worker.py").write_text(PROBE_WORKER.format(version=version))
+    (directory / "requirements.txt").write_text(RUNTIME)
+    return directory
+
+
+@pytest.fixture
+def cluster(tmp_path, image, build_dir):
+    """Nginx and Redis on loopback, a worker container, and a way to publish probe env versions."""
+    root = tmp_path / "files"
+    root.mkdir()
+    with nginx_server(root, {READER[0]: READER[1]}) as files_url, redis_server(tmp_path) as redis_url:
+        worker = WorkerContainer(files_url, redis_url, tmp_path / "secrets")
+
+        def release(version: int) -> str:
+            return publish(package(probe_env(tmp_path / f"env-v{version}", version), build_dir), build_dir, root)
+
+        connection = Redis.from_url(redis_url)
+        yield {"worker": worker, "release": release, "root": root, "redis": connection,
+               "queue": Queue("cloudburst", connection=connection, serializer=JSONSerializer)}
+        worker.remove()
+
+
+def wait_finished(jobs: list[Job], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(job.get_status(refresh=True) not in ("finished", "failed") for job in jobs):
+        assert time.monotonic() < deadline, "jobs did not finish in time"
+        time.sleep(0.2)
+    assert [job.get_status() for job in jobs] == ["finished"] * len(jobs), [job.exc_info for job in jobs][:2]
+
+
+def test_a_new_version_takes_over_after_the_jobs_in_hand_with_none_lost_or_run_twice(cluster):
+    queue, worker = cluster["queue"], cluster["worker"]
+    v1 = cluster["release"](1)
+    worker.start().wait_for_log(f"process 1 started on env {v1[:12]}")
+    early = [queue.enqueue("worker.which", f"early-{n}") for n in range(4)]
+    wait_finished(early)
+    assert [job.return_value() for job in early] == [1] * 4
+
+    in_flight = [queue.enqueue("worker.which", f"slow-{n}", 2.0) for n in range(6)]
+    while sum(job.get_status(refresh=True) == "started" for job in in_flight) < 2:
+        time.sleep(0.1)
+    v2 = cluster["release"](2)
+    logs = worker.wait_for_log(f"switching from env {v1[:12]} to {v2[:12]}")
+    later = [queue.enqueue("worker.which", f"later-{n}") for n in range(4)]
+    wait_finished(in_flight + later)
+    logs = worker.logs()
+    assert f"env {v2[:12]} installed" in logs and logs.count("finished its last job") == 2
+
+    assert [job.return_value() for job in later] == [2] * 4
+    assert {job.return_value() for job in in_flight[:2]} == {1}  # started on v1, finished on v1
+    ran = [entry.decode() for entry in cluster["redis"].lrange("ran", 0, -1)]
+    tags = [entry.split("@")[0] for entry in ran]
+    assert sorted(tags) == sorted(job.args[0] for job in early + in_flight + later)  # each exactly once
+
+
+def test_a_corrupt_env_is_refused_and_the_worker_keeps_its_version(cluster):
+    queue, worker, root = cluster["queue"], cluster["worker"], cluster["root"]
+    v1 = cluster["release"](1)
+    worker.start().wait_for_log(f"process 1 started on env {v1[:12]}")
+    forged = "f" * 64
+    (root / "env" / forged).mkdir()
+    original = (root / "env" / v1 / "env.zip").read_bytes()
+    (root / "env" / forged / "env.zip").write_bytes(original[:-10] + b"tampered!!")
+    point(root, forged)
+    logs = worker.wait_for_log(f"refused env {forged[:12]}")
+    assert re.search(rf"refused env {forged[:12]}: env.zip of version {forged[:12]} has sha256 \w+: corrupt or "
+                     rf"altered; keeping env {v1[:12]}", logs)
+    job = queue.enqueue("worker.which", "after-corruption")
+    wait_finished([job])
+    assert job.return_value() == 1
+
+
+def test_a_job_whose_process_is_killed_runs_again_and_finishes(cluster):
+    queue, worker = cluster["queue"], cluster["worker"]
+    v1 = cluster["release"](1)
+    worker.start().wait_for_log(f"process 1 started on env {v1[:12]}")
+    victim = queue.enqueue("worker.which", "victim", 60.0, retry=Retry(max=2), job_timeout=300)
+    while victim.get_status(refresh=True) != "started":
+        time.sleep(0.1)
+    worker.kill_runners()
+    wait_finished([victim], timeout_s=60)
+    assert int(cluster["redis"].get("attempts:victim")) == 2
+    assert [entry.decode() for entry in cluster["redis"].lrange("ran", 0, -1)] == ["victim@1"]
+    assert "exited with -9; restarting" in worker.logs()
+
+
+def test_push_env_refuses_an_unresolvable_env_naming_the_package_and_uploads_nothing(repo, ansible_env, tmp_path):
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    (env_dir / "worker.py").write_text("def run(job):\n    return job\n")
+    (env_dir / "requirements.txt").write_text(RUNTIME + "cloudburst-no-such-package==9.9\n")
+    build = tmp_path / "build"
+    result = subprocess.run(["ansible-playbook", "-i", "inventory/local", "push-env.yml", "-e", f"push_env_dir={env_dir}",
+                             "-e", f"push_env_build_dir={build}"],
+                            cwd=repo, env=ansible_env, capture_output=True, text=True, timeout=600)
+    output = re.sub(r"\s+", " ", result.stdout + result.stderr)
+    assert result.returncode != 0
+    assert "push-env: cannot resolve cloudburst-no-such-package==9.9 for the workers" in output
+    assert "Push env | Upload" not in output and "Push env | Point current" not in output
+    assert not [path for path in build.glob("*") if path.name != "wheels"]  # no env version was built
