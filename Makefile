@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+PLAYBOOKS := site.yml push-env.yml $(wildcard playbooks/*.yml)
 SCENARIOS := $(notdir $(wildcard molecule/*))
 
 .PHONY: venv lint harness pytest molecule test demo lock clean
