@@ -10,8 +10,9 @@ import os
 from typing import Any
 
 import requests
+from rq import get_current_job
 
-from cloudburst.engine import run_member
+from cloudburst.engine import MemberFailed, run_member
 from cloudburst.influx import InfluxWriter
 from cloudburst.models import ModelCache
 
@@ -57,5 +58,15 @@ _results = _writer()
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
-    """Run one member and write its results; the status record is the job's return value."""
-    return run_member(job, _cache, _results)
+    """Run one member and write its results; the status record is the job's return value.
+
+    A member that fails (bad job, model, hydraulics) fails the same way every time: its RQ job is not
+    retried. Retries stay for what a re-run can fix: a worker or host that died mid-job.
+    """
+    try:
+        return run_member(job, _cache, _results)
+    except MemberFailed:
+        current = get_current_job()
+        if current is not None:
+            current.retries_left = 0
+        raise

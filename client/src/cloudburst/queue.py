@@ -1,0 +1,67 @@
+"""Enqueueing ensemble members for CloudBurst's workers, with RQ's own mechanisms.
+
+Jobs are JSON (RQ's JSONSerializer): a worker never unpickles a payload from Redis. Each job calls the env's
+``worker.run`` with one job document, has a timeout, keeps its result and its failure for set times, and is
+retried (``Retry``) when its worker dies: the runner heartbeats running jobs, and RQ's registry cleanup
+re-queues a job whose heartbeat went stale while it has retries left. A member's job ID is derived from its
+ensemble and member number, so its job can be found (status, retry) from the ensemble alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+QUEUE_NAME = "cloudburst"
+ENTRY_POINT = "worker.run"
+
+
+@dataclass(frozen=True)
+class JobPolicy:
+    timeout_s: int = 3600           # a member running longer is stopped and fails
+    result_ttl_s: int = 7 * 86400   # finished jobs (and their status) stay in Redis this long
+    failure_ttl_s: int = 30 * 86400  # failed jobs stay in the failed registry this long
+    retries: int = 2                # re-runs after the worker or its host died mid-job
+
+
+def job_id(ensemble: str, member: int) -> str:
+    """RQ allows letters, digits, _ and - in job IDs: the ensemble name made so, plus its hash (keeps "a.b" and
+    "a_b" apart), then the member."""
+    readable = re.sub(r"[^A-Za-z0-9_-]", "_", ensemble)
+    return f"{readable}-{hashlib.sha256(ensemble.encode()).hexdigest()[:8]}-{member}"
+
+
+def open_queue(connection: Redis, name: str = QUEUE_NAME) -> Queue:
+    return Queue(name, connection=connection, serializer=JSONSerializer)
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def enqueue_members(queue: Queue, documents: Iterable[dict[str, Any]], policy: JobPolicy = JobPolicy(),
+                    batch_size: int = 1000) -> int:
+    """Enqueue one job per job document (FIFO, in order), in pipelined batches; returns how many."""
+    count = 0
+    for batch in _batches(documents, batch_size):
+        queue.enqueue_many([
+            Queue.prepare_data(ENTRY_POINT, args=(document,), job_id=job_id(document["ensemble"], document["member"]),
+                               timeout=policy.timeout_s, result_ttl=policy.result_ttl_s,
+                               failure_ttl=policy.failure_ttl_s,
+                               retry=Retry(max=policy.retries) if policy.retries else None)
+            for document in batch])
+        count += len(batch)
+    return count

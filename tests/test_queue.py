@@ -1,0 +1,96 @@
+"""Queue semantics against a real Redis and the worker runner with the example env: JSON payloads, timeouts,
+TTLs and retries as RQ carries them; a failing member is recorded once and not retried."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+import wntr
+from redis import Redis
+
+from cloudburst.queue import JobPolicy, enqueue_members, job_id, open_queue
+from services import redis_server
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
+EXAMPLE_ENV = REPO / "files" / "env" / "epanet"
+NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
+
+
+@pytest.fixture
+def queue(tmp_path):
+    with redis_server(tmp_path) as url:
+        yield open_queue(Redis.from_url(url)), url
+
+
+@pytest.fixture(scope="module")
+def net3(model_dir, model_server) -> dict:
+    sha = hashlib.sha256(NET3.read_bytes()).hexdigest()
+    (model_dir / f"{sha}.inp").write_bytes(NET3.read_bytes())
+    return {"url": f"{model_server}/{sha}.inp", "sha256": sha}
+
+
+def member(net3: dict, number: int, run: dict | None = None) -> dict:
+    return {"schema": "cloudburst.job/1", "ensemble": "queue-tests", "member": number, "input": net3,
+            "run": run or {"alterations": [{"type": "demand_scale", "factor": 1.0 + number / 10}]}}
+
+
+def work(redis_url: str, tmp_path: Path) -> str:
+    """One burst worker with the example env in dry-run mode (no InfluxDB); returns its log."""
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLE_ENV), "CLOUDBURST_MODEL_CACHE": str(tmp_path / "models")}
+    env.pop("CLOUDBURST_INFLUX_URL", None)
+    done = subprocess.run([sys.executable, str(RUNNER), "--redis-url", redis_url, "--burst"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    return done.stdout + done.stderr
+
+
+def test_jobs_are_stored_as_json_with_their_timeout_ttls_and_retries(queue, net3):
+    rq_queue, _ = queue
+    documents = [member(net3, n) for n in range(5)]
+    policy = JobPolicy(timeout_s=900, result_ttl_s=3600, failure_ttl_s=86400, retries=3)
+    assert enqueue_members(rq_queue, documents, policy, batch_size=2) == 5
+    assert rq_queue.job_ids == [job_id("queue-tests", n) for n in range(5)]  # FIFO, in member order
+    raw = rq_queue.connection.hget(f"rq:job:{job_id('queue-tests', 3)}", "data")
+    function, _, args, _ = json.loads(zlib.decompress(raw))
+    assert function == "worker.run" and args == [documents[3]]
+    job = rq_queue.fetch_job(job_id("queue-tests", 3))
+    assert (job.timeout, job.result_ttl, job.failure_ttl, job.retries_left) == (900, 3600, 86400, 3)
+
+
+def test_the_example_env_runs_enqueued_members_and_returns_their_status(queue, net3, tmp_path):
+    rq_queue, url = queue
+    enqueue_members(rq_queue, [member(net3, n) for n in range(3)])
+    work(url, tmp_path)
+    for n in range(3):
+        job = rq_queue.fetch_job(job_id("queue-tests", n))
+        assert job.get_status() == "finished"
+        assert job.return_value()["status"] == "finished" and job.return_value()["model_sha256"] == net3["sha256"]
+
+
+def test_a_failing_member_is_failed_once_with_its_reason_and_not_retried(queue, net3, tmp_path):
+    rq_queue, url = queue
+    enqueue_members(rq_queue, [member(net3, 0, {"alterations": [{"type": "pump_outage", "pump": "P-404"}]}),
+                               member(net3, 1)], JobPolicy(retries=2))
+    log = work(url, tmp_path)
+    bad, good = (rq_queue.fetch_job(job_id("queue-tests", n)) for n in range(2))
+    assert bad.get_status() == "failed" and "P-404" in bad.latest_result().exc_string
+    assert "enqueued for retry" not in log
+    assert len(bad.results()) == 1  # one execution
+    assert good.get_status() == "finished"
+
+
+def test_a_member_running_past_its_timeout_is_stopped_and_failed(queue, net3, tmp_path):
+    rq_queue, url = queue
+    slow = member(net3, 0, {"simulator": "wntr", "duration_s": 30 * 86400})  # WNTRSimulator, a month: minutes
+    enqueue_members(rq_queue, [slow, member(net3, 1)], JobPolicy(timeout_s=2, retries=0))
+    work(url, tmp_path)
+    stopped, after = (rq_queue.fetch_job(job_id("queue-tests", n)) for n in range(2))
+    # RQ's timeout interrupts the simulation; the member fails with the timeout as its reason.
+    assert stopped.get_status() == "failed"
+    assert "Task exceeded maximum timeout value (2 seconds)" in stopped.latest_result().exc_string
+    assert after.get_status() == "finished"
