@@ -113,3 +113,17 @@ def test_a_job_whose_process_is_killed_mid_run_is_run_again_and_finished(redis_u
     assert job.return_value() == 2
     assert attempts.read_text().split() == [str(victim.pid), str(rescuer.pid)]
     assert recovered_s < 30
+
+
+def test_a_job_that_swallows_its_timeout_is_failed_by_the_runner_which_then_exits(redis_url, probe_dir):
+    queue = json_queue(redis_url)
+    job = queue.enqueue("worker.stubborn", 120, job_timeout=1)
+    follower = queue.enqueue("worker.whoami", "after")
+    started = time.monotonic()
+    runner = start_runner(redis_url, probe_dir, "--burst", "--heartbeat-s", "1")
+    output, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 75, output
+    assert time.monotonic() - started < 30  # 1 s timeout + 5 s grace, not the job's 120 s
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert "stopped by the runner" in job.latest_result().exc_string
+    assert follower.get_status(refresh=True) == JobStatus.QUEUED  # left for the replacement process

@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -28,7 +29,15 @@ log = logging.getLogger("cloudburst.runner")
 
 
 class PreloadedWorker(SimpleWorker):
-    """A SimpleWorker (no fork per job) that heartbeats running jobs from a thread."""
+    """A SimpleWorker (no fork per job) that heartbeats running jobs from a thread.
+
+    A job's timeout is RQ's alarm signal raised inside the job, which library code can swallow (wntr's solver
+    catches broad exceptions). So the heartbeat thread also enforces it: a job still running HARD_TIMEOUT_GRACE_S
+    after its timeout is failed (or retried) the way RQ fails a timed-out job, and this process exits for its
+    supervisor to replace it.
+    """
+
+    HARD_TIMEOUT_GRACE_S = 5
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.job_monitoring_interval * 3
@@ -36,6 +45,8 @@ class PreloadedWorker(SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         finished = threading.Event()
+        limit_s = job.timeout + self.HARD_TIMEOUT_GRACE_S if job.timeout and job.timeout > 0 else None
+        started = time.monotonic()
 
         def keep_alive() -> None:
             while not finished.wait(self.job_monitoring_interval):
@@ -43,6 +54,13 @@ class PreloadedWorker(SimpleWorker):
                     self.maintain_heartbeats(job, execution)
                 except Exception:  # a missed beat is retried at the next interval
                     log.exception("heartbeat for job %s failed", job.id)
+                if limit_s is not None and time.monotonic() - started > limit_s and not finished.is_set():
+                    log.error("job %s still running %d s past its %d s timeout: failing it and restarting",
+                              job.id, self.HARD_TIMEOUT_GRACE_S, job.timeout)
+                    self.handle_job_failure(job, queue, exc_string=(
+                        f"JobTimeoutException: Task exceeded maximum timeout value ({job.timeout} seconds); "
+                        "stopped by the runner"), execution=execution)
+                    os._exit(75)
 
         beat = threading.Thread(target=keep_alive, name="heartbeat", daemon=True)
         beat.start()
