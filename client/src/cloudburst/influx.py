@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from itertools import chain
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
@@ -35,13 +36,15 @@ class InfluxWriter:
     retries: int = 6
     backoff_s: float = 0.5
     timeout_s: float = 30.0
+    concurrent_posts: int = 3  # requests in flight at once
     session: requests.Session = field(default_factory=requests.Session)
 
     def write(self, lines: Iterable[str], db: str | None = None) -> int:
         """Write every line to db (default: the writer's); returns the number of lines written.
 
-        The next batch is built while the previous one is in flight, so producing line protocol and
-        InfluxDB's ingest overlap (one POST at a time keeps batches in order).
+        Batches are built while earlier ones are in flight, up to ``concurrent_posts`` requests at once, so
+        producing line protocol and InfluxDB's ingest (which parses requests on several cores) overlap. Order
+        between batches does not matter: each point is keyed by its series and timestamp.
         """
         pending = batches(lines, self.batch_lines)
         first, second = next(pending, None), next(pending, None)
@@ -51,16 +54,16 @@ class InfluxWriter:
             self._post("\n".join(first).encode(), db or self.db)
             return len(first)
         written = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-post") as poster:
-            in_flight: Future[None] | None = None
+        with ThreadPoolExecutor(max_workers=self.concurrent_posts, thread_name_prefix="influx-post") as poster:
+            in_flight: deque[Future[None]] = deque()
             for batch in chain((first, second), pending):
                 body = "\n".join(batch).encode()
-                if in_flight is not None:
-                    in_flight.result()
-                in_flight = poster.submit(self._post, body, db or self.db)
+                if len(in_flight) == self.concurrent_posts:
+                    in_flight.popleft().result()
+                in_flight.append(poster.submit(self._post, body, db or self.db))
                 written += len(batch)
-            if in_flight is not None:
-                in_flight.result()
+            for future in in_flight:
+                future.result()
         return written
 
     def _post(self, body: bytes, db: str) -> None:
