@@ -94,6 +94,9 @@ def test_a_new_version_takes_over_after_the_jobs_in_hand_with_none_lost_or_run_t
     logs = worker.wait_for_log(f"switching from env {v1[:12]} to {v2[:12]}")
     later = [queue.enqueue("worker.which", f"later-{n}") for n in range(4)]
     wait_finished(in_flight + later)
+    deadline = time.monotonic() + 30  # the supervisor notices each old process's exit within a second
+    while worker.logs().count("finished its last job") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     logs = worker.logs()
     assert f"env {v2[:12]} installed" in logs and logs.count("finished its last job") == 2
 
