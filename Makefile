@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PLAYBOOKS := site.yml push-env.yml $(wildcard playbooks/*.yml)
 SCENARIOS := $(notdir $(wildcard molecule/*))
 
-.PHONY: venv lint harness pytest molecule test demo lock clean
+.PHONY: venv lint harness pytest molecule test demo lock lock-env clean
 
 venv: $(VENV)/.installed
 
@@ -38,14 +38,28 @@ molecule: venv harness
 
 test: lint pytest molecule
 
+# One host: deploy, publish the example env, run a 200-member Net3 ensemble, print its worst members and
+# draw a fan chart (demo-fan-chart.png). Each run submits a new ensemble.
 demo: venv harness
 	$(BIN)/ansible-playbook -i inventory/local site.yml
+	$(BIN)/ansible-playbook -i inventory/local push-env.yml
+	set -e; ensemble=$$($(BIN)/cloudburst submit files/models/Net3.inp files/scenarios/net3-demand-roughness.yml --wait); \
+	  $(BIN)/cloudburst summary $$ensemble --top 10; \
+	  $(BIN)/cloudburst results $$ensemble --element node:123 --attribute pressure --plot demo-fan-chart.png; \
+	  echo "ensemble $$ensemble: fan chart of pressure at node 123 in demo-fan-chart.png"
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q -r requirements.in
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v -E "^(pip|setuptools|wheel)==" > requirements.txt
 	rm -rf .lock-venv
+
+# Regenerate the example env's Pipfile.lock with a pinned pipenv in a throwaway venv.
+lock-env:
+	rm -rf .pipenv-venv && $(PYTHON) -m venv .pipenv-venv
+	.pipenv-venv/bin/pip install -q pipenv==2026.10.3
+	cd files/env/epanet && PIPENV_IGNORE_VIRTUALENVS=1 WORKON_HOME=$(CURDIR)/.pipenv-venv/envs $(CURDIR)/.pipenv-venv/bin/pipenv lock
+	rm -rf .pipenv-venv
 
 clean:
 	rm -rf $(VENV)

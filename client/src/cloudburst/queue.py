@@ -9,13 +9,18 @@ ensemble and member number, so its job can be found (status, retry) from the ens
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import zlib
+from datetime import datetime, timezone
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Queue
+from rq.job import Job
+from rq.utils import utcformat
 from rq.serializers import JSONSerializer
 
 QUEUE_NAME = "cloudburst"
@@ -53,15 +58,31 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def enqueue_members(queue: Queue, documents: Iterable[dict[str, Any]], policy: JobPolicy = JobPolicy(),
-                    batch_size: int = 1000) -> int:
-    """Enqueue one job per job document (FIFO, in order), in pipelined batches; returns how many."""
+                    batch_size: int = 5000) -> int:
+    """Enqueue one job per job document (FIFO, in order), in pipelined batches; returns how many.
+
+    Writes the job hashes RQ's own ``enqueue_many`` writes (the same fields, JSON data compressed as RQ does,
+    read back by RQ's ``Job``), without building an RQ ``Job`` object per member: about 4x faster
+    (bench/enqueue.py), which matters at 100,000 members.
+    """
+    now = utcformat(datetime.now(timezone.utc))
+    common = {"status": "queued", "origin": queue.name, "created_at": now, "enqueued_at": now,
+              "timeout": policy.timeout_s, "result_ttl": policy.result_ttl_s, "failure_ttl": policy.failure_ttl_s}
+    if policy.retries:
+        common.update(retries_left=policy.retries, retry_intervals="[0]")
     count = 0
+    connection = queue.connection
     for batch in _batches(documents, batch_size):
-        queue.enqueue_many([
-            Queue.prepare_data(ENTRY_POINT, args=(document,), job_id=job_id(document["ensemble"], document["member"]),
-                               timeout=policy.timeout_s, result_ttl=policy.result_ttl_s,
-                               failure_ttl=policy.failure_ttl_s,
-                               retry=Retry(max=policy.retries) if policy.retries else None)
-            for document in batch])
+        pipeline = connection.pipeline(transaction=False)
+        ids = []
+        for document in batch:
+            identifier = job_id(document["ensemble"], document["member"])
+            data = zlib.compress(json.dumps([ENTRY_POINT, None, [document], {}]).encode())
+            pipeline.hset(f"{Job.redis_job_namespace_prefix}{identifier}", mapping={
+                **common, "data": data, "description": f"{ENTRY_POINT} {document['ensemble']} member {document['member']}"})
+            ids.append(identifier)
+        pipeline.rpush(queue.key, *ids)
+        pipeline.sadd(Queue.redis_queues_keys, queue.key)
+        pipeline.execute()
         count += len(batch)
     return count
