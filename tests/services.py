@@ -107,8 +107,9 @@ def redis_server(directory: Path, password: str | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def nginx_server(root: Path, users: dict[str, str]) -> Iterator[str]:
-    """Debian's nginx on a free loopback port serving root to the given users (basic auth); yields its URL."""
+def nginx_server(root: Path, users: dict[str, str], uploads: bool = False) -> Iterator[str]:
+    """Debian's nginx on a free loopback port serving root to the given users (basic auth), taking PUT uploads
+    under /models/ when asked; yields its URL."""
     port = free_port()
     work = root.parent / f"nginx-{port}"
     work.mkdir()
@@ -131,6 +132,7 @@ http {{
     root {root};
     auth_basic "CloudBurst files";
     auth_basic_user_file {work}/htpasswd;
+    {"location /models/ { dav_methods PUT; create_full_put_path on; }" if uploads else ""}
   }}
 }}
 """)

@@ -78,16 +78,17 @@ def follow(cluster: Cluster, name: str, stream=sys.stderr) -> Progress:
     return final
 
 
-def cmd_submit(args: argparse.Namespace, cluster_factory: Callable[[], Cluster]) -> int:
+def cmd_submit(args: argparse.Namespace, settings: Settings, cluster_factory: Callable[[], Cluster]) -> int:
     scenario = load_scenario(Path(args.scenario))
     data, model = load_model(Path(args.model))
     sha256 = hashlib.sha256(data).hexdigest()
-    cluster = cluster_factory()
-    placeholder = {"url": f"{cluster.settings.cluster_files_url}/models/{sha256}.inp", "sha256": sha256}
+    placeholder = {"url": f"{settings.cluster_files_url}/models/{sha256}.inp", "sha256": sha256}
+    if isinstance(scenario, dict):  # results go to the cluster's database unless the scenario names another
+        scenario = {**scenario, "output": {"db": settings.influx_db, **(scenario.get("output") or {})}}
     name = args.name or f"{scenario.get('ensemble', 'ensemble') if isinstance(scenario, dict) else 'ensemble'}-" \
                         f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     ensemble = generate(scenario, model, placeholder, name)  # every check before anything is uploaded or enqueued
-    cluster.check()
+    cluster = cluster_factory()
     if ensemble.name in cluster.names():
         raise InputError(f"ensemble {ensemble.name!r} exists; give another --name")
     url, uploaded = cluster.upload_model(data, sha256)
@@ -105,7 +106,7 @@ def cmd_submit(args: argparse.Namespace, cluster_factory: Callable[[], Cluster])
     return 0
 
 
-def cmd_status(args: argparse.Namespace, cluster_factory: Callable[[], Cluster]) -> int:
+def cmd_status(args: argparse.Namespace, settings: Settings, cluster_factory: Callable[[], Cluster]) -> int:
     cluster = cluster_factory()
     info = cluster.info(args.ensemble)
     progress = cluster.progress(args.ensemble)
@@ -121,7 +122,7 @@ def cmd_status(args: argparse.Namespace, cluster_factory: Callable[[], Cluster])
     return EXIT_FAILED if progress.failed else 0
 
 
-def cmd_retry(args: argparse.Namespace, cluster_factory: Callable[[], Cluster]) -> int:
+def cmd_retry(args: argparse.Namespace, settings: Settings, cluster_factory: Callable[[], Cluster]) -> int:
     cluster = cluster_factory()
     info = cluster.info(args.ensemble)
     model_data = cluster.fetch_model(info["model_sha256"])
@@ -130,7 +131,7 @@ def cmd_retry(args: argparse.Namespace, cluster_factory: Callable[[], Cluster]) 
     placeholder = {"url": f"{cluster.settings.cluster_files_url}/models/{info['model_sha256']}.inp",
                    "sha256": info["model_sha256"]}
     import json
-    ensemble = generate(json.loads(info["scenario"]), model, placeholder)
+    ensemble = generate(json.loads(info["scenario"]), model, placeholder, args.ensemble)
     from cloudburst.queue import job_id
     waiting = cluster.queued_ids(args.ensemble) | set(cluster.running(args.ensemble))
     finished = cluster.finished_members(args.ensemble)
@@ -144,23 +145,23 @@ def cmd_retry(args: argparse.Namespace, cluster_factory: Callable[[], Cluster]) 
     return 0
 
 
-def cmd_cancel(args: argparse.Namespace, cluster_factory: Callable[[], Cluster]) -> int:
+def cmd_cancel(args: argparse.Namespace, settings: Settings, cluster_factory: Callable[[], Cluster]) -> int:
     removed = cluster_factory().cancel(args.ensemble)
     print(f"{removed} queued members removed; members already running finish")
     return 0
 
 
-def cmd_list(args: argparse.Namespace, cluster_factory: Callable[[], Cluster]) -> int:
+def cmd_list(args: argparse.Namespace, settings: Settings, cluster_factory: Callable[[], Cluster]) -> int:
     cluster = cluster_factory()
     print(f"{'ensemble':<32} {'created':<26} {'members':>8} {'finished':>9} {'failed':>7}  state")
     for name in cluster.names():
-        info, counts = cluster.info(name), cluster.status_counts(name)
-        print(f"{name:<32} {info['created_at']:<26} {info['members']:>8} {counts['finished']:>9} "
-              f"{counts['failed']:>7}  {info['state']}")
+        info, progress = cluster.info(name), cluster.progress(name)
+        print(f"{name:<32} {info['created_at']:<26} {info['members']:>8} {progress.finished:>9} "
+              f"{progress.failed:>7}  {info['state']}")
     return 0
 
 
-def cmd_results(args: argparse.Namespace, cluster_factory: Callable[[], Cluster]) -> int:
+def cmd_results(args: argparse.Namespace, settings: Settings, cluster_factory: Callable[[], Cluster]) -> int:
     kind, _, element = args.element.partition(":")
     if kind not in ("node", "link") or not element:
         raise InputError(f"--element takes node:ID or link:ID, not {args.element!r}")
@@ -198,7 +199,7 @@ def plot_fan(table, title: str, attribute: str, path: str) -> None:
     plt.close(figure)
 
 
-def cmd_summary(args: argparse.Namespace, cluster_factory: Callable[[], Cluster]) -> int:
+def cmd_summary(args: argparse.Namespace, settings: Settings, cluster_factory: Callable[[], Cluster]) -> int:
     table = cluster_factory().summaries(args.ensemble)
     if args.csv:
         table.to_csv(args.csv, index=False)
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = Settings.load()
-        return args.run(args, lambda: Cluster(settings))
+        return args.run(args, settings, lambda: Cluster(settings).checked())
     except (InputError, ScenarioError, LookupError) as error:
         problems = getattr(error, "problems", None) or [str(error)]
         for problem in problems:

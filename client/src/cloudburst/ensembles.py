@@ -16,7 +16,7 @@ import pandas as pd
 import requests
 from redis import Redis
 from rq import Queue
-from rq.registry import StartedJobRegistry
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from cloudburst.config import Settings
 from cloudburst.queue import job_id, open_queue
@@ -70,7 +70,8 @@ class Cluster:
         self.http = requests.Session()
 
     # --- checks -------------------------------------------------------------------------------------------
-    def check(self) -> None:
+    def checked(self) -> "Cluster":
+        """This cluster, once Redis and InfluxDB answered and took the credentials; raises ServiceError."""
         import redis as redis_errors
         try:
             self.redis.ping()
@@ -79,6 +80,7 @@ class Cluster:
         except redis_errors.RedisError as error:
             raise ServiceError(f"Redis at {self.settings.redis_url} does not answer ({type(error).__name__})") from None
         self.influx("SHOW MEASUREMENTS LIMIT 1")
+        return self
 
     def influx(self, query: str) -> list[dict[str, Any]]:
         try:
@@ -146,18 +148,21 @@ class Cluster:
     def names(self) -> list[str]:
         return sorted(name.decode() for name in self.redis.smembers(ENSEMBLES_KEY))
 
-    def status_counts(self, name: str) -> dict[str, int]:
-        counts = {}
-        for state in ("finished", "failed"):
-            series = self.influx(f"SELECT count(runtime_s) FROM status WHERE ensemble = '{_quote(name)}' "
-                                 f"AND status = '{state}'")
-            counts[state] = series[0]["values"][0][1] if series else 0
-        return counts
-
-    def finished_members(self, name: str) -> set[int]:
-        frame = self.frame(f"SELECT runtime_s FROM status WHERE ensemble = '{_quote(name)}' AND status = 'finished' "
+    def _members_with_status(self, name: str, state: str) -> set[int]:
+        frame = self.frame(f"SELECT runtime_s FROM status WHERE ensemble = '{_quote(name)}' AND status = '{state}' "
                            "GROUP BY member")
         return set(frame["member"].astype(int)) if not frame.empty else set()
+
+    def finished_members(self, name: str) -> set[int]:
+        return self._members_with_status(name, "finished")
+
+    def failed_members(self, name: str) -> set[int]:
+        """Members whose status says failed, and members whose job RQ failed (a timeout, or a write that
+        never reached InfluxDB)."""
+        prefix = job_id(name, 0)[:-1]
+        registry = FailedJobRegistry(self.queue.name, connection=self.redis)
+        in_rq = {int(job[len(prefix):]) for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
+        return self._members_with_status(name, "failed") | in_rq
 
     def running(self, name: str) -> list[str]:
         prefix = job_id(name, 0)[:-1]
@@ -170,8 +175,9 @@ class Cluster:
 
     def progress(self, name: str) -> Progress:
         members = int(self.info(name)["members"])
-        counts = self.status_counts(name)
-        return Progress(members, counts["finished"], counts["failed"], len(self.running(name)))
+        finished = self.finished_members(name)
+        failed = self.failed_members(name) - finished  # a member retried to success counts once, as finished
+        return Progress(members, len(finished), len(failed), len(self.running(name)))
 
     def cancel(self, name: str) -> int:
         self.info(name)

@@ -67,7 +67,7 @@ class Ensemble:
 def _distribution_problems(value: Any, path: str) -> list[str]:
     if isinstance(value, dict):
         if "distribution" not in value:
-            return []
+            return [p for key, item in value.items() for p in _distribution_problems(item, f"{path}.{key}")]
         kind = value["distribution"]
         if kind not in DISTRIBUTIONS:
             return [f"{path}: unknown distribution {kind!r}; known: {', '.join(DISTRIBUTIONS)}"]
