@@ -43,7 +43,7 @@ test: lint pytest molecule
 demo: venv harness
 	$(BIN)/ansible-playbook -i inventory/local site.yml
 	$(BIN)/ansible-playbook -i inventory/local push-env.yml
-	set -e; ensemble=$$($(BIN)/cloudburst submit files/models/Net3.inp files/scenarios/net3-demand-roughness.yml --wait); \
+	@set -e; ensemble=$$($(BIN)/cloudburst submit files/models/Net3.inp files/scenarios/net3-demand-roughness.yml --wait); \
 	  $(BIN)/cloudburst summary $$ensemble --top 10; \
 	  $(BIN)/cloudburst results $$ensemble --element node:123 --attribute pressure --plot demo-fan-chart.png; \
 	  echo "ensemble $$ensemble: fan chart of pressure at node 123 in demo-fan-chart.png"

@@ -31,3 +31,18 @@ def test_a_stack_that_cannot_converge_fails_naming_service_node_and_error(repo, 
     assert f"service worker on node {socket.gethostname()} is not running (rejected: " in match.group(1), match.group(1)
     assert "range of cpus" in match.group(1).lower()  # Docker's own error: "Range of CPUs is from 0.01 to ..."
     assert "service redis" not in match.group(1)  # the healthy services are not blamed
+
+
+def test_make_demo_runs_the_ensemble_and_draws_the_fan_chart(repo, deployed, tmp_path):
+    """The README's `make demo`, as a new user runs it (on top of this machine's deployment)."""
+    chart = repo / "demo-fan-chart.png"
+    chart.unlink(missing_ok=True)
+    demo = subprocess.run(["make", "demo"], cwd=repo, capture_output=True, text=True, timeout=1200)
+    assert demo.returncode == 0, (demo.stdout + demo.stderr)[-4000:]
+    assert "200/200  finished 200  failed 0" in demo.stderr
+    assert "200 members, worst (lowest minimum pressure) first:" in demo.stdout
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ensemble = re.findall(r"ensemble (\S+): fan chart", demo.stdout)[-1]
+    status = subprocess.run([str(repo / ".venv" / "bin" / "cloudburst"), "status", ensemble],
+                            capture_output=True, text=True, timeout=120)
+    assert "members 200  finished 200  failed 0  running 0  queued 0" in status.stdout

@@ -1,0 +1,73 @@
+"""Benchmark: enqueueing 100,000 ensemble members into a real Redis on loopback.
+
+Compares CloudBurst's enqueue_members (RQ's job hashes written in pipelined batches) with RQ's own
+enqueue_many and with a pipelined raw LPUSH of the same payloads (no job hashes: what Redis itself can take).
+Members are drawn from the demo's scenario (files/scenarios/net3-demand-roughness.yml) beforehand; the
+figures are enqueueing only. Prints jobs per second.
+
+    .venv/bin/python bench/enqueue.py [--members 100000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import wntr
+import yaml
+from redis import Redis
+from rq import Queue, Retry
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from services import redis_server  # noqa: E402
+
+from cloudburst.queue import ENTRY_POINT, JobPolicy, enqueue_members, job_id, open_queue  # noqa: E402
+from cloudburst.scenarios import generate  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    args = parser.parse_args()
+    scenario = yaml.safe_load((REPO / "files" / "scenarios" / "net3-demand-roughness.yml").read_text())
+    scenario["members"] = args.members
+    model = wntr.network.WaterNetworkModel(str(REPO / "files" / "models" / "Net3.inp"))
+    started = time.perf_counter()
+    documents = generate(scenario, model, {"url": "http://nginx:8080/models/x.inp", "sha256": "0" * 64}).documents
+    generate_s = time.perf_counter() - started
+    policy = JobPolicy()
+    figures = {}
+    with tempfile.TemporaryDirectory() as scratch, redis_server(Path(scratch)) as url:
+        connection = Redis.from_url(url)
+        for name in ("cloudburst enqueue_members", "rq enqueue_many", "raw pipelined LPUSH"):
+            connection.flushdb()
+            started = time.perf_counter()
+            if name.startswith("cloudburst"):
+                enqueue_members(open_queue(connection), documents, policy)
+            elif name.startswith("rq"):
+                queue = open_queue(connection)
+                for at in range(0, len(documents), 5000):
+                    queue.enqueue_many([Queue.prepare_data(
+                        ENTRY_POINT, args=(document,), job_id=job_id(document["ensemble"], document["member"]),
+                        timeout=policy.timeout_s, result_ttl=policy.result_ttl_s, failure_ttl=policy.failure_ttl_s,
+                        retry=Retry(max=policy.retries)) for document in documents[at:at + 5000]])
+            else:
+                for at in range(0, len(documents), 5000):
+                    pipeline = connection.pipeline(transaction=False)
+                    pipeline.lpush("raw", *(json.dumps(document) for document in documents[at:at + 5000]))
+                    pipeline.execute()
+            figures[name] = time.perf_counter() - started
+            queued = connection.llen("raw") if name.startswith("raw") else connection.llen("rq:queue:cloudburst")
+            assert queued == len(documents), (name, queued)
+    print(f"{len(documents)} members of the demo scenario (drawn and checked in {generate_s:.1f} s beforehand)")
+    for name, seconds in figures.items():
+        print(f"  {name:<28} {seconds:6.2f} s  {len(documents) / seconds:9,.0f} jobs/s")
+    print("  target: >= 20,000 jobs/s")
+
+
+if __name__ == "__main__":
+    main()
