@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +19,7 @@ import yaml
 
 from cloudburst.config import ConfigError, Settings
 from cloudburst.ensembles import Cluster, Progress, ServiceError
-from cloudburst.queue import JobPolicy, enqueue_members
+from cloudburst.queue import JobPolicy, enqueue_members, job_id
 from cloudburst.scenarios import ScenarioError, generate
 
 EXIT_FAILED, EXIT_INPUT, EXIT_SERVICE, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -125,14 +127,13 @@ def cmd_status(args: argparse.Namespace, settings: Settings, cluster_factory: Ca
 def cmd_retry(args: argparse.Namespace, settings: Settings, cluster_factory: Callable[[], Cluster]) -> int:
     cluster = cluster_factory()
     info = cluster.info(args.ensemble)
-    model_data = cluster.fetch_model(info["model_sha256"])
-    with _temporary_model(model_data) as path:
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "model.inp"
+        path.write_bytes(cluster.fetch_model(info["model_sha256"]))
         _, model = load_model(path)
     placeholder = {"url": f"{cluster.settings.cluster_files_url}/models/{info['model_sha256']}.inp",
                    "sha256": info["model_sha256"]}
-    import json
     ensemble = generate(json.loads(info["scenario"]), model, placeholder, args.ensemble)
-    from cloudburst.queue import job_id
     waiting = cluster.queued_ids(args.ensemble) | set(cluster.running(args.ensemble))
     finished = cluster.finished_members(args.ensemble)
     again = [document for document in ensemble.documents if document["member"] not in finished
@@ -208,21 +209,6 @@ def cmd_summary(args: argparse.Namespace, settings: Settings, cluster_factory: C
     print(f"{len(table)} members, worst (lowest minimum pressure) first:")
     print(table[columns].head(args.top).to_string(index=False, float_format=lambda value: f"{value:.2f}"))
     return 0
-
-
-class _temporary_model:
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def __enter__(self) -> Path:
-        import tempfile
-        self.directory = tempfile.TemporaryDirectory()
-        path = Path(self.directory.name) / "model.inp"
-        path.write_bytes(self.data)
-        return path
-
-    def __exit__(self, *exc: object) -> None:
-        self.directory.cleanup()
 
 
 def parser() -> argparse.ArgumentParser:

@@ -12,16 +12,18 @@ import hashlib
 import json
 import re
 import zlib
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
 from rq import Queue
 from rq.job import Job
-from rq.utils import utcformat
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat
+
+from cloudburst.influx import batches
 
 QUEUE_NAME = "cloudburst"
 ENTRY_POINT = "worker.run"
@@ -46,17 +48,6 @@ def open_queue(connection: Redis, name: str = QUEUE_NAME) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def enqueue_members(queue: Queue, documents: Iterable[dict[str, Any]], policy: JobPolicy = JobPolicy(),
                     batch_size: int = 5000) -> int:
     """Enqueue one job per job document (FIFO, in order), in pipelined batches; returns how many.
@@ -72,7 +63,7 @@ def enqueue_members(queue: Queue, documents: Iterable[dict[str, Any]], policy: J
         common.update(retries_left=policy.retries, retry_intervals="[0]")
     count = 0
     connection = queue.connection
-    for batch in _batches(documents, batch_size):
+    for batch in batches(documents, batch_size):
         pipeline = connection.pipeline(transaction=False)
         ids = []
         for document in batch:
