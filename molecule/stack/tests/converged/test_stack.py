@@ -3,7 +3,7 @@ import pytest
 import redis
 import requests
 
-from stack_view import MASTER, WORKERS, master_address, password, services, tasks
+from stack_view import MASTER, SECRETS, WORKERS, master_address, password, services, tasks
 
 testinfra_hosts = [MASTER]
 MASTER_SERVICES = ["influxdb", "nginx", "redis", "rq-dashboard"]
@@ -87,3 +87,33 @@ def test_data_written_before_a_forced_update(address):
     """Seeds the data tests/updated reads back after side_effect force_update.yml."""
     assert redis.Redis(host=address, port=6379, password=password("redis_password")).set("survivor", "still-here")
     assert influx_write(address, "cloudburst_writer", "influxdb_write_password").status_code == 204
+
+
+def published_ports() -> dict[int, str]:
+    """Every port the stack publishes, from the services' own specs (so a new one cannot slip by)."""
+    ports = {}
+    for name, service in services().items():
+        for port in service["Endpoint"]["Spec"].get("Ports", []):
+            ports[port["PublishedPort"]] = name
+    return ports
+
+
+def test_every_published_port_refuses_anonymous_use(address):
+    ports = published_ports()
+    assert set(ports.values()) == {"redis", "influxdb", "nginx", "rq-dashboard"}
+    for port, service in ports.items():
+        if service == "redis":
+            with pytest.raises(redis.AuthenticationError):
+                redis.Redis(host=address, port=port).keys("*")
+        else:
+            paths = {"influxdb": "/query?q=SHOW+DATABASES", "nginx": "/env/current", "rq-dashboard": "/"}
+            assert requests.get(f"http://{address}:{port}{paths[service]}", timeout=10).status_code == 401, service
+
+
+def test_no_password_shows_in_docker_inspect_or_service_logs(host):
+    secrets = [path.read_text().strip() for path in SECRETS.iterdir()]
+    assert len(secrets) == 8
+    inspected = host.check_output("docker service inspect $(docker service ls -q) && docker inspect $(docker ps -q)")
+    logs = host.check_output("for s in $(docker service ls -q); do docker service logs --raw $s 2>&1; done")
+    for secret in secrets:
+        assert secret not in inspected and secret not in logs

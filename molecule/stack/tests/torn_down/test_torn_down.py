@@ -1,0 +1,20 @@
+"""After side_effect teardown.yml: no stack, no swarm, and (by default) the data volumes kept."""
+import json
+
+import pytest
+
+from stack_view import MASTER, WORKERS, cluster_host
+
+testinfra_hosts = [MASTER]
+
+
+@pytest.mark.parametrize("name", [MASTER, *WORKERS])
+def test_every_node_left_the_swarm_and_runs_no_stack_container(name):
+    node = cluster_host(name)
+    assert json.loads(node.check_output("docker info --format '{{json .Swarm.LocalNodeState}}'")) == "inactive"
+    assert node.check_output("docker ps -q --filter label=com.docker.stack.namespace=cloudburst") == ""
+
+
+def test_the_masters_data_volumes_are_kept():
+    volumes = cluster_host(MASTER).check_output("docker volume ls -q --filter label=com.docker.stack.namespace=cloudburst")
+    assert {"cloudburst_redis-data", "cloudburst_influxdb-data", "cloudburst_files"} <= set(volumes.split())
