@@ -107,7 +107,7 @@ def redis_server(directory: Path, password: str | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def nginx_server(root: Path, users: dict[str, str], uploads: bool = False) -> Iterator[str]:
+def nginx_server(root: Path, users: dict[str, str], uploads: bool = False, access_log: bool = False) -> Iterator[str]:
     """Debian's nginx on a free loopback port serving root to the given users (basic auth), taking PUT uploads
     under /models/ when asked; yields its URL."""
     port = free_port()
@@ -121,7 +121,8 @@ pid {work}/nginx.pid;
 error_log {work}/error.log;
 events {{}}
 http {{
-  access_log off;
+  log_format bytes '$body_bytes_sent';
+  access_log {f"{work}/access.log bytes" if access_log else "off"};
   client_body_temp_path {work}/body;
   proxy_temp_path {work}/proxy;
   fastcgi_temp_path {work}/fastcgi;
