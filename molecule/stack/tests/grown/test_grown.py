@@ -1,0 +1,56 @@
+"""After side_effect grow.yml: the added worker host joined, got its worker task and takes jobs; nothing else
+was restarted."""
+import hashlib
+import time
+from pathlib import Path
+
+import redis
+import requests
+import wntr
+from rq import Worker
+
+from cloudburst.queue import enqueue_members, job_id, open_queue
+from stack_view import MASTER, WORKERS, cluster_host, master_address, password, services, tasks
+
+testinfra_hosts = [MASTER]
+ADDED = "cb-stack-worker3"
+
+
+def test_the_worker_service_now_runs_on_the_added_host_too():
+    assert sorted(task["Node"] for task in tasks("worker")) == sorted(WORKERS + [ADDED])
+
+
+def test_no_task_on_the_other_hosts_was_replaced_by_adding_a_host():
+    # The added host's own first worker tasks may be rejected until its images are loaded (swarm places the
+    # task as soon as the labelled node joins); tasks elsewhere must all be the ones that ran before.
+    replaced = {name: len([task for task in tasks(name, desired="shutdown") if task["Node"] != ADDED])
+                for name in services()}
+    # Redis and InfluxDB were replaced once, on purpose, by side_effect force_update.yml.
+    assert replaced == {"redis": 1, "influxdb": 1, "nginx": 0, "rq-dashboard": 0, "worker": 0}
+
+
+def test_the_added_host_takes_jobs():
+    address = master_address()
+    connection = redis.Redis(host=address, port=6379, password=password("redis_password"))
+    added_container = cluster_host(ADDED).check_output(
+        "docker ps -q --filter label=com.docker.swarm.service.name=cloudburst_worker").strip()
+    assert added_container
+    deadline = time.monotonic() + 300  # the new host downloads and installs the env first
+    while not any(worker.name.startswith(added_container) for worker in Worker.all(connection=connection)):
+        assert time.monotonic() < deadline, "the added host's worker did not start within 300 s"
+        time.sleep(2)
+    model = (Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp").read_bytes()
+    sha = hashlib.sha256(model).hexdigest()
+    assert requests.head(f"http://{address}:8080/models/{sha}.inp", timeout=30,
+                         auth=("cloudburst", password("files_reader_password"))).status_code == 200
+    documents = [{"schema": "cloudburst.job/1", "ensemble": "grown", "member": member,
+                  "input": {"url": f"http://nginx:8080/models/{sha}.inp", "sha256": sha}} for member in range(60)]
+    queue = open_queue(connection)
+    enqueue_members(queue, documents)
+    jobs = [queue.fetch_job(job_id("grown", member)) for member in range(60)]
+    deadline = time.monotonic() + 120
+    while any(job.get_status(refresh=True) not in ("finished", "failed") for job in jobs):
+        assert time.monotonic() < deadline, "jobs did not finish within 120 s"
+        time.sleep(1)
+    hosts = {job.return_value()["worker"] for job in jobs}
+    assert added_container in hosts and len(hosts) == 3
