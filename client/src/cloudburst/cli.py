@@ -117,9 +117,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings, cluster_factory: Ca
     print(f"members {progress.members}  finished {progress.finished}  failed {progress.failed}  "
           f"running {progress.running}  queued {progress.queued}")
     if progress.failed:
-        failures = cluster.frame(f"SELECT error FROM status WHERE ensemble = '{args.ensemble}' AND status = 'failed' "
-                                 "GROUP BY member")
-        for _, row in failures.sort_values("member", key=lambda m: m.astype(int)).head(10).iterrows():
+        for _, row in cluster.failures(args.ensemble).head(10).iterrows():
             print(f"  member {row['member']}: {row['error']}")
     return EXIT_FAILED if progress.failed else 0
 

@@ -19,7 +19,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from cloudburst.config import Settings
-from cloudburst.queue import job_id, open_queue
+from cloudburst.queue import job_prefix, open_queue
 
 ENSEMBLES_KEY = "cloudburst:ensembles"
 _CANCEL_SCRIPT = """
@@ -156,21 +156,27 @@ class Cluster:
     def finished_members(self, name: str) -> set[int]:
         return self._members_with_status(name, "finished")
 
+    def failures(self, name: str) -> pd.DataFrame:
+        """Each failed member's recorded reason, by member number."""
+        frame = self.frame(f"SELECT error FROM status WHERE ensemble = '{_quote(name)}' AND status = 'failed' "
+                           "GROUP BY member")
+        return frame.sort_values("member", key=lambda member: member.astype(int)) if not frame.empty else frame
+
     def failed_members(self, name: str) -> set[int]:
         """Members whose status says failed, and members whose job RQ failed (a timeout, or a write that
         never reached InfluxDB)."""
-        prefix = job_id(name, 0)[:-1]
+        prefix = job_prefix(name)
         registry = FailedJobRegistry(self.queue.name, connection=self.redis)
         in_rq = {int(job[len(prefix):]) for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
         return self._members_with_status(name, "failed") | in_rq
 
     def running(self, name: str) -> list[str]:
-        prefix = job_id(name, 0)[:-1]
+        prefix = job_prefix(name)
         registry = StartedJobRegistry(self.queue.name, connection=self.redis)
         return [job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)]
 
     def queued_ids(self, name: str) -> set[str]:
-        prefix = job_id(name, 0)[:-1].encode()
+        prefix = job_prefix(name).encode()
         return {job.decode() for job in self.redis.lrange(self.queue.key, 0, -1) if job.startswith(prefix)}
 
     def progress(self, name: str) -> Progress:
@@ -181,7 +187,7 @@ class Cluster:
 
     def cancel(self, name: str) -> int:
         self.info(name)
-        removed = self.redis.eval(_CANCEL_SCRIPT, 1, self.queue.key, job_id(name, 0)[:-1],
+        removed = self.redis.eval(_CANCEL_SCRIPT, 1, self.queue.key, job_prefix(name),
                                   "rq:job:")
         self.redis.hset(f"cloudburst:ensemble:{name}", "state", "cancelled")
         return int(removed)

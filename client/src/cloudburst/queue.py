@@ -37,11 +37,15 @@ class JobPolicy:
     retries: int = 2                # re-runs after the worker or its host died mid-job
 
 
-def job_id(ensemble: str, member: int) -> str:
-    """RQ allows letters, digits, _ and - in job IDs: the ensemble name made so, plus its hash (keeps "a.b" and
-    "a_b" apart), then the member."""
+def job_prefix(ensemble: str) -> str:
+    """What every job ID of the ensemble starts with. RQ allows letters, digits, _ and - in job IDs: the ensemble
+    name made so, plus its hash (keeps "a.b" and "a_b" apart)."""
     readable = re.sub(r"[^A-Za-z0-9_-]", "_", ensemble)
-    return f"{readable}-{hashlib.sha256(ensemble.encode()).hexdigest()[:8]}-{member}"
+    return f"{readable}-{hashlib.sha256(ensemble.encode()).hexdigest()[:8]}-"
+
+
+def job_id(ensemble: str, member: int) -> str:
+    return f"{job_prefix(ensemble)}{member}"
 
 
 def open_queue(connection: Redis, name: str = QUEUE_NAME) -> Queue:
