@@ -17,7 +17,7 @@ def test_batches_of_many_points_all_arrive(influx):
 
 
 def test_a_refused_write_fails_at_once_with_influxdbs_reason(influx):
-    writer = InfluxWriter(influx.url, "no_such_db", retries=3)
+    writer = InfluxWriter(influx.url, "no_such_db", retry_for_s=10)
     started = time.monotonic()
     with pytest.raises(InfluxWriteError, match="HTTP 404 .*database not found"):
         writer.write(["m x=1 1700000000"])
@@ -42,7 +42,7 @@ def test_writes_are_retried_until_a_late_influxdb_answers(tmp_path):
     thread = threading.Thread(target=start_late)
     thread.start()
     try:
-        writer = InfluxWriter(f"http://127.0.0.1:{port}", "late", retries=8, backoff_s=0.25)
+        writer = InfluxWriter(f"http://127.0.0.1:{port}", "late", retry_for_s=30, backoff_s=0.25)
         while True:
             try:
                 writer.write(["m x=1 1700000000"])

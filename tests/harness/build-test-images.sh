@@ -26,7 +26,11 @@ if ! have_image "$BASE_IMAGE"; then
   fi
 fi
 
-if ! have_image "$BARE_HOST_IMAGE"; then
+# Rebuilt whenever its build context changes (the label records the context's hash).
+context_hash=$(cd "$here/bare-host" && sha256sum -- * | sha256sum | cut -c1-16)
+built_hash=$(docker image inspect -f '{{ index .Config.Labels "cloudburst.context" }}' "$BARE_HOST_IMAGE" 2>/dev/null || true)
+if [[ $built_hash != "$context_hash" ]]; then
   echo "harness: building $BARE_HOST_IMAGE"
-  DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_IMAGE" -t "$BARE_HOST_IMAGE" "$here/bare-host" >/dev/null
+  DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_IMAGE" --label "cloudburst.context=$context_hash" \
+    -t "$BARE_HOST_IMAGE" "$here/bare-host" >/dev/null
 fi

@@ -33,7 +33,7 @@ class InfluxWriter:
     username: str | None = None
     password: str | None = None
     batch_lines: int = 20_000
-    retries: int = 6
+    retry_for_s: float = 30.0       # keep retrying an unreachable or failing InfluxDB this long
     backoff_s: float = 0.5
     timeout_s: float = 30.0
     concurrent_posts: int = 3  # requests in flight at once
@@ -70,7 +70,10 @@ class InfluxWriter:
         params = {"db": db, "precision": "s"}
         auth = (self.username, self.password) if self.username else None
         delay = self.backoff_s
-        for attempt in range(self.retries + 1):
+        give_up_at = time.monotonic() + self.retry_for_s
+        attempts = 0
+        while True:
+            attempts += 1
             try:
                 response = self.session.post(f"{self.url}/write", params=params, data=body, auth=auth,
                                              timeout=self.timeout_s)
@@ -83,7 +86,8 @@ class InfluxWriter:
                     raise InfluxWriteError(f"InfluxDB at {self.url} refused the write to {db!r}: HTTP "
                                            f"{response.status_code} {response.text.strip()[:300]}")
                 problem = f"HTTP {response.status_code} from {self.url}"
-            if attempt < self.retries:
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        raise InfluxWriteError(f"InfluxDB write to {db!r} failed after {self.retries + 1} attempts: {problem}")
+            if time.monotonic() + delay > give_up_at:
+                raise InfluxWriteError(f"InfluxDB write to {db!r} failed after {attempts} attempts in "
+                                       f"{self.retry_for_s:g} s: {problem}")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -50,7 +50,9 @@ def _writer() -> InfluxWriter | None:
         return None
     return InfluxWriter(url=url, db=os.environ.get("CLOUDBURST_INFLUX_DB", "cloudburst"),
                         username=os.environ.get("CLOUDBURST_INFLUX_USER"),
-                        password=_secret("CLOUDBURST_INFLUX_PASSWORD_FILE"))
+                        password=_secret("CLOUDBURST_INFLUX_PASSWORD_FILE"),
+                        # long enough to ride out an InfluxDB or master restart rather than fail the member
+                        retry_for_s=float(os.environ.get("CLOUDBURST_INFLUX_RETRY_S", "300")))
 
 
 _cache = ModelCache(os.environ.get("CLOUDBURST_MODEL_CACHE", "/tmp/cloudburst-models"), session=_model_session())

@@ -38,3 +38,12 @@ def tasks(service: str, desired: str = "running") -> list[dict]:
     lines = master.check_output(f"docker service ps cloudburst_{service} --no-trunc --filter desired-state={desired} "
                                 "--format '{{json .}}'").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
+
+
+def client_env() -> dict[str, str]:
+    """The environment the cloudburst CLI runs in: the settings site.yml wrote for this cluster."""
+    return {**os.environ, "CLOUDBURST_CONFIG": str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "client.toml")}
+
+
+def cloudburst(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(["cloudburst", *args], env=client_env(), capture_output=True, text=True, timeout=timeout)
