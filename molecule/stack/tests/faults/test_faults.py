@@ -1,0 +1,241 @@
+"""Faults during a running ensemble: each test submits its own ensemble with the cloudburst CLI, breaks one
+thing once a tenth of it has finished, lets the cluster recover without help (except powering a stopped host
+back on or healing a cut network, as an operator would), and then asserts every member finished exactly once
+in InfluxDB and in RQ: 0 lost, 0 duplicated. Recovery times are printed and collected in
+``$MOLECULE_EPHEMERAL_DIRECTORY/reliability.json`` (docs/reliability.md records them)."""
+import json
+import os
+import subprocess
+import time
+from datetime import datetime, timezone
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+import yaml
+from rq import Worker
+from rq.job import Job
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from cloudburst.config import Settings
+from cloudburst.ensembles import Cluster
+from cloudburst.queue import job_id
+from stack_view import MASTER, WORKERS, client_env, cloudburst, cluster_host
+
+testinfra_hosts = [MASTER]
+REPO = Path(__file__).resolve().parents[4]
+MODEL = REPO / "files" / "models" / "Net3.inp"
+MEMBERS = 240
+# Four days at a one-minute hydraulic step with water age: ~0.5 s a member, so the ensemble (~1 min on the
+# two worker hosts) outlasts each fault and its recovery.
+DURATION_S = 4 * 86400
+NODES = ["123", "247"]
+REPORT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "reliability.json"
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.5) -> float:
+    """Seconds until condition() holds; errors from services that are down count as "not yet"."""
+    started = time.monotonic()
+    while True:
+        try:
+            if condition():
+                return time.monotonic() - started
+        except (redis.RedisError, requests.RequestException, OSError, RuntimeError):
+            pass
+        assert time.monotonic() - started < timeout_s, f"{what}: not within {timeout_s} s"
+        time.sleep(poll_s)
+
+
+def record(fault: str, figures: dict) -> None:
+    report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    report[fault] = figures
+    REPORT.write_text(json.dumps(report, indent=2))
+    print(f"\n{fault}: {json.dumps(figures)}")
+
+
+def settings() -> Settings:
+    os.environ.update(client_env())
+    return Settings.load()
+
+
+def connection() -> redis.Redis:
+    current = settings()
+    return redis.Redis.from_url(current.redis_url, password=current.redis_password, socket_timeout=5,
+                                socket_connect_timeout=5)
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def container_of(host: str, service: str) -> str:
+    return cluster_host(host).check_output(
+        f"docker ps -q --filter label=com.docker.swarm.service.name=cloudburst_{service}").strip()
+
+
+def members_finished(cluster: Cluster, name: str) -> int:
+    return len(cluster.finished_members(name))
+
+
+def services_answer() -> bool:
+    current = settings()
+    connection().ping()
+    ping = requests.get(f"{current.influx_url}/ping", timeout=5)
+    files = requests.get(f"{current.files_url}/env/current", timeout=5,
+                         auth=(current.files_user, current.files_password))
+    return ping.status_code == 204 and files.status_code == 200
+
+
+def workers_started_on(host: str, since: datetime) -> int:
+    """RQ workers on host that registered after since (a rebooted host's new ones)."""
+    return sum(worker.name.split(".")[0] == host and worker.birth_date is not None
+               and worker.birth_date.replace(tzinfo=timezone.utc) > since
+               for worker in Worker.all(connection=connection()))
+
+
+class RunningEnsemble:
+    """An ensemble submitted with the CLI and left to run; a tenth finished before the fault is made."""
+
+    def __init__(self, fault: str, tmp_path: Path, members: int):
+        self.name = name = f"fault-{fault}-{int(time.time())}"
+        self.members = members
+        scenario = yaml.safe_load((REPO / "files" / "scenarios" / "net3-demand-roughness.yml").read_text())
+        scenario.update(members=members, seed=11)
+        scenario["run"].update(duration_s=DURATION_S, hydraulic_timestep_s=60, report_timestep_s=3600,
+                               quality={"mode": "age"})
+        scenario["output"]["series"] = [{"element": "node", "attributes": ["pressure"], "ids": NODES}]
+        path = tmp_path / f"{name}.yml"
+        path.write_text(yaml.safe_dump(scenario))
+        submitted = cloudburst("submit", str(MODEL), str(path), "--name", name)
+        assert submitted.returncode == 0, submitted.stderr
+        self.cluster = Cluster(settings())
+        self.submitted_at = time.monotonic()
+        wait_for(f"{name}: a tenth finished", lambda: members_finished(self.cluster, name) >= members // 10, 300)
+
+    def finished(self) -> int:
+        return members_finished(self.cluster, self.name)
+
+    def running_on(self, host: str) -> list[str]:
+        """IDs of the ensemble's jobs a worker on host is running now."""
+        started = StartedJobRegistry("cloudburst", connection=connection(), serializer=JSONSerializer)
+        jobs = Job.fetch_many(started.get_job_ids(), connection=connection(), serializer=JSONSerializer)
+        return [job.id for job in jobs if job is not None and (job.worker_name or "").split(".")[0] == host]
+
+    def given_up_by(self, host: str, ids: list[str]) -> bool:
+        """None of the jobs is still held by host: RQ re-queued them (to the queue's end) or they finished."""
+        jobs = Job.fetch_many(ids, connection=connection(), serializer=JSONSerializer)
+        return all(job is not None and (job.get_status(refresh=False) in ("queued", "finished")
+                                        or (job.worker_name or "").split(".")[0] != host) for job in jobs)
+
+    def resumed_after(self, baseline: int) -> bool:
+        return self.finished() > baseline
+
+    def assert_complete_once(self) -> dict:
+        """Every member finished; each has one status, summary and series per value; RQ agrees."""
+        ids = [job_id(self.name, member) for member in range(self.members)]
+
+        def rq_statuses() -> list[str]:
+            return [job.get_status(refresh=False) if job else "missing"
+                    for job in Job.fetch_many(ids, connection=connection(), serializer=JSONSerializer)]
+
+        wait_for(f"{self.name}: every member finished", lambda: self.finished() == self.members, 900, poll_s=2)
+        elapsed = time.monotonic() - self.submitted_at
+        # A job whose end RQ had not recorded when Redis went away is re-run once its heartbeat is stale; its
+        # results overwrite the same points. Wait for RQ to settle too.
+        wait_for(f"{self.name}: RQ settled", lambda: set(rq_statuses()) == {"finished"}, 300, poll_s=2)
+        per_member = self.cluster.frame(f"SELECT count(runtime_s) FROM status WHERE ensemble = '{self.name}' "
+                                        "GROUP BY member")
+        assert len(per_member) == self.members and set(per_member["count"]) == {1}
+        assert set(self.cluster.frame(f"SELECT status FROM status WHERE ensemble = '{self.name}'")["status"]) == \
+            {"finished"}
+        summaries = self.cluster.frame(f"SELECT count(pressure_min) FROM summary WHERE ensemble = '{self.name}'")
+        assert int(summaries["count"].iloc[0]) == self.members
+        steps = DURATION_S // 3600 + 1
+        series = self.cluster.frame(f"SELECT count(pressure) FROM node WHERE ensemble = '{self.name}'")
+        assert int(series["count"].iloc[0]) == self.members * len(NODES) * steps
+        failed = FailedJobRegistry("cloudburst", connection=connection(), serializer=JSONSerializer)
+        assert not [job for job in failed.get_job_ids() if job in set(ids)]
+        return {"members": self.members, "lost": 0, "duplicated": 0,
+                "ensemble_s": round(elapsed, 1), "rq_settled_s": round(time.monotonic() - self.submitted_at, 1)}
+
+
+@pytest.fixture
+def ensemble_named(tmp_path):
+    return lambda name, members=MEMBERS: RunningEnsemble(name, tmp_path, members)
+
+
+def power_on(host: str) -> float:
+    """Start a stopped host; seconds until its worker registers with RQ again."""
+    since = datetime.now(timezone.utc)
+    docker("start", host)
+    return round(wait_for(f"{host}'s worker back", lambda: workers_started_on(host, since) > 0, 300), 1)
+
+
+def test_a_worker_host_killed_mid_ensemble(ensemble_named):
+    run = ensemble_named("worker-killed")
+    victim = WORKERS[0]
+    in_flight = run.running_on(victim)
+    assert in_flight, f"{victim} was running none of the ensemble's jobs"
+    docker("kill", victim)
+    requeued_s = wait_for("the killed host's jobs re-queued", lambda: run.given_up_by(victim, in_flight), 300)
+    figures = run.assert_complete_once()
+    figures.update(in_flight_on_host=len(in_flight), its_jobs_requeued_s=round(requeued_s, 1),
+                   host_powered_on_worker_back_s=power_on(victim))
+    record("worker host killed", figures)
+
+
+def test_a_worker_host_cut_off_and_reconnected(ensemble_named):
+    """Cut off for longer than a job's heartbeat TTL: its jobs are re-queued and run elsewhere while the cut-off
+    host may still finish them too; either way each member's results are stored once."""
+    run = ensemble_named("worker-partitioned", members=2 * MEMBERS)  # still running when the network returns
+    victim = WORKERS[1]
+    host = cluster_host(victim)
+    in_flight = run.running_on(victim)
+    assert in_flight, f"{victim} was running none of the ensemble's jobs"
+    rules = ["INPUT -i eth0 -j DROP", "OUTPUT -o eth0 -j DROP"]
+    for rule in rules:
+        host.check_output(f"iptables -I {rule}")
+    try:
+        def requeued_while_cut_off() -> bool:
+            assert set(run.running_on(victim)) <= set(in_flight), f"{victim} took a job while cut off"
+            return run.given_up_by(victim, in_flight)
+        requeued_s = wait_for("the cut-off host's jobs re-queued", requeued_while_cut_off, 120, poll_s=2)
+    finally:
+        for rule in rules:
+            host.check_output(f"iptables -D {rule}")
+    assert run.finished() < run.members, "the ensemble ended before the network came back: make it longer"
+    back_s = wait_for(f"{victim} takes jobs again", lambda: set(run.running_on(victim)) - set(in_flight), 300)
+    figures = run.assert_complete_once()
+    figures.update(in_flight_on_host=len(in_flight), its_jobs_requeued_s=round(requeued_s, 1),
+                   host_takes_jobs_after_reconnect_s=round(back_s, 1))
+    record("worker host cut off until its jobs were re-queued, then reconnected", figures)
+
+
+@pytest.mark.parametrize("service", ["redis", "influxdb"])
+def test_a_master_service_killed_mid_ensemble(ensemble_named, service):
+    run = ensemble_named(f"{service}-killed")
+    killed = container_of(MASTER, service)
+    cluster_host(MASTER).check_output(f"docker kill {killed}")
+    back_s = wait_for(f"{service} answers again", services_answer, 300)
+    baseline = run.finished()
+    resumed_s = back_s + wait_for("members finish again", lambda: run.resumed_after(baseline), 300)
+    figures = run.assert_complete_once()
+    figures.update(service_back_s=round(back_s, 1), members_finishing_again_s=round(resumed_s, 1))
+    record(f"{service} killed (swarm restarts it)", figures)
+
+
+def test_the_master_host_power_cycled(ensemble_named):
+    run = ensemble_named("master-restarted")
+    queued_before = connection().llen("rq:queue:cloudburst")
+    docker("kill", MASTER)
+    docker("start", MASTER)
+    back_s = wait_for("the stack answers again", services_answer, 600, poll_s=1)
+    baseline = run.finished()
+    resumed_s = back_s + wait_for("members finish again", lambda: run.resumed_after(baseline), 300)
+    figures = run.assert_complete_once()
+    figures.update(queued_when_killed=queued_before, stack_back_s=round(back_s, 1),
+                   members_finishing_again_s=round(resumed_s, 1))
+    record("master host power-cycled", figures)
