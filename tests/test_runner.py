@@ -86,8 +86,9 @@ def test_a_pickled_payload_is_refused_and_never_unpickled(redis_url, probe_dir, 
     runner = start_runner(redis_url, probe_dir, "--burst")
     output, _ = runner.communicate(timeout=60)
     assert not evidence.exists(), "the worker unpickled a payload from Redis"
-    assert Job.fetch(planted.id, connection=Redis.from_url(redis_url),
-                     serializer=JSONSerializer).get_status() == JobStatus.FAILED
+    refused = Job.fetch(planted.id, connection=Redis.from_url(redis_url), serializer=JSONSerializer)
+    assert refused.get_status() == JobStatus.FAILED
+    assert "payload is not a JSON RQ job" in refused.exc_info and refused.retries_left == 0
     follower.refresh()
     assert follower.get_status() == JobStatus.FINISHED, output
 

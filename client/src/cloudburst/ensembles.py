@@ -16,6 +16,7 @@ import pandas as pd
 import requests
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from cloudburst.config import Settings
@@ -157,10 +158,29 @@ class Cluster:
         return self._members_with_status(name, "finished")
 
     def failures(self, name: str) -> pd.DataFrame:
-        """Each failed member's recorded reason, by member number."""
+        """Each failed member's reason, by member number: the one its status records, or, for a job that failed
+        before the engine could record one (a payload that is not a job, a timeout), RQ's."""
         frame = self.frame(f"SELECT error FROM status WHERE ensemble = '{_quote(name)}' AND status = 'failed' "
                            "GROUP BY member")
+        recorded = set(frame["member"].astype(int)) if not frame.empty else set()
+        rows = [{"member": str(member), "error": reason} for member, reason in self._rq_failures(name).items()
+                if member not in recorded]
+        frame = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True) if rows else frame
         return frame.sort_values("member", key=lambda member: member.astype(int)) if not frame.empty else frame
+
+    def _rq_failures(self, name: str) -> dict[int, str]:
+        """Members whose job is in RQ's failed registry, with the last line of the failure RQ recorded."""
+        prefix = job_prefix(name)
+        registry = FailedJobRegistry(self.queue.name, connection=self.redis, serializer=self.queue.serializer)
+        ids = [job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)]
+        reasons = {}
+        for job in Job.fetch_many(ids, connection=self.redis, serializer=self.queue.serializer):
+            if job is None:
+                continue
+            result = job.latest_result()
+            text = (result.exc_string if result is not None else None) or "failed (RQ recorded no reason)"
+            reasons[int(job.id[len(prefix):])] = text.strip().splitlines()[-1]
+        return reasons
 
     def failed_members(self, name: str) -> set[int]:
         """Members whose status says failed, and members whose job RQ failed (a timeout, or a write that

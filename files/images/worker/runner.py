@@ -21,6 +21,7 @@ import time
 
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
@@ -43,6 +44,11 @@ class PreloadedWorker(SimpleWorker):
         return self.job_monitoring_interval * 3
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            job.args  # RQ decodes a payload lazily, deep inside its bookkeeping: decode it here, first
+        except DeserializationError as error:
+            self.refuse_payload(job, queue, error)
+            return
         execution = self.prepare_execution(job)
         finished = threading.Event()
         limit_s = job.timeout + self.HARD_TIMEOUT_GRACE_S if job.timeout and job.timeout > 0 else None
@@ -69,6 +75,17 @@ class PreloadedWorker(SimpleWorker):
         finally:
             finished.set()
             beat.join()
+        self.set_state(WorkerStatus.IDLE)
+
+
+    def refuse_payload(self, job: Job, queue: Queue, error: DeserializationError) -> None:
+        """Fail a job whose payload is not JSON (malformed, or pickled by another RQ client) with a reason that
+        says so; no retry, as the payload will not change. Nothing of it is executed or unpickled."""
+        reason = (f"CloudBurstPayloadError: job {job.id}'s payload is not a JSON RQ job "
+                  f"({error.__cause__ or 'undecodable'}); CloudBurst workers take only JSON job documents")
+        log.error("%s", reason)
+        job.retries_left = 0
+        self.handle_job_failure(job, queue, exc_string=reason)
         self.set_state(WorkerStatus.IDLE)
 
 

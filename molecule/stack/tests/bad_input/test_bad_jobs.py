@@ -1,0 +1,147 @@
+"""Bad jobs on the running cluster: one ensemble holds good members and one member per kind of bad job, enqueued
+the way another client or script could (the cloudburst CLI refuses these before enqueueing). Each bad member
+fails with a clear reason that `cloudburst status` shows; every good member finishes; the workers that met the
+bad jobs are the same processes afterwards and keep taking jobs."""
+import hashlib
+import json
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import wntr
+
+from cloudburst.config import Settings
+from cloudburst.ensembles import Cluster
+from cloudburst.queue import enqueue_members, job_id, open_queue
+from rq import Worker
+from stack_view import MASTER, WORKERS, client_env, cloudburst
+
+testinfra_hosts = [MASTER]
+REPO = Path(__file__).resolve().parents[4]
+NETWORKS = Path(wntr.__file__).parent / "library" / "networks"
+NAME = "bad-input"
+GOOD = 30
+BROKEN_INP = "[JUNCTIONS]\n J1 10 oops\n[PIPES]\n P1 J1 J9 100 300 100\n[END]\n"
+# Net1 with one solver trial, an unreachable accuracy and STOP on an unbalanced system: EPANET cannot converge.
+UNBALANCED_INP = ((NETWORKS / "Net1.inp").read_text().replace(" Trials             \t40", " Trials 1")
+                  .replace(" Accuracy           \t0.001", " Accuracy 1e-12")
+                  .replace(" Unbalanced         \tContinue 10", " Unbalanced STOP"))
+
+
+def sha256(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Cluster:
+    import os
+    os.environ.update(client_env())
+    return Cluster(Settings.load()).checked()
+
+
+@pytest.fixture(scope="module")
+def models(cluster) -> dict[str, dict]:
+    sources = {"net3": (REPO / "files" / "models" / "Net3.inp").read_text(), "broken": BROKEN_INP,
+               "unbalanced": UNBALANCED_INP}
+    return {name: {"url": cluster.upload_model(text.encode(), sha256(text))[0], "sha256": sha256(text)}
+            for name, text in sources.items()}
+
+
+def document(member: int, source: dict, run: dict | None = None, output: dict | None = None) -> dict:
+    return {"schema": "cloudburst.job/1", "ensemble": NAME, "member": member, "input": source,
+            "run": {"duration_s": 86400, **(run or {})},
+            "output": output or {"series": [{"element": "node", "attributes": ["pressure"], "ids": ["123"]}]}}
+
+
+# Each kind of bad job: how to make it (from a member number and the uploaded models) and what status says.
+BAD_JOBS = {
+    "unknown schema version": (lambda m, models: {**document(m, models["net3"]), "schema": "cloudburst.job/9"},
+                               "$.schema: unknown schema version 'cloudburst.job/9'"),
+    "unknown element ID": (lambda m, models: document(m, models["net3"], run={"alterations": [
+                               {"type": "link_status", "link": "NOPE"}]}),
+                           "$.run.alterations[0].link: the model has no link 'NOPE'"),
+    "invalid .inp": (lambda m, models: document(m, models["broken"]), "is not a valid EPANET .inp file"),
+    "model URL 404": (lambda m, models: document(m, {"url": models["net3"]["url"].replace(
+                          models["net3"]["sha256"], "0" * 64), "sha256": "0" * 64}),
+                      "answered HTTP 404"),
+    "sha256 mismatch": (lambda m, models: document(m, {"url": models["net3"]["url"], "sha256": "1" * 64}),
+                        f"the job expects {'1' * 64}"),
+    "non-converging hydraulics": (lambda m, models: document(m, models["unbalanced"], output={"series": []}),
+                                  "the simulation failed"),
+    "output above the point budget": (lambda m, models: document(m, models["net3"], output={
+                                          "series": [{"element": "node", "attributes": ["pressure", "head"]}],
+                                          "max_points": 1000}),
+                                      "above the budget of 1000"),
+    "not a job document": (lambda m, models: {"ensemble": NAME, "member": m, "inp": "Net3.inp"},
+                           "$.schema"),
+}
+MALFORMED_JSON = "malformed job JSON"
+KINDS = [*BAD_JOBS, MALFORMED_JSON]
+MEMBER_OF = {kind: GOOD + index for index, kind in enumerate(KINDS)}
+
+
+def enqueue_malformed(cluster: Cluster, member: int) -> None:
+    """A job hash as RQ stores one, whose payload is cut off mid-JSON (a truncated write, a buggy client)."""
+    identifier = job_id(NAME, member)
+    payload = json.dumps(["worker.run", None, [document(member, {"url": "x", "sha256": "0" * 64})], {}])
+    cluster.redis.hset(f"rq:job:{identifier}", mapping={
+        "status": "queued", "origin": cluster.queue.name, "created_at": "2026-01-01T00:00:00.000000Z",
+        "enqueued_at": "2026-01-01T00:00:00.000000Z", "timeout": 600, "retries_left": 2, "retry_intervals": "[0]",
+        "data": zlib.compress(payload[: len(payload) // 2].encode()), "description": f"{NAME} member {member}"})
+    cluster.redis.rpush(cluster.queue.key, identifier)
+
+
+@pytest.fixture(scope="module")
+def ran(cluster, models):
+    """Enqueue the ensemble, wait until every member is done; the RQ workers before and after."""
+    workers_before = {worker.name for worker in Worker.all(connection=cluster.redis)}
+    members = GOOD + len(KINDS)
+    cluster.record(NAME, members, 0, {"bad-input catalogue": KINDS}, models["net3"]["sha256"])
+    queue = open_queue(cluster.redis, cluster.settings.queue)
+    good = [document(member, models["net3"], run={"alterations": [
+        {"type": "demand_scale", "factor": 0.8 + 0.01 * member}]}) for member in range(GOOD)]
+    enqueue_members(queue, good[: GOOD // 2])
+    enqueue_members(queue, [make(MEMBER_OF[kind], models) for kind, (make, _) in BAD_JOBS.items()])
+    enqueue_malformed(cluster, MEMBER_OF[MALFORMED_JSON])
+    enqueue_members(queue, good[GOOD // 2:])  # good members after the bad ones too
+    deadline = time.monotonic() + 300
+    while not cluster.progress(NAME).done:
+        assert time.monotonic() < deadline, f"not done within 300 s: {cluster.progress(NAME)}"
+        time.sleep(1)
+    return {"workers_before": workers_before, "status": cloudburst("status", NAME)}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bad_job_fails_with_a_clear_reason_that_status_shows(ran, kind):
+    status = ran["status"]
+    assert status.returncode == 1, status.stderr  # 1: the ensemble has failed members
+    line = next((line for line in status.stdout.splitlines() if line.strip().startswith(f"member {MEMBER_OF[kind]}:")),
+                None)
+    assert line is not None, status.stdout
+    expected = BAD_JOBS[kind][1] if kind in BAD_JOBS else "payload is not a JSON RQ job"
+    assert expected in line, line
+
+
+def test_nothing_of_the_good_members_is_lost_and_nothing_of_the_bad_stored(ran, cluster):
+    progress = cluster.progress(NAME)
+    assert (progress.finished, progress.failed) == (GOOD, len(KINDS))
+    assert cluster.finished_members(NAME) == set(range(GOOD))
+    series = cluster.frame(f"SELECT count(pressure) FROM node WHERE ensemble = '{NAME}' GROUP BY member")
+    assert set(series["member"].astype(int)) == set(range(GOOD))
+
+
+def test_the_workers_that_met_bad_jobs_keep_serving(ran, cluster, models):
+    # The same RQ worker processes (names carry host and PID): no runner died on a bad job.
+    assert {worker.name for worker in Worker.all(connection=cluster.redis)} == ran["workers_before"]
+    queue = open_queue(cluster.redis, cluster.settings.queue)
+    follow_up = [{**document(member, models["net3"]), "ensemble": f"{NAME}-after"} for member in range(20)]
+    cluster.record(f"{NAME}-after", 20, 0, {}, models["net3"]["sha256"])
+    enqueue_members(queue, follow_up)
+    deadline = time.monotonic() + 120
+    while not cluster.progress(f"{NAME}-after").done:
+        assert time.monotonic() < deadline, "follow-up jobs not done within 120 s"
+        time.sleep(1)
+    assert cluster.progress(f"{NAME}-after").finished == 20
+    hosts = set(cluster.frame(f"SELECT worker, runtime_s FROM status WHERE ensemble = '{NAME}-after'")["worker"])
+    assert hosts == set(WORKERS)
