@@ -1,5 +1,5 @@
 """The worker image under Docker against a real Nginx and Redis: env versions switch with no job lost or run
-twice, a corrupt env is refused, a killed process's job runs again; push-env refuses an unresolvable env."""
+twice, a missing env is waited for, a corrupt env is refused, a killed process's job runs again; push-env refuses an unresolvable env."""
 from __future__ import annotations
 
 import re
@@ -105,6 +105,19 @@ def test_a_new_version_takes_over_after_the_jobs_in_hand_with_none_lost_or_run_t
     ran = [entry.decode() for entry in cluster["redis"].lrange("ran", 0, -1)]
     tags = [entry.split("@")[0] for entry in ran]
     assert sorted(tags) == sorted(job.args[0] for job in early + in_flight + later)  # each exactly once
+
+
+def test_with_no_env_published_the_worker_waits_says_so_and_serves_once_one_is(cluster):
+    queue, worker = cluster["queue"], cluster["worker"]
+    early = queue.enqueue("worker.which", "before-any-env")  # waits in the queue, not lost
+    logs = worker.start().wait_for_log("no env published yet")
+    assert re.search(r"no env published yet at http://\S+/env/current; waiting \d+ s \(publish one with "
+                     r"push-env.yml\)", logs)
+    assert early.get_status(refresh=True) == "queued"
+    v1 = cluster["release"](1)
+    worker.wait_for_log(f"process 1 started on env {v1[:12]}", timeout_s=90)  # backoff is at most 30 s
+    wait_finished([early])
+    assert early.return_value() == 1
 
 
 def test_a_corrupt_env_is_refused_and_the_worker_keeps_its_version(cluster):

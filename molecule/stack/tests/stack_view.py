@@ -20,10 +20,15 @@ def password(name: str) -> str:
     return (SECRETS / name).read_text().strip()
 
 
-def master_address() -> str:
-    """The master's address on the scenario's network, where its published ports answer."""
-    inspected = json.loads(subprocess.check_output(["docker", "inspect", MASTER]))
+def host_address(name: str) -> str:
+    """A test host's address on the scenario's network."""
+    inspected = json.loads(subprocess.check_output(["docker", "inspect", name]))
     return inspected[0]["NetworkSettings"]["Networks"]["cb-stack"]["IPAddress"]
+
+
+def master_address() -> str:
+    """The master's address, where its published ports answer."""
+    return host_address(MASTER)
 
 
 def services() -> dict[str, dict]:
