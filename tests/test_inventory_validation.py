@@ -17,11 +17,11 @@ def host(**host_vars):
             "swarm_advertise_addr": "127.0.0.1", **host_vars}
 
 
-def run_site(repo: Path, env: dict, tmp_path: Path, inventory: dict) -> subprocess.CompletedProcess:
+def run_site(repo: Path, env: dict, tmp_path: Path, inventory: dict, *options: str) -> subprocess.CompletedProcess:
     inventory_file = tmp_path / "hosts.yml"
     inventory_file.write_text(yaml.safe_dump(inventory))
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory_file), str(repo / "site.yml")],
+        ["ansible-playbook", "-i", str(inventory_file), str(repo / "site.yml"), *options],
         cwd=repo, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -112,3 +112,28 @@ def test_a_worker_label_no_node_carries_is_refused_before_images_and_stack(repo,
     assert_stopped_before_any_change(
         result, "stack_worker_label gpu=true matches no node of the swarm, so no worker would run")
     assert "Images | Look for" not in result.stdout and "Stack | Deploy" not in result.stdout
+
+
+def kernel_does_esp() -> tuple[bool, str]:
+    """Whether this machine's kernel takes the IPsec SA swarm's encrypted overlay needs (the probe is removed)."""
+    spi = ["src", "192.0.2.7", "dst", "192.0.2.8", "proto", "esp", "spi", "0x5eed"]
+    added = subprocess.run(["ip", "xfrm", "state", "add", *spi, "mode", "transport", "aead", "rfc4106(gcm(aes))",
+                            "0x" + "ab" * 20, "64"], capture_output=True, text=True)
+    if added.returncode == 0:
+        subprocess.run(["ip", "xfrm", "state", "delete", *spi], check=True)
+    return added.returncode == 0, added.stderr.strip()
+
+
+def test_an_encrypted_overlay_is_refused_on_a_kernel_without_ipsec_and_accepted_on_one_with_it(
+        repo, ansible_env, tmp_path):
+    # Only the validation plays run (they are tagged always): a supported kernel must not get Docker installed.
+    result = run_site(repo, ansible_env, tmp_path, {
+        "cloudburst_master": {"hosts": {"m1": host(stack_overlay_encrypted=True)}},
+        "cloudburst_workers": {"hosts": {"w1": host(stack_overlay_encrypted=True)}}}, "--tags", "validation-only")
+    supported, kernel_says = kernel_does_esp()
+    if supported:
+        assert result.returncode == 0, result.stdout[-3000:]
+    else:
+        assert_stopped_before_any_change(
+            result, f"stack_overlay_encrypted is true but the kernel of m1 cannot do the IPsec ESP (rfc4106(gcm(aes))) "
+                    f"swarm encrypts the overlay with: {kernel_says}")
