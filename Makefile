@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PLAYBOOKS := site.yml push-env.yml $(wildcard playbooks/*.yml)
-SCENARIOS := $(notdir $(wildcard molecule/*))
+SCENARIOS ?= $(notdir $(wildcard molecule/*))
 
 .PHONY: venv lint harness pytest molecule test demo lock lock-env clean
 
