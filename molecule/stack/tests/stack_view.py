@@ -45,9 +45,17 @@ def tasks(service: str, desired: str = "running") -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+CLIENT_CONFIG = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "client.toml"  # site.yml writes it
+
+
 def client_env() -> dict[str, str]:
     """The environment the cloudburst CLI runs in: the settings site.yml wrote for this cluster."""
-    return {**os.environ, "CLOUDBURST_CONFIG": str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "client.toml")}
+    return {**os.environ, "CLOUDBURST_CONFIG": str(CLIENT_CONFIG)}
+
+
+def client_settings():
+    from cloudburst.config import Settings
+    return Settings.load(CLIENT_CONFIG)
 
 
 def cloudburst(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import wntr
+from rq import Worker
 
-from cloudburst.config import Settings
 from cloudburst.ensembles import Cluster
 from cloudburst.queue import enqueue_members, job_id, open_queue
-from rq import Worker
-from stack_view import MASTER, WORKERS, client_env, cloudburst
+from stack_view import MASTER, WORKERS, client_settings, cloudburst
 
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
@@ -35,9 +34,7 @@ def sha256(text: str | bytes) -> str:
 
 @pytest.fixture(scope="module")
 def cluster() -> Cluster:
-    import os
-    os.environ.update(client_env())
-    return Cluster(Settings.load()).checked()
+    return Cluster(client_settings()).checked()
 
 
 @pytest.fixture(scope="module")

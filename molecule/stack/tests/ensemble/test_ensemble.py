@@ -3,7 +3,6 @@ effects), then a 300-member ensemble submitted with `cloudburst submit --wait`. 
 two worker hosts, InfluxDB holds exactly the points the jobs asked for, and `cloudburst results` gives the
 percentiles of the stored series."""
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,8 @@ import pytest
 import wntr
 import yaml
 
-from cloudburst.config import Settings
 from cloudburst.ensembles import Cluster
-from stack_view import MASTER, client_env, cloudburst
+from stack_view import MASTER, client_settings, cloudburst
 
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
@@ -25,8 +23,7 @@ MEMBERS = 300
 
 @pytest.fixture(scope="module")
 def cluster() -> Cluster:
-    os.environ.update(client_env())
-    return Cluster(Settings.load()).checked()
+    return Cluster(client_settings()).checked()
 
 
 @pytest.fixture(scope="module")

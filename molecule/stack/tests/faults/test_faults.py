@@ -3,12 +3,13 @@ thing once a tenth of it has finished, lets the cluster recover without help (ex
 back on or healing a cut network, as an operator would), and then asserts every member finished exactly once
 in InfluxDB and in RQ: 0 lost, 0 duplicated. Recovery times are printed and collected in
 ``$MOLECULE_EPHEMERAL_DIRECTORY/reliability.json`` (docs/reliability.md records them)."""
+import functools
 import json
 import os
 import subprocess
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from rq.serializers import JSONSerializer
 from cloudburst.config import Settings
 from cloudburst.ensembles import Cluster
 from cloudburst.queue import job_id
-from stack_view import MASTER, WORKERS, client_env, cloudburst, cluster_host
+from stack_view import MASTER, WORKERS, client_settings, cloudburst, cluster_host
 
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
@@ -56,11 +57,12 @@ def record(fault: str, figures: dict) -> None:
     print(f"\n{fault}: {json.dumps(figures)}")
 
 
+@functools.cache
 def settings() -> Settings:
-    os.environ.update(client_env())
-    return Settings.load()
+    return client_settings()
 
 
+@functools.cache
 def connection() -> redis.Redis:
     current = settings()
     return redis.Redis.from_url(current.redis_url, password=current.redis_password, socket_timeout=5,
