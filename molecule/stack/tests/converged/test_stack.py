@@ -1,4 +1,7 @@
 """After converge (and an idempotent re-run): every service up, on the right nodes, each behind its credentials."""
+import subprocess
+from pathlib import Path
+
 import pytest
 import redis
 import requests
@@ -117,3 +120,17 @@ def test_no_password_shows_in_docker_inspect_or_service_logs(host):
     logs = host.check_output("for s in $(docker service ls -q); do docker service logs --raw $s 2>&1; done")
     for secret in secrets:
         assert secret not in inspected and secret not in logs
+
+
+def test_no_password_is_in_the_repository():
+    """Neither in a tracked file nor in an untracked one Git would pick up (the generated secrets live outside)."""
+    repo = Path(__file__).resolve().parents[4]
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    secrets = [path.read_text().strip().encode() for path in SECRETS.iterdir()]
+    assert len(listed) > 100 and len(secrets) == 8
+    for name in filter(None, listed):
+        path = repo / name
+        if path.is_file():
+            content = path.read_bytes()
+            assert not [secret for secret in secrets if secret in content], name
