@@ -1,6 +1,7 @@
 """Writing line protocol to InfluxDB 1.x: batched, retried on timeouts and 5xx, failing loudly on 4xx."""
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from itertools import chain
@@ -9,6 +10,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import requests
+
+
+log = logging.getLogger(__name__)
 
 
 class InfluxWriteError(RuntimeError):
@@ -89,5 +93,6 @@ class InfluxWriter:
             if time.monotonic() + delay > give_up_at:
                 raise InfluxWriteError(f"InfluxDB write to {db!r} failed after {attempts} attempts in "
                                        f"{self.retry_for_s:g} s: {problem}")
+            log.warning("InfluxDB write to %r failed (%s); retrying in %.1f s", db, problem, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
