@@ -78,10 +78,6 @@ def container_of(host: str, service: str) -> str:
         f"docker ps -q --filter label=com.docker.swarm.service.name=cloudburst_{service}").strip()
 
 
-def members_finished(cluster: Cluster, name: str) -> int:
-    return len(cluster.finished_members(name))
-
-
 def services_answer() -> bool:
     current = settings()
     connection().ping()
@@ -115,10 +111,10 @@ class RunningEnsemble:
         assert submitted.returncode == 0, submitted.stderr
         self.cluster = Cluster(settings())
         self.submitted_at = time.monotonic()
-        wait_for(f"{name}: a tenth finished", lambda: members_finished(self.cluster, name) >= members // 10, 300)
+        wait_for(f"{name}: a tenth finished", lambda: self.finished() >= members // 10, 300)
 
     def finished(self) -> int:
-        return members_finished(self.cluster, self.name)
+        return len(self.cluster.finished_members(self.name))
 
     def running_on(self, host: str) -> list[str]:
         """IDs of the ensemble's jobs a worker on host is running now."""
@@ -159,7 +155,7 @@ class RunningEnsemble:
         series = self.cluster.frame(f"SELECT count(pressure) FROM node WHERE ensemble = '{self.name}'")
         assert int(series["count"].iloc[0]) == self.members * len(NODES) * steps
         failed = FailedJobRegistry("cloudburst", connection=connection(), serializer=JSONSerializer)
-        assert not [job for job in failed.get_job_ids() if job in set(ids)]
+        assert not set(failed.get_job_ids()) & set(ids)
         return {"members": self.members, "lost": 0, "duplicated": 0,
                 "ensemble_s": round(elapsed, 1), "rq_settled_s": round(time.monotonic() - self.submitted_at, 1)}
 

@@ -10,7 +10,7 @@ import wntr
 from rq import Worker
 
 from cloudburst.queue import enqueue_members, job_id, open_queue
-from stack_view import MASTER, WORKERS, cluster_host, master_address, password, services, tasks
+from stack_view import MASTER, WORKERS, master_address, password, services, tasks
 
 testinfra_hosts = [MASTER]
 ADDED = "cb-stack-worker3"
