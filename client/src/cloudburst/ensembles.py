@@ -168,27 +168,29 @@ class Cluster:
         frame = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True) if rows else frame
         return frame.sort_values("member", key=lambda member: member.astype(int)) if not frame.empty else frame
 
+    def _failed_in_rq(self, name: str) -> dict[int, str]:
+        """Job IDs in RQ's failed registry of the ensemble's members, by member."""
+        prefix = job_prefix(name)
+        registry = FailedJobRegistry(self.queue.name, connection=self.redis)
+        return {int(job[len(prefix):]): job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
+
     def _rq_failures(self, name: str) -> dict[int, str]:
         """Members whose job is in RQ's failed registry, with the last line of the failure RQ recorded."""
-        prefix = job_prefix(name)
-        registry = FailedJobRegistry(self.queue.name, connection=self.redis, serializer=self.queue.serializer)
-        ids = [job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)]
+        failed = self._failed_in_rq(name)
         reasons = {}
-        for job in Job.fetch_many(ids, connection=self.redis, serializer=self.queue.serializer):
+        for member, job in zip(failed, Job.fetch_many(list(failed.values()), connection=self.redis,
+                                                      serializer=self.queue.serializer)):
             if job is None:
                 continue
             result = job.latest_result()
             text = (result.exc_string if result is not None else None) or "failed (RQ recorded no reason)"
-            reasons[int(job.id[len(prefix):])] = text.strip().splitlines()[-1]
+            reasons[member] = text.strip().splitlines()[-1]
         return reasons
 
     def failed_members(self, name: str) -> set[int]:
         """Members whose status says failed, and members whose job RQ failed (a timeout, or a write that
         never reached InfluxDB)."""
-        prefix = job_prefix(name)
-        registry = FailedJobRegistry(self.queue.name, connection=self.redis)
-        in_rq = {int(job[len(prefix):]) for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
-        return self._members_with_status(name, "failed") | in_rq
+        return self._members_with_status(name, "failed") | set(self._failed_in_rq(name))
 
     def running(self, name: str) -> list[str]:
         prefix = job_prefix(name)

@@ -77,7 +77,6 @@ class PreloadedWorker(SimpleWorker):
             beat.join()
         self.set_state(WorkerStatus.IDLE)
 
-
     def refuse_payload(self, job: Job, queue: Queue, error: DeserializationError) -> None:
         """Fail a job whose payload is not JSON (malformed, or pickled by another RQ client) with a reason that
         says so; no retry, as the payload will not change. Nothing of it is executed or unpickled."""
