@@ -185,25 +185,47 @@ def test_a_worker_host_killed_mid_ensemble(ensemble_named):
     record("worker host killed", figures)
 
 
+CUT_OFF_RULES = ["INPUT -i eth0 -j DROP", "OUTPUT -o eth0 -j DROP"]
+
+
+def cut_off_while_running(run: "RunningEnsemble", host: str) -> tuple[list[str], float]:
+    """Cut host off while it runs some of the ensemble's jobs; the IDs of those jobs and when the cut was made.
+
+    The jobs are read once the cut is in place: read before, a host finishing a ~0.5 s job could start
+    another between the read and the cut. If it was between jobs at that moment, reconnect and try again."""
+    target = cluster_host(host)
+    for _ in range(5):
+        wait_for(f"{host} runs a job", lambda: run.running_on(host), 60, poll_s=0.2)
+        for rule in CUT_OFF_RULES:
+            target.check_output(f"iptables -I {rule}")
+        cut_at = time.monotonic()
+        time.sleep(1)  # a registration already on the wire lands in Redis
+        in_flight = run.running_on(host)
+        if in_flight:
+            return in_flight, cut_at
+        reconnect(host)
+    raise AssertionError(f"{host} was between jobs at each of 5 cuts")
+
+
+def reconnect(host: str) -> None:
+    for rule in CUT_OFF_RULES:
+        cluster_host(host).check_output(f"iptables -D {rule}")
+
+
 def test_a_worker_host_cut_off_and_reconnected(ensemble_named):
     """Cut off for longer than a job's heartbeat TTL: its jobs are re-queued and run elsewhere while the cut-off
     host may still finish them too; either way each member's results are stored once."""
     run = ensemble_named("worker-partitioned", members=2 * MEMBERS)  # still running when the network returns
     victim = WORKERS[1]
-    host = cluster_host(victim)
-    in_flight = run.running_on(victim)
-    assert in_flight, f"{victim} was running none of the ensemble's jobs"
-    rules = ["INPUT -i eth0 -j DROP", "OUTPUT -o eth0 -j DROP"]
-    for rule in rules:
-        host.check_output(f"iptables -I {rule}")
+    in_flight, cut_at = cut_off_while_running(run, victim)
     try:
         def requeued_while_cut_off() -> bool:
             assert set(run.running_on(victim)) <= set(in_flight), f"{victim} took a job while cut off"
             return run.given_up_by(victim, in_flight)
-        requeued_s = wait_for("the cut-off host's jobs re-queued", requeued_while_cut_off, 120, poll_s=2)
+        wait_for("the cut-off host's jobs re-queued", requeued_while_cut_off, 120, poll_s=2)
+        requeued_s = time.monotonic() - cut_at
     finally:
-        for rule in rules:
-            host.check_output(f"iptables -D {rule}")
+        reconnect(victim)
     assert run.finished() < run.members, "the ensemble ended before the network came back: make it longer"
     back_s = wait_for(f"{victim} takes jobs again", lambda: set(run.running_on(victim)) - set(in_flight), 300)
     figures = run.assert_complete_once()
