@@ -16,7 +16,8 @@ import yaml
 from redis import Redis
 
 from cloudburst.queue import job_id
-from cloudburst.scenarios import ScenarioError, generate
+from cloudburst.errors import InputError
+from cloudburst.scenarios import generate
 from services import nginx_server, redis_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,15 +81,15 @@ def test_a_pipe_sweep_makes_one_member_per_pipe_and_a_fire_flow_sweep_one_per_hy
 
 
 @pytest.mark.parametrize("changes, sentence", [
-    ({"alterations": [{"type": "demand_scale", "factor": {"distribution": "beta", "a": 1}}]},
-     "$.alterations[0].factor: unknown distribution 'beta'"),
+    ({"alterations": [{"type": "demand_scale", "factor": {"distribution": "gamma", "a": 1}}]},
+     "$.alterations[0].factor: unknown distribution 'gamma'"),
     ({"members": -5}, "$.members: must be a whole number >= 1 (got -5)"),
     ({"alterations": [{"type": "pump_outage", "pump": "P-99"}]}, "member 0: $.run.alterations[0].pump: the model has no pump 'P-99'"),
     ({"alterations": [{"type": "leak", "node": "10", "area_m2": 0.01}]}, "member 0: $.run.alterations[0]"),
     ({"sweep": {"over": "hydrants", "alteration": {"type": "fire_flow", "flow_m3s": 1}}}, "$.sweep.over: unknown element kind"),
 ])
 def test_bad_scenarios_are_refused_with_a_sentence(net3, changes, sentence):
-    with pytest.raises(ScenarioError) as refused:
+    with pytest.raises(InputError) as refused:
         generate(scenario(**changes), net3, SOURCE)
     assert any(sentence in problem for problem in refused.value.problems), refused.value.problems
     if "leak" in str(changes):
@@ -204,11 +205,11 @@ def test_retry_runs_only_the_missing_members_and_cancel_empties_the_queue(cluste
 
 
 def test_a_bad_scenario_is_refused_before_anything_is_uploaded_or_enqueued(cluster):
-    bad = scenario_file(cluster, alterations=[{"type": "demand_scale", "factor": {"distribution": "triangular"}}])
+    bad = scenario_file(cluster, alterations=[{"type": "demand_scale", "factor": {"distribution": "gamma"}}])
     refused = cli(cluster, "submit", str(NET3), bad)
     assert refused.returncode == 2
-    assert refused.stderr.strip() == ("cloudburst: $.alterations[0].factor: unknown distribution 'triangular'; "
-                                      "known: uniform, normal, lognormal, choice")
+    assert refused.stderr.strip() == ("cloudburst: $.alterations[0].factor: unknown distribution 'gamma'; "
+                                      "known: uniform, normal, lognormal, truncnorm, triangular, beta, choice")
     assert list((cluster["root"] / "models").iterdir()) == [] and cluster["redis"].llen("rq:queue:cloudburst") == 0
 
 

@@ -1,7 +1,8 @@
 """The job schema: every problem reported with its JSON path; the original format translated."""
 import pytest
 
-from cloudburst.job import JobError, from_original, parse_job
+from cloudburst.errors import InputError
+from cloudburst.job import from_original, parse_job
 
 SHA = "a" * 64
 
@@ -12,7 +13,7 @@ def minimal(**changes) -> dict:
 
 
 def problems(document) -> list[str]:
-    with pytest.raises(JobError) as error:
+    with pytest.raises(InputError) as error:
         parse_job(document)
     return error.value.problems
 

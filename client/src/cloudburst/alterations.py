@@ -1,7 +1,6 @@
 """Run settings and network alterations, each one wntr call on a job's own model.
 
-``problems_with`` checks a job against the loaded model (element IDs and kinds, simulator support)
-and returns every problem as a sentence with its JSON path; ``apply_run`` then changes the model.
+``apply_run`` changes the model; call it on a job that ``cloudburst.checks.job_problems`` found none in.
 """
 from __future__ import annotations
 
@@ -14,71 +13,6 @@ from wntr.network.controls import Control, ControlAction, SimTimeCondition
 from cloudburst import job as schema
 
 QUALITY_PARAMETER = {"none": "NONE", "age": "AGE", "trace": "TRACE", "chemical": "CHEMICAL"}
-
-
-def _names(wn: wntr.network.WaterNetworkModel, kind: str) -> list[str]:
-    """Names of a kind ("node", "link") or type ("junction", "pump", ...) of element."""
-    return getattr(wn, f"{kind}_name_list")
-
-
-def _missing(wn: wntr.network.WaterNetworkModel, ids: schema.ElementIds, kind: str, path: str) -> list[str]:
-    if ids == "*":
-        return []
-    known = set(_names(wn, kind))
-    return [f"{path}: the model has no {kind} {name!r}" for name in ids if name not in known]
-
-
-def problems_with(job: schema.Job, wn: wntr.network.WaterNetworkModel) -> list[str]:
-    """Everything in the job the model or simulator cannot do, before anything runs."""
-    problems: list[str] = []
-    run = job.run
-    for index, change in enumerate(run.alterations):
-        path = f"$.run.alterations[{index}]"
-        match change:
-            case schema.DemandScale():
-                problems += _missing(wn, change.nodes, "junction", f"{path}.nodes")
-                if change.pattern is not None and change.pattern not in wn.pattern_name_list:
-                    problems.append(f"{path}.pattern: the model has no pattern {change.pattern!r}")
-            case schema.PatternReplace():
-                if change.pattern not in wn.pattern_name_list:
-                    problems.append(f"{path}.pattern: the model has no pattern {change.pattern!r}")
-            case schema.PipeProperty():
-                problems += _missing(wn, change.pipes, "pipe", f"{path}.pipes")
-            case schema.LinkStatus():
-                problems += _missing(wn, [change.link], "link", f"{path}.link")
-            case schema.PumpOutage():
-                problems += _missing(wn, [change.pump], "pump", f"{path}.pump")
-            case schema.TankLevel():
-                if change.tank not in wn.tank_name_list:
-                    problems.append(f"{path}.tank: the model has no tank {change.tank!r}")
-                else:
-                    tank = wn.get_node(change.tank)
-                    if not tank.min_level <= change.init_level_m <= tank.max_level:
-                        problems.append(f"{path}.init_level_m: {change.init_level_m} m is outside tank "
-                                        f"{change.tank!r}'s range {tank.min_level:g}-{tank.max_level:g} m")
-            case schema.FireFlow():
-                problems += _missing(wn, [change.node], "junction", f"{path}.node")
-            case schema.Leak():
-                problems += _missing(wn, [change.node], "junction", f"{path}.node")
-                if run.simulator == "epanet":
-                    problems.append(f"{path}: leaks need simulator 'wntr'; EPANET ignores them without a word")
-            case schema.ContaminantSource():
-                problems += _missing(wn, [change.node], "node", f"{path}.node")
-                if run.quality.mode != "chemical":
-                    problems.append(f"{path}: a contaminant source needs run.quality.mode 'chemical'")
-    if run.quality.trace_node is not None and run.quality.trace_node not in wn.node_name_list:
-        problems.append(f"$.run.quality.trace_node: the model has no node {run.quality.trace_node!r}")
-    if run.simulator == "wntr" and run.quality.mode != "none":
-        problems.append("$.run.quality.mode: water quality needs simulator 'epanet'; wntr's own simulator "
-                        "is hydraulic only")
-    for index, request in enumerate(job.output.series):
-        for type_index, kind in enumerate(request.types or []):
-            valid = schema.ELEMENT_TYPES[request.element]
-            if kind not in valid:
-                problems.append(f"$.output.series[{index}].types[{type_index}]: {kind!r} is not a "
-                                f"{request.element} type ({', '.join(valid)})")
-        problems += _missing(wn, request.ids, request.element, f"$.output.series[{index}].ids")
-    return problems
 
 
 def _window_pattern(wn: wntr.network.WaterNetworkModel, name: str, start_s: int, end_s: int | None) -> str:
@@ -138,7 +72,7 @@ def _apply_run_settings(run: schema.Run, wn: wntr.network.WaterNetworkModel) -> 
 
 
 def apply_run(run: schema.Run, wn: wntr.network.WaterNetworkModel) -> None:
-    """Apply the run settings, then each alteration in order. Call after ``problems_with`` found none."""
+    """Apply the run settings, then each alteration in order. Call after ``job_problems`` found none."""
     _apply_run_settings(run, wn)
     for index, change in enumerate(run.alterations):
         label = f"cb{index}"

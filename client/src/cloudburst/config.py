@@ -2,7 +2,9 @@
 
 Read from ``~/.config/cloudburst/client.toml`` (site.yml writes it on the controller, mode 0600, outside the
 repository; ``CLOUDBURST_CONFIG`` names another file), each value overridable by an environment variable
-``CLOUDBURST_<KEY>`` (e.g. ``CLOUDBURST_REDIS_URL``).
+``CLOUDBURST_<KEY>`` (e.g. ``CLOUDBURST_REDIS_URL``). One file can describe several clusters: the top-level
+keys are the default profile, each ``[profiles.NAME]`` table another cluster (its keys over the top-level
+ones), chosen with ``--profile NAME`` or ``CLOUDBURST_PROFILE``.
 """
 from __future__ import annotations
 
@@ -10,12 +12,12 @@ import os
 import tomllib
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
+from typing import Any
+
+from cloudburst.errors import ConfigError
 
 DEFAULT_PATH = Path.home() / ".config" / "cloudburst" / "client.toml"
-
-
-class ConfigError(RuntimeError):
-    pass
+PROFILES_TABLE = "profiles"
 
 
 @dataclass(frozen=True)
@@ -33,24 +35,32 @@ class Settings:
     queue: str = "cloudburst"
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "Settings":
+    def load(cls, path: Path | None = None, profile: str | None = None) -> "Settings":
         path = Path(os.environ.get("CLOUDBURST_CONFIG", path or DEFAULT_PATH))
-        values: dict[str, str] = {}
+        profile = profile or os.environ.get("CLOUDBURST_PROFILE") or None
+        document: dict[str, Any] = {}
         if path.exists():
             try:
-                values = {key: str(value) for key, value in tomllib.loads(path.read_text()).items()}
+                document = tomllib.loads(path.read_text())
             except tomllib.TOMLDecodeError as error:
                 raise ConfigError(f"{path} is not valid TOML: {error}") from None
+        profiles = document.pop(PROFILES_TABLE, {})
+        values = {key: str(value) for key, value in document.items()}
+        if profile is not None:
+            if profile not in profiles:
+                known = ", ".join(sorted(profiles)) or "none"
+                raise ConfigError(f"{path} has no profile {profile!r} (profiles: {known})")
+            values.update({key: str(value) for key, value in profiles[profile].items()})
         for field in fields(cls):
             override = os.environ.get(f"CLOUDBURST_{field.name.upper()}")
             if override is not None:
                 values[field.name] = override
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
+        where = f"{path}" + (f" [profiles.{profile}]" if profile else "")
+        unknown = sorted(set(values) - {field.name for field in fields(cls)})
         if unknown:
-            raise ConfigError(f"{path} has unknown settings: {', '.join(unknown)}")
+            raise ConfigError(f"{where} has unknown settings: {', '.join(unknown)}")
         missing = [field.name for field in fields(cls) if field.default is MISSING and field.name not in values]
         if missing:
-            where = f"{path}" if path.exists() else f"{path} (missing: run site.yml, which writes it)"
-            raise ConfigError(f"no {', '.join(missing)} in {where} or CLOUDBURST_* variables")
+            hint = "" if path.exists() else " (missing: run site.yml, which writes it)"
+            raise ConfigError(f"no {', '.join(missing)} in {where}{hint} or CLOUDBURST_* variables")
         return cls(**values)

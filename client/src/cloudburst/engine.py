@@ -18,18 +18,17 @@ import wntr
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from cloudburst import __version__
-from cloudburst.alterations import apply_run, problems_with
-from cloudburst.influx import InfluxWriter
-from cloudburst.job import JobError, MemberId, ModelInput, Run, parse_job
-from cloudburst.models import ModelCache, load_model
+from cloudburst.alterations import apply_run
+from cloudburst.checks import check_job
 from cloudburst.epanet_output import reader_for
-from cloudburst.results import member_line, results_needed, series_lines, series_problems, summary_fields
+from cloudburst.errors import InputError, MemberFailed
+from cloudburst.influx import InfluxWriter
+from cloudburst.job import DEFAULT_START, MemberId, Run, parse_job
+from cloudburst.models import ModelCache, load_model
+from cloudburst.results import results_needed, series_lines, summary_fields
+from cloudburst.resultformat import FAILED, FINISHED, STATUS, SUMMARY, member_line
 
 EPANET_VERSION = 2.2
-
-
-class MemberFailed(RuntimeError):
-    """A member that could not run; the message is the reason recorded in its status."""
 
 
 def simulate(run: Run, wn: wntr.network.WaterNetworkModel,
@@ -80,7 +79,7 @@ def _identity(document: dict[str, Any]) -> tuple[str, int, int] | None:
         member = MemberId.model_validate(document)
     except ValidationError:
         return None
-    start = ModelInput.model_fields["start_time_utc"].default
+    start = DEFAULT_START
     try:
         start = TypeAdapter(AwareDatetime).validate_python(document["input"]["start_time_utc"])
     except (KeyError, TypeError, ValidationError):
@@ -94,28 +93,24 @@ def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter
     try:
         job = parse_job(document)
         wn = load_model(job.input, cache)
-        problems = problems_with(job, wn)
-        if not problems:
-            apply_run(job.run, wn)
-            problems = series_problems(job.output, job.run, wn)
-        if problems:
-            raise JobError(problems)
+        check_job(job, wn)
+        apply_run(job.run, wn)
         results = simulate(job.run, wn, results_needed(job))
         lines = list(series_lines(job, wn, results))
         points = sum(line.rsplit(" ", 2)[1].count("=") for line in lines)
-        identity = job.ensemble, job.member, int(job.input.start_time_utc.timestamp())
-        lines.append(member_line("summary", *identity, summary_fields(job, wn, results)))
-        record = status_fields(document, status="finished", runtime_s=time.perf_counter() - started, points=points)
-        lines.append(member_line("status", *identity, record))
+        identity = job.ensemble, job.member, job.start_timestamp
+        lines.append(member_line(SUMMARY, *identity, summary_fields(job, wn, results)))
+        record = status_fields(document, status=FINISHED, runtime_s=time.perf_counter() - started, points=points)
+        lines.append(member_line(STATUS, *identity, record))
         if writer is not None:
             writer.write(lines, db=job.output.db)
         return record
-    except (JobError, MemberFailed) as failure:
+    except (InputError, MemberFailed) as failure:
         reason = str(failure)
         identity = _identity(document) if isinstance(document, dict) else None
         if identity is not None and writer is not None:
-            record = status_fields(document, status="failed", error=reason, runtime_s=time.perf_counter() - started)
+            record = status_fields(document, status=FAILED, error=reason, runtime_s=time.perf_counter() - started)
             output = document.get("output")
             db = output.get("db") if isinstance(output, dict) and isinstance(output.get("db"), str) else None
-            writer.write([member_line("status", *identity, record)], db=db)
+            writer.write([member_line(STATUS, *identity, record)], db=db)
         raise MemberFailed(reason) from None

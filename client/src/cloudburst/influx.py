@@ -1,4 +1,5 @@
-"""Writing line protocol to InfluxDB 1.x: batched, retried on timeouts and 5xx, failing loudly on 4xx."""
+"""InfluxDB 1.x over HTTP: writing line protocol (batched, retried on timeouts and 5xx, failing loudly on 4xx)
+and running InfluxQL queries into DataFrames."""
 from __future__ import annotations
 
 import logging
@@ -8,15 +9,14 @@ from itertools import chain
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import pandas as pd
 import requests
 
+from cloudburst.errors import InfluxWriteError, ServiceError, refused, service_errors
 
 log = logging.getLogger(__name__)
-
-
-class InfluxWriteError(RuntimeError):
-    """InfluxDB refused a write (bad credentials, bad data) or stayed unreachable through every retry."""
 
 
 def batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -96,3 +96,37 @@ class InfluxWriter:
             log.warning("InfluxDB write to %r failed (%s); retrying in %.1f s", db, problem, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+@dataclass
+class InfluxQuery:
+    """Read-only InfluxQL against one database; every failure is a ServiceError naming InfluxDB."""
+    url: str
+    db: str
+    username: str
+    password: str
+    timeout_s: float = 60.0
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def series(self, query: str) -> list[dict[str, Any]]:
+        """The query's series as InfluxDB returns them (name, tags, columns, values); times in seconds."""
+        with service_errors("InfluxDB", self.url):
+            response = self.session.post(f"{self.url}/query", timeout=self.timeout_s,
+                                         params={"db": self.db, "q": query, "epoch": "s"},
+                                         auth=(self.username, self.password))
+        if response.status_code in (401, 403):
+            raise ServiceError(f"InfluxDB at {self.url} refused user {self.username!r}")
+        if response.status_code != 200:
+            raise refused("InfluxDB", self.url, response, "a query")
+        result = response.json()["results"][0]
+        if "error" in result:
+            raise ServiceError(f"InfluxDB refused the query: {result['error']}")
+        return result.get("series", [])
+
+    def frame(self, query: str) -> pd.DataFrame:
+        """The query's points, one row each, tags as columns."""
+        rows = []
+        for series in self.series(query):
+            tags = series.get("tags", {})
+            rows.extend({**dict(zip(series["columns"], values)), **tags} for values in series["values"])
+        return pd.DataFrame(rows)

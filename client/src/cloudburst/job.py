@@ -12,17 +12,12 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cloudburst.errors import InputError
+
 SCHEMA = "cloudburst.job/1"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 ENSEMBLE_PATTERN = r"[A-Za-z0-9_.\-]{1,128}"
-
-
-class JobError(ValueError):
-    """A job that cannot run; ``problems`` holds one sentence per problem, each led by its JSON path."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
+DEFAULT_START = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
 class _Strict(BaseModel):
@@ -37,7 +32,7 @@ class ModelInput(_Strict):
     url: str | None = None
     sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
     inline: dict[str, Any] | None = None
-    start_time_utc: datetime = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    start_time_utc: datetime = DEFAULT_START
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelInput":
@@ -202,6 +197,11 @@ class Job(MemberId):
     run: Run = Run()
     output: Output = Output()
 
+    @property
+    def start_timestamp(self) -> int:
+        """The run's start as a Unix timestamp: every point the member writes is dated from it."""
+        return int(self.input.start_time_utc.timestamp())
+
 
 def _json_path(location: tuple[Any, ...]) -> str:
     path = "$"
@@ -233,16 +233,16 @@ def _sentence(error: dict[str, Any]) -> str:
 
 
 def parse_job(document: Any) -> Job:
-    """Validate a decoded job description; raise JobError listing every problem with its JSON path."""
+    """Validate a decoded job description; raise InputError listing every problem with its JSON path."""
     if not isinstance(document, dict):
-        raise JobError([f"$: a job must be a JSON object, not {type(document).__name__}"])
+        raise InputError([f"$: a job must be a JSON object, not {type(document).__name__}"])
     if "schema" not in document and "input" in document and "url" in document.get("input", {}):
-        raise JobError(["$.schema: is required (jobs in the original CloudBurst format go through "
+        raise InputError(["$.schema: is required (jobs in the original CloudBurst format go through "
                         "cloudburst.job.from_original first)"])
     try:
         return Job.model_validate(document)
     except ValidationError as error:
-        raise JobError([_sentence(e) for e in error.errors()]) from None
+        raise InputError([_sentence(e) for e in error.errors()]) from None
 
 
 def from_original(document: dict[str, Any], *, ensemble: str, member: int, sha256: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Enqueueing ensemble members for CloudBurst's workers, with RQ's own mechanisms.
+"""An ensemble's jobs in RQ: enqueueing members, and finding them again (queued, running, failed, cancelled).
 
 Jobs are JSON (RQ's JSONSerializer): a worker never unpickles a payload from Redis. Each job calls the env's
 ``worker.run`` with one job document, has a timeout, keeps its result and its failure for set times, and is
@@ -20,6 +20,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 from rq.job import Job
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
@@ -27,6 +28,25 @@ from cloudburst.influx import batches
 
 QUEUE_NAME = "cloudburst"
 ENTRY_POINT = "worker.run"
+# Removes the ensemble's job IDs (ARGV[1]: their prefix) from the queue list and deletes their job hashes
+# (ARGV[2]: RQ's job key prefix), in one step, so no worker takes one half-removed.
+_CANCEL_SCRIPT = """
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local kept, removed = {}, 0
+for _, id in ipairs(ids) do
+  if string.sub(id, 1, #ARGV[1]) == ARGV[1] then
+    removed = removed + 1
+    redis.call('DEL', ARGV[2] .. id)
+  else
+    kept[#kept + 1] = id
+  end
+end
+redis.call('DEL', KEYS[1])
+for i = 1, #kept, 5000 do
+  redis.call('RPUSH', KEYS[1], unpack(kept, i, math.min(i + 4999, #kept)))
+end
+return removed
+"""
 
 
 @dataclass(frozen=True)
@@ -81,3 +101,46 @@ def enqueue_members(queue: Queue, documents: Iterable[dict[str, Any]], policy: J
         pipeline.execute()
         count += len(batch)
     return count
+
+
+def member_of(ensemble: str, identifier: str) -> int:
+    return int(identifier[len(job_prefix(ensemble)):])
+
+
+def queued_members(queue: Queue, ensemble: str) -> set[int]:
+    prefix = job_prefix(ensemble)
+    return {member_of(ensemble, job) for job in (raw.decode() for raw in queue.connection.lrange(queue.key, 0, -1))
+            if job.startswith(prefix)}
+
+
+def running_members(queue: Queue, ensemble: str) -> set[int]:
+    prefix = job_prefix(ensemble)
+    registry = StartedJobRegistry(queue.name, connection=queue.connection)
+    return {member_of(ensemble, job) for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
+
+
+def failed_jobs(queue: Queue, ensemble: str) -> dict[int, str]:
+    """Job IDs in RQ's failed registry of the ensemble's members, by member."""
+    prefix = job_prefix(ensemble)
+    registry = FailedJobRegistry(queue.name, connection=queue.connection)
+    return {member_of(ensemble, job): job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
+
+
+def failure_reasons(queue: Queue, ensemble: str) -> dict[int, str]:
+    """Members whose job is in RQ's failed registry, with the last line of the failure RQ recorded."""
+    failed = failed_jobs(queue, ensemble)
+    reasons = {}
+    for member, job in zip(failed, Job.fetch_many(list(failed.values()), connection=queue.connection,
+                                                  serializer=queue.serializer)):
+        if job is None:
+            continue
+        result = job.latest_result()
+        text = (result.exc_string if result is not None else None) or "failed (RQ recorded no reason)"
+        reasons[member] = text.strip().splitlines()[-1]
+    return reasons
+
+
+def cancel_queued(queue: Queue, ensemble: str) -> int:
+    """Remove the ensemble's queued jobs; returns how many. Running jobs finish."""
+    return int(queue.connection.eval(_CANCEL_SCRIPT, 1, queue.key, job_prefix(ensemble),
+                                     Job.redis_job_namespace_prefix))

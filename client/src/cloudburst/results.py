@@ -1,14 +1,10 @@
-"""Turning a simulation's results into InfluxDB line protocol: series, a summary and a status record.
+"""Turning a simulation's results into the result format (``cloudburst.resultformat``): series and a summary.
 
-Measurements: ``node`` and ``link`` (series; tags ensemble, member, element; one field per attribute),
-``summary`` and ``status`` (tags ensemble, member). Timestamps are seconds: the run's start time plus the
-simulation time, so re-running a member overwrites the same points instead of adding new ones. Values are
-written with Python's shortest round-trip repr, so what InfluxDB returns equals wntr's float32 values
-widened to float64, bit for bit.
+Values are written with Python's shortest round-trip repr, so what InfluxDB returns equals wntr's float32
+values widened to float64, bit for bit.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,34 +12,7 @@ import numpy as np
 import wntr
 
 from cloudburst import job as schema
-
-NODE_ATTRIBUTES = ("demand", "head", "pressure", "quality", "leak_demand")
-LINK_ATTRIBUTES = ("flowrate", "velocity", "headloss", "status", "setting", "friction_factor", "reaction_rate")
-
-
-def escape_tag(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def escape_string_field(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def format_fields(fields: dict[str, Any]) -> str:
-    parts = []
-    for key, value in fields.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            parts.append(f"{escape_tag(key)}={'true' if value else 'false'}")
-        elif isinstance(value, (int, np.integer)):
-            parts.append(f"{escape_tag(key)}={int(value)}i")
-        elif isinstance(value, (float, np.floating)):
-            if math.isfinite(value):
-                parts.append(f"{escape_tag(key)}={float(value)!r}")
-        else:
-            parts.append(f"{escape_tag(key)}={escape_string_field(str(value))}")
-    return ",".join(parts)
+from cloudburst.resultformat import NODE, series_prefix
 
 
 def selected_ids(request: schema.SeriesRequest, wn: wntr.network.WaterNetworkModel) -> list[str]:
@@ -58,40 +27,11 @@ def report_times(run_duration_s: int, report_step_s: int, step_s: int | None) ->
     return [t for t in range(0, run_duration_s + 1, report_step_s) if t % keep == 0]
 
 
-def series_problems(output: schema.Output, run: schema.Run, wn: wntr.network.WaterNetworkModel) -> list[str]:
-    """Attributes the simulation will not produce, steps that are not report steps, and the point budget."""
-    problems = []
-    report_step = wn.options.time.report_timestep
-    points = 0
-    for index, request in enumerate(output.series):
-        valid = NODE_ATTRIBUTES if request.element == "node" else LINK_ATTRIBUTES
-        for attr_index, attribute in enumerate(request.attributes):
-            if attribute not in valid:
-                problems.append(f"$.output.series[{index}].attributes[{attr_index}]: {attribute!r} is not a "
-                                f"{request.element} result ({', '.join(valid)})")
-            elif attribute == "quality" and run.quality.mode == "none":
-                problems.append(f"$.output.series[{index}].attributes[{attr_index}]: 'quality' needs "
-                                "run.quality.mode other than 'none'")
-            elif attribute == "leak_demand" and run.simulator != "wntr":
-                problems.append(f"$.output.series[{index}].attributes[{attr_index}]: 'leak_demand' needs "
-                                "simulator 'wntr'")
-        if request.step_s is not None and request.step_s % report_step:
-            problems.append(f"$.output.series[{index}].step_s: {request.step_s} s is not a multiple of the "
-                            f"report step ({report_step} s)")
-        times = report_times(int(wn.options.time.duration), report_step, request.step_s)
-        points += len(times) * len(selected_ids(request, wn)) * len(request.attributes)
-    if points > output.max_points:
-        problems.append(f"$.output.max_points: the series asked for come to {points} points, above the budget "
-                        f"of {output.max_points}; select fewer elements, attributes or a longer step_s")
-    return problems
-
-
 def series_lines(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: Any) -> Iterator[str]:
-    start = int(job.input.start_time_utc.timestamp())
-    member_tags = f"ensemble={escape_tag(job.ensemble)},member={job.member}"
+    start = job.start_timestamp
     report_step = int(wn.options.time.report_timestep)
     for request in job.output.series:
-        frames = results.node if request.element == "node" else results.link
+        frames = results.node if request.element == NODE else results.link
         ids = selected_ids(request, wn)
         keep = set(report_times(int(wn.options.time.duration), report_step, request.step_s))
         first = frames[request.attributes[0]]
@@ -101,7 +41,7 @@ def series_lines(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: A
                     for attribute in request.attributes]
         stamps = [f" {t}" for t in times]
         for column, element in enumerate(ids):
-            prefix = f"{request.element},{member_tags},element={escape_tag(element)} "
+            prefix = series_prefix(request.element, job.ensemble, job.member, element)
             # Python floats (not numpy scalars), so repr() gives the shortest round-trip number.
             per_attribute = [[f"{name}={value!r}" for value in matrix[column].tolist()]
                              for name, matrix in zip(request.attributes, matrices)]
@@ -121,7 +61,7 @@ def results_needed(job: schema.Job) -> tuple[set[str], set[str]]:
     node = {"pressure", "demand"} | ({"quality"} if job.run.quality.mode != "none" else set())
     link: set[str] = set()
     for request in job.output.series:
-        (node if request.element == "node" else link).update(request.attributes)
+        (node if request.element == NODE else link).update(request.attributes)
     return node, link
 
 
@@ -156,9 +96,3 @@ def summary_fields(job: schema.Job, wn: wntr.network.WaterNetworkModel, results:
             fields["quality_max"] = float(peak.max())
             fields["nodes_reached"] = int((peak > job.run.quality.threshold).sum())
     return fields
-
-
-def member_line(measurement: str, ensemble: str, member: int, timestamp: int, fields: dict[str, Any]) -> str:
-    """One point per member: re-running the member overwrites it."""
-    return f"{measurement},ensemble={escape_tag(ensemble)},member={member} {format_fields(fields)} {timestamp}"
-

@@ -3,10 +3,13 @@
     ensemble: net3-demand          # name: letters, digits, . _ -
     members: 200                   # count (a sweep sets it from the model instead)
     seed: 2024                     # the same seed and file give the same values
+    sampling: lhs                  # random (default), lhs (Latin hypercube) or sobol, over all drawn values
+    start_time_utc: 2024-06-01T00:00:00Z   # dates the results (default 2000-01-01T00:00:00Z)
+    start_every_s: 3600            # optional: member i starts at start_time_utc + i * start_every_s
     run: {duration_s: 86400}       # simulator settings shared by every member (job schema "run")
     alterations:                   # templates: any number may be a distribution
       - type: demand_scale
-        factor: {distribution: uniform, low: 0.8, high: 1.2}
+        factor: {distribution: truncnorm, mean: 1.0, std: 0.3, low: 0, high: 3}
       - type: pipe_property
         property: roughness
         factor: {distribution: lognormal, mean: 0.0, sigma: 0.1}
@@ -15,28 +18,29 @@
       alteration: {type: link_status, status: closed}   # the element goes into link / node / pump / tank
     output: {...}                  # job schema "output" (series, summary), shared by every member
 
-Distributions: uniform (low, high), normal (mean, std), lognormal (mean, sigma: of the log), choice (values,
-optional weights). Draws use numpy's PCG64 generator from the seed, member by member, in file order.
+Distributions and designs: ``cloudburst.sampling``. Every member is checked against the schema and the model
+(``cloudburst.checks``) before the ensemble is returned, so nothing is uploaded or enqueued for a bad one.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import wntr
+import yaml
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from cloudburst.alterations import problems_with
-from cloudburst.job import ENSEMBLE_PATTERN, SCHEMA, JobError, parse_job
-from cloudburst.results import series_problems
+from cloudburst import sampling
+from cloudburst.checks import job_problems
+from cloudburst.errors import InputError
+from cloudburst.job import DEFAULT_START, ENSEMBLE_PATTERN, SCHEMA, parse_job
 
-DISTRIBUTIONS = {
-    "uniform": ("low", "high"),
-    "normal": ("mean", "std"),
-    "lognormal": ("mean", "sigma"),
-    "choice": ("values",),
-}
+KNOWN_KEYS = ("ensemble", "members", "seed", "sampling", "start_time_utc", "start_every_s", "run", "alterations",
+              "sweep", "output")
 SWEEPS = {  # sweep "over" -> (wntr name list, the alteration field that takes the element)
     "pipes": ("pipe_name_list", ("link", "pipes")),
     "pumps": ("pump_name_list", ("pump", "link")),
@@ -49,14 +53,6 @@ ELEMENT_FIELDS = {"link_status": "link", "pump_outage": "pump", "tank_level": "t
                   "leak": "node", "contaminant_source": "node", "pipe_property": "pipes", "demand_scale": "nodes"}
 
 
-class ScenarioError(ValueError):
-    """A scenario file that cannot make an ensemble; ``problems`` holds one sentence each."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
 @dataclass(frozen=True)
 class Ensemble:
     name: str
@@ -64,96 +60,105 @@ class Ensemble:
     documents: list[dict[str, Any]]
 
 
-def _distribution_problems(value: Any, path: str) -> list[str]:
-    if isinstance(value, dict):
-        if "distribution" not in value:
-            return [p for key, item in value.items() for p in _distribution_problems(item, f"{path}.{key}")]
-        kind = value["distribution"]
-        if kind not in DISTRIBUTIONS:
-            return [f"{path}: unknown distribution {kind!r}; known: {', '.join(DISTRIBUTIONS)}"]
-        needed = DISTRIBUTIONS[kind]
-        missing = [name for name in needed if name not in value]
-        if missing:
-            return [f"{path}: distribution {kind} needs {', '.join(missing)}"]
-        if kind == "uniform" and not value["low"] < value["high"]:
-            return [f"{path}: uniform needs low < high"]
-        if kind in ("normal", "lognormal") and not value[needed[1]] > 0:
-            return [f"{path}: {kind} needs {needed[1]} > 0"]
-        if kind == "choice" and (not isinstance(value["values"], list) or not value["values"]):
-            return [f"{path}: choice needs a non-empty list of values"]
-        return []
-    if isinstance(value, list):
-        return [p for i, item in enumerate(value) for p in _distribution_problems(item, f"{path}[{i}]")]
-    return []
-
-
-def _draw(value: Any, rng: np.random.Generator) -> Any:
-    if isinstance(value, dict) and "distribution" in value:
-        kind = value["distribution"]
-        if kind == "uniform":
-            return float(rng.uniform(value["low"], value["high"]))
-        if kind == "normal":
-            return float(rng.normal(value["mean"], value["std"]))
-        if kind == "lognormal":
-            return float(rng.lognormal(value["mean"], value["sigma"]))
-        weights = value.get("weights")
-        probabilities = np.asarray(weights, dtype=float) / np.sum(weights) if weights else None
-        picked = value["values"][int(rng.choice(len(value["values"]), p=probabilities))]
-        return picked.item() if isinstance(picked, np.generic) else picked
-    if isinstance(value, dict):
-        return {key: _draw(item, rng) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_draw(item, rng) for item in value]
-    return value
+def read_scenario_file(path: Path) -> dict[str, Any]:
+    """A scenario file's content, JSON-safe (YAML's timestamps become ISO strings)."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such scenario file")
+    text = path.read_text()
+    if path.suffix.lower() == ".inp" or text.lstrip().startswith("["):
+        raise InputError(f"{path} looks like an EPANET model, not a scenario: give the model (.inp) first, "
+                         "then the scenario (.yml)")
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise InputError(f"{path} is not valid YAML: {error}") from None
+    return json.loads(json.dumps(document, default=lambda value: value.isoformat()))
 
 
 def generate(scenario: dict[str, Any], model: wntr.network.WaterNetworkModel, model_input: dict[str, Any],
-             name: str | None = None) -> Ensemble:
-    """Every member's job document, checked against the schema and the model; raises ScenarioError.
+             name: str | None = None, start: datetime | str | None = None) -> Ensemble:
+    """Every member's job document, checked against the schema and the model; raises InputError.
 
     name: the ensemble's ID (default: the scenario's ``ensemble``); the client makes one per submission.
+    start: the first member's start time (default: the scenario's ``start_time_utc``).
     """
     if not isinstance(scenario, dict):
-        raise ScenarioError(["$: a scenario file holds a mapping (ensemble, members, seed, alterations ...)"])
-    problems: list[str] = []
-    known = {"ensemble", "members", "seed", "run", "alterations", "sweep", "output"}
-    problems += [f"$.{key}: is not a known field" for key in sorted(set(scenario) - known)]
+        raise InputError("$: a scenario file holds a mapping (ensemble, members, seed, alterations ...)")
+    problems = [f"$.{key}: is not a known field" for key in sorted(set(scenario) - set(KNOWN_KEYS))]
     name = name or scenario.get("ensemble")
     if not isinstance(name, str) or not re.fullmatch(ENSEMBLE_PATTERN, name):
         problems.append("$.ensemble: give a name of letters, digits, '.', '_' or '-' (up to 128)")
     seed = scenario.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    if not _whole(seed, 0):
         problems.append("$.seed: must be a whole number >= 0")
+    design = scenario.get("sampling", "random")
+    if design not in sampling.DESIGNS:
+        problems.append(f"$.sampling: unknown design {design!r}; known: {', '.join(sampling.DESIGNS)}")
+    first_start, start_problems = _start(start if start is not None else scenario.get("start_time_utc"))
+    problems += start_problems
+    every = scenario.get("start_every_s", 0)
+    if not _whole(every, 0):
+        problems.append("$.start_every_s: must be a whole number of seconds >= 0")
     templates = scenario.get("alterations", [])
     if not isinstance(templates, list):
         problems.append("$.alterations: must be a list")
         templates = []
-    for index, template in enumerate(templates):
-        problems += _distribution_problems(template, f"$.alterations[{index}]")
+    found: list[tuple[str, dict[str, Any]]] = []
+    sampling.find_specs(templates, "$.alterations", found)
+    problems += [problem for path, spec in found for problem in sampling.spec_problems(spec, path)]
     sweep = scenario.get("sweep")
     members = scenario.get("members")
     sweep_ids: list[str] | None = None
     if sweep is not None:
         sweep_ids, sweep_problems = _sweep_elements(sweep, model)
         problems += sweep_problems
-    elif not isinstance(members, int) or isinstance(members, bool) or members < 1:
+    elif not _whole(members, 1):
         problems.append(f"$.members: must be a whole number >= 1 (got {members!r})")
     if problems:
-        raise ScenarioError(problems)
+        raise InputError(problems)
 
-    rng = np.random.default_rng(seed)
     count = len(sweep_ids) if sweep_ids is not None else members
+    specs = sampling.columns(found)
+    drawn = sampling.draw_all(specs, count, design, seed)
     base_run = dict(scenario.get("run") or {})
+    fixed = base_run.get("alterations", [])
     documents = []
     for member in range(count):
-        alterations = [_draw(template, rng) for template in templates]
+        alterations = _substituted(templates, "$.alterations", drawn, member)
         if sweep_ids is not None:
             alterations.append(_swept(sweep["alteration"], sweep_ids[member]))
-        documents.append({"schema": SCHEMA, "ensemble": name, "member": member, "seed": seed, "input": model_input,
-                          "run": {**base_run, "alterations": base_run.get("alterations", []) + alterations},
+        member_start = first_start + timedelta(seconds=member * every)
+        documents.append({"schema": SCHEMA, "ensemble": name, "member": member, "seed": seed,
+                          "input": {**model_input, "start_time_utc": member_start.isoformat()},
+                          "run": {**base_run, "alterations": fixed + alterations},
                           "output": scenario.get("output") or {}})
-    _check_members(documents, model)
+    _check_members(documents, model, {spec.path: spec for spec in specs}, len(fixed))
     return Ensemble(name=name, seed=seed, documents=documents)
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _start(value: Any) -> tuple[datetime, list[str]]:
+    if value is None:
+        return DEFAULT_START, []
+    try:
+        return TypeAdapter(AwareDatetime).validate_python(value), []
+    except ValidationError:
+        return DEFAULT_START, [f"$.start_time_utc: {value!r} is not a date and time with a time zone, "
+                               "e.g. 2024-06-01T00:00:00Z"]
+
+
+def _substituted(value: Any, path: str, drawn: dict[str, list[Any]], member: int) -> Any:
+    """The template with each distribution spec replaced by this member's value."""
+    if sampling.is_spec(value):
+        return drawn[path][member]
+    if isinstance(value, dict):
+        return {key: _substituted(item, f"{path}.{key}", drawn, member) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substituted(item, f"{path}[{index}]", drawn, member) for index, item in enumerate(value)]
+    return value
 
 
 def _sweep_elements(sweep: Any, model: wntr.network.WaterNetworkModel) -> tuple[list[str], list[str]]:
@@ -179,13 +184,35 @@ def _swept(template: dict[str, Any], element: str) -> dict[str, Any]:
     return {**template, field: [element] if field in ("pipes", "nodes") else element}
 
 
-def _check_members(documents: list[dict[str, Any]], model: wntr.network.WaterNetworkModel) -> None:
-    """Schema and model checks for every member: problems are reported for the first member that has them."""
+def _check_members(documents: list[dict[str, Any]], model: wntr.network.WaterNetworkModel,
+                   specs: dict[str, sampling.Spec], fixed: int) -> None:
+    """The one check (``job_problems``) for every member; reports the first member with problems, how many
+    others have some, and which distribution drew a value out of range."""
+    failing: list[tuple[int, list[str]]] = []
     for document in documents:
         try:
             job = parse_job(document)
-            problems = problems_with(job, model) + series_problems(job.output, job.run, model)
-        except JobError as error:
+            problems = job_problems(job, model)
+        except InputError as error:
             problems = error.problems
         if problems:
-            raise ScenarioError([f"member {document['member']}: {problem}" for problem in problems])
+            failing.append((document["member"], problems))
+    if not failing:
+        return
+    member, problems = failing[0]
+    sentences = [f"member {member}: {problem}{_drawn_hint(problem, specs, fixed)}" for problem in problems]
+    if len(failing) > 1:
+        sentences.append(f"{len(failing) - 1} more of the {len(documents)} members have problems")
+    raise InputError(sentences)
+
+
+def _drawn_hint(problem: str, specs: dict[str, sampling.Spec], fixed: int) -> str:
+    """Where a problem is at a drawn value, the distribution it came from and how to keep draws in range."""
+    match = re.match(r"\$\.run\.alterations\[(\d+)\]([^:]*):", problem)
+    if not match or int(match.group(1)) < fixed:
+        return ""
+    spec = specs.get(f"$.alterations[{int(match.group(1)) - fixed}]{match.group(2)}")
+    if spec is None:
+        return ""
+    return (f" (drawn from {sampling.describe(spec.parameters)}; a bounded distribution such as truncnorm "
+            "with low and high keeps every draw in range)")

@@ -12,7 +12,8 @@ from typing import Any
 import requests
 from rq import get_current_job
 
-from cloudburst.engine import MemberFailed, run_member
+from cloudburst.engine import run_member
+from cloudburst.errors import MemberFailed
 from cloudburst.influx import InfluxWriter
 from cloudburst.models import ModelCache
 

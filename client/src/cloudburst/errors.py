@@ -1,0 +1,67 @@
+"""Every exception CloudBurst raises, and the one place that turns service failures into them.
+
+    CloudBurstError
+    ├── InputError         bad input: a scenario, job, model file, argument or ensemble name (CLI exit 2);
+    │                      ``problems`` holds one sentence per problem, each led by where it is
+    ├── ServiceError       a service that does not answer or refuses the credentials (CLI exit 3)
+    │   ├── ConfigError    no usable client settings
+    │   └── InfluxWriteError  InfluxDB refused a write, or stayed unreachable through every retry
+    └── MemberFailed       a member that could not run; the message is the reason in its status record
+
+A ``KeyError`` or ``LookupError`` raised by a bug is none of these: it stays a traceback, never "bad input".
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import redis
+import requests
+
+
+class CloudBurstError(Exception):
+    """The root of CloudBurst's exceptions."""
+
+
+class InputError(CloudBurstError, ValueError):
+    """Input that cannot make a job run; ``problems`` holds one sentence per problem."""
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class ServiceError(CloudBurstError, RuntimeError):
+    """A service that does not answer or refuses the credentials; the message is one sentence."""
+
+
+class ConfigError(ServiceError):
+    """Client settings that are missing, unreadable, or name an unknown profile."""
+
+
+class InfluxWriteError(ServiceError):
+    """InfluxDB refused a write (bad credentials, bad data) or stayed unreachable through every retry."""
+
+
+class MemberFailed(CloudBurstError, RuntimeError):
+    """A member that could not run; the message is the reason recorded in its status."""
+
+
+@contextlib.contextmanager
+def service_errors(service: str, url: str) -> Iterator[None]:
+    """Turn Redis and HTTP client failures inside the block into a ServiceError naming the service and URL."""
+    try:
+        yield
+    except redis.AuthenticationError:
+        raise ServiceError(f"{service} at {url} refused the password") from None
+    except redis.RedisError as error:
+        raise ServiceError(f"{service} at {url} does not answer ({type(error).__name__})") from None
+    except requests.RequestException as error:
+        raise ServiceError(f"{service} at {url} does not answer ({type(error).__name__})") from None
+
+
+def refused(service: str, url: str, response: requests.Response, what: str) -> ServiceError:
+    """The error for an HTTP answer that is not the one expected: credentials refused, or another status."""
+    if response.status_code in (401, 403):
+        return ServiceError(f"{service} at {url} refused the credentials for {what}")
+    return ServiceError(f"{service} at {url} answered HTTP {response.status_code} to {what}")

@@ -1,0 +1,48 @@
+"""Models on the cluster's file service (Nginx): uploaded once by sha256, fetched back for a retry.
+
+A model's path is ``models/<sha256>.inp``; the client reaches Nginx at ``files_url``, workers at
+``cluster_files_url`` (the URL written into every job), both built here.
+"""
+from __future__ import annotations
+
+import requests
+
+from cloudburst.config import Settings
+from cloudburst.errors import ServiceError, refused, service_errors
+
+
+def model_path(sha256: str) -> str:
+    return f"models/{sha256}.inp"
+
+
+def model_input(settings: Settings, sha256: str) -> dict[str, str]:
+    """The job's ``input`` for a model on this cluster: the URL workers fetch and the hash they verify."""
+    return {"url": f"{settings.cluster_files_url}/{model_path(sha256)}", "sha256": sha256}
+
+
+class ModelStore:
+    def __init__(self, settings: Settings, session: requests.Session | None = None):
+        self.url = settings.files_url
+        self.auth = (settings.files_user, settings.files_password)
+        self.session = session or requests.Session()
+
+    def upload(self, data: bytes, sha256: str) -> bool:
+        """Upload the model unless the store has it already; returns whether it was uploaded."""
+        location = f"{self.url}/{model_path(sha256)}"
+        with service_errors("Nginx", self.url):
+            present = self.session.head(location, auth=self.auth, timeout=30)
+            if present.status_code in (401, 403):
+                raise ServiceError(f"Nginx at {self.url} refused user {self.auth[0]!r}")
+            if present.status_code == 200:
+                return False
+            put = self.session.put(location, data=data, auth=self.auth, timeout=300)
+        if put.status_code not in (201, 204):
+            raise refused("Nginx", self.url, put, "the model upload")
+        return True
+
+    def fetch(self, sha256: str) -> bytes:
+        with service_errors("Nginx", self.url):
+            response = self.session.get(f"{self.url}/{model_path(sha256)}", auth=self.auth, timeout=300)
+        if response.status_code != 200:
+            raise refused("Nginx", self.url, response, f"fetching model {sha256[:12]}")
+        return response.content

@@ -1,0 +1,92 @@
+"""An ensemble's progress, and showing it while a person waits: in a terminal, a log, or a notebook."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, TextIO
+
+
+@dataclass(frozen=True)
+class Progress:
+    members: int
+    finished: int
+    failed: int
+    running: int
+
+    @property
+    def queued(self) -> int:
+        return max(self.members - self.finished - self.failed - self.running, 0)
+
+    @property
+    def done(self) -> bool:
+        return self.finished + self.failed >= self.members
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "queued": self.queued, "done": self.done}
+
+
+def bar(progress: Progress, elapsed_s: float, width: int = 30) -> str:
+    done = progress.finished + progress.failed
+    filled = int(width * done / progress.members) if progress.members else width
+    rate = done / elapsed_s if elapsed_s > 0 else 0.0
+    eta = f"{(progress.members - done) / rate:5.0f} s" if rate > 0 and done < progress.members else "    -"
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{progress.members}  finished {progress.finished}  "
+            f"failed {progress.failed}  running {progress.running}  {rate:6.1f}/s  ETA {eta}")
+
+
+class Display(Protocol):
+    interval_s: float
+
+    def show(self, progress: Progress) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TerminalDisplay:
+    """One line redrawn in place on a terminal; on a pipe or log file, a line every few seconds."""
+
+    def __init__(self, stream: TextIO = sys.stderr):
+        self.stream = stream
+        self.live = stream.isatty()
+        self.interval_s = 1.0 if self.live else 5.0
+        self.started = time.monotonic()
+
+    def show(self, progress: Progress) -> None:
+        line = bar(progress, time.monotonic() - self.started)
+        self.stream.write(("\r" + line) if self.live else (line + "\n"))
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class NotebookDisplay:
+    """The same line, updated in place in a notebook's output cell (no widgets needed)."""
+
+    interval_s = 1.0
+
+    def __init__(self) -> None:
+        from IPython.display import display
+        self.started = time.monotonic()
+        self.handle = display({"text/plain": "waiting for the first count"}, raw=True, display_id=True)
+
+    def show(self, progress: Progress) -> None:
+        self.handle.update({"text/plain": bar(progress, time.monotonic() - self.started)}, raw=True)
+
+    def close(self) -> None:
+        pass
+
+
+def in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    ipython = shell.get_ipython()
+    return ipython is not None and hasattr(ipython, "kernel")
+
+
+def default_display() -> Display:
+    return NotebookDisplay() if in_notebook() else TerminalDisplay()
