@@ -12,7 +12,10 @@ import pytest
 import wntr
 from rq import Worker
 
-from cloudburst.ensembles import Cluster
+from cloudburst.api import Client
+from cloudburst.files import model_input
+from cloudburst.records import EnsembleRecord
+from cloudburst.resultformat import FINISHED
 from cloudburst.queue import enqueue_members, job_id, open_queue
 from stack_view import MASTER, WORKERS, client_settings, cloudburst
 
@@ -32,16 +35,22 @@ def sha256(text: str | bytes) -> str:
     return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
 
 
+def upload(cluster: Client, text: str) -> str:
+    """The model's URL as workers reach it, once the cluster's file service has it."""
+    cluster.models.upload(text.encode(), sha256(text))
+    return model_input(cluster.settings, sha256(text))["url"]
+
+
 @pytest.fixture(scope="module")
-def cluster() -> Cluster:
-    return Cluster(client_settings()).checked()
+def cluster() -> Client:
+    return Client(client_settings())
 
 
 @pytest.fixture(scope="module")
 def models(cluster) -> dict[str, dict]:
     sources = {"net3": (REPO / "files" / "models" / "Net3.inp").read_text(), "broken": BROKEN_INP,
                "unbalanced": UNBALANCED_INP}
-    return {name: {"url": cluster.upload_model(text.encode(), sha256(text))[0], "sha256": sha256(text)}
+    return {name: {"url": upload(cluster, text), "sha256": sha256(text)}
             for name, text in sources.items()}
 
 
@@ -78,7 +87,7 @@ KINDS = [*BAD_JOBS, MALFORMED_JSON]
 MEMBER_OF = {kind: GOOD + index for index, kind in enumerate(KINDS)}
 
 
-def enqueue_malformed(cluster: Cluster, member: int) -> None:
+def enqueue_malformed(cluster: Client, member: int) -> None:
     """A job hash as RQ stores one, whose payload is cut off mid-JSON (a truncated write, a buggy client)."""
     identifier = job_id(NAME, member)
     payload = json.dumps(["worker.run", None, [document(member, {"url": "x", "sha256": "0" * 64})], {}])
@@ -94,7 +103,7 @@ def ran(cluster, models):
     """Enqueue the ensemble, wait until every member is done; the RQ workers before and after."""
     workers_before = {worker.name for worker in Worker.all(connection=cluster.redis)}
     members = GOOD + len(KINDS)
-    cluster.record(NAME, members, 0, {"bad-input catalogue": KINDS}, models["net3"]["sha256"])
+    cluster.records.create(EnsembleRecord(NAME, members, 0, models["net3"]["sha256"], {"bad-input catalogue": KINDS}))
     queue = open_queue(cluster.redis, cluster.settings.queue)
     good = [document(member, models["net3"], run={"alterations": [
         {"type": "demand_scale", "factor": 0.8 + 0.01 * member}]}) for member in range(GOOD)]
@@ -103,8 +112,8 @@ def ran(cluster, models):
     enqueue_malformed(cluster, MEMBER_OF[MALFORMED_JSON])
     enqueue_members(queue, good[GOOD // 2:])  # good members after the bad ones too
     deadline = time.monotonic() + 300
-    while not cluster.progress(NAME).done:
-        assert time.monotonic() < deadline, f"not done within 300 s: {cluster.progress(NAME)}"
+    while not cluster.ensemble(NAME).status().done:
+        assert time.monotonic() < deadline, f"not done within 300 s: {cluster.ensemble(NAME).status()}"
         time.sleep(1)
     return {"workers_before": workers_before, "status": cloudburst("status", NAME)}
 
@@ -121,10 +130,10 @@ def test_a_bad_job_fails_with_a_clear_reason_that_status_shows(ran, kind):
 
 
 def test_nothing_of_the_good_members_is_lost_and_nothing_of_the_bad_stored(ran, cluster):
-    progress = cluster.progress(NAME)
+    progress = cluster.ensemble(NAME).status()
     assert (progress.finished, progress.failed) == (GOOD, len(KINDS))
-    assert cluster.finished_members(NAME) == set(range(GOOD))
-    series = cluster.frame(f"SELECT count(pressure) FROM node WHERE ensemble = '{NAME}' GROUP BY member")
+    assert cluster.results.members_with_status(NAME, FINISHED) == set(range(GOOD))
+    series = cluster.influx.frame(f"SELECT count(pressure) FROM node WHERE ensemble = '{NAME}' GROUP BY member")
     assert set(series["member"].astype(int)) == set(range(GOOD))
 
 
@@ -133,12 +142,12 @@ def test_the_workers_that_met_bad_jobs_keep_serving(ran, cluster, models):
     assert {worker.name for worker in Worker.all(connection=cluster.redis)} == ran["workers_before"]
     queue = open_queue(cluster.redis, cluster.settings.queue)
     follow_up = [{**document(member, models["net3"]), "ensemble": f"{NAME}-after"} for member in range(20)]
-    cluster.record(f"{NAME}-after", 20, 0, {}, models["net3"]["sha256"])
+    cluster.records.create(EnsembleRecord(f"{NAME}-after", 20, 0, models["net3"]["sha256"], {}))
     enqueue_members(queue, follow_up)
     deadline = time.monotonic() + 120
-    while not cluster.progress(f"{NAME}-after").done:
+    while not cluster.ensemble(f"{NAME}-after").status().done:
         assert time.monotonic() < deadline, "follow-up jobs not done within 120 s"
         time.sleep(1)
-    assert cluster.progress(f"{NAME}-after").finished == 20
-    hosts = set(cluster.frame(f"SELECT worker, runtime_s FROM status WHERE ensemble = '{NAME}-after'")["worker"])
+    assert cluster.ensemble(f"{NAME}-after").status().finished == 20
+    hosts = set(cluster.influx.frame(f"SELECT worker, runtime_s FROM status WHERE ensemble = '{NAME}-after'")["worker"])
     assert hosts == set(WORKERS)

@@ -10,7 +10,7 @@ import pytest
 import wntr
 import yaml
 
-from cloudburst.ensembles import Cluster
+from cloudburst.api import Client
 from stack_view import MASTER, client_settings, cloudburst
 
 testinfra_hosts = [MASTER]
@@ -22,8 +22,8 @@ MEMBERS = 300
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Cluster:
-    return Cluster(client_settings()).checked()
+def cluster() -> Client:
+    return Client(client_settings())
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def submitted(tmp_path_factory):
 def test_submit_waits_until_every_member_finished(submitted, cluster):
     assert submitted.returncode == 0, submitted.stderr[-2000:]
     assert submitted.stdout.strip() == NAME
-    progress = cluster.progress(NAME)
+    progress = cluster.ensemble(NAME).status()
     assert (progress.finished, progress.failed, progress.running, progress.queued) == (MEMBERS, 0, 0, 0)
     status = cloudburst("status", NAME)
     assert status.returncode == 0 and f"finished {MEMBERS}  failed 0" in status.stdout, status
@@ -50,7 +50,7 @@ def test_influxdb_holds_exactly_the_expected_points(submitted, cluster):
     steps = 86400 // int(wn.options.time.report_timestep) + 1  # the scenario's 24 h at the model's report step
 
     def value(query: str, column: str = "count") -> int:
-        frame = cluster.frame(query)
+        frame = cluster.influx.frame(query)
         return 0 if frame.empty else int(frame[column].iloc[0])
 
     where = f"WHERE ensemble = '{NAME}'"
@@ -61,7 +61,7 @@ def test_influxdb_holds_exactly_the_expected_points(submitted, cluster):
         assert value(f"SELECT count({attribute}) FROM node {where}") == MEMBERS * len(NODES) * steps
     # What the workers say they wrote, one point per value, matches what is stored.
     assert value(f"SELECT sum(series_points) FROM status {where}", "sum") == MEMBERS * len(NODES) * steps * 2
-    workers = cluster.frame(f"SELECT worker, runtime_s FROM status {where}")["worker"]
+    workers = cluster.influx.frame(f"SELECT worker, runtime_s FROM status {where}")["worker"]
     assert workers.nunique() >= 2, "members ran in one worker container only"
 
 
@@ -70,7 +70,7 @@ def test_results_gives_percentiles_of_the_stored_series(submitted, cluster, tmp_
     result = cloudburst("results", NAME, "--element", "node:123", "--attribute", "pressure", "--csv", str(table))
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(table.open()))
-    raw = cluster.frame(f"SELECT pressure FROM node WHERE ensemble = '{NAME}' AND element = '123'")
+    raw = cluster.influx.frame(f"SELECT pressure FROM node WHERE ensemble = '{NAME}' AND element = '123'")
     by_time = raw.groupby("time")["pressure"]
     assert len(rows) == by_time.ngroups
     for row, (_, values) in zip(rows, by_time):

@@ -22,7 +22,8 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from cloudburst.config import Settings
-from cloudburst.ensembles import Cluster
+from cloudburst.api import Client
+from cloudburst.resultformat import FINISHED
 from cloudburst.queue import job_id
 from stack_view import MASTER, WORKERS, client_settings, cloudburst, cluster_host
 
@@ -109,12 +110,12 @@ class RunningEnsemble:
         path.write_text(yaml.safe_dump(scenario))
         submitted = cloudburst("submit", str(MODEL), str(path), "--name", name)
         assert submitted.returncode == 0, submitted.stderr
-        self.cluster = Cluster(settings())
+        self.cluster = Client(settings())
         self.submitted_at = time.monotonic()
         wait_for(f"{name}: a tenth finished", lambda: self.finished() >= members // 10, 300)
 
     def finished(self) -> int:
-        return len(self.cluster.finished_members(self.name))
+        return len(self.cluster.results.members_with_status(self.name, FINISHED))
 
     def running_on(self, host: str) -> list[str]:
         """IDs of the ensemble's jobs a worker on host is running now."""
@@ -144,15 +145,15 @@ class RunningEnsemble:
         # A job whose end RQ had not recorded when Redis went away is re-run once its heartbeat is stale; its
         # results overwrite the same points. Wait for RQ to settle too.
         wait_for(f"{self.name}: RQ settled", lambda: set(rq_statuses()) == {"finished"}, 300, poll_s=2)
-        per_member = self.cluster.frame(f"SELECT count(runtime_s) FROM status WHERE ensemble = '{self.name}' "
+        per_member = self.cluster.influx.frame(f"SELECT count(runtime_s) FROM status WHERE ensemble = '{self.name}' "
                                         "GROUP BY member")
         assert len(per_member) == self.members and set(per_member["count"]) == {1}
-        assert set(self.cluster.frame(f"SELECT status FROM status WHERE ensemble = '{self.name}'")["status"]) == \
+        assert set(self.cluster.influx.frame(f"SELECT status FROM status WHERE ensemble = '{self.name}'")["status"]) == \
             {"finished"}
-        summaries = self.cluster.frame(f"SELECT count(pressure_min) FROM summary WHERE ensemble = '{self.name}'")
+        summaries = self.cluster.influx.frame(f"SELECT count(pressure_min) FROM summary WHERE ensemble = '{self.name}'")
         assert int(summaries["count"].iloc[0]) == self.members
         steps = DURATION_S // 3600 + 1
-        series = self.cluster.frame(f"SELECT count(pressure) FROM node WHERE ensemble = '{self.name}'")
+        series = self.cluster.influx.frame(f"SELECT count(pressure) FROM node WHERE ensemble = '{self.name}'")
         assert int(series["count"].iloc[0]) == self.members * len(NODES) * steps
         failed = FailedJobRegistry("cloudburst", connection=connection(), serializer=JSONSerializer)
         assert not set(failed.get_job_ids()) & set(ids)
