@@ -42,3 +42,11 @@ def model_server(model_dir):
     from services import file_server
     with file_server(model_dir) as url:
         yield url
+
+
+@pytest.fixture
+def cluster(tmp_path, influx):
+    """Redis (with a password), Nginx taking uploads, the session's InfluxDB, and client settings for them."""
+    from local_cluster import local_cluster
+    with local_cluster(tmp_path, influx) as running:
+        yield running

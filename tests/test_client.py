@@ -16,13 +16,12 @@ import yaml
 from redis import Redis
 
 from cloudburst.queue import job_id
+from local_cluster import cli, start_workers, stop
 from cloudburst.errors import InputError
 from cloudburst.scenarios import generate
-from services import nginx_server, redis_server
 
 REPO = Path(__file__).resolve().parents[1]
 NET3 = REPO / "files" / "models" / "Net3.inp"
-RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
 SOURCE = {"url": "http://nginx:8080/models/x.inp", "sha256": "0" * 64}
 
 
@@ -98,44 +97,6 @@ def test_bad_scenarios_are_refused_with_a_sentence(net3, changes, sentence):
 
 # --- the CLI against real services --------------------------------------------------------------------------
 
-@pytest.fixture
-def cluster(tmp_path, influx):
-    """Redis (with a password), Nginx taking uploads, the session's InfluxDB, and client settings for them."""
-    root = tmp_path / "files"
-    (root / "models").mkdir(parents=True)
-    db = f"client_{tmp_path.name[-20:].replace('-', '_')}"
-    influx.query(f"CREATE DATABASE {db}")
-    users = {"cloudburst": "reader-secret", "uploader": "uploader-secret"}
-    with redis_server(tmp_path, password="redis-secret") as redis_url, nginx_server(root, users, uploads=True) as files:
-        (tmp_path / "reader").write_text("reader-secret")
-        settings = {"CLOUDBURST_REDIS_URL": redis_url.replace(":redis-secret@", ""), "CLOUDBURST_REDIS_PASSWORD": "redis-secret",
-                    "CLOUDBURST_INFLUX_URL": influx.url, "CLOUDBURST_INFLUX_USER": "reader",
-                    "CLOUDBURST_INFLUX_PASSWORD": "unused", "CLOUDBURST_INFLUX_DB": db,
-                    "CLOUDBURST_FILES_URL": files, "CLOUDBURST_FILES_USER": "uploader",
-                    "CLOUDBURST_FILES_PASSWORD": "uploader-secret", "CLOUDBURST_CLUSTER_FILES_URL": files,
-                    "CLOUDBURST_CONFIG": str(tmp_path / "no-such-client.toml")}
-        worker_env = {"PYTHONPATH": str(REPO / "files" / "env" / "epanet"), "CLOUDBURST_FILES_URL": files,
-                      "CLOUDBURST_FILES_USER": "cloudburst", "CLOUDBURST_FILES_PASSWORD_FILE": str(tmp_path / "reader"),
-                      "CLOUDBURST_INFLUX_URL": influx.url, "CLOUDBURST_INFLUX_DB": db,
-                      "CLOUDBURST_MODEL_CACHE": str(tmp_path / "cache"), "CLOUDBURST_LOG_LEVEL": "WARNING"}
-        yield {"env": settings, "worker_env": worker_env, "root": root, "db": db, "tmp": tmp_path,
-               "redis": Redis.from_url(redis_url), "influx": influx}
-
-
-def cli(cluster: dict, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CLOUDBURST_")}
-    return subprocess.run([sys.executable, "-m", "cloudburst.cli", *args], env={**env, **cluster["env"]},
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def start_workers(cluster: dict, count: int = 2) -> list[subprocess.Popen]:
-    env = {**os.environ, **cluster["worker_env"]}
-    redis_url = cluster["env"]["CLOUDBURST_REDIS_URL"]
-    log = open(cluster["tmp"] / "workers.log", "ab")
-    return [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url.replace("redis://", "redis://:redis-secret@")],
-                             env=env, stdout=log, stderr=log) for _ in range(count)]
-
-
 def scenario_file(cluster: dict, **changes) -> str:
     path = cluster["tmp"] / "scenario.yml"
     path.write_text(yaml.safe_dump(scenario(members=12, run={"duration_s": 86400}, output={"series": [
@@ -148,8 +109,7 @@ def test_submit_wait_then_results_summary_and_status_from_real_runs(cluster):
     try:
         submitted = cli(cluster, "submit", str(NET3), scenario_file(cluster), "--wait", "--name", "fan")
     finally:
-        for worker in workers:
-            worker.terminate()
+        stop(workers)
     assert submitted.returncode == 0, submitted.stderr
     assert submitted.stdout.strip() == "fan"
     assert "12/12" in submitted.stderr and "12 members enqueued" in submitted.stderr
@@ -196,8 +156,7 @@ def test_retry_runs_only_the_missing_members_and_cancel_empties_the_queue(cluste
     try:
         retried = cli(cluster, "retry", "later", "--wait")
     finally:
-        for worker in workers:
-            worker.terminate()
+        stop(workers)
     assert retried.returncode == 0, retried.stderr
     assert "12 members re-enqueued" in retried.stdout
     again = cli(cluster, "retry", "later")

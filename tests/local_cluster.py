@@ -1,0 +1,84 @@
+"""A CloudBurst cluster on this machine for the client's tests: Redis (with a password), Nginx taking uploads,
+the session's InfluxDB, client settings for them, and worker runners running the example env."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from redis import Redis
+
+from services import InfluxServer, nginx_server, redis_server
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
+
+
+@contextlib.contextmanager
+def local_cluster(tmp_path: Path, influx: InfluxServer) -> Iterator[dict]:
+    root = tmp_path / "files"
+    (root / "models").mkdir(parents=True)
+    db = f"client_{tmp_path.name[-20:].replace('-', '_')}"
+    influx.query(f"CREATE DATABASE {db}")
+    users = {"cloudburst": "reader-secret", "uploader": "uploader-secret"}
+    with redis_server(tmp_path, password="redis-secret") as redis_url, nginx_server(root, users, uploads=True) as files:
+        (tmp_path / "reader").write_text("reader-secret")
+        settings = {"CLOUDBURST_REDIS_URL": redis_url.replace(":redis-secret@", ""), "CLOUDBURST_REDIS_PASSWORD": "redis-secret",
+                    "CLOUDBURST_INFLUX_URL": influx.url, "CLOUDBURST_INFLUX_USER": "reader",
+                    "CLOUDBURST_INFLUX_PASSWORD": "unused", "CLOUDBURST_INFLUX_DB": db,
+                    "CLOUDBURST_FILES_URL": files, "CLOUDBURST_FILES_USER": "uploader",
+                    "CLOUDBURST_FILES_PASSWORD": "uploader-secret", "CLOUDBURST_CLUSTER_FILES_URL": files,
+                    "CLOUDBURST_CONFIG": str(tmp_path / "no-such-client.toml")}
+        worker_env = {"PYTHONPATH": str(REPO / "files" / "env" / "epanet"), "CLOUDBURST_FILES_URL": files,
+                      "CLOUDBURST_FILES_USER": "cloudburst", "CLOUDBURST_FILES_PASSWORD_FILE": str(tmp_path / "reader"),
+                      "CLOUDBURST_INFLUX_URL": influx.url, "CLOUDBURST_INFLUX_DB": db,
+                      "CLOUDBURST_MODEL_CACHE": str(tmp_path / "cache"), "CLOUDBURST_LOG_LEVEL": "WARNING"}
+        yield {"env": settings, "worker_env": worker_env, "root": root, "db": db, "tmp": tmp_path,
+               "redis": Redis.from_url(redis_url), "influx": influx}
+
+
+def cli(cluster: dict, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CLOUDBURST_")}
+    return subprocess.run([sys.executable, "-m", "cloudburst.cli", *args], env={**env, **cluster["env"]},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_workers(cluster: dict, count: int = 2) -> list[subprocess.Popen]:
+    env = {**os.environ, **cluster["worker_env"]}
+    redis_url = cluster["env"]["CLOUDBURST_REDIS_URL"]
+    log = open(cluster["tmp"] / "workers.log", "ab")
+    return [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url.replace("redis://", "redis://:redis-secret@")],
+                             env=env, stdout=log, stderr=log) for _ in range(count)]
+
+
+
+
+def cli(cluster: dict, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CLOUDBURST_")}
+    return subprocess.run([sys.executable, "-m", "cloudburst.cli", *args], env={**env, **cluster["env"]},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_workers(cluster: dict, count: int = 2) -> list[subprocess.Popen]:
+    env = {**os.environ, **cluster["worker_env"]}
+    redis_url = cluster["env"]["CLOUDBURST_REDIS_URL"]
+    log = open(cluster["tmp"] / "workers.log", "ab")
+    return [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url.replace("redis://", "redis://:redis-secret@")],
+                             env=env, stdout=log, stderr=log) for _ in range(count)]
+
+
+def stop(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.wait(timeout=60)
+
+
+def client_settings(cluster: dict):
+    """The same settings the CLI reads from CLOUDBURST_* variables, for the Python API."""
+    from cloudburst.config import Settings
+    return Settings(**{key.removeprefix("CLOUDBURST_").lower(): value for key, value in cluster["env"].items()
+                       if key != "CLOUDBURST_CONFIG"})

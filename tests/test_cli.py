@@ -1,0 +1,86 @@
+"""CLI conventions against real services: --version, --json, shell completion, -v/-q, --profile, and one
+sentence for each way a user gives the wrong file."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import cloudburst
+from local_cluster import cli, start_workers, stop
+from test_client import NET3, scenario_file
+
+
+def test_version_names_the_package_version(cluster):
+    shown = cli(cluster, "--version")
+    assert shown.returncode == 0 and shown.stdout.strip() == f"cloudburst {cloudburst.__version__}"
+
+
+def test_json_output_of_submit_status_list_and_summary(cluster):
+    workers = start_workers(cluster)
+    try:
+        submitted = cli(cluster, "submit", str(NET3), scenario_file(cluster), "--name", "js", "--wait", "--json")
+    finally:
+        stop(workers)
+    assert submitted.returncode == 0, submitted.stderr
+    assert json.loads(submitted.stdout) == {"ensemble": "js", "members": 12, "uploaded": True, "progress": {
+        "members": 12, "finished": 12, "failed": 0, "running": 0, "queued": 0, "done": True}}
+    status = json.loads(cli(cluster, "status", "js", "--json").stdout)
+    assert (status["ensemble"], status["finished"], status["failed"], status["failures"]) == ("js", 12, 0, [])
+    listed = json.loads(cli(cluster, "list", "--json").stdout)
+    assert [(row["ensemble"], row["members"], row["finished"]) for row in listed] == [("js", 12, 12)]
+    summary = json.loads(cli(cluster, "summary", "js", "--json", "--top", "3").stdout)
+    assert len(summary) == 3 and summary[0]["pressure_min"] <= summary[1]["pressure_min"] <= summary[2]["pressure_min"]
+
+
+def test_quiet_shows_no_progress_and_verbose_shows_wntr_load_warnings(cluster, tmp_path):
+    # Net3 with a curve no element uses: wntr warns "Not all curves were used" while reading it.
+    model = tmp_path / "unused-curve.inp"
+    model.write_text(NET3.read_text().replace("[CURVES]", "[CURVES]\n UNUSED  1  1", 1))
+    quiet = cli(cluster, "-q", "submit", str(model), scenario_file(cluster), "--name", "quiet")
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout.strip() == "quiet"
+    default = cli(cluster, "submit", str(model), scenario_file(cluster), "--name", "default")
+    assert "Not all curves" not in default.stderr and "12 members enqueued" in default.stderr
+    verbose = cli(cluster, "-v", "submit", str(model), scenario_file(cluster), "--name", "verbose")
+    assert verbose.returncode == 0 and "Not all curves were used" in verbose.stderr
+
+
+def test_a_profile_in_the_settings_file_addresses_another_cluster(cluster, tmp_path):
+    env = cluster["env"]
+    table = "\n".join(f'{key.removeprefix("CLOUDBURST_").lower()} = "{value}"' for key, value in env.items()
+                      if key != "CLOUDBURST_CONFIG")
+    settings = tmp_path / "client.toml"
+    settings.write_text(table.replace(env["CLOUDBURST_REDIS_URL"], "redis://127.0.0.1:1/0") + f"\n\n[profiles.test]\n"
+                        f'redis_url = "{env["CLOUDBURST_REDIS_URL"]}"\n')
+    only_file = {**cluster, "env": {"CLOUDBURST_CONFIG": str(settings)}}
+    assert cli(only_file, "list").returncode == 3  # the top-level cluster does not answer
+    assert cli(only_file, "--profile", "test", "list").returncode == 0
+    unknown = cli(only_file, "--profile", "prod", "list")
+    assert unknown.returncode == 3 and unknown.stderr.strip() == \
+        f"cloudburst: {settings} has no profile 'prod' (profiles: test)"
+
+
+def test_wrong_files_get_one_sentence_and_exit_2(cluster, tmp_path):
+    table = tmp_path / "pressures.csv"
+    table.write_text("node,pressure\n10,42.0\n")
+    as_model = cli(cluster, "submit", str(table), scenario_file(cluster))
+    assert as_model.returncode == 2 and "(%s)" not in as_model.stderr
+    assert as_model.stderr.strip() == (f"cloudburst: {table} is not an EPANET .inp file: it has no [JUNCTIONS], "
+                                       "[PIPES], [RESERVOIRS] or [TANKS] section")
+    swapped = cli(cluster, "submit", scenario_file(cluster), str(NET3))
+    assert swapped.returncode == 2 and "give the model (.inp) first, then the scenario" in swapped.stderr
+    assert len(swapped.stderr.strip().splitlines()) == 1
+
+
+def completions(cluster, *words: str) -> list[str]:
+    script = cli(cluster, "completion", "bash").stdout
+    line = " ".join(words)
+    probe = (f'{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; _cloudburst; '
+             'printf "%s\\n" "${COMPREPLY[@]}"')
+    return subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_bash_completion_offers_commands_and_each_commands_options(cluster):
+    assert completions(cluster, "cloudburst", "su") == ["submit", "summary"]
+    assert completions(cluster, "cloudburst", "--profile", "lab", "results", "--el") == ["--element"]
+    assert completions(cluster, "cloudburst", "-v", "submit", "--") == ["--help", "--json", "--wait", "--name",
+                                                                       "--start", "--timeout"]

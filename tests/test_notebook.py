@@ -1,0 +1,40 @@
+"""The study notebook in docs/ runs end to end against a real Redis, InfluxDB and Nginx with worker runners:
+it submits, waits (its progress line reaches every member), ranks the worst members and draws a fan chart."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbclient
+import nbformat
+
+from local_cluster import start_workers, stop
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "study.ipynb"
+
+
+def outputs(cell) -> str:
+    texts = []
+    for output in cell.get("outputs", []):
+        texts.append(output.get("text", ""))
+        texts.append(output.get("data", {}).get("text/plain", ""))
+    return "\n".join(texts)
+
+
+def test_the_study_notebook_runs_against_the_cluster(cluster, monkeypatch):
+    for key, value in cluster["env"].items():
+        monkeypatch.setenv(key, value)  # the kernel reads the settings as the CLI does
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    workers = start_workers(cluster)
+    try:
+        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    finally:
+        stop(workers)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert "<Ensemble 'net3-study-" in outputs(code[1])
+    waited = outputs(code[2])
+    assert "40/40  finished 40  failed 0  running 0" in waited
+    assert "Progress(members=40, finished=40, failed=0, running=0)" in waited
+    table = "".join(output.get("data", {}).get("text/html", "") for output in code[3].outputs)
+    assert "pressure_min_node" in table and table.count("<tr") == 6  # the header and the 5 worst members
+    assert any("image/png" in output.get("data", {}) for output in code[4].outputs)
