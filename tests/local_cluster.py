@@ -54,22 +54,6 @@ def start_workers(cluster: dict, count: int = 2) -> list[subprocess.Popen]:
                              env=env, stdout=log, stderr=log) for _ in range(count)]
 
 
-
-
-def cli(cluster: dict, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CLOUDBURST_")}
-    return subprocess.run([sys.executable, "-m", "cloudburst.cli", *args], env={**env, **cluster["env"]},
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def start_workers(cluster: dict, count: int = 2) -> list[subprocess.Popen]:
-    env = {**os.environ, **cluster["worker_env"]}
-    redis_url = cluster["env"]["CLOUDBURST_REDIS_URL"]
-    log = open(cluster["tmp"] / "workers.log", "ab")
-    return [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url.replace("redis://", "redis://:redis-secret@")],
-                             env=env, stdout=log, stderr=log) for _ in range(count)]
-
-
 def stop(workers: list[subprocess.Popen]) -> None:
     for worker in workers:
         worker.terminate()

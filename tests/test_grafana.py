@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +15,9 @@ import wntr
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from cloudburst.engine import MemberFailed, run_member
+from cloudburst import resultformat as fmt
+from cloudburst.engine import run_member
+from cloudburst.errors import MemberFailed
 from cloudburst.influx import InfluxWriter
 from cloudburst.models import ModelCache
 
@@ -147,6 +150,22 @@ def test_each_dashboard_matches_the_schema_and_uses_only_defined_variables(path)
         assert used <= defined, f"{path.name} panel {panel.id} uses undefined {used - defined}"
 
 
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_every_query_reads_the_result_format_the_writer_writes(path):
+    dashboard = json.loads(path.read_text())
+    queries = [target["query"] for panel in dashboard["panels"] for target in panel["targets"]]
+    queries += [variable["query"] for variable in dashboard["templating"]["list"] if variable["type"] == "query"]
+    measurements = {fmt.NODE, fmt.LINK, fmt.SUMMARY, fmt.STATUS, "$kind"}
+    tags = {fmt.ENSEMBLE_TAG, fmt.MEMBER_TAG, fmt.ELEMENT_TAG}
+    for query in queries:
+        for name in re.findall(r'FROM\s+"?([$\w]+)"?', query):
+            assert name in measurements, f"{path.stem}: {query!r} reads measurement {name!r}"
+        for name in re.findall(r'"?(\w+)"?\s*=~?\s*[\'/]', query):
+            assert name in tags | {fmt.STATUS_FIELD}, f"{path.stem}: {query!r} filters on {name!r}"
+        for name in re.findall(r'GROUP BY\s+"?(\w+)"?', query):
+            assert name in tags | {"time"}, f"{path.stem}: {query!r} groups by {name!r}"
+
+
 def test_the_three_dashboards_the_stack_provisions_exist():
     assert {path.stem for path in DASHBOARDS} == {"progress", "fan-chart", "summaries"}
 
@@ -221,7 +240,7 @@ def panel_query(name: str, title_start: str) -> str:
 
 def test_the_fan_chart_spans_the_members_values_at_each_time_step(influx, ensemble_results):
     fan = query_rows(influx, panel_query("fan-chart", "$attribute at node"))
-    raw = influx.rows(f"SELECT pressure FROM node WHERE ensemble = '{ENSEMBLE}' AND element = '{PROBE_NODE}'", DB)
+    raw = influx.rows(fmt.series_query(ENSEMBLE, fmt.NODE, PROBE_NODE, "pressure"), DB)
     by_time: dict[int, list[float]] = {}
     for row in raw:
         by_time.setdefault(row["time"], []).append(row["pressure"])
@@ -245,6 +264,20 @@ def test_progress_counts_finished_and_failed_members_with_the_reason(influx, ens
     reasons = query_rows(influx, panel_query("progress", "Failures"))
     assert finished[0]["count"] == MEMBERS and failed[0]["count"] == 1
     assert len(reasons) == 1 and "no-such-pump" in reasons[0]["error"] and reasons[0]["member"] == str(MEMBERS)
+
+
+def test_members_per_worker_counts_every_status_record_once(influx, ensemble_results):
+    # worker is a field (InfluxQL groups by tags only): the panel lists each record's worker and Grafana's groupBy
+    # transformation counts them per worker, as done here.
+    rows = query_rows(influx, panel_query("progress", "Members per worker"))
+    dashboard = json.loads((GRAFANA / "dashboards" / "progress.json").read_text())
+    panel = next(p for p in dashboard["panels"] if p["title"] == "Members per worker")
+    fields = panel["transformations"][0]["options"]["fields"]
+    assert fields["worker"]["operation"] == "groupby" and fields["runtime_s"]["aggregations"] == ["count"]
+    per_worker: dict[str, int] = {}
+    for row in rows:
+        per_worker[row["worker"]] = per_worker.get(row["worker"], 0) + 1
+    assert sum(per_worker.values()) == MEMBERS + 1 and set(per_worker) == {socket.gethostname()}
 
 
 def test_the_worst_members_table_puts_the_highest_demand_first(influx, ensemble_results):
