@@ -3,9 +3,6 @@ worker runners running the example env."""
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,6 @@ import pandas as pd
 import pytest
 import wntr
 import yaml
-from redis import Redis
 
 from cloudburst.queue import job_id
 from local_cluster import cli, start_workers, stop

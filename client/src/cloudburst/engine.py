@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import wntr
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from cloudburst import __version__
 from cloudburst.alterations import apply_run
@@ -23,7 +23,7 @@ from cloudburst.checks import check_job
 from cloudburst.epanet_output import reader_for
 from cloudburst.errors import InputError, MemberFailed
 from cloudburst.influx import InfluxWriter
-from cloudburst.job import DEFAULT_START, MemberId, Run, parse_job
+from cloudburst.job import DEFAULT_START, MemberId, Run, parse_job, parse_start
 from cloudburst.models import ModelCache, load_model
 from cloudburst.results import results_needed, series_lines, summary_fields
 from cloudburst.resultformat import FAILED, FINISHED, STATUS, SUMMARY, member_line
@@ -79,11 +79,11 @@ def _identity(document: dict[str, Any]) -> tuple[str, int, int] | None:
         member = MemberId.model_validate(document)
     except ValidationError:
         return None
-    start = DEFAULT_START
+    source = document.get("input")
     try:
-        start = TypeAdapter(AwareDatetime).validate_python(document["input"]["start_time_utc"])
-    except (KeyError, TypeError, ValidationError):
-        pass
+        start = parse_start(source.get("start_time_utc") if isinstance(source, dict) else None)
+    except InputError:
+        start = DEFAULT_START
     return member.ensemble, member.member, int(start.timestamp())
 
 

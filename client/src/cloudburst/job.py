@@ -10,7 +10,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from cloudburst.errors import InputError
 
@@ -230,6 +230,17 @@ def _sentence(error: dict[str, Any]) -> str:
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     return f"{_json_path(error['loc'])}: {message}"
+
+
+def parse_start(value: Any, path: str = "$.input.start_time_utc") -> datetime:
+    """A start time given as an ISO string or datetime, with its time zone; None means the default start."""
+    if value is None:
+        return DEFAULT_START
+    try:
+        return TypeAdapter(AwareDatetime).validate_python(value)
+    except ValidationError:
+        raise InputError(f"{path}: {value!r} is not a date and time with a time zone, e.g. 2024-06-01T00:00:00Z") \
+            from None
 
 
 def parse_job(document: Any) -> Job:

@@ -32,12 +32,11 @@ from typing import Any
 
 import wntr
 import yaml
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from cloudburst import sampling
 from cloudburst.checks import job_problems
 from cloudburst.errors import InputError
-from cloudburst.job import DEFAULT_START, ENSEMBLE_PATTERN, SCHEMA, parse_job
+from cloudburst.job import DEFAULT_START, ENSEMBLE_PATTERN, SCHEMA, parse_job, parse_start
 
 KNOWN_KEYS = ("ensemble", "members", "seed", "sampling", "start_time_utc", "start_every_s", "run", "alterations",
               "sweep", "output")
@@ -141,13 +140,10 @@ def _whole(value: Any, minimum: int) -> bool:
 
 
 def _start(value: Any) -> tuple[datetime, list[str]]:
-    if value is None:
-        return DEFAULT_START, []
     try:
-        return TypeAdapter(AwareDatetime).validate_python(value), []
-    except ValidationError:
-        return DEFAULT_START, [f"$.start_time_utc: {value!r} is not a date and time with a time zone, "
-                               "e.g. 2024-06-01T00:00:00Z"]
+        return parse_start(value, "$.start_time_utc"), []
+    except InputError as error:
+        return DEFAULT_START, error.problems
 
 
 def _substituted(value: Any, path: str, drawn: dict[str, list[Any]], member: int) -> Any:
