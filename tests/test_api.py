@@ -3,6 +3,8 @@ running the example env: submit, wait, status, summaries, series, percentiles, f
 runs and bad input."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,3 +111,29 @@ def test_bad_input_raises_input_error_and_nothing_is_uploaded_or_enqueued(cluste
         client.submit(NET3, scenario(), name="taken")
     assert list((cluster["root"] / "models").iterdir()) != []  # the first 'taken' uploaded the model once
     assert cluster["redis"].llen("rq:queue:cloudburst") == 8   # and only its members are queued
+
+
+def test_a_member_run_twice_is_counted_as_one_duplicated_execution(cluster, client):
+    from rq.job import Job
+    from cloudburst.queue import job_id
+    workers = start_workers(cluster, count=1)
+    try:
+        ensemble = client.submit(NET3, scenario(members=4), name="twice")
+        ensemble.wait(progress=False)
+        once = ensemble.executions()
+        assert once["executions"].tolist() == [1, 1, 1, 1]
+        assert (once.attrs["lost"], once.attrs["duplicated"]) == (0, 0)
+        again = Job.fetch(job_id("twice", 2), connection=client.redis, serializer=client.queue.serializer)
+        client.queue.enqueue_job(again)  # as a worker that died after writing, and whose job RQ re-queued
+        deadline = time.monotonic() + 60
+        while ensemble.executions()["executions"].tolist() != [1, 1, 2, 1]:
+            assert time.monotonic() < deadline, ensemble.executions()["executions"].tolist()
+            time.sleep(0.2)
+    finally:
+        stop(workers)
+    twice = ensemble.executions()
+    assert (twice.attrs["lost"], twice.attrs["duplicated"]) == (0, 1)
+    # Its results were overwritten, not added: one status, one series per report time.
+    counts = cluster["influx"].rows("SELECT count(pressure) FROM node WHERE ensemble = 'twice' GROUP BY member",
+                                    cluster["db"])
+    assert {int(row["member"]): row["count"] for row in counts} == {member: 7 for member in range(4)}

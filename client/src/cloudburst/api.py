@@ -181,6 +181,18 @@ class Ensemble:
         reasons.update(self.client.results.recorded_failures(self.name))
         return pd.DataFrame(sorted(reasons.items()), columns=["member", "error"])
 
+    @_redis_errors
+    def executions(self) -> pd.DataFrame:
+        """Per member: how often it ran to the end (``executions``), and the ensemble's accounting in ``attrs``:
+        ``lost`` (members that never finished) and ``duplicated`` (executions beyond the first)."""
+        members = self.info().members
+        counts = self.client.results.executions(self.name)
+        finished = self.client.results.members_with_status(self.name, FINISHED)
+        table = pd.DataFrame({"member": range(members), "executions": [counts.get(m, 0) for m in range(members)]})
+        table.attrs["lost"] = members - len(finished)
+        table.attrs["duplicated"] = int((table["executions"] - 1).clip(lower=0).sum())
+        return table
+
     def summaries(self) -> pd.DataFrame:
         """Per-member summary metrics, worst (lowest minimum pressure) first."""
         return self.client.results.summaries(self.name)

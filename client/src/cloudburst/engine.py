@@ -26,7 +26,7 @@ from cloudburst.influx import InfluxWriter
 from cloudburst.job import DEFAULT_START, MemberId, Run, parse_job, parse_start
 from cloudburst.models import ModelCache, load_model
 from cloudburst.results import results_needed, series_lines, summary_fields
-from cloudburst.resultformat import FAILED, FINISHED, STATUS, SUMMARY, member_line
+from cloudburst.resultformat import EXECUTION, FAILED, FINISHED, STATUS, SUMMARY, member_line
 
 EPANET_VERSION = 2.2
 
@@ -104,6 +104,7 @@ def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter
         lines.append(member_line(STATUS, *identity, record))
         if writer is not None:
             writer.write(lines, db=job.output.db)
+            _record_execution(writer, identity[:2], record, job.output.db)
         return record
     except (InputError, MemberFailed) as failure:
         reason = str(failure)
@@ -113,4 +114,11 @@ def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter
             output = document.get("output")
             db = output.get("db") if isinstance(output, dict) and isinstance(output.get("db"), str) else None
             writer.write([member_line(STATUS, *identity, record)], db=db)
+            _record_execution(writer, identity[:2], record, db)
         raise MemberFailed(reason) from None
+
+
+def _record_execution(writer: InfluxWriter, member: tuple[str, int], record: dict[str, Any], db: str | None) -> None:
+    """One point per execution, after its results: the count per member is how often the member ran to the end."""
+    fields = {key: record[key] for key in ("status", "runtime_s", "worker")}
+    writer.write([member_line(EXECUTION, *member, time.time_ns(), fields)], db=db, precision="ns")

@@ -43,8 +43,9 @@ class InfluxWriter:
     concurrent_posts: int = 3  # requests in flight at once
     session: requests.Session = field(default_factory=requests.Session)
 
-    def write(self, lines: Iterable[str], db: str | None = None) -> int:
-        """Write every line to db (default: the writer's); returns the number of lines written.
+    def write(self, lines: Iterable[str], db: str | None = None, precision: str = "s") -> int:
+        """Write every line to db (default: the writer's), timestamps in ``precision`` (InfluxDB's s, ms, u or
+        ns); returns the number of lines written.
 
         Batches are built while earlier ones are in flight, up to ``concurrent_posts`` requests at once, so
         producing line protocol and InfluxDB's ingest (which parses requests on several cores) overlap. Order
@@ -55,7 +56,7 @@ class InfluxWriter:
         if first is None:
             return 0
         if second is None:  # one request (a member's summary and status): no thread to start
-            self._post("\n".join(first).encode(), db or self.db)
+            self._post("\n".join(first).encode(), db or self.db, precision)
             return len(first)
         written = 0
         with ThreadPoolExecutor(max_workers=self.concurrent_posts, thread_name_prefix="influx-post") as poster:
@@ -64,14 +65,14 @@ class InfluxWriter:
                 body = "\n".join(batch).encode()
                 if len(in_flight) == self.concurrent_posts:
                     in_flight.popleft().result()
-                in_flight.append(poster.submit(self._post, body, db or self.db))
+                in_flight.append(poster.submit(self._post, body, db or self.db, precision))
                 written += len(batch)
             for future in in_flight:
                 future.result()
         return written
 
-    def _post(self, body: bytes, db: str) -> None:
-        params = {"db": db, "precision": "s"}
+    def _post(self, body: bytes, db: str, precision: str) -> None:
+        params = {"db": db, "precision": precision}
         auth = (self.username, self.password) if self.username else None
         delay = self.backoff_s
         give_up_at = time.monotonic() + self.retry_for_s

@@ -23,6 +23,11 @@ class ResultsReader:
             return {}
         return dict(zip(frame[fmt.MEMBER_TAG].astype(int), frame[fmt.ERROR_FIELD]))
 
+    def executions(self, name: str) -> dict[int, int]:
+        """How many executions of each member reached InfluxDB (a member run twice counts 2)."""
+        frame = self.influx.frame(fmt.executions_query(name))
+        return {} if frame.empty else dict(zip(frame[fmt.MEMBER_TAG].astype(int), frame["count"].astype(int)))
+
     def series(self, name: str, kind: str, element: str, attribute: str, member: int | None = None) -> pd.DataFrame:
         """One row per member and report time: ``member``, ``time`` (Unix seconds), ``value``."""
         if kind not in fmt.SERIES_MEASUREMENTS:

@@ -2,7 +2,9 @@
 
 Measurements: ``node`` and ``link`` (series; tags ensemble, member, element; one field per attribute),
 ``summary`` and ``status`` (tags ensemble, member). Timestamps are seconds: the member's start time plus the
-simulation time, so re-running a member overwrites the same points instead of adding new ones. The writer
+simulation time, so re-running a member overwrites the same points instead of adding new ones. ``execution``
+(tags ensemble, member) is the exception: one point per execution of a member, stamped with the wall clock in
+nanoseconds, so counting its points per member counts how often the member ran. The writer
 (``cloudburst.results``), the reader (``cloudburst.reader``), the CLI and the dashboard tests all use these names.
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-NODE, LINK, SUMMARY, STATUS = "node", "link", "summary", "status"
+NODE, LINK, SUMMARY, STATUS, EXECUTION = "node", "link", "summary", "status", "execution"
 SERIES_MEASUREMENTS = (NODE, LINK)
 ENSEMBLE_TAG, MEMBER_TAG, ELEMENT_TAG = "ensemble", "member", "element"
 STATUS_FIELD, ERROR_FIELD, RUNTIME_FIELD, WORKER_FIELD = "status", "error", "runtime_s", "worker"
@@ -86,6 +88,11 @@ def series_query(name: str, kind: str, element: str, attribute: str, member: int
     if member is not None:
         where += f" AND {MEMBER_TAG} = '{member}'"
     return f'SELECT "{attribute}" FROM "{kind}" WHERE {where} GROUP BY {MEMBER_TAG}'
+
+
+def executions_query(name: str) -> str:
+    """How many executions each member had."""
+    return f"SELECT count({RUNTIME_FIELD}) FROM {EXECUTION} WHERE {of_ensemble(name)} GROUP BY {MEMBER_TAG}"
 
 
 def summary_query(name: str) -> str:
