@@ -137,3 +137,37 @@ def test_an_encrypted_overlay_is_refused_on_a_kernel_without_ipsec_and_accepted_
         assert_stopped_before_any_change(
             result, f"stack_overlay_encrypted is true but the kernel of m1 cannot do the IPsec ESP (rfc4106(gcm(aes))) "
                     f"swarm encrypts the overlay with: {kernel_says}")
+
+
+def ip_command_answering(tmp_path: Path, exit_code: int, kernel_says: str) -> Path:
+    """A directory whose `ip` answers the xfrm probe as a kernel with (exit 0) or without IPsec ESP would; every
+    other use goes to the real ip. The real kernel decides only one branch of the test above: this runs both."""
+    shim = tmp_path / "ip-shim"
+    shim.mkdir()
+    real_ip = subprocess.run(["sh", "-c", "command -v ip"], capture_output=True, text=True, check=True).stdout.strip()
+    (shim / "ip").write_text(f"""#!/bin/sh
+if [ "$1 $2" = "xfrm state" ]; then
+  [ {exit_code} -ne 0 ] && echo "{kernel_says}" >&2
+  exit {exit_code}
+fi
+exec {real_ip} "$@"
+""")
+    (shim / "ip").chmod(0o755)
+    return shim
+
+
+@pytest.mark.parametrize("supported", [True, False], ids=["kernel with ESP", "kernel without ESP"])
+def test_both_outcomes_of_the_encryption_probe_run_on_any_kernel(repo, ansible_env, tmp_path, supported):
+    says = "RTNETLINK answers: Function not implemented"
+    shim = ip_command_answering(tmp_path, 0 if supported else 2, says)
+    env = {**ansible_env, "PATH": f"{shim}:{ansible_env['PATH']}"}
+    result = run_site(repo, env, tmp_path, {
+        "cloudburst_master": {"hosts": {"m1": host(stack_overlay_encrypted=True)}},
+        "cloudburst_workers": {"hosts": {"w1": host(stack_overlay_encrypted=True)}}}, "--tags", "validation-only")
+    if supported:
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert "Stack | Remove the probe's security association" in result.stdout
+    else:
+        assert_stopped_before_any_change(
+            result, "stack_overlay_encrypted is true but the kernel of m1 cannot do the IPsec ESP (rfc4106(gcm(aes))) "
+                    f"swarm encrypts the overlay with: {says}")
