@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from services import nginx_server, redis_server
+from waiting import wait_until
 from worker_container import READER, WorkerContainer, build_worker_image, package, point, publish
 
 PROBE_WORKER = '''
@@ -72,10 +72,8 @@ def cluster(tmp_path, image, build_dir):
 
 
 def wait_finished(jobs: list[Job], timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while any(job.get_status(refresh=True) not in ("finished", "failed") for job in jobs):
-        assert time.monotonic() < deadline, "jobs did not finish in time"
-        time.sleep(0.2)
+    wait_until("every job finished or failed", lambda: [job.get_status(refresh=True) for job in jobs], timeout_s,
+               done=lambda statuses: all(status in ("finished", "failed") for status in statuses))
     assert [job.get_status() for job in jobs] == ["finished"] * len(jobs), [job.exc_info for job in jobs][:2]
 
 
@@ -88,16 +86,15 @@ def test_a_new_version_takes_over_after_the_jobs_in_hand_with_none_lost_or_run_t
     assert [job.return_value() for job in early] == [1] * 4
 
     in_flight = [queue.enqueue("worker.which", f"slow-{n}", 2.0) for n in range(6)]
-    while sum(job.get_status(refresh=True) == "started" for job in in_flight) < 2:
-        time.sleep(0.1)
+    wait_until("two slow jobs started", lambda: [job.get_status(refresh=True) for job in in_flight], 120,
+               done=lambda statuses: statuses.count("started") >= 2)
     v2 = cluster["release"](2)
     logs = worker.wait_for_log(f"switching from env {v1[:12]} to {v2[:12]}")
     later = [queue.enqueue("worker.which", f"later-{n}") for n in range(4)]
     wait_finished(in_flight + later)
-    deadline = time.monotonic() + 30  # the supervisor notices each old process's exit within a second
-    while worker.logs().count("finished its last job") < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    logs = worker.logs()
+    # the supervisor notices each old process's exit within a second
+    logs = wait_until("both old processes finished their last job", worker.logs, 30,
+                      done=lambda text: text.count("finished its last job") >= 2)
     assert f"env {v2[:12]} installed" in logs and logs.count("finished its last job") == 2
 
     assert [job.return_value() for job in later] == [2] * 4
@@ -142,8 +139,8 @@ def test_a_job_whose_process_is_killed_runs_again_and_finishes(cluster):
     v1 = cluster["release"](1)
     worker.start().wait_for_log(f"process 1 started on env {v1[:12]}")
     victim = queue.enqueue("worker.which", "victim", 60.0, retry=Retry(max=2), job_timeout=300)
-    while victim.get_status(refresh=True) != "started":
-        time.sleep(0.1)
+    wait_until("the victim started", lambda: victim.get_status(refresh=True), 120,
+               done=lambda status: status == "started")
     worker.kill_runners()
     wait_finished([victim], timeout_s=60)
     assert int(cluster["redis"].get("attempts:victim")) == 2
