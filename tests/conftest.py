@@ -28,7 +28,7 @@ def ansible_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def influx(tmp_path_factory):
     from services import influxdb
-    with influxdb(tmp_path_factory.mktemp("influxdb")) as server:
+    with influxdb(tmp_path_factory.mktemp("influxdb"), auth=True) as server:  # auth on, as deployed
         yield server
 
 

@@ -23,18 +23,24 @@ def local_cluster(tmp_path: Path, influx: InfluxServer) -> Iterator[dict]:
     (root / "models").mkdir(parents=True)
     db = f"client_{tmp_path.name[-20:].replace('-', '_')}"
     influx.query(f"CREATE DATABASE {db}")
+    for user, privilege in (("reader", "READ"), ("writer", "WRITE")):  # as deployed: workers write, the client reads
+        influx.query(f"CREATE USER {user}_{db} WITH PASSWORD '{user}-secret'")
+        influx.query(f"GRANT {privilege} ON {db} TO {user}_{db}")
     users = {"cloudburst": "reader-secret", "uploader": "uploader-secret"}
     with redis_server(tmp_path, password="redis-secret") as redis_url, nginx_server(root, users, uploads=True) as files:
         (tmp_path / "reader").write_text("reader-secret")
+        (tmp_path / "influx-writer").write_text("writer-secret")
         settings = {"CLOUDBURST_REDIS_URL": redis_url.replace(":redis-secret@", ""), "CLOUDBURST_REDIS_PASSWORD": "redis-secret",
-                    "CLOUDBURST_INFLUX_URL": influx.url, "CLOUDBURST_INFLUX_USER": "reader",
-                    "CLOUDBURST_INFLUX_PASSWORD": "unused", "CLOUDBURST_INFLUX_DB": db,
+                    "CLOUDBURST_INFLUX_URL": influx.url, "CLOUDBURST_INFLUX_USER": f"reader_{db}",
+                    "CLOUDBURST_INFLUX_PASSWORD": "reader-secret", "CLOUDBURST_INFLUX_DB": db,
                     "CLOUDBURST_FILES_URL": files, "CLOUDBURST_FILES_USER": "uploader",
                     "CLOUDBURST_FILES_PASSWORD": "uploader-secret", "CLOUDBURST_CLUSTER_FILES_URL": files,
                     "CLOUDBURST_CONFIG": str(tmp_path / "no-such-client.toml")}
         worker_env = {"PYTHONPATH": str(REPO / "files" / "env" / "epanet"), "CLOUDBURST_FILES_URL": files,
                       "CLOUDBURST_FILES_USER": "cloudburst", "CLOUDBURST_FILES_PASSWORD_FILE": str(tmp_path / "reader"),
                       "CLOUDBURST_INFLUX_URL": influx.url, "CLOUDBURST_INFLUX_DB": db,
+                      "CLOUDBURST_INFLUX_USER": f"writer_{db}",
+                      "CLOUDBURST_INFLUX_PASSWORD_FILE": str(tmp_path / "influx-writer"),
                       "CLOUDBURST_MODEL_CACHE": str(tmp_path / "cache"), "CLOUDBURST_LOG_LEVEL": "WARNING"}
         yield {"env": settings, "worker_env": worker_env, "root": root, "db": db, "tmp": tmp_path,
                "redis": Redis.from_url(redis_url), "influx": influx}

@@ -24,11 +24,19 @@ def free_port() -> int:
 @dataclass
 class InfluxServer:
     url: str
+    # With auth on (as deployed): the admin user every query of the tests runs as, unless given another.
+    admin: dict[str, str] | None = None
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """Keyword arguments that give an InfluxWriter the admin's credentials (none with auth off)."""
+        return dict(self.admin) if self.admin else {}
 
     def query(self, q: str, db: str | None = None, **auth: str) -> list[dict]:
         params = {"q": q, "epoch": "s"}
         if db:
             params["db"] = db
+        auth = auth or self.credentials
         if auth:
             params.update(u=auth["username"], p=auth["password"])
         response = requests.post(f"{self.url}/query", params=params, timeout=30)
@@ -75,6 +83,9 @@ bind-address = "127.0.0.1:{rpc_port}"
     server = InfluxServer(f"http://127.0.0.1:{http_port}")
     try:
         _wait_until(lambda: requests.get(f"{server.url}/ping", timeout=1).status_code == 204, process, "influxd")
+        if auth:  # InfluxDB takes the first admin without credentials, then requires them
+            server.query("CREATE USER admin WITH PASSWORD 'admin-secret' WITH ALL PRIVILEGES")
+            server.admin = {"username": "admin", "password": "admin-secret"}
         yield server
     finally:
         process.terminate()

@@ -180,3 +180,7 @@ def test_unreachable_or_refusing_services_give_one_sentence_and_exit_3(cluster):
                       "submit", str(NET3), scenario_file(cluster))
     assert unreachable.returncode == 3 and "does not answer" in unreachable.stderr
     assert len(unreachable.stderr.strip().splitlines()) == 1
+    refused = cli({**cluster, "env": {**cluster["env"], "CLOUDBURST_INFLUX_PASSWORD": "wrong"}}, "list")
+    user = cluster["env"]["CLOUDBURST_INFLUX_USER"]
+    assert refused.returncode == 3 and refused.stderr == \
+        f"cloudburst: InfluxDB at {cluster['influx'].url} refused user {user!r}\n"

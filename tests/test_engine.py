@@ -35,7 +35,7 @@ def db(influx) -> str:
 
 @pytest.fixture(scope="module")
 def writer(influx, db) -> InfluxWriter:
-    return InfluxWriter(influx.url, "default_db_unused")  # each job names its database
+    return InfluxWriter(influx.url, "default_db_unused", **influx.credentials)  # each job names its database
 
 
 @pytest.fixture

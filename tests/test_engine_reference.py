@@ -41,7 +41,7 @@ def stored(influx, net3, tmp_path_factory) -> Callable[[dict, list], dict]:
     """Run a job through the engine into InfluxDB; returns what InfluxDB holds: series by (kind, attribute) as
     {(seconds, element): value}, and the summary."""
     influx.query(f"CREATE DATABASE {DB}")
-    cache, writer = ModelCache(tmp_path_factory.mktemp("reference-cache")), InfluxWriter(influx.url, DB)
+    cache, writer = ModelCache(tmp_path_factory.mktemp("reference-cache")), InfluxWriter(influx.url, DB, **influx.credentials)
 
     def run(run: dict, series: list) -> dict:
         member = next(_members)

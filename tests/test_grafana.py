@@ -179,7 +179,7 @@ def ensemble_results(influx, model_dir, model_server, tmp_path_factory) -> dict[
     sha = hashlib.sha256(data).hexdigest()
     (model_dir / f"{sha}.inp").write_bytes(data)
     influx.query(f"CREATE DATABASE {DB}")
-    cache, writer = ModelCache(tmp_path_factory.mktemp("grafana-cache")), InfluxWriter(influx.url, DB)
+    cache, writer = ModelCache(tmp_path_factory.mktemp("grafana-cache")), InfluxWriter(influx.url, DB, **influx.credentials)
     factors = {member: 0.8 + 0.1 * member for member in range(MEMBERS)}
     for member, factor in factors.items():
         run_member({"schema": "cloudburst.job/1", "ensemble": ENSEMBLE, "member": member, "seed": 1,

@@ -23,6 +23,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from cloudburst.config import Settings
+from cloudburst.errors import ServiceError
 from cloudburst.api import Client
 from cloudburst.resultformat import FINISHED
 from cloudburst.queue import job_id
@@ -40,15 +41,21 @@ REPORT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "reliability.json"
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.5) -> float:
-    """Seconds until condition() holds; errors from services that are down count as "not yet"."""
+    """Seconds until condition() holds. Errors of services that are down (Redis, HTTP, sockets, and the client's
+    ServiceError) count as "not yet"; any other error fails the test at once. On the deadline the assertion says
+    what the condition last returned and the last error it met."""
     started = time.monotonic()
+    last, error = "nothing yet", None
     while True:
         try:
-            if condition():
+            last = condition()
+            if last:
                 return time.monotonic() - started
-        except (redis.RedisError, requests.RequestException, OSError, RuntimeError):
-            pass
-        assert time.monotonic() - started < timeout_s, f"{what}: not within {timeout_s} s"
+        except (redis.RedisError, requests.RequestException, OSError, ServiceError) as down:
+            error = down
+        assert time.monotonic() - started < timeout_s, (
+            f"{what}: not within {timeout_s} s; last seen {last!r}"
+            + (f", last error {type(error).__name__}: {error}" if error else ""))
         time.sleep(poll_s)
 
 
