@@ -2,10 +2,11 @@
 import json
 
 
-def test_engine_answers_and_reports_a_server_version(host):
+def test_engine_answers_with_the_version_of_the_package_the_role_installed(host):
     result = host.run("docker version --format '{{.Server.Version}}'")
     assert result.rc == 0, result.stderr
-    assert result.stdout.strip()
+    packaged = host.package("docker.io").version  # docker_engine_source: distro (the scenario's default)
+    assert packaged.startswith(result.stdout.strip() + "-"), (packaged, result.stdout)
 
 
 def test_engine_runs_as_the_daemon_the_role_started(host):
@@ -27,6 +28,16 @@ def test_docker_sdk_and_community_docker_dependencies_import(host):
     assert result.rc == 0, result.stderr
 
 
-def test_engine_can_run_a_container_on_overlay2(host):
+def test_engine_runs_a_container_from_a_locally_imported_image_on_overlay2(host):
     info = json.loads(host.check_output("docker info --format '{{json .}}'"))
     assert info["Driver"] == "overlay2"
+    # An image of the host's own echo and C library (no registry is needed, or reachable, to test the engine).
+    host.check_output("tar -ch -C / usr/bin/echo lib64/ld-linux-x86-64.so.2 lib/x86_64-linux-gnu/libc.so.6 "
+                      "| docker import - cloudburst-probe:engine")
+    try:
+        ran = host.run("docker run --rm cloudburst-probe:engine /usr/bin/echo ran on overlay2")
+        assert ran.rc == 0 and ran.stdout.strip() == "ran on overlay2", ran.stderr
+        layers = json.loads(host.check_output("docker image inspect cloudburst-probe:engine"))[0]["GraphDriver"]
+        assert layers["Name"] == "overlay2"
+    finally:
+        host.run("docker rmi cloudburst-probe:engine")
