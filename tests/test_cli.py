@@ -3,11 +3,16 @@ sentence for each way a user gives the wrong file."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 
 import cloudburst
 from local_cluster import cli, start_workers, stop
 from test_client import NET3, scenario_file
+from waiting import wait_until
 
 
 def test_version_names_the_package_version(cluster):
@@ -84,3 +89,24 @@ def test_bash_completion_offers_commands_and_each_commands_options(cluster):
     assert completions(cluster, "cloudburst", "--profile", "lab", "results", "--el") == ["--element"]
     assert completions(cluster, "cloudburst", "-v", "submit", "--") == ["--help", "--json", "--wait", "--name",
                                                                        "--start", "--timeout"]
+
+
+def test_ctrl_c_while_waiting_leaves_the_ensemble_running(cluster):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CLOUDBURST_")}
+    waiting = subprocess.Popen([sys.executable, "-m", "cloudburst.cli", "submit", str(NET3), scenario_file(cluster),
+                                "--name", "interrupted", "--wait"], env={**env, **cluster["env"]},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until("the members enqueued", lambda: cluster["redis"].llen("rq:queue:cloudburst"), 60,
+               done=lambda queued: queued == 12)
+    time.sleep(1)  # in its wait loop
+    waiting.send_signal(signal.SIGINT)
+    _, stderr = waiting.communicate(timeout=30)
+    assert waiting.returncode == 130
+    assert "left running; follow it with: cloudburst status interrupted" in stderr
+    assert cluster["redis"].llen("rq:queue:cloudburst") == 12  # nothing was cancelled
+    workers = start_workers(cluster)
+    try:
+        wait_until("every member finished", lambda: cli(cluster, "status", "interrupted").stdout, 120,
+                   done=lambda text: "finished 12  failed 0" in text)
+    finally:
+        stop(workers)
