@@ -134,6 +134,40 @@ def test_a_corrupt_env_is_refused_and_the_worker_keeps_its_version(cluster):
     assert job.return_value() == 1
 
 
+def test_a_wheel_that_does_not_match_its_manifest_hash_is_refused_and_the_worker_keeps_its_version(
+        cluster, tmp_path, build_dir):
+    queue, worker, root = cluster["queue"], cluster["worker"], cluster["root"]
+    v1 = cluster["release"](1)
+    worker.start().wait_for_log(f"process 1 started on env {v1[:12]}")
+    env = probe_env(tmp_path / "env-v2", 2)
+    (env / "requirements.txt").write_text(RUNTIME + "six==1.17.0\n")  # a wheel the worker has not cached yet
+    info = package(env, build_dir)
+    v2 = publish(info, build_dir, root, current=v1)
+    six = next(wheel["file"] for wheel in info["wheels"] if wheel["file"].startswith("six-"))
+    (root / "wheels" / six).write_bytes((root / "wheels" / six).read_bytes() + b"altered")
+    point(root, v2)
+    logs = worker.wait_for_log(f"refused env {v2[:12]}")
+    assert re.search(rf"refused env {v2[:12]}: wheel {re.escape(six)} has sha256 \w+, the manifest says \w+; "
+                     rf"keeping env {v1[:12]}", logs), logs[-2000:]
+    job = queue.enqueue("worker.which", "after-altered-wheel")
+    wait_finished([job])
+    assert job.return_value() == 1
+
+
+def test_a_restart_on_the_same_version_installs_nothing(cluster):
+    worker = cluster["worker"]
+    v1 = cluster["release"](1)
+    worker.start().wait_for_log(f"process 1 started on env {v1[:12]}")
+    subprocess.run(["docker", "restart", worker.name], check=True, capture_output=True)
+    logs = wait_until("the restarted worker's processes", worker.logs, 120,
+                      done=lambda text: text.count(f"process 1 started on env {v1[:12]}") == 2)
+    assert logs.count(f"env {v1[:12]} installed (") == 1
+    assert f"env {v1[:12]} already installed in" in logs.split("stopped", 1)[1]
+    job = cluster["queue"].enqueue("worker.which", "after-restart")
+    wait_finished([job])
+    assert job.return_value() == 1
+
+
 def test_a_job_whose_process_is_killed_runs_again_and_finishes(cluster):
     queue, worker = cluster["queue"], cluster["worker"]
     v1 = cluster["release"](1)
