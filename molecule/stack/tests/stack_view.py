@@ -1,6 +1,7 @@
 """The deployed stack as users meet it: services on the master, its published ports reached from the controller."""
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -60,3 +61,16 @@ def client_settings():
 
 def cloudburst(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(["cloudburst", *args], env=client_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def assert_firewall_admits_exactly(hosts: list[str]) -> None:
+    """Every host's CLOUDBURST-SWARM chain admits exactly these hosts on every swarm port, drops the rest, and
+    INPUT jumps to it first."""
+    cluster = {f"{host_address(name)}/32" for name in hosts}
+    for name in hosts:
+        rules = cluster_host(name).check_output("iptables -S CLOUDBURST-SWARM")
+        for protocol, port in [("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789)]:
+            admitted = set(re.findall(rf"-s (\S+) -p {protocol} -m {protocol} --dport {port} -j ACCEPT", rules))
+            assert admitted == cluster, (name, protocol, port)
+            assert f"-p {protocol} -m {protocol} --dport {port} -j DROP" in rules
+        assert cluster_host(name).check_output("iptables -S INPUT").splitlines()[1].endswith("-j CLOUDBURST-SWARM")

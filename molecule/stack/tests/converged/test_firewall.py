@@ -1,10 +1,8 @@
 """The firewall role (cloudburst_firewall_enabled): the swarm's ports answer the cluster's hosts and drop
 everyone else, here cb-stack-worker3, a host on the same network that is not (yet) in the inventory's groups."""
-import re
-
 import pytest
 
-from stack_view import MASTER, WORKERS, cluster_host, host_address
+from stack_view import MASTER, WORKERS, assert_firewall_admits_exactly, cluster_host, host_address
 
 testinfra_hosts = [MASTER]
 OUTSIDER = "cb-stack-worker3"
@@ -21,11 +19,4 @@ def test_a_swarm_port_of_the_master_answers_a_cluster_host_and_drops_an_outsider
 
 
 def test_every_host_admits_exactly_the_cluster_hosts_on_every_swarm_port():
-    cluster = {f"{host_address(name)}/32" for name in [MASTER, *WORKERS]}
-    for name in [MASTER, *WORKERS]:
-        rules = cluster_host(name).check_output("iptables -S CLOUDBURST-SWARM")
-        for protocol, port in [("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789)]:
-            admitted = set(re.findall(rf"-s (\S+) -p {protocol} -m {protocol} --dport {port} -j ACCEPT", rules))
-            assert admitted == cluster, (name, protocol, port)
-            assert f"-p {protocol} -m {protocol} --dport {port} -j DROP" in rules
-        assert cluster_host(name).check_output("iptables -S INPUT").splitlines()[1].endswith("-j CLOUDBURST-SWARM")
+    assert_firewall_admits_exactly([MASTER, *WORKERS])

@@ -6,7 +6,7 @@ import pytest
 import redis
 import requests
 
-from stack_view import MASTER, SECRETS, WORKERS, master_address, password, services, tasks
+from stack_view import MASTER, SECRETS, WORKERS, cluster_host, master_address, password, services, tasks
 
 testinfra_hosts = [MASTER]
 MASTER_SERVICES = ["influxdb", "nginx", "redis", "rq-dashboard"]
@@ -120,6 +120,10 @@ def test_no_password_shows_in_docker_inspect_or_service_logs(host):
     logs = host.check_output("for s in $(docker service ls -q); do docker service logs --raw $s 2>&1; done")
     for secret in secrets:
         assert secret not in inspected and secret not in logs
+    for name in WORKERS:  # the worker containers too, on their own hosts
+        containers = cluster_host(name).check_output("docker inspect $(docker ps -q)")
+        assert "CLOUDBURST_" in containers  # their settings are there, their passwords not
+        assert not [secret for secret in secrets if secret in containers], name
 
 
 def test_no_password_is_in_the_repository():

@@ -10,7 +10,7 @@ import wntr
 from rq import Worker
 
 from cloudburst.queue import enqueue_members, job_id, open_queue
-from stack_view import MASTER, WORKERS, master_address, password, services, tasks
+from stack_view import MASTER, WORKERS, assert_firewall_admits_exactly, master_address, password, services, tasks
 
 testinfra_hosts = [MASTER]
 ADDED = "cb-stack-worker3"
@@ -18,6 +18,10 @@ ADDED = "cb-stack-worker3"
 
 def test_the_worker_service_now_runs_on_the_added_host_too():
     assert sorted(task["Node"] for task in tasks("worker")) == sorted(WORKERS + [ADDED])
+
+
+def test_the_firewall_of_every_host_now_admits_the_added_host():
+    assert_firewall_admits_exactly([MASTER, *WORKERS, ADDED])
 
 
 def test_no_task_on_the_other_hosts_was_replaced_by_adding_a_host():

@@ -6,9 +6,10 @@ import pytest
 from stack_view import MASTER, WORKERS, cluster_host
 
 testinfra_hosts = [MASTER]
+ADDED = "cb-stack-worker3"  # joined in grow.yml
 
 
-@pytest.mark.parametrize("name", [MASTER, *WORKERS])
+@pytest.mark.parametrize("name", [MASTER, *WORKERS, ADDED])
 def test_every_node_left_the_swarm_and_runs_no_stack_container(name):
     node = cluster_host(name)
     assert json.loads(node.check_output("docker info --format '{{json .Swarm.LocalNodeState}}'")) == "inactive"
