@@ -1,0 +1,10 @@
+"""How a benchmark states its target: measured against the goal in the same run, MET or NOT MET."""
+from __future__ import annotations
+
+
+def verdict(what: str, measured: float, goal: float, at_least: bool, unit: str = "") -> str:
+    """One line: what was measured, the goal, and whether this run met it."""
+    met = measured >= goal if at_least else measured <= goal
+    relation = ">=" if at_least else "<="
+    return (f"  target {what}: {measured:,.2f}{unit} {relation} {goal:,.2f}{unit}: "
+            f"{'MET' if met else 'NOT MET'}")
