@@ -71,6 +71,9 @@ def test_wrong_files_get_one_sentence_and_exit_2(cluster, tmp_path):
     assert as_model.returncode == 2 and "(%s)" not in as_model.stderr
     assert as_model.stderr.strip() == (f"cloudburst: {table} is not an EPANET .inp file: it has no [JUNCTIONS], "
                                        "[PIPES], [RESERVOIRS] or [TANKS] section")
+    plot_one = cli(cluster, "results", "any", "--element", "node:10", "--member", "3", "--plot", "fan.png")
+    assert plot_one.returncode == 2 and plot_one.stderr == \
+        "cloudburst: --plot draws the percentiles across members; leave out --member to plot\n"
     swapped = cli(cluster, "submit", scenario_file(cluster), str(NET3))
     assert swapped.returncode == 2 and "give the model (.inp) first, then the scenario" in swapped.stderr
     assert len(swapped.stderr.strip().splitlines()) == 1

@@ -89,8 +89,10 @@ def cmd_list(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_results(args: argparse.Namespace, client: Client) -> int:
-    ensemble = client.ensemble(args.ensemble)
     kind, element = parse_element(args.element)
+    if args.plot and args.member is not None:
+        raise InputError("--plot draws the percentiles across members; leave out --member to plot")
+    ensemble = client.ensemble(args.ensemble)
     if args.member is not None:
         table = ensemble.series(args.element, args.attribute, member=args.member)
     else:
@@ -98,7 +100,7 @@ def cmd_results(args: argparse.Namespace, client: Client) -> int:
     for path, write in ((args.csv, table.to_csv), (args.parquet, table.to_parquet)):
         if path:
             write(path, index=False)
-    if args.plot and args.member is None:
+    if args.plot:
         plot_fan(table, f"{args.ensemble}: {args.attribute} at {kind} {element}", args.attribute, args.plot)
     written = [str(path) for path in (args.csv, args.parquet, args.plot) if path]
     if not written:
