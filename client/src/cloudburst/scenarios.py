@@ -74,6 +74,20 @@ def read_scenario_file(path: Path) -> dict[str, Any]:
     return json.loads(json.dumps(document, default=lambda value: value.isoformat()))
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A scenario read and checked, before any value is drawn."""
+    name: str
+    seed: int
+    design: str
+    first_start: datetime
+    every_s: int
+    templates: list[Any]
+    specs: list[sampling.Spec]
+    sweep_ids: list[str] | None
+    count: int
+
+
 def generate(scenario: dict[str, Any], model: wntr.network.WaterNetworkModel, model_input: dict[str, Any],
              name: str | None = None, start: datetime | str | None = None) -> Ensemble:
     """Every member's job document, checked against the schema and the model; raises InputError.
@@ -81,6 +95,27 @@ def generate(scenario: dict[str, Any], model: wntr.network.WaterNetworkModel, mo
     name: the ensemble's ID (default: the scenario's ``ensemble``); the client makes one per submission.
     start: the first member's start time (default: the scenario's ``start_time_utc``).
     """
+    plan = _plan(scenario, model, name, start)
+    drawn = sampling.draw_all(plan.specs, plan.count, plan.design, plan.seed)
+    base_run = dict(scenario.get("run") or {})
+    fixed = base_run.get("alterations", [])
+    documents = []
+    for member in range(plan.count):
+        alterations = _substituted(plan.templates, "$.alterations", drawn, member)
+        if plan.sweep_ids is not None:
+            alterations.append(_swept(scenario["sweep"]["alteration"], plan.sweep_ids[member]))
+        member_start = plan.first_start + timedelta(seconds=member * plan.every_s)
+        documents.append({"schema": SCHEMA, "ensemble": plan.name, "member": member, "seed": plan.seed,
+                          "input": {**model_input, "start_time_utc": member_start.isoformat()},
+                          "run": {**base_run, "alterations": fixed + alterations},
+                          "output": scenario.get("output") or {}})
+    _check_members(documents, model, {spec.path: spec for spec in plan.specs}, len(fixed))
+    return Ensemble(name=plan.name, seed=plan.seed, documents=documents)
+
+
+def _plan(scenario: Any, model: wntr.network.WaterNetworkModel, name: str | None,
+          start: datetime | str | None) -> _Plan:
+    """The scenario's settings, every problem with them raised at once as an InputError."""
     if not isinstance(scenario, dict):
         raise InputError("$: a scenario file holds a mapping (ensemble, members, seed, alterations ...)")
     problems = [f"$.{key}: is not a known field" for key in sorted(set(scenario) - set(KNOWN_KEYS))]
@@ -105,34 +140,16 @@ def generate(scenario: dict[str, Any], model: wntr.network.WaterNetworkModel, mo
     found: list[tuple[str, dict[str, Any]]] = []
     sampling.find_specs(templates, "$.alterations", found)
     problems += [problem for path, spec in found for problem in sampling.spec_problems(spec, path)]
-    sweep = scenario.get("sweep")
-    members = scenario.get("members")
     sweep_ids: list[str] | None = None
-    if sweep is not None:
-        sweep_ids, sweep_problems = _sweep_elements(sweep, model)
+    if scenario.get("sweep") is not None:
+        sweep_ids, sweep_problems = _sweep_elements(scenario["sweep"], model)
         problems += sweep_problems
-    elif not _whole(members, 1):
-        problems.append(f"$.members: must be a whole number >= 1 (got {members!r})")
+    elif not _whole(scenario.get("members"), 1):
+        problems.append(f"$.members: must be a whole number >= 1 (got {scenario.get('members')!r})")
     if problems:
         raise InputError(problems)
-
-    count = len(sweep_ids) if sweep_ids is not None else members
-    specs = sampling.columns(found)
-    drawn = sampling.draw_all(specs, count, design, seed)
-    base_run = dict(scenario.get("run") or {})
-    fixed = base_run.get("alterations", [])
-    documents = []
-    for member in range(count):
-        alterations = _substituted(templates, "$.alterations", drawn, member)
-        if sweep_ids is not None:
-            alterations.append(_swept(sweep["alteration"], sweep_ids[member]))
-        member_start = first_start + timedelta(seconds=member * every)
-        documents.append({"schema": SCHEMA, "ensemble": name, "member": member, "seed": seed,
-                          "input": {**model_input, "start_time_utc": member_start.isoformat()},
-                          "run": {**base_run, "alterations": fixed + alterations},
-                          "output": scenario.get("output") or {}})
-    _check_members(documents, model, {spec.path: spec for spec in specs}, len(fixed))
-    return Ensemble(name=name, seed=seed, documents=documents)
+    count = len(sweep_ids) if sweep_ids is not None else scenario["members"]
+    return _Plan(name, seed, design, first_start, every, templates, sampling.columns(found), sweep_ids, count)
 
 
 def _whole(value: Any, minimum: int) -> bool:
