@@ -2,8 +2,10 @@
 twice, a missing env is waited for, a corrupt env is refused, a killed process's job runs again; push-env refuses an unresolvable env."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,29 @@ def test_push_env_refuses_an_unresolvable_env_naming_the_package_and_uploads_not
     assert "push-env: cannot resolve cloudburst-no-such-package==9.9 for the workers" in output
     assert "Push env | Upload" not in output and "Push env | Point current" not in output
     assert not [path for path in build.glob("*") if path.name != "wheels"]  # no env version was built
+
+
+def test_push_env_keeps_the_newest_versions_it_is_told_to_and_prunes_the_rest(repo, ansible_env, tmp_path):
+    """push-env.yml against a files volume on this machine's Docker (the stack's layout): four older versions
+    published earlier, keep 2: the new one is current, the 2 newest older ones stay, the 2 oldest go."""
+    stack = f"prune{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "volume", "create", f"{stack}_files"], check=True, capture_output=True)
+    try:
+        mountpoint = Path(subprocess.run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", f"{stack}_files"],
+                                         check=True, capture_output=True, text=True).stdout.strip())
+        older = [f"{index:x}" * 64 for index in range(1, 5)]
+        for age, version in enumerate(older):  # the first is the oldest
+            (mountpoint / "env" / version).mkdir(parents=True)
+            os.utime(mountpoint / "env" / version, (1_700_000_000 + age, 1_700_000_000 + age))
+        env_dir = probe_env(tmp_path / "env", 9)
+        result = subprocess.run(["ansible-playbook", "-i", "inventory/local", "push-env.yml",
+                                 "-e", f"push_env_dir={env_dir}", "-e", f"push_env_build_dir={tmp_path / 'build'}",
+                                 "-e", f"push_env_stack_name={stack}", "-e", "push_env_keep_versions=2"],
+                                cwd=repo, env=ansible_env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:]
+        current = (mountpoint / "env" / "current").read_text().strip()
+        kept = {path.name for path in (mountpoint / "env").iterdir() if path.is_dir()}
+        assert kept == {current, older[3], older[2]}
+        assert (mountpoint / "env" / current / "env.zip").is_file()
+    finally:
+        subprocess.run(["docker", "volume", "rm", "-f", f"{stack}_files"], capture_output=True)
