@@ -2,10 +2,14 @@
 twice, a missing env is waited for, a corrupt env is refused, a killed process's job runs again; push-env refuses an unresolvable env."""
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import re
 import subprocess
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -152,6 +156,51 @@ def test_a_wheel_that_does_not_match_its_manifest_hash_is_refused_and_the_worker
     assert re.search(rf"refused env {v2[:12]}: wheel {re.escape(six)} has sha256 \w+, the manifest says \w+; "
                      rf"keeping env {v1[:12]}", logs), logs[-2000:]
     job = queue.enqueue("worker.which", "after-altered-wheel")
+    wait_finished([job])
+    assert job.return_value() == 1
+
+
+def forge_uninstallable(info: dict, root: Path, wheel_prefix: str) -> str:
+    """Publish a copy of the packaged env whose wheel (by name prefix) is not a wheel, with hashes that match it
+    everywhere (manifest, lock file, env.zip's own): it passes every check and fails only in pip. Returns the
+    version, not yet current."""
+    source = zipfile.ZipFile(info["zip"])
+    manifest = json.loads(source.read("cloudburst-manifest.json"))
+    wheel = next(entry for entry in manifest["wheels"] if entry["file"].startswith(wheel_prefix))
+    garbage = b"not a wheel at all"
+    digest = hashlib.sha256(garbage).hexdigest()
+    lock = source.read(manifest["requirements"]).decode().replace(wheel["sha256"], digest)
+    wheel["sha256"] = digest
+    forged = io.BytesIO()
+    with zipfile.ZipFile(forged, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "cloudburst-manifest.json":
+                data = json.dumps(manifest).encode()
+            elif item.filename == manifest["requirements"]:
+                data = lock.encode()
+            target.writestr(item, data)
+    version = hashlib.sha256(forged.getvalue()).hexdigest()
+    (root / "wheels" / wheel["file"]).write_bytes(garbage)
+    (root / "env" / version).mkdir(parents=True)
+    (root / "env" / version / "env.zip").write_bytes(forged.getvalue())
+    return version
+
+
+def test_an_env_that_fails_to_install_is_refused_and_the_worker_keeps_its_version(cluster, tmp_path, build_dir):
+    queue, worker, root = cluster["queue"], cluster["worker"], cluster["root"]
+    v1 = cluster["release"](1)
+    worker.start().wait_for_log(f"process 1 started on env {v1[:12]}")
+    env = probe_env(tmp_path / "env-v3", 3)
+    (env / "requirements.txt").write_text(RUNTIME + "six==1.17.0\n")
+    info = package(env, build_dir)
+    publish(info, build_dir, root, current=v1)
+    broken = forge_uninstallable(info, root, "six-")
+    point(root, broken)
+    logs = worker.wait_for_log(f"refused env {broken[:12]}")
+    assert re.search(rf"refused env {broken[:12]}: installing env {broken[:12]} failed: .+; keeping env {v1[:12]}",
+                     logs), logs[-2000:]
+    job = queue.enqueue("worker.which", "after-install-failure")
     wait_finished([job])
     assert job.return_value() == 1
 
