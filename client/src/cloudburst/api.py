@@ -102,11 +102,13 @@ class Client:
         name = name or f"{content.get('ensemble', 'ensemble')}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         sha256 = hashlib.sha256(data).hexdigest()
         drawn = generate(content, wn, model_input(self.settings, sha256), name, start)
+        self.records.refuse_taken(drawn.name)
+        # The model first: a record is only made for an ensemble whose model the workers (and retry) can fetch.
+        uploaded = self.models.upload(data, sha256)
         record = self.records.create(EnsembleRecord(
             name=drawn.name, members=len(drawn.documents), seed=drawn.seed, model_sha256=sha256, scenario=content,
             start_time_utc=drawn.documents[0]["input"]["start_time_utc"],
             start_every_s=int(content.get("start_every_s", 0))))
-        uploaded = self.models.upload(data, sha256)
         started = time.monotonic()
         enqueue_members(self.queue, drawn.documents, JobPolicy(timeout_s=timeout_s))
         return Ensemble(self, record.name, uploaded=uploaded, enqueue_s=time.monotonic() - started)

@@ -61,10 +61,15 @@ class Records:
     def __init__(self, redis: Redis):
         self.redis = redis
 
+    def refuse_taken(self, name: str) -> None:
+        """Raise InputError when an ensemble of that name exists (create checks again, atomically)."""
+        if self.redis.sismember(INDEX_KEY, name):
+            raise _taken(name)
+
     def create(self, record: EnsembleRecord) -> EnsembleRecord:
         """Store a new record, stamped now; refuses a name already taken (the index entry is claimed first)."""
         if not self.redis.sadd(INDEX_KEY, record.name):
-            raise InputError(f"ensemble {record.name!r} exists; give another name")
+            raise _taken(record.name)
         created = EnsembleRecord(**{**asdict(record), "created_at":
                                     datetime.now(timezone.utc).isoformat(timespec="seconds")})
         self.redis.hset(key_for(record.name), mapping=created.to_redis())
@@ -81,3 +86,7 @@ class Records:
 
     def names(self) -> list[str]:
         return sorted(name.decode() for name in self.redis.smembers(INDEX_KEY))
+
+
+def _taken(name: str) -> InputError:
+    return InputError(f"ensemble {name!r} exists; give another name")
