@@ -31,6 +31,7 @@ from cloudburst.influx import InfluxWriter  # noqa: E402
 from cloudburst.job import parse_job  # noqa: E402
 from cloudburst.queue import enqueue_members, open_queue  # noqa: E402
 from cloudburst.results import series_lines  # noqa: E402
+from cloudburst.resultformat import PRECISION  # noqa: E402
 from cloudburst.scenarios import generate  # noqa: E402
 
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
@@ -81,7 +82,7 @@ def influx_points_per_s(server, members: int = 40) -> float:
     points = sum(line.rsplit(" ", 2)[1].count("=") for line in lines)
     server.query("CREATE DATABASE capacity")
     started = time.perf_counter()
-    InfluxWriter(server.url, "capacity").write(lines)
+    InfluxWriter(server.url, "capacity").write(lines, precision=PRECISION)
     return points / (time.perf_counter() - started)
 
 

@@ -28,13 +28,14 @@ from verdict import verdict  # noqa: E402
 from cloudburst.influx import InfluxWriter, batches  # noqa: E402
 from cloudburst.job import parse_job  # noqa: E402
 from cloudburst.results import series_lines  # noqa: E402
+from cloudburst.resultformat import PRECISION  # noqa: E402
 
 NET6 = Path(wntr.__file__).parent / "library" / "networks" / "Net6.inp"
 ROUNDS = 3
 
 
 def raw_post(session: requests.Session, url: str, db: str, body: bytes) -> None:
-    response = session.post(f"{url}/write", params={"db": db, "precision": "s"}, data=body, timeout=60)
+    response = session.post(f"{url}/write", params={"db": db, "precision": PRECISION}, data=body, timeout=60)
     response.raise_for_status()
 
 
@@ -60,7 +61,8 @@ def main() -> None:
                 server.query(f"CREATE DATABASE {db}")
                 started = time.perf_counter()
                 if name == "cb":
-                    InfluxWriter(server.url, db, session=session).write(series_lines(job, wn, results))
+                    InfluxWriter(server.url, db, session=session).write(series_lines(job, wn, results),
+                                                                       precision=PRECISION)
                 else:
                     bodies = ["\n".join(batch).encode() for batch in batches(prebuilt, 20_000)]
                     post = functools.partial(raw_post, session, server.url, db)

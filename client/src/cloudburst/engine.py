@@ -26,7 +26,7 @@ from cloudburst.influx import InfluxWriter
 from cloudburst.job import DEFAULT_START, MemberId, Run, parse_job, parse_start
 from cloudburst.models import ModelCache, load_model
 from cloudburst.results import results_needed, series_lines, summary_fields
-from cloudburst.resultformat import EXECUTION, FAILED, FINISHED, STATUS, SUMMARY, member_line
+from cloudburst.resultformat import FAILED, FINISHED, PRECISION, STATUS, SUMMARY, execution_line, member_line
 
 EPANET_VERSION = 2.2
 
@@ -102,9 +102,9 @@ def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter
         lines.append(member_line(SUMMARY, *identity, summary_fields(job, wn, results)))
         record = status_fields(document, status=FINISHED, runtime_s=time.perf_counter() - started, points=points)
         lines.append(member_line(STATUS, *identity, record))
+        lines.append(_execution(identity[:2], record))  # in the last batch, after the results
         if writer is not None:
-            writer.write(lines, db=job.output.db)
-            _record_execution(writer, identity[:2], record, job.output.db)
+            writer.write(lines, db=job.output.db, precision=PRECISION)
         return record
     except (InputError, MemberFailed) as failure:
         reason = str(failure)
@@ -113,12 +113,11 @@ def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter
             record = status_fields(document, status=FAILED, error=reason, runtime_s=time.perf_counter() - started)
             output = document.get("output")
             db = output.get("db") if isinstance(output, dict) and isinstance(output.get("db"), str) else None
-            writer.write([member_line(STATUS, *identity, record)], db=db)
-            _record_execution(writer, identity[:2], record, db)
+            writer.write([member_line(STATUS, *identity, record), _execution(identity[:2], record)], db=db,
+                         precision=PRECISION)
         raise MemberFailed(reason) from None
 
 
-def _record_execution(writer: InfluxWriter, member: tuple[str, int], record: dict[str, Any], db: str | None) -> None:
-    """One point per execution, after its results: the count per member is how often the member ran to the end."""
-    fields = {key: record[key] for key in ("status", "runtime_s", "worker")}
-    writer.write([member_line(EXECUTION, *member, time.time_ns(), fields)], db=db, precision="ns")
+def _execution(member: tuple[str, int], record: dict[str, Any]) -> str:
+    """This run's execution point: the count per member is how often the member ran to the end."""
+    return execution_line(*member, {key: record[key] for key in ("status", "runtime_s", "worker")})

@@ -1,15 +1,17 @@
 """The result format in InfluxDB, named once: measurements, tags, fields, how a point is written and read.
 
 Measurements: ``node`` and ``link`` (series; tags ensemble, member, element; one field per attribute),
-``summary`` and ``status`` (tags ensemble, member). Timestamps are seconds: the member's start time plus the
-simulation time, so re-running a member overwrites the same points instead of adding new ones. ``execution``
-(tags ensemble, member) is the exception: one point per execution of a member, stamped with the wall clock in
-nanoseconds, so counting its points per member counts how often the member ran. The writer
+``summary`` and ``status`` (tags ensemble, member). Their timestamps are whole seconds: the member's start time
+plus the simulation time, so re-running a member overwrites the same points instead of adding new ones.
+``execution`` (tags ensemble, member) is the exception: one point per execution of a member, stamped with the
+wall clock, so counting its points per member counts how often the member ran. Lines carry nanoseconds
+(``PRECISION``), so a member's results and its execution point go to InfluxDB in one request. The writer
 (``cloudburst.results``), the reader (``cloudburst.reader``), the CLI and the dashboard tests all use these names.
 """
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,8 @@ FINISHED, FAILED = "finished", "failed"
 NODE_ATTRIBUTES = ("demand", "head", "pressure", "quality", "leak_demand")
 LINK_ATTRIBUTES = ("flowrate", "velocity", "headloss", "status", "setting", "friction_factor", "reaction_rate")
 ATTRIBUTES = {NODE: NODE_ATTRIBUTES, LINK: LINK_ATTRIBUTES}
+# The timestamp precision of every line this module writes (InfluxDB's precision parameter).
+PRECISION = "ns"
 # The summary field members are ranked by, lowest (worst) first.
 RANKING_FIELD = "pressure_min"
 
@@ -60,9 +64,19 @@ def series_prefix(kind: str, ensemble: str, member: int, element: str) -> str:
     return f"{kind},{member_tags(ensemble, member)},{ELEMENT_TAG}={escape_tag(element)} "
 
 
-def member_line(measurement: str, ensemble: str, member: int, timestamp: int, fields: dict[str, Any]) -> str:
-    """One point per member (summary, status): re-running the member overwrites it."""
-    return f"{measurement},{member_tags(ensemble, member)} {format_fields(fields)} {timestamp}"
+def stamp(seconds: int) -> str:
+    """A whole-second time as a line's timestamp, in PRECISION."""
+    return f"{seconds}000000000"
+
+
+def member_line(measurement: str, ensemble: str, member: int, seconds: int, fields: dict[str, Any]) -> str:
+    """One point per member (summary, status), at a whole second: re-running the member overwrites it."""
+    return f"{measurement},{member_tags(ensemble, member)} {format_fields(fields)} {stamp(seconds)}"
+
+
+def execution_line(ensemble: str, member: int, fields: dict[str, Any]) -> str:
+    """One point per execution of a member, at the wall clock's nanosecond: executions never overwrite."""
+    return f"{EXECUTION},{member_tags(ensemble, member)} {format_fields(fields)} {time.time_ns()}"
 
 
 # --- reading: InfluxQL ---------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 import wntr
 
 from cloudburst import job as schema
-from cloudburst.resultformat import NODE, series_prefix
+from cloudburst.resultformat import NODE, series_prefix, stamp
 
 
 def selected_ids(request: schema.SeriesRequest, wn: wntr.network.WaterNetworkModel) -> list[str]:
@@ -39,7 +39,7 @@ def series_lines(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: A
         times = [start + int(first.index[i]) for i in rows]
         matrices = [frames[attribute].reindex(columns=ids).to_numpy(dtype=np.float64)[rows].T
                     for attribute in request.attributes]
-        stamps = [f" {t}" for t in times]
+        stamps = [f" {stamp(t)}" for t in times]
         for column, element in enumerate(ids):
             prefix = series_prefix(request.element, job.ensemble, job.member, element)
             # Python floats (not numpy scalars), so repr() gives the shortest round-trip number.
@@ -47,13 +47,13 @@ def series_lines(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: A
                              for name, matrix in zip(request.attributes, matrices)]
             finite = np.isfinite(np.stack([matrix[column] for matrix in matrices]))
             if finite.all():
-                for *fields, stamp in zip(*per_attribute, stamps):
-                    yield prefix + ",".join(fields) + stamp
+                for *fields, at in zip(*per_attribute, stamps):
+                    yield prefix + ",".join(fields) + at
                 continue
-            for row, stamp in enumerate(stamps):
+            for row, at in enumerate(stamps):
                 fields = [texts[row] for texts, ok in zip(per_attribute, finite[:, row]) if ok]
                 if fields:
-                    yield prefix + ",".join(fields) + stamp
+                    yield prefix + ",".join(fields) + at
 
 
 def results_needed(job: schema.Job) -> tuple[set[str], set[str]]:
