@@ -37,11 +37,25 @@ def model_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
+# The workers' read-only user of the file service, as deployed.
+MODEL_READER = ("cloudburst", "reader-secret")
+
+
 @pytest.fixture(scope="session")
 def model_server(model_dir):
-    from services import file_server
-    with file_server(model_dir) as url:
+    """Models served by Nginx behind basic auth, as the stack serves them to workers."""
+    from services import nginx_server
+    with nginx_server(model_dir, {MODEL_READER[0]: MODEL_READER[1]}) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def model_session():
+    """An HTTP session with the workers' credentials for the model server (a ModelCache's session)."""
+    import requests
+    session = requests.Session()
+    session.auth = MODEL_READER
+    return session
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def verdicts(tmp_path: Path, model: dict, run: dict, output: dict) -> tuple[str,
         document = {"schema": "cloudburst.job/1", "ensemble": "checks", "member": 0, "input": model["input"],
                     "run": run, "output": output}
     try:
-        run_member(document, ModelCache(tmp_path / "cache"), writer=None)
+        run_member(document, ModelCache(tmp_path / "cache", session=model["session"]), writer=None)
         worker = ""
     except MemberFailed as failed:
         worker = str(failed)
@@ -54,8 +54,8 @@ def verdicts(tmp_path: Path, model: dict, run: dict, output: dict) -> tuple[str,
 
 
 @pytest.fixture
-def net3(served, model_dir):
-    return {"path": model_dir / "net3.inp", "input": served["net3"]}
+def net3(served, model_dir, model_session):
+    return {"path": model_dir / "net3.inp", "input": served["net3"], "session": model_session}
 
 
 def test_a_day_of_a_week_long_model_is_checked_against_the_day(tmp_path, net3):
@@ -69,8 +69,8 @@ def test_a_day_of_a_week_long_model_is_checked_against_the_day(tmp_path, net3):
     assert planned_points(job.output, job.run, wn) == 97 * 25
 
 
-def test_a_finer_report_step_set_by_the_run_makes_finer_steps_valid(tmp_path, served, model_dir):
-    coarse = {"path": model_dir / "net3-3h.inp", "input": served["net3-3h"]}
+def test_a_finer_report_step_set_by_the_run_makes_finer_steps_valid(tmp_path, served, model_dir, model_session):
+    coarse = {"path": model_dir / "net3-3h.inp", "input": served["net3-3h"], "session": model_session}
     series = [{"element": "node", "attributes": ["pressure"], "ids": ["123"], "step_s": 3600}]
     client, worker, _ = verdicts(tmp_path, coarse, {"duration_s": 86400, "report_timestep_s": 3600},
                                  {"series": series})

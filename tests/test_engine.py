@@ -39,8 +39,8 @@ def writer(influx, db) -> InfluxWriter:
 
 
 @pytest.fixture
-def cache(tmp_path) -> ModelCache:
-    return ModelCache(tmp_path / "cache")
+def cache(tmp_path, model_session) -> ModelCache:
+    return ModelCache(tmp_path / "cache", session=model_session)
 
 
 def job_for(source: dict, run: dict | None = None, output: dict | None = None, ensemble: str = "tests") -> dict:

@@ -37,11 +37,11 @@ def net3(model_dir, model_server) -> dict:
 
 
 @pytest.fixture(scope="module")
-def stored(influx, net3, tmp_path_factory) -> Callable[[dict, list], dict]:
+def stored(influx, net3, model_session, tmp_path_factory) -> Callable[[dict, list], dict]:
     """Run a job through the engine into InfluxDB; returns what InfluxDB holds: series by (kind, attribute) as
     {(seconds, element): value}, and the summary."""
     influx.query(f"CREATE DATABASE {DB}")
-    cache, writer = ModelCache(tmp_path_factory.mktemp("reference-cache")), InfluxWriter(influx.url, DB, **influx.credentials)
+    cache, writer = ModelCache(tmp_path_factory.mktemp("reference-cache"), session=model_session), InfluxWriter(influx.url, DB, **influx.credentials)
 
     def run(run: dict, series: list) -> dict:
         member = next(_members)

@@ -173,13 +173,13 @@ def test_the_three_dashboards_the_stack_provisions_exist():
 # --- every query against real results --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def ensemble_results(influx, model_dir, model_server, tmp_path_factory) -> dict[int, float]:
+def ensemble_results(influx, model_dir, model_server, model_session, tmp_path_factory) -> dict[int, float]:
     """Six Net3 members (demand x 0.8 ... 1.3) with node series, one bad member; returns each member's factor."""
     data = (Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp").read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     (model_dir / f"{sha}.inp").write_bytes(data)
     influx.query(f"CREATE DATABASE {DB}")
-    cache, writer = ModelCache(tmp_path_factory.mktemp("grafana-cache")), InfluxWriter(influx.url, DB, **influx.credentials)
+    cache, writer = ModelCache(tmp_path_factory.mktemp("grafana-cache"), session=model_session), InfluxWriter(influx.url, DB, **influx.credentials)
     factors = {member: 0.8 + 0.1 * member for member in range(MEMBERS)}
     for member, factor in factors.items():
         run_member({"schema": "cloudburst.job/1", "ensemble": ENSEMBLE, "member": member, "seed": 1,

@@ -72,12 +72,14 @@ def test_writes_are_retried_until_a_late_influxdb_answers(tmp_path):
     thread.start()
     try:
         writer = InfluxWriter(f"http://127.0.0.1:{port}", "late", retry_for_s=30, backoff_s=0.25)
-        while True:
+
+        def written() -> bool:
             try:
-                writer.write(["m x=1 1700000000"])
-                break
+                return writer.write(["m x=1 1700000000"]) == 1
             except InfluxWriteError as error:  # up, but the database not yet created: try again
                 assert "database not found" in str(error)
+                return False
+        wait_until("the write through a late start", written, 60, poll_s=0.1)
         assert started.wait(30)
         assert holder["server"].rows("SELECT x FROM m", "late") == [{"time": 1700000000, "x": 1}]
     finally:
