@@ -1,4 +1,6 @@
-"""The `cloudburst` command: submit an ensemble, follow it, and read its results (a thin layer over the API).
+"""The `cloudburst` command: submit an EPANET ensemble to a CloudBurst cluster, follow it, and read its results.
+
+A thin layer over ``cloudburst.api``: it parses arguments, calls the API and prints.
 
 Exit codes: 0 done; 1 the ensemble has failed members (status, submit --wait); 2 bad input (scenario, model,
 arguments); 3 a service does not answer or refuses the credentials; 130 interrupted (the ensemble runs on).
