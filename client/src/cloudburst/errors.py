@@ -60,8 +60,8 @@ def service_errors(service: str, url: str) -> Iterator[None]:
         raise ServiceError(f"{service} at {url} does not answer ({type(error).__name__})") from None
 
 
-def refused(service: str, url: str, response: requests.Response, what: str) -> ServiceError:
-    """The error for an HTTP answer that is not the one expected: credentials refused, or another status."""
+def refused(service: str, url: str, response: requests.Response, what: str, user: str) -> ServiceError:
+    """The error for an HTTP answer that is not the one expected: the user refused, or another status."""
     if response.status_code in (401, 403):
-        return ServiceError(f"{service} at {url} refused the credentials for {what}")
+        return ServiceError(f"{service} at {url} refused user {user!r}")
     return ServiceError(f"{service} at {url} answered HTTP {response.status_code} to {what}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import requests
 
 from cloudburst.config import Settings
-from cloudburst.errors import ServiceError, refused, service_errors
+from cloudburst.errors import refused, service_errors
 
 
 def model_path(sha256: str) -> str:
@@ -32,17 +32,17 @@ class ModelStore:
         with service_errors("Nginx", self.url):
             present = self.session.head(location, auth=self.auth, timeout=30)
             if present.status_code in (401, 403):
-                raise ServiceError(f"Nginx at {self.url} refused user {self.auth[0]!r}")
+                raise refused("Nginx", self.url, present, "a model check", self.auth[0])
             if present.status_code == 200:
                 return False
             put = self.session.put(location, data=data, auth=self.auth, timeout=300)
         if put.status_code not in (201, 204):
-            raise refused("Nginx", self.url, put, "the model upload")
+            raise refused("Nginx", self.url, put, "the model upload", self.auth[0])
         return True
 
     def fetch(self, sha256: str) -> bytes:
         with service_errors("Nginx", self.url):
             response = self.session.get(f"{self.url}/{model_path(sha256)}", auth=self.auth, timeout=300)
         if response.status_code != 200:
-            raise refused("Nginx", self.url, response, f"fetching model {sha256[:12]}")
+            raise refused("Nginx", self.url, response, f"fetching model {sha256[:12]}", self.auth[0])
         return response.content

@@ -115,10 +115,8 @@ class InfluxQuery:
             response = self.session.post(f"{self.url}/query", timeout=self.timeout_s,
                                          params={"db": self.db, "q": query, "epoch": "s"},
                                          auth=(self.username, self.password))
-        if response.status_code in (401, 403):
-            raise ServiceError(f"InfluxDB at {self.url} refused user {self.username!r}")
         if response.status_code != 200:
-            raise refused("InfluxDB", self.url, response, "a query")
+            raise refused("InfluxDB", self.url, response, "a query", self.username)
         result = response.json()["results"][0]
         if "error" in result:
             raise ServiceError(f"InfluxDB refused the query: {result['error']}")
