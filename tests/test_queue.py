@@ -13,6 +13,7 @@ import wntr
 from redis import Redis
 
 from cloudburst.queue import JobPolicy, enqueue_members, job_id, open_queue
+from conftest import MODEL_READER
 from services import redis_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,18 +32,21 @@ def queue(tmp_path):
 def net3(model_dir, model_server) -> dict:
     sha = hashlib.sha256(NET3.read_bytes()).hexdigest()
     (model_dir / f"{sha}.inp").write_bytes(NET3.read_bytes())
-    return {"url": f"{model_server}/{sha}.inp", "sha256": sha}
+    return {"url": f"{model_server}/{sha}.inp", "sha256": sha, "files": model_server}
 
 
 def member(net3: dict, number: int, run: dict | None = None) -> dict:
-    return {"schema": "cloudburst.job/1", "ensemble": "queue-tests", "member": number, "input": net3,
+    return {"schema": "cloudburst.job/1", "ensemble": "queue-tests", "member": number, "input": {"url": net3["url"], "sha256": net3["sha256"]},
             "run": run or {"alterations": [{"type": "demand_scale", "factor": 1.0 + number / 10}]}}
 
 
-def work(redis_url: str, tmp_path: Path, runs: int = 1) -> str:
+def work(redis_url: str, tmp_path: Path, net3: dict, runs: int = 1) -> str:
     """Burst workers with the example env in dry-run mode (no InfluxDB), one after the other (a runner that
-    stopped a runaway job exits); returns their logs."""
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLE_ENV), "CLOUDBURST_MODEL_CACHE": str(tmp_path / "models")}
+    stopped a runaway job exits), fetching models with the workers' credentials; returns their logs."""
+    (tmp_path / "files-password").write_text(MODEL_READER[1])
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLE_ENV), "CLOUDBURST_MODEL_CACHE": str(tmp_path / "models"),
+           "CLOUDBURST_FILES_URL": net3["files"], "CLOUDBURST_FILES_USER": MODEL_READER[0],
+           "CLOUDBURST_FILES_PASSWORD_FILE": str(tmp_path / "files-password")}
     env.pop("CLOUDBURST_INFLUX_URL", None)
     logs = ""
     for _ in range(runs):
@@ -69,7 +73,7 @@ def test_jobs_are_stored_as_json_with_their_timeout_ttls_and_retries(queue, net3
 def test_the_example_env_runs_enqueued_members_and_returns_their_status(queue, net3, tmp_path):
     rq_queue, url = queue
     enqueue_members(rq_queue, [member(net3, n) for n in range(3)])
-    work(url, tmp_path)
+    work(url, tmp_path, net3)
     for n in range(3):
         job = rq_queue.fetch_job(job_id("queue-tests", n))
         assert job.get_status() == "finished"
@@ -80,7 +84,7 @@ def test_a_failing_member_is_failed_once_with_its_reason_and_not_retried(queue, 
     rq_queue, url = queue
     enqueue_members(rq_queue, [member(net3, 0, {"alterations": [{"type": "pump_outage", "pump": "P-404"}]}),
                                member(net3, 1)], JobPolicy(retries=2))
-    log = work(url, tmp_path)
+    log = work(url, tmp_path, net3)
     bad, good = (rq_queue.fetch_job(job_id("queue-tests", n)) for n in range(2))
     assert bad.get_status() == "failed" and "P-404" in bad.latest_result().exc_string
     assert "enqueued for retry" not in log
@@ -92,7 +96,7 @@ def test_a_member_running_past_its_timeout_is_stopped_and_failed(queue, net3, tm
     rq_queue, url = queue
     slow = member(net3, 0, {"simulator": "wntr", "duration_s": 400 * 86400})  # WNTRSimulator, 400 days: minutes
     enqueue_members(rq_queue, [slow, member(net3, 1)], JobPolicy(timeout_s=2, retries=0))
-    work(url, tmp_path, runs=2)
+    work(url, tmp_path, net3, runs=2)
     stopped, after = (rq_queue.fetch_job(job_id("queue-tests", n)) for n in range(2))
     # RQ's alarm interrupts the simulation (the member fails with the timeout as its reason) or, where wntr's
     # solver swallows it, the runner fails the job itself and its process exits; either way the job is failed.
