@@ -113,17 +113,19 @@ def queued_members(queue: Queue, ensemble: str) -> set[int]:
             if job.startswith(prefix)}
 
 
-def running_members(queue: Queue, ensemble: str) -> set[int]:
+def _in_registry(registry: StartedJobRegistry | FailedJobRegistry, ensemble: str) -> dict[int, str]:
+    """The ensemble's job IDs in one of RQ's registries, by member."""
     prefix = job_prefix(ensemble)
-    registry = StartedJobRegistry(queue.name, connection=queue.connection)
-    return {member_of(ensemble, job) for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
+    return {member_of(ensemble, job): job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
+
+
+def running_members(queue: Queue, ensemble: str) -> set[int]:
+    return set(_in_registry(StartedJobRegistry(queue.name, connection=queue.connection), ensemble))
 
 
 def failed_jobs(queue: Queue, ensemble: str) -> dict[int, str]:
     """Job IDs in RQ's failed registry of the ensemble's members, by member."""
-    prefix = job_prefix(ensemble)
-    registry = FailedJobRegistry(queue.name, connection=queue.connection)
-    return {member_of(ensemble, job): job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
+    return _in_registry(FailedJobRegistry(queue.name, connection=queue.connection), ensemble)
 
 
 def failure_reasons(queue: Queue, ensemble: str) -> dict[int, str]:
