@@ -27,7 +27,8 @@ def local_cluster(tmp_path: Path, influx: InfluxServer) -> Iterator[dict]:
         influx.query(f"CREATE USER {user}_{db} WITH PASSWORD '{user}-secret'")
         influx.query(f"GRANT {privilege} ON {db} TO {user}_{db}")
     users = {"cloudburst": "reader-secret", "uploader": "uploader-secret"}
-    with redis_server(tmp_path, password="redis-secret") as redis_url, nginx_server(root, users, uploads=True) as files:
+    with redis_server(tmp_path, password="redis-secret") as redis_url, \
+            nginx_server(root, users, uploads=True, results_writers=("cloudburst", "uploader")) as files:
         (tmp_path / "reader").write_text("reader-secret")
         (tmp_path / "influx-writer").write_text("writer-secret")
         settings = {"CLOUDBURST_REDIS_URL": redis_url.replace(":redis-secret@", ""), "CLOUDBURST_REDIS_PASSWORD": "redis-secret",
@@ -53,11 +54,13 @@ def cli(cluster: dict, *args: str, timeout: int = 120) -> subprocess.CompletedPr
 
 
 def start_workers(cluster: dict, count: int = 2) -> list[subprocess.Popen]:
+    """Runners taking statistics jobs first, then batches, as the stack's workers do."""
     env = {**os.environ, **cluster["worker_env"]}
     redis_url = cluster["env"]["CLOUDBURST_REDIS_URL"]
     log = open(cluster["tmp"] / "workers.log", "ab")
-    return [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url.replace("redis://", "redis://:redis-secret@")],
-                             env=env, stdout=log, stderr=log) for _ in range(count)]
+    queues = ["--queue", "cloudburst-stats", "--queue", "cloudburst"]
+    return [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url.replace("redis://", "redis://:redis-secret@"),
+                              *queues], env=env, stdout=log, stderr=log) for _ in range(count)]
 
 
 def stop(workers: list[subprocess.Popen]) -> None:

@@ -46,6 +46,13 @@ class InfluxServer:
             raise RuntimeError(result["error"])
         return result.get("series", [])
 
+    def write(self, lines: list[str], db: str, precision: str = "s") -> None:
+        params = {"db": db, "precision": precision}
+        if self.admin:
+            params.update(u=self.admin["username"], p=self.admin["password"])
+        response = requests.post(f"{self.url}/write", params=params, data="\n".join(lines).encode(), timeout=60)
+        assert response.status_code == 204, response.text
+
     def rows(self, q: str, db: str) -> list[dict]:
         """The query's points as dicts (column name -> value), across all series, tags included."""
         out = []
@@ -58,8 +65,12 @@ class InfluxServer:
 
 
 @contextlib.contextmanager
-def influxdb(directory: Path, auth: bool = False, http_port: int | None = None) -> Iterator[InfluxServer]:
+def influxdb(directory: Path, auth: bool = False, http_port: int | None = None,
+             max_series: int | None = None, max_values_per_tag: int | None = None) -> Iterator[InfluxServer]:
+    """Debian's influxd on free loopback ports with the tsi1 index; the cardinality limits lowered when asked."""
     http_port, rpc_port = http_port or free_port(), free_port()
+    limits = "".join(f"\n  {key} = {value}" for key, value in (("max-series-per-database", max_series),
+                                                             ("max-values-per-tag", max_values_per_tag)) if value)
     config = directory / "influxdb.conf"
     config.write_text(f"""
 reporting-disabled = true
@@ -69,7 +80,8 @@ bind-address = "127.0.0.1:{rpc_port}"
 [data]
   dir = "{directory}/data"
   wal-dir = "{directory}/wal"
-  query-log-enabled = false
+  index-version = "tsi1"
+  query-log-enabled = false{limits}
 [http]
   bind-address = "127.0.0.1:{http_port}"
   auth-enabled = {'true' if auth else 'false'}
@@ -118,13 +130,23 @@ def redis_server(directory: Path, password: str | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def nginx_server(root: Path, users: dict[str, str], uploads: bool = False, access_log: bool = False) -> Iterator[str]:
+def nginx_server(root: Path, users: dict[str, str], uploads: bool = False, access_log: bool = False,
+                 results_writers: tuple[str, ...] = ()) -> Iterator[str]:
     """Debian's nginx on a free loopback port serving root to the given users (basic auth), taking PUT uploads
-    under /models/ when asked; yields its URL."""
+    under /models/ when asked, and, with results writers, the results store under /results/ as the stack's Nginx
+    serves it (WebDAV PUT and DELETE for those users, JSON listings); yields its URL."""
     port = free_port()
     work = root.parent / f"nginx-{port}"
     work.mkdir()
     (work / "htpasswd").write_text("".join(f"{user}:{{PLAIN}}{secret}\n" for user, secret in users.items()))
+    (work / "htpasswd-writers").write_text("".join(f"{user}:{{PLAIN}}{users[user]}\n" for user in results_writers))
+    results = f"""location /results/ {{
+      dav_methods PUT DELETE;
+      create_full_put_path on;
+      autoindex on;
+      autoindex_format json;
+      limit_except GET HEAD {{ auth_basic "CloudBurst results"; auth_basic_user_file {work}/htpasswd-writers; }}
+    }}""" if results_writers else ""
     (work / "nginx.conf").write_text(f"""
 daemon off;
 user {getpass.getuser()};
@@ -145,6 +167,7 @@ http {{
     auth_basic "CloudBurst files";
     auth_basic_user_file {work}/htpasswd;
     {"location /models/ { dav_methods PUT; create_full_put_path on; }" if uploads else ""}
+    {results}
   }}
 }}
 """)

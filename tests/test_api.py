@@ -1,29 +1,32 @@
-"""The Python API (cloudburst.Client, Ensemble) against a real Redis, InfluxDB and Nginx, with worker runners
-running the example env: submit, wait, status, summaries, series, percentiles, failures, cancel, retry, dated
-runs and bad input."""
+"""The Python API (cloudburst.Client, Ensemble) against a real Redis, InfluxDB and Nginx (the results store), with
+worker runners running the example env: submit in batches, wait, status, members and summaries and series from the
+store, the cluster's statistics, failures, cancel, retry, delete, dated runs and bad input."""
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import wntr
+from rq.job import Job
 
 import cloudburst
+from cloudburst.batches import batch_name
 from cloudburst.errors import InputError
+from cloudburst.queue import job_id
 from local_cluster import client_settings, start_workers, stop
 from test_client import NET3
+from waiting import wait_until
 
 START = "2024-06-01T00:00:00Z"
 START_S = int(pd.Timestamp(START).timestamp())
 
 
 def scenario(**changes) -> dict:
-    return {"ensemble": "api", "members": 8, "seed": 5, "run": {"duration_s": 21600},
+    return {"ensemble": "api", "members": 8, "seed": 5, "run": {"duration_s": 21600}, "batch": {"members": 3},
             "alterations": [{"type": "demand_scale",
                              "factor": {"distribution": "triangular", "low": 0.8, "mode": 1.0, "high": 1.3}}],
-            "output": {"series": [{"element": "node", "attributes": ["pressure"], "ids": ["123"]}]}, **changes}
+            "output": {"series": [{"element": "node", "attributes": ["pressure"], "ids": ["123", "10"]}],
+                       "statistics": {"percentiles": [5, 50, 95], "below": {"pressure": [40]}}}, **changes}
 
 
 @pytest.fixture
@@ -31,37 +34,60 @@ def client(cluster) -> cloudburst.Client:
     return cloudburst.Client(client_settings(cluster))
 
 
-def test_a_study_in_python_submits_waits_and_reads_dataframes(cluster, client):
+def final_statistics(ensemble, element: str, members: int) -> pd.DataFrame:
+    """The cluster's statistics once they cover every member (the last batch queues them)."""
+    return wait_until(f"statistics of {element} over {members} members", lambda: ensemble.percentiles(element),
+                      60, done=lambda table: (table["count"] == members).all(), tolerate=(InputError,))
+
+
+def influx_percentiles(cluster, values: pd.DataFrame, percentile: float) -> list[float | None]:
+    """InfluxDB's own percentile() of the same values, per elapsed time (None where it gives none: a rank below
+    1, e.g. p5 of 8 values): the rule the statistics promise."""
+    lines = [f"check,elapsed={int(row.elapsed_s)},member={int(row.member)} v={float(row.value)!r} 0"
+             for row in values.itertuples()]
+    cluster["influx"].write(lines, cluster["db"])
+    rows = cluster["influx"].rows(f"SELECT percentile(v, {percentile}) FROM check GROUP BY elapsed", cluster["db"])
+    cluster["influx"].query("DROP MEASUREMENT check", cluster["db"])
+    found = {int(row["elapsed"]): row["percentile"] for row in rows}
+    return [found.get(elapsed) for elapsed in sorted(values["elapsed_s"].unique())]
+
+
+def test_a_study_in_python_submits_batches_waits_and_reads_the_store_and_the_statistics(cluster, client):
     workers = start_workers(cluster)
     try:
         ensemble = client.submit(NET3, scenario(start_time_utc=START, start_every_s=3600), name="rolling")
-        final = ensemble.wait(progress=False)
+        final = ensemble.wait(progress=False, timeout_s=120)
+        bands = final_statistics(ensemble, "node:123", 8)
     finally:
         stop(workers)
     assert (final.members, final.finished, final.failed, final.running, final.queued) == (8, 8, 0, 0, 0)
     assert ensemble.status() == final and ensemble.uploaded is True
+    assert sorted(client.ledger.plan("rolling")) == [batch_name(0, 2), batch_name(3, 5), batch_name(6, 7)]
     listed = client.ensembles()
     assert listed[["ensemble", "members", "finished", "failed", "state"]].values.tolist() == \
         [["rolling", 8, 8, 0, "submitted"]]
+    assert listed["bytes"].iloc[0] == sum(path.stat().st_size for path in
+                                          (cluster["root"] / "results" / "rolling").rglob("*.parquet"))
 
-    # Dated runs: member i's points start at START + i hours.
-    status = cluster["influx"].rows("SELECT runtime_s FROM status WHERE ensemble = 'rolling' GROUP BY member",
-                                    cluster["db"])
-    assert sorted((int(row["member"]), row["time"]) for row in status) == [(i, START_S + 3600 * i) for i in range(8)]
-
+    # Dated runs: member i starts at START + i hours; its series are stored by elapsed time.
+    members = ensemble.members()
+    assert members[["member", "start_s"]].values.tolist() == [[i, START_S + 3600 * i] for i in range(8)]
     series = ensemble.series("node:123")
     assert len(series) == 8 * 7 and sorted(series["member"].unique()) == list(range(8))
-    first = series[series["member"] == 3]["time"].tolist()
-    assert first == [START_S + 3 * 3600 + 3600 * step for step in range(7)]
+    assert series[series["member"] == 3]["time"].tolist() == [START_S + 3 * 3600 + 3600 * step for step in range(7)]
 
-    # Percentiles align members on the time since their own start, and equal numpy's on the stored values.
-    bands = ensemble.percentiles("node:123")
-    assert "time" not in bands and bands["elapsed_s"].tolist() == [3600 * step for step in range(7)]
-    series["elapsed_s"] = series["time"] - START_S - 3600 * series["member"]
-    matrix = series.pivot(index="elapsed_s", columns="member", values="value").to_numpy()
-    for percentile in (5, 50, 95):
-        assert bands[f"p{percentile}"].tolist() == np.percentile(matrix, percentile, axis=1).tolist()
-    assert bands["min"].tolist() == matrix.min(axis=1).tolist() and (bands["members"] == 8).all()
+    # The cluster's statistics align members on the time since their own start and are InfluxDB's own
+    # nearest-rank percentiles of the stored values; min, max, mean and the threshold fraction likewise.
+    assert "elapsed_s" in bands and bands["elapsed_s"].tolist() == [3600 * step for step in range(7)]
+    for percentile in (5, 50, 95):  # where InfluxDB has no rank (p5 of 8), the lowest value
+        expected = influx_percentiles(cluster, series, percentile)
+        assert bands[f"p{percentile}"].tolist() == [low if value is None else value
+                                                     for value, low in zip(expected, bands["min"])]
+    assert influx_percentiles(cluster, series, 5) == [None] * 7
+    matrix = series.pivot(index="elapsed_s", columns="member", values="value").to_numpy(dtype=np.float64)
+    assert bands["min"].tolist() == matrix.min(axis=1).tolist() and bands["max"].tolist() == matrix.max(axis=1).tolist()
+    assert np.allclose(bands["mean"], matrix.mean(axis=1), rtol=0, atol=1e-12)
+    assert bands["below_40"].tolist() == ((matrix < 40).sum(axis=1) / 8).tolist()
 
     summaries = ensemble.summaries()
     assert len(summaries) == 8 and summaries["pressure_min"].is_monotonic_increasing
@@ -77,13 +103,14 @@ def test_members_with_a_shared_start_get_absolute_times_and_one_member_its_own_v
     try:
         ensemble = client.submit(wntr.network.WaterNetworkModel(str(NET3)), scenario(members=3), name="shared",
                                  start=START)
-        ensemble.wait(progress=False)
+        ensemble.wait(progress=False, timeout_s=120)
+        bands = final_statistics(ensemble, "node:123", 3)
     finally:
         stop(workers)
-    bands = ensemble.percentiles("node:123")
     assert bands["time"].tolist() == [pd.Timestamp(START) + pd.Timedelta(hours=step) for step in range(7)]
     one = ensemble.series("node:123", member=2)
     assert set(one["member"]) == {2} and len(one) == 7
+    assert one["value"].tolist() == ensemble.series("node:123").query("member == 2")["value"].tolist()
 
 
 def test_cancel_then_retry_runs_only_what_is_missing(cluster, client):
@@ -93,16 +120,19 @@ def test_cancel_then_retry_runs_only_what_is_missing(cluster, client):
     workers = start_workers(cluster)
     try:
         assert ensemble.retry() == {"enqueued": 8, "finished": 0, "waiting": 0}
-        assert ensemble.wait(progress=False).finished == 8
+        assert ensemble.wait(progress=False, timeout_s=120).finished == 8
     finally:
         stop(workers)
     assert ensemble.retry() == {"enqueued": 0, "finished": 8, "waiting": 0}
+    assert sorted(client.ledger.done("later")) == [batch_name(0, 2, 1), batch_name(3, 5, 1), batch_name(6, 7, 1)]
 
 
 def test_bad_input_raises_input_error_and_nothing_is_uploaded_or_enqueued(cluster, client):
     with pytest.raises(InputError) as refused:
         client.submit(NET3, scenario(sampling="grid"))
     assert refused.value.problems == ["$.sampling: unknown design 'grid'; known: random, lhs, sobol"]
+    with pytest.raises(InputError, match=r"\$.batch: give members"):
+        client.submit(NET3, scenario(batch={"members": 0}))
     with pytest.raises(InputError, match="no ensemble 'nope'"):
         client.ensemble("nope")
     with pytest.raises(InputError, match="an element is node:ID or link:ID, not 'pipe:10'"):
@@ -110,30 +140,51 @@ def test_bad_input_raises_input_error_and_nothing_is_uploaded_or_enqueued(cluste
     with pytest.raises(InputError, match="ensemble 'taken' exists"):
         client.submit(NET3, scenario(), name="taken")
     assert list((cluster["root"] / "models").iterdir()) != []  # the first 'taken' uploaded the model once
-    assert cluster["redis"].llen("rq:queue:cloudburst") == 8   # and only its members are queued
+    assert cluster["redis"].llen("rq:queue:cloudburst") == 3   # and only its batches are queued
 
 
-def test_a_member_run_twice_is_counted_as_one_duplicated_execution(cluster, client):
-    from rq.job import Job
-    from cloudburst.queue import job_id
+def test_the_ensemble_budget_refuses_with_the_total_before_anything_is_enqueued(cluster, client):
+    everything = {"series": [{"element": "node", "attributes": ["pressure", "head"]}]}  # 97 nodes x 2 x 7 steps
+    with pytest.raises(InputError) as refused:
+        client.submit(NET3, scenario(members=100, output=everything, budget={"values": 100_000}), name="big")
+    assert refused.value.problems == [
+        "$.budget.values: the ensemble asks for 135,800 series values in all (100 members), above its budget of "
+        "100,000; ask for fewer members, elements or attributes, a longer step_s, or raise budget.values"]
+    assert client.records.names() == [] and cluster["redis"].llen("rq:queue:cloudburst") == 0
+
+
+def test_a_batch_run_twice_is_one_duplicated_execution_and_its_files_are_replaced(cluster, client):
     workers = start_workers(cluster, count=1)
     try:
-        ensemble = client.submit(NET3, scenario(members=4), name="twice")
-        ensemble.wait(progress=False)
+        ensemble = client.submit(NET3, scenario(members=4, batch={"members": 1}), name="twice")
+        ensemble.wait(progress=False, timeout_s=120)
         once = ensemble.executions()
         assert once["executions"].tolist() == [1, 1, 1, 1]
         assert (once.attrs["lost"], once.attrs["duplicated"]) == (0, 0)
-        again = Job.fetch(job_id("twice", 2), connection=client.redis, serializer=client.queue.serializer)
-        client.queue.enqueue_job(again)  # as a worker that died after writing, and whose job RQ re-queued
-        deadline = time.monotonic() + 60
-        while ensemble.executions()["executions"].tolist() != [1, 1, 2, 1]:
-            assert time.monotonic() < deadline, ensemble.executions()["executions"].tolist()
-            time.sleep(0.2)
+        again = Job.fetch(job_id("twice", batch_name(2, 2)), connection=client.redis,
+                          serializer=client.queue.serializer)
+        client.queue.enqueue_job(again)  # as a worker that died after storing, and whose job RQ re-queued
+        wait_until("member 2 run twice", lambda: ensemble.executions()["executions"].tolist(), 60,
+                   done=lambda counts: counts == [1, 1, 2, 1])
     finally:
         stop(workers)
     twice = ensemble.executions()
     assert (twice.attrs["lost"], twice.attrs["duplicated"]) == (0, 1)
-    # Its results were overwritten, not added: one status, one series per report time.
-    counts = cluster["influx"].rows("SELECT count(pressure) FROM node WHERE ensemble = 'twice' GROUP BY member",
-                                    cluster["db"])
-    assert {int(row["member"]): row["count"] for row in counts} == {member: 7 for member in range(4)}
+    # Its files were replaced, not added to: one row per member, one value per report time.
+    assert ensemble.members()["member"].tolist() == [0, 1, 2, 3]
+    assert ensemble.series("node:123").groupby("member").size().to_dict() == {member: 7 for member in range(4)}
+
+
+def test_delete_removes_the_files_ledger_jobs_and_record(cluster, client):
+    workers = start_workers(cluster, count=1)
+    try:
+        ensemble = client.submit(NET3, scenario(members=2), name="gone")
+        ensemble.wait(progress=False, timeout_s=120)
+    finally:
+        stop(workers)
+    assert (cluster["root"] / "results" / "gone").is_dir()
+    assert ensemble.delete() == {"dequeued": 0, "files": True}
+    assert not (cluster["root"] / "results" / "gone").exists()
+    assert client.records.names() == [] and not cluster["redis"].keys("cloudburst:ensemble:gone*")
+    with pytest.raises(InputError, match="no ensemble 'gone'"):
+        client.ensemble("gone")

@@ -5,7 +5,7 @@
     ensemble = client.submit("Net3.inp", "scenario.yml", name="study-1")
     ensemble.wait()                                   # a progress bar, in a terminal or a notebook
     ensemble.summaries().head()                       # worst members first
-    ensemble.percentiles("node:123")                  # p5 / p50 / p95 per time step
+    ensemble.percentiles("node:123")                  # the cluster's p5 / p50 / p95 ... per time step
 
 The library never prints (the progress display aside, which ``wait(progress=False)`` turns off) and raises
 only ``cloudburst.errors`` exceptions for bad input and services.
@@ -25,19 +25,23 @@ import pandas as pd
 import wntr
 from redis import Redis
 
-from cloudburst import stats
+from cloudburst import batches as batching
+from cloudburst import resultformat as fmt
 from cloudburst.config import Settings
-from cloudburst.errors import InputError, service_errors
-from cloudburst.files import ModelStore, model_input
+from cloudburst.engine import simulate
+from cloudburst.errors import InputError, MemberFailed, service_errors
+from cloudburst.files import ModelStore, model_input, results_url
 from cloudburst.influx import InfluxQuery
+from cloudburst.job import Run
+from cloudburst.ledger import Ledger, MemberStates, retry_round
 from cloudburst.models import parse_inp, read_model_file
 from cloudburst.progress import Display, Progress, default_display
-from cloudburst.queue import (JobPolicy, cancel_queued, enqueue_members, failed_jobs, failure_reasons, open_queue,
-                              queued_members, running_members)
+from cloudburst.queue import (JobPolicy, cancel_queued, enqueue_batches, failed_jobs, failure_reasons, forget_jobs,
+                              open_queue, queued_batches, running_batches)
 from cloudburst.reader import ResultsReader
 from cloudburst.records import CANCELLED, RETRIED, EnsembleRecord, Records
-from cloudburst.resultformat import FAILED, FINISHED, SERIES_MEASUREMENTS
 from cloudburst.scenarios import generate, read_scenario_file
+from cloudburst.store import ResultsStore
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -58,13 +62,13 @@ def _redis_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
 def parse_element(element: str) -> tuple[str, str]:
     """``node:ID`` or ``link:ID`` -> (kind, ID)."""
     kind, _, name = element.partition(":")
-    if kind not in SERIES_MEASUREMENTS or not name:
+    if kind not in fmt.SERIES_KINDS or not name:
         raise InputError(f"an element is node:ID or link:ID, not {element!r}")
     return kind, name
 
 
 class Client:
-    """One CloudBurst cluster: its queue (Redis), results (InfluxDB) and model files (Nginx)."""
+    """One CloudBurst cluster: its queue (Redis), results store and model files (Nginx), statistics (InfluxDB)."""
 
     def __init__(self, settings: Settings | None = None, *, profile: str | None = None, check: bool = True):
         self.settings = settings or Settings.load(profile=profile)
@@ -72,10 +76,12 @@ class Client:
                                     socket_connect_timeout=5)
         self.queue = open_queue(self.redis, self.settings.queue)
         self.records = Records(self.redis)
+        self.ledger = Ledger(self.redis)
         self.models = ModelStore(self.settings)
+        self.store = ResultsStore(results_url(self.settings), (self.settings.files_user, self.settings.files_password))
         self.influx = InfluxQuery(self.settings.influx_url, self.settings.influx_db, self.settings.influx_user,
                                   self.settings.influx_password)
-        self.results = ResultsReader(self.influx)
+        self.results = ResultsReader(self.store, self.influx)
         if check:
             self.check()
 
@@ -93,6 +99,8 @@ class Client:
         model: an .inp path or a wntr model; scenario: a scenario file's path or its content as a dict;
         name: the ensemble's ID (default: the scenario's ``ensemble`` and the time); start: member 0's start time
         (default: the scenario's ``start_time_utc``). Nothing is uploaded or enqueued when anything is wrong.
+        Members go to the queue in batches sized by the scenario's ``batch`` (default: about 3 s of work each,
+        timed on the unaltered model here).
         """
         data, wn = _model(model)
         content = read_scenario_file(Path(scenario)) if isinstance(scenario, (str, Path)) else scenario
@@ -102,6 +110,7 @@ class Client:
         name = name or f"{content.get('ensemble', 'ensemble')}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         sha256 = hashlib.sha256(data).hexdigest()
         drawn = generate(content, wn, model_input(self.settings, sha256), name, start)
+        size = _batch_size(content.get("batch"), wn, len(drawn.documents))
         self.records.refuse_taken(drawn.name)
         # The model first: a record is only made for an ensemble whose model the workers (and retry) can fetch.
         uploaded = self.models.upload(data, sha256)
@@ -110,7 +119,8 @@ class Client:
             start_time_utc=drawn.documents[0]["input"]["start_time_utc"],
             start_every_s=int(content.get("start_every_s", 0))))
         started = time.monotonic()
-        enqueue_members(self.queue, drawn.documents, JobPolicy(timeout_s=timeout_s))
+        jobs = (batching.make_batch(record.name, part) for part in batching.split(drawn.documents, size))
+        enqueue_batches(self.queue, self.ledger, record.name, jobs, JobPolicy(timeout_s=timeout_s))
         return Ensemble(self, record.name, uploaded=uploaded, enqueue_s=time.monotonic() - started)
 
     @_redis_errors
@@ -128,8 +138,8 @@ class Client:
             record, progress = ensemble.info(), ensemble.status()
             rows.append({"ensemble": name, "created_at": record.created_at, "members": record.members,
                          "finished": progress.finished, "failed": progress.failed, "running": progress.running,
-                         "state": record.state})
-        columns = ["ensemble", "created_at", "members", "finished", "failed", "running", "state"]
+                         "state": record.state, "bytes": self.store.size(name)})
+        columns = ["ensemble", "created_at", "members", "finished", "failed", "running", "state", "bytes"]
         return pd.DataFrame(rows, columns=columns).sort_values(["created_at", "ensemble"]).reset_index(drop=True)
 
 
@@ -149,20 +159,33 @@ class Ensemble:
     def info(self) -> EnsembleRecord:
         return self.client.records.get(self.name)
 
+    def _states(self) -> MemberStates:
+        return MemberStates.of(self.client.ledger.done(self.name))
+
+    def _crashed(self, states: MemberStates) -> dict[int, str]:
+        """Members of batches RQ failed (a crash or timeout the engine could not record), with RQ's reason."""
+        plan = self.client.ledger.plan(self.name)
+        return {member: reason for batch, reason in failure_reasons(self.client.queue, self.name).items()
+                for member in plan.get(batch, []) if member not in states.finished and member not in states.failed}
+
     @_redis_errors
     def status(self) -> Progress:
-        """Finished and failed members (status records, and RQ's failures), running members (RQ's registry)."""
+        """Finished and failed members (the ledger, and RQ's failed batches), running members (RQ's registry)."""
         members = self.info().members
-        finished = self.client.results.members_with_status(self.name, FINISHED)
-        failed = (self.client.results.members_with_status(self.name, FAILED)
-                  | set(failed_jobs(self.client.queue, self.name))) - finished  # a retried success counts once
-        running = running_members(self.client.queue, self.name) - finished - failed
-        return Progress(members, len(finished), len(failed), len(running))
+        states = self._states()
+        plan = self.client.ledger.plan(self.name)
+        crashed = {member for batch in failed_jobs(self.client.queue, self.name) for member in plan.get(batch, [])}
+        failed = (set(states.failed) | crashed) - states.finished
+        running = {member for batch in running_batches(self.client.queue, self.name)
+                   for member in plan.get(batch, [])} - states.finished - failed
+        return Progress(members, len(states.finished), len(failed), len(running))
 
-    def wait(self, progress: bool = True, display: Display | None = None, poll_s: float | None = None) -> Progress:
+    def wait(self, progress: bool = True, display: Display | None = None, poll_s: float | None = None,
+             timeout_s: float | None = None) -> Progress:
         """Until every member finished or failed; shows progress unless told not to. Ctrl-C stops waiting only:
-        the ensemble runs on."""
+        the ensemble runs on. With ``timeout_s``, raises TimeoutError (naming the progress) when it passes."""
         display = display or (default_display() if progress else None)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
             while True:
                 current = self.status()
@@ -170,6 +193,8 @@ class Ensemble:
                     display.show(current)
                 if current.done:
                     return current
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"ensemble {self.name!r} not done within {timeout_s:g} s: {current.as_dict()}")
                 time.sleep(poll_s or (display.interval_s if display is not None else 1.0))
         finally:
             if display is not None:
@@ -177,50 +202,78 @@ class Ensemble:
 
     @_redis_errors
     def failures(self) -> pd.DataFrame:
-        """Each failed member's reason: its status record's, or, for a job that failed before the engine could
-        record one (a payload that is not a job, a timeout), RQ's."""
-        reasons = failure_reasons(self.client.queue, self.name)
-        reasons.update(self.client.results.recorded_failures(self.name))
+        """Each failed member's reason: the engine's (a member that could not run), or, for a batch that failed
+        before the engine could record it (a timeout, a payload that is not a batch), RQ's."""
+        states = self._states()
+        reasons = {**self._crashed(states), **states.failed}
         return pd.DataFrame(sorted(reasons.items()), columns=["member", "error"])
 
     @_redis_errors
     def executions(self) -> pd.DataFrame:
-        """Per member: how often it ran to the end (``executions``), and the ensemble's accounting in ``attrs``:
-        ``lost`` (members that never finished) and ``duplicated`` (executions beyond the first)."""
+        """Per member: how often its batch ran to the end (``executions``), and the ensemble's accounting in
+        ``attrs``: ``lost`` (members that never finished) and ``duplicated`` (executions beyond the first)."""
         members = self.info().members
-        counts = self.client.results.executions(self.name)
-        finished = self.client.results.members_with_status(self.name, FINISHED)
-        table = pd.DataFrame({"member": range(members), "executions": [counts.get(m, 0) for m in range(members)]})
+        plan = self.client.ledger.plan(self.name)
+        counts = [0] * members
+        for batch, runs in self.client.ledger.executions(self.name).items():
+            for member in plan.get(batch, []):
+                counts[member] += runs
+        finished = self._states().finished
+        table = pd.DataFrame({"member": range(members), "executions": counts})
         table.attrs["lost"] = members - len(finished)
         table.attrs["duplicated"] = int((table["executions"] - 1).clip(lower=0).sum())
         return table
 
+    def members(self) -> pd.DataFrame:
+        """Every member's stored row: status, error, provenance and summary fields."""
+        return self.client.results.members(self.name)
+
     def summaries(self) -> pd.DataFrame:
-        """Per-member summary metrics, worst (lowest minimum pressure) first."""
+        """Per-member summary metrics of the finished members, worst (lowest minimum pressure) first."""
         return self.client.results.summaries(self.name)
 
     def series(self, element: str, attribute: str = "pressure", member: int | None = None) -> pd.DataFrame:
-        """Stored values of one element (``node:ID``/``link:ID``): columns member, time (Unix seconds), value."""
-        return self.client.results.series(self.name, *parse_element(element), attribute, member)
-
-    def percentiles(self, element: str, attribute: str = "pressure",
-                    percentiles: tuple[int, ...] = stats.PERCENTILES) -> pd.DataFrame:
-        """Across members per time step: members, min, p5/p50/p95 (numpy's linear rule), max."""
+        """Stored values of one element (``node:ID``/``link:ID``) from the store: columns member, elapsed_s,
+        time (Unix seconds), value. With ``member``, only that member's batch files are read."""
         record = self.info()
-        return stats.bands(self.series(element, attribute), record.member_start, record.start_every_s == 0,
-                           percentiles)
+        batches = None
+        if member is not None:
+            if not 0 <= member < record.members:
+                raise InputError(f"member {member} is not in ensemble {self.name!r} (members 0-{record.members - 1})")
+            batches = [batch for batch, members in self.client.ledger.plan(self.name).items() if member in members]
+        frame = self.client.results.series(self.name, *parse_element(element), attribute, batches, member)
+        frame.insert(2, "time", frame[fmt.MEMBER].map(record.member_start) + frame[fmt.ELAPSED])
+        return frame
+
+    def percentiles(self, element: str, attribute: str = "pressure") -> pd.DataFrame:
+        """The cluster's statistics of one element per time step (nearest-rank percentiles, as InfluxDB's):
+        ``elapsed_s``, ``time`` (member 0's clock), ``count``, ``min``, the percentiles, ``max``, ``mean`` and any
+        threshold fractions the scenario asked for."""
+        record = self.info()
+        table = self.client.results.element_stats(self.name, *parse_element(element), attribute)
+        start = record.member_start(0)
+        table.insert(0, fmt.ELAPSED, table["time"].astype(int) - start)
+        table["time"] = pd.to_datetime(table["time"], unit="s", utc=True)
+        ordered = [fmt.ELAPSED, "time", fmt.COUNT, fmt.MINIMUM]
+        ordered += sorted((c for c in table.columns if c.startswith("p") and c[1:].replace(".", "").isdigit()),
+                          key=lambda c: float(c[1:]))
+        ordered += [fmt.MAXIMUM, fmt.MEAN]
+        rest = [c for c in table.columns if c not in ordered]
+        return table[[c for c in ordered if c in table.columns] + rest]
 
     @_redis_errors
     def cancel(self) -> int:
         """Remove the queued members; returns how many. Members already running finish."""
         self.info()
-        removed = cancel_queued(self.client.queue, self.name)
+        plan = self.client.ledger.plan(self.name)
+        removed = sum(len(plan.get(batch, [])) for batch in cancel_queued(self.client.queue, self.name))
         self.client.records.set_state(self.name, CANCELLED)
         return removed
 
     @_redis_errors
     def retry(self, timeout_s: int = 3600) -> dict[str, int]:
-        """Re-enqueue the failed and missing members (neither finished, queued nor running)."""
+        """Re-enqueue the failed and missing members (neither finished, queued nor running), as batches of a new
+        retry round."""
         record = self.info()
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "model.inp"
@@ -228,13 +281,50 @@ class Ensemble:
             wn = parse_inp(path, f"model {record.model_sha256[:12]}")
         drawn = generate(record.scenario, wn, model_input(self.client.settings, record.model_sha256), self.name,
                          record.start_time_utc)
-        waiting = queued_members(self.client.queue, self.name) | running_members(self.client.queue, self.name)
-        finished = self.client.results.members_with_status(self.name, FINISHED)
+        plan = self.client.ledger.plan(self.name)
+        waiting_batches = queued_batches(self.client.queue, self.name) | running_batches(self.client.queue, self.name)
+        waiting = {member for batch in waiting_batches for member in plan.get(batch, [])}
+        finished = self._states().finished
         again = [document for document in drawn.documents
                  if document["member"] not in finished and document["member"] not in waiting]
-        count = enqueue_members(self.client.queue, again, JobPolicy(timeout_s=timeout_s))
+        round_ = max((retry_round(batch) for batch in plan), default=0) + 1
+        size = _batch_size(record.scenario.get("batch"), wn, max(len(again), 1))
+        jobs = (batching.make_batch(self.name, part, round_) for part in batching.split(again, size))
+        count = enqueue_batches(self.client.queue, self.client.ledger, self.name, jobs, JobPolicy(timeout_s=timeout_s))
         self.client.records.set_state(self.name, RETRIED)
         return {"enqueued": count, "finished": len(finished), "waiting": len(waiting)}
+
+    @_redis_errors
+    def delete(self) -> dict[str, int | bool]:
+        """Remove the ensemble: its queued batches, files, ledger, RQ's records of its jobs and its record. Its
+        statistics points in InfluxDB stay until the retention policy drops them (the client only reads InfluxDB).
+        Members running now still finish and store their batch: delete again once they are done."""
+        self.info()
+        plan = self.client.ledger.plan(self.name)
+        removed = sum(len(plan.get(batch, [])) for batch in cancel_queued(self.client.queue, self.name))
+        had_files = self.client.store.delete(self.name)
+        forget_jobs(self.client.queue, self.name)
+        self.client.ledger.forget(self.name)
+        self.client.records.delete(self.name)
+        return {"dequeued": removed, "files": had_files}
+
+
+def _batch_size(setting: Any, wn: wntr.network.WaterNetworkModel, members: int) -> int:
+    """Members per batch: the scenario's ``batch: {members: N}``, or enough for ``batch: {seconds: S}`` (default
+    3 s) going by one run of the unaltered model here."""
+    setting = setting if setting is not None else {}
+    if not isinstance(setting, dict) or set(setting) - {"members", "seconds"} or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in setting.values()):
+        raise InputError("$.batch: give members (a whole number > 0) or seconds (> 0), e.g. {seconds: 3}")
+    if "members" in setting:
+        return min(int(setting["members"]), batching.MAX_BATCH_MEMBERS)
+    started = time.perf_counter()
+    try:
+        simulate(Run(), wn)
+    except MemberFailed:
+        pass  # the unaltered model does not run; its members' failures will say why, and timing it still tells
+    return batching.batch_size(time.perf_counter() - started, float(setting.get("seconds", batching.DEFAULT_BATCH_S)),
+                               members, workers=batching.SPREAD_OVER)
 
 
 def _model(model: ModelSource) -> tuple[bytes, wntr.network.WaterNetworkModel]:

@@ -136,3 +136,32 @@ def _model_problems(job: schema.Job, wn: wntr.network.WaterNetworkModel) -> list
                                 f"{request.element} type ({', '.join(valid)})")
         problems += _missing(wn, request.ids, request.element, f"$.output.series[{index}].ids")
     return problems
+
+
+# The store's cost of an ensemble, for the budget: bytes per series value (zstd Parquet of float32 values, measured
+# 2-3.4 B on Net6; the larger figure, so the estimate does not undershoot) and per member (its members row).
+BYTES_PER_VALUE = 3.5
+BYTES_PER_MEMBER = 600
+DEFAULT_BUDGET = {"values": 2_000_000_000, "bytes": 10_000_000_000}
+
+
+def budget_problems(values: int, members: int, budget: object) -> list[str]:
+    """The ensemble budget: the whole ensemble's series values and estimated store bytes against the limits the
+    scenario's ``budget`` sets (default ``DEFAULT_BUDGET``)."""
+    limits = dict(DEFAULT_BUDGET)
+    if budget is not None:
+        if not isinstance(budget, dict) or set(budget) - set(limits) or not all(
+                isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+                for value in budget.values()):
+            return ["$.budget: give values and/or bytes, each a number > 0, e.g. {values: 2e9, bytes: 1e10}"]
+        limits.update(budget)
+    size = int(values * BYTES_PER_VALUE + members * BYTES_PER_MEMBER)
+    problems = []
+    if values > limits["values"]:
+        problems.append(f"$.budget.values: the ensemble asks for {values:,} series values in all ({members:,} "
+                        f"members), above its budget of {int(limits['values']):,}; ask for fewer members, elements "
+                        "or attributes, a longer step_s, or raise budget.values")
+    if size > limits["bytes"]:
+        problems.append(f"$.budget.bytes: the ensemble would store about {size:,} bytes, above its budget of "
+                        f"{int(limits['bytes']):,}; ask for fewer members or series, or raise budget.bytes")
+    return problems

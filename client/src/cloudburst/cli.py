@@ -83,10 +83,33 @@ def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_list(args: argparse.Namespace, client: Client) -> int:
     table = client.ensembles()
-    lines = [f"{'ensemble':<32} {'created':<26} {'members':>8} {'finished':>9} {'failed':>7}  state"]
-    lines += [f"{row.ensemble:<32} {row.created_at:<26} {row.members:>8} {row.finished:>9} {row.failed:>7}  "
-              f"{row.state}" for row in table.itertuples()]
+    lines = [f"{'ensemble':<32} {'created':<26} {'members':>8} {'finished':>9} {'failed':>7} {'size':>9}  state"]
+    lines += [f"{row.ensemble:<32} {row.created_at:<26} {row.members:>8} {row.finished:>9} {row.failed:>7} "
+              f"{human_bytes(row.bytes):>9}  {row.state}" for row in table.itertuples()]
     emit(args, table.to_dict("records"), "\n".join(lines))
+    return 0
+
+
+def human_bytes(count: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return ""
+
+
+def cmd_delete(args: argparse.Namespace, client: Client) -> int:
+    ensemble = client.ensemble(args.ensemble)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InputError(f"deleting {args.ensemble} removes its results for good: add --yes to confirm")
+        answer = input(f"delete ensemble {args.ensemble}, its queued members and every stored result? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 0
+    done = ensemble.delete()
+    print(f"ensemble {args.ensemble} deleted: {done['dequeued']} queued members removed, "
+          f"{'its files' if done['files'] else 'no files'} removed")
     return 0
 
 
@@ -110,7 +133,7 @@ def cmd_results(args: argparse.Namespace, client: Client) -> int:
     elif args.member is not None:
         print(f"{len(table)} values of member {args.member} written to {', '.join(written)}")
     else:
-        print(f"{len(table)} time steps across up to {int(table['members'].max())} members written to "
+        print(f"{len(table)} time steps across up to {int(table['count'].max())} members written to "
               f"{', '.join(written)}")
     return 0
 
@@ -156,8 +179,11 @@ def parser() -> argparse.ArgumentParser:
     retry = command("retry", "re-enqueue the failed or missing members", cmd_retry)
     retry.add_argument("--wait", action="store_true", help="show progress until every member is done")
     retry.add_argument("--timeout", type=int, default=3600, help="seconds a member may run (default 3600)")
-    command("list", "the ensembles submitted, with their progress", cmd_list, True, False)
-    results = command("results", "percentiles across members per time step (or one member's series)", cmd_results)
+    command("list", "the ensembles submitted, with their progress and stored size", cmd_list, True, False)
+    delete = command("delete", "remove an ensemble: queued members, stored results, records", cmd_delete)
+    delete.add_argument("--yes", action="store_true", help="do not ask")
+    results = command("results", "the cluster's statistics across members per time step (or one member's series)",
+                      cmd_results)
     results.add_argument("--element", required=True, help="node:ID or link:ID")
     results.add_argument("--attribute", default="pressure", help="a node or link result (default pressure)")
     results.add_argument("--member", type=int, help="one member's stored values instead of percentiles")

@@ -1,8 +1,10 @@
-"""Running one ensemble member: validate, load, alter, simulate, write results and a status record.
+"""Running an ensemble's members: a batch job runs its members one after another and stores them as one batch.
 
-``run_member`` is what a worker calls for each job. Every failure is recorded in InfluxDB's ``status``
-measurement with its reason (when the job says which ensemble and member it is) and raised as
-``MemberFailed``, so the queue marks the job failed while the worker process carries on.
+``run_batch`` is what a worker calls for each job: every member is checked, loaded, altered and simulated
+(``run_member``); a member that cannot run becomes a ``failed`` row with its reason, never a crashed job. The
+batch's rows go to the results store as one series file and one members file, then the ledger records the batch
+(which members finished, which failed and why) and counts the execution. A worker killed mid-batch stores and
+records nothing: the job runs again (RQ's retry) and writes the same files, so no member is stored twice.
 """
 from __future__ import annotations
 
@@ -11,22 +13,27 @@ import json
 import socket
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import wntr
 from pydantic import ValidationError
 
 from cloudburst import __version__
+from cloudburst import resultformat as fmt
 from cloudburst.alterations import apply_run
+from cloudburst.batches import BatchJob, parse_batch
 from cloudburst.checks import check_job
 from cloudburst.epanet_output import reader_for
 from cloudburst.errors import InputError, MemberFailed
-from cloudburst.influx import InfluxWriter
 from cloudburst.job import DEFAULT_START, MemberId, Run, parse_job, parse_start
+from cloudburst.ledger import BatchOutcome, Ledger
 from cloudburst.models import ModelCache, load_model
-from cloudburst.results import results_needed, series_lines, summary_fields
-from cloudburst.resultformat import FAILED, FINISHED, PRECISION, STATUS, SUMMARY, execution_line, member_line
+from cloudburst.results import SeriesBlock, results_needed, series_blocks, summary_fields
+from cloudburst.store import ResultsStore, encode
 
 EPANET_VERSION = 2.2
 
@@ -73,22 +80,36 @@ def status_fields(document: dict[str, Any], *, status: str, error: str = "", run
     }
 
 
-def _identity(document: dict[str, Any]) -> tuple[str, int, int] | None:
-    """Ensemble, member and timestamp for a failure record, when the job names them validly."""
+@dataclass
+class MemberResult:
+    """One member's outcome: its status fields, summary (finished members) and series blocks."""
+    member: int
+    start_s: int
+    status: dict[str, Any]
+    summary: dict[str, Any] = field(default_factory=dict)
+    series: list[SeriesBlock] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status["status"] == fmt.FINISHED
+
+
+def _identity(document: Any) -> tuple[int, int]:
+    """Member number and start for a failure row, as far as the job names them validly."""
     try:
-        member = MemberId.model_validate(document)
+        member = MemberId.model_validate(document).member
     except ValidationError:
-        return None
-    source = document.get("input")
+        member = -1
+    source = document.get("input") if isinstance(document, dict) else None
     try:
         start = parse_start(source.get("start_time_utc") if isinstance(source, dict) else None)
     except InputError:
         start = DEFAULT_START
-    return member.ensemble, member.member, int(start.timestamp())
+    return member, int(start.timestamp())
 
 
-def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter | None) -> dict[str, Any]:
-    """Run one member and write its results; returns its status fields. Raises MemberFailed on any failure."""
+def run_member(document: dict[str, Any], cache: ModelCache) -> MemberResult:
+    """Run one member; a member that cannot run comes back ``failed`` with its reason (never raises for it)."""
     started = time.perf_counter()
     try:
         job = parse_job(document)
@@ -96,28 +117,72 @@ def run_member(document: dict[str, Any], cache: ModelCache, writer: InfluxWriter
         check_job(job, wn)
         apply_run(job.run, wn)
         results = simulate(job.run, wn, results_needed(job))
-        lines = list(series_lines(job, wn, results))
-        points = sum(line.rsplit(" ", 2)[1].count("=") for line in lines)
-        identity = job.ensemble, job.member, job.start_timestamp
-        lines.append(member_line(SUMMARY, *identity, summary_fields(job, wn, results)))
-        record = status_fields(document, status=FINISHED, runtime_s=time.perf_counter() - started, points=points)
-        lines.append(member_line(STATUS, *identity, record))
-        lines.append(_execution(identity[:2], record))  # in the last batch, after the results
-        if writer is not None:
-            writer.write(lines, db=job.output.db, precision=PRECISION)
-        return record
+        blocks = series_blocks(job, wn, results)
+        summary = summary_fields(job, wn, results)
+        record = status_fields(document, status=fmt.FINISHED, runtime_s=time.perf_counter() - started,
+                               points=sum(block.size for block in blocks))
+        return MemberResult(job.member, job.start_timestamp, record, summary, blocks)
     except (InputError, MemberFailed) as failure:
-        reason = str(failure)
-        identity = _identity(document) if isinstance(document, dict) else None
-        if identity is not None and writer is not None:
-            record = status_fields(document, status=FAILED, error=reason, runtime_s=time.perf_counter() - started)
-            output = document.get("output")
-            db = output.get("db") if isinstance(output, dict) and isinstance(output.get("db"), str) else None
-            writer.write([member_line(STATUS, *identity, record), _execution(identity[:2], record)], db=db,
-                         precision=PRECISION)
-        raise MemberFailed(reason) from None
+        member, start = _identity(document)
+        record = status_fields(document if isinstance(document, dict) else {}, status=fmt.FAILED,
+                               error=str(failure), runtime_s=time.perf_counter() - started)
+        return MemberResult(member, start, record)
 
 
-def _execution(member: tuple[str, int], record: dict[str, Any]) -> str:
-    """This run's execution point: the count per member is how often the member ran to the end."""
-    return execution_line(*member, {key: record[key] for key in ("status", "runtime_s", "worker")})
+def series_table(results: list[MemberResult]) -> pa.Table | None:
+    """The batch's series in one long table sorted kind, attribute, element, time, member (the order that
+    compresses best: neighbouring values are the same element and time in the next member); None without any."""
+    keys: dict[tuple[str, str, str], int] = {}
+    codes, elapsed, members, values = [], [], [], []
+    for result in results:
+        for block in result.series:
+            block_codes = np.array([keys.setdefault((block.kind, block.attribute, element), len(keys))
+                                    for element in block.elements], dtype=np.int32)
+            times = len(block.elapsed_s)
+            codes.append(np.tile(block_codes, times))
+            elapsed.append(np.repeat(block.elapsed_s, len(block.elements)))
+            members.append(np.full(block.values.size, result.member, dtype=np.int32))
+            values.append(block.values.reshape(-1))
+    if not keys:
+        return None
+    code, seconds, member = np.concatenate(codes), np.concatenate(elapsed), np.concatenate(members)
+    value = np.concatenate(values)  # float64 when any member's simulator gave float64
+    order = np.lexsort((member, seconds, code))
+    code, seconds, member, value = code[order], seconds[order], member[order], value[order]
+    names = list(keys)
+    columns = {fmt.MEMBER: pa.array(member, pa.int32())}
+    for position, column in enumerate((fmt.KIND, fmt.ATTRIBUTE, fmt.ELEMENT)):
+        labels, per_code = np.unique(np.array([key[position] for key in names], dtype=object).astype(str),
+                                     return_inverse=True)
+        columns[column] = pa.DictionaryArray.from_arrays(pa.array(per_code[code].astype(np.int32)),
+                                                         pa.array(labels.tolist(), pa.string()))
+    columns[fmt.ELAPSED] = pa.array(seconds, pa.int32())
+    columns[fmt.VALUE] = pa.array(value)
+    return pa.table(columns)
+
+
+def members_table(batch: str, results: list[MemberResult]) -> pa.Table:
+    rows = [{fmt.MEMBER: result.member, fmt.BATCH: batch, fmt.START: result.start_s, **result.status,
+             **result.summary} for result in results]
+    return pa.Table.from_pylist(rows)
+
+
+def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore | None,
+              ledger: Ledger | None) -> BatchOutcome:
+    """Run a batch job's members, store them as one batch and record it; returns the batch's outcome.
+
+    Raises InputError for a payload that is not a batch (the queue marks the job failed); every member-level
+    problem is a failed member instead.
+    """
+    batch: BatchJob = parse_batch(document)
+    results = [run_member(member, cache) for member in batch.member_documents()]
+    outcome = BatchOutcome(
+        finished=[result.member for result in results if result.finished],
+        failed={result.member: result.status["error"] for result in results if not result.finished})
+    if store is not None:
+        series = series_table(results)
+        store.put_batch(batch.ensemble, batch.batch, None if series is None else encode(series, [fmt.VALUE]),
+                        encode(members_table(batch.batch, results), ["runtime_s"]))
+    if ledger is not None:
+        outcome.members_done = ledger.record_batch(batch.ensemble, batch.batch, outcome)
+    return outcome

@@ -1,4 +1,5 @@
-"""Models on the cluster's file service (Nginx): uploaded once by sha256, fetched back for a retry.
+"""Models on the cluster's file service (Nginx): uploaded once by sha256, fetched back for a retry; and where the
+results store is on it.
 
 A model's path is ``models/<sha256>.inp``; the client reaches Nginx at ``files_url``, workers at
 ``cluster_files_url`` (the URL written into every job), both built here.
@@ -13,6 +14,11 @@ from cloudburst.errors import refused, service_errors
 
 def model_path(sha256: str) -> str:
     return f"models/{sha256}.inp"
+
+
+def results_url(settings: Settings) -> str:
+    """The results store as the client reaches it: the file service's ``results/`` (``cloudburst.store``)."""
+    return f"{settings.files_url}/results"
 
 
 def model_input(settings: Settings, sha256: str) -> dict[str, str]:

@@ -174,10 +174,22 @@ class Summary(_Strict):
     pressure_threshold_m: float = 20.0
 
 
+Percentile = Annotated[float, Field(gt=0, le=100)]
+
+
+class Statistics(_Strict):
+    """What the cluster computes across members for every element and time the series hold."""
+    percentiles: list[Percentile] = Field(default=[5.0, 50.0, 95.0], min_length=1)
+    # attribute -> thresholds: the fraction of members below (above) each, e.g. {"pressure": [20]}
+    below: dict[str, list[float]] = {}
+    above: dict[str, list[float]] = {}
+
+
 class Output(_Strict):
     db: str = Field(default="cloudburst", pattern=r"^[A-Za-z0-9_\-]+$")
     series: list[SeriesRequest] = []
     summary: Summary = Summary()
+    statistics: Statistics = Statistics()
     # Upper bound on series points (values) one job may write; a request above it is refused before running.
     max_points: Annotated[int, Field(gt=0)] = 2_000_000
 

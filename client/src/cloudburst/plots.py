@@ -19,7 +19,7 @@ def plot_fan(table: pd.DataFrame, title: str, attribute: str, path: str) -> None
     axes.plot(hours, table["p50"], color="tab:blue", label="median")
     axes.set_xlabel("hours from the start of the run")
     axes.set_ylabel(UNITS.get(attribute, attribute))
-    axes.set_title(f"{title} ({int(table['members'].max())} members)")
+    axes.set_title(f"{title} ({int(table['count'].max())} members)")
     axes.legend()
     axes.grid(alpha=0.3)
     figure.tight_layout()

@@ -1,10 +1,10 @@
-"""An ensemble's jobs in RQ: enqueueing members, and finding them again (queued, running, failed, cancelled).
+"""An ensemble's jobs in RQ: enqueueing batches of members, and finding them again (queued, running, failed).
 
 Jobs are JSON (RQ's JSONSerializer): a worker never unpickles a payload from Redis. Each job calls the env's
-``worker.run`` with one job document, has a timeout, keeps its result and its failure for set times, and is
+``worker.run`` with one batch document (``cloudburst.batches``), has a timeout, keeps its result and its failure for set times, and is
 retried (``Retry``) when its worker dies: the runner heartbeats running jobs, and RQ's registry cleanup
-re-queues a job whose heartbeat went stale while it has retries left. A member's job ID is derived from its
-ensemble and member number, so its job can be found (status, retry) from the ensemble alone.
+re-queues a job whose heartbeat went stale while it has retries left. A batch's job ID is derived from its
+ensemble and batch name, so its job can be found (status, retry) from the ensemble alone.
 """
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 from rq.job import Job
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
-from cloudburst.influx import batches
+from cloudburst.influx import batches as chunked
+from cloudburst.ledger import Ledger
 
 QUEUE_NAME = "cloudburst"
 ENTRY_POINT = "worker.run"
@@ -32,10 +33,10 @@ ENTRY_POINT = "worker.run"
 # (ARGV[2]: RQ's job key prefix), in one step, so no worker takes one half-removed.
 _CANCEL_SCRIPT = """
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
-local kept, removed = {}, 0
+local kept, removed = {}, {}
 for _, id in ipairs(ids) do
   if string.sub(id, 1, #ARGV[1]) == ARGV[1] then
-    removed = removed + 1
+    removed[#removed + 1] = id
     redis.call('DEL', ARGV[2] .. id)
   else
     kept[#kept + 1] = id
@@ -51,7 +52,7 @@ return removed
 
 @dataclass(frozen=True)
 class JobPolicy:
-    timeout_s: int = 3600           # a member running longer is stopped and fails
+    timeout_s: int = 3600           # a batch running longer is stopped and fails
     result_ttl_s: int = 7 * 86400   # finished jobs (and their status) stay in Redis this long
     failure_ttl_s: int = 30 * 86400  # failed jobs stay in the failed registry this long
     retries: int = 2                # re-runs after the worker or its host died mid-job
@@ -64,21 +65,21 @@ def job_prefix(ensemble: str) -> str:
     return f"{readable}-{hashlib.sha256(ensemble.encode()).hexdigest()[:8]}-"
 
 
-def job_id(ensemble: str, member: int) -> str:
-    return f"{job_prefix(ensemble)}{member}"
+def job_id(ensemble: str, batch: str) -> str:
+    return f"{job_prefix(ensemble)}{batch}"
 
 
 def open_queue(connection: Redis, name: str = QUEUE_NAME) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-def enqueue_members(queue: Queue, documents: Iterable[dict[str, Any]], policy: JobPolicy = JobPolicy(),
-                    batch_size: int = 5000) -> int:
-    """Enqueue one job per job document (FIFO, in order), in pipelined batches; returns how many.
+def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterable[dict[str, Any]],
+                    policy: JobPolicy = JobPolicy(), chunk: int = 2000) -> int:
+    """Enqueue one job per batch document (FIFO, in order) and plan the batches' members in the ledger, in
+    pipelined chunks; returns how many members.
 
     Writes the job hashes RQ's own ``enqueue_many`` writes (the same fields, JSON data compressed as RQ does,
-    read back by RQ's ``Job``), without building an RQ ``Job`` object per member: about 4x faster
-    (bench/enqueue.py), which matters at 100,000 members.
+    read back by RQ's ``Job``), without building an RQ ``Job`` object per batch (bench/enqueue.py).
     """
     now = utcformat(datetime.now(timezone.utc))
     common = {"status": "queued", "origin": queue.name, "created_at": now, "enqueued_at": now,
@@ -87,62 +88,74 @@ def enqueue_members(queue: Queue, documents: Iterable[dict[str, Any]], policy: J
         common.update(retries_left=policy.retries, retry_intervals="[0]")
     count = 0
     connection = queue.connection
-    for batch in batches(documents, batch_size):
+    for part in chunked(batches, chunk):
         pipeline = connection.pipeline(transaction=False)
-        ids = []
-        for document in batch:
-            identifier = job_id(document["ensemble"], document["member"])
-            data = zlib.compress(json.dumps([ENTRY_POINT, None, [document], {}]).encode())
+        ids, plan = [], {}
+        for batch in part:
+            identifier = job_id(ensemble, batch["batch"])
+            data = zlib.compress(json.dumps([ENTRY_POINT, None, [batch], {}], separators=(",", ":")).encode())
             pipeline.hset(f"{Job.redis_job_namespace_prefix}{identifier}", mapping={
-                **common, "data": data, "description": f"{ENTRY_POINT} {document['ensemble']} member {document['member']}"})
+                **common, "data": data, "description": f"{ENTRY_POINT} {ensemble} batch {batch['batch']}"})
             ids.append(identifier)
+            plan[batch["batch"]] = [member["member"] for member in batch["members"]]
+            count += len(batch["members"])
+        ledger.plan_batches(pipeline, ensemble, plan)
         pipeline.rpush(queue.key, *ids)
         pipeline.sadd(Queue.redis_queues_keys, queue.key)
         pipeline.execute()
-        count += len(batch)
     return count
 
 
-def member_of(ensemble: str, identifier: str) -> int:
-    return int(identifier[len(job_prefix(ensemble)):])
+def batch_of(ensemble: str, identifier: str) -> str:
+    return identifier[len(job_prefix(ensemble)):]
 
 
-def queued_members(queue: Queue, ensemble: str) -> set[int]:
+def queued_batches(queue: Queue, ensemble: str) -> set[str]:
     prefix = job_prefix(ensemble)
-    return {member_of(ensemble, job) for job in (raw.decode() for raw in queue.connection.lrange(queue.key, 0, -1))
+    return {batch_of(ensemble, job) for job in (raw.decode() for raw in queue.connection.lrange(queue.key, 0, -1))
             if job.startswith(prefix)}
 
 
-def _in_registry(registry: StartedJobRegistry | FailedJobRegistry, ensemble: str) -> dict[int, str]:
-    """The ensemble's job IDs in one of RQ's registries, by member."""
+def _in_registry(registry: StartedJobRegistry | FailedJobRegistry, ensemble: str) -> dict[str, str]:
+    """The ensemble's job IDs in one of RQ's registries, by batch."""
     prefix = job_prefix(ensemble)
-    return {member_of(ensemble, job): job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
+    return {batch_of(ensemble, job): job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
 
 
-def running_members(queue: Queue, ensemble: str) -> set[int]:
+def running_batches(queue: Queue, ensemble: str) -> set[str]:
     return set(_in_registry(StartedJobRegistry(queue.name, connection=queue.connection), ensemble))
 
 
-def failed_jobs(queue: Queue, ensemble: str) -> dict[int, str]:
-    """Job IDs in RQ's failed registry of the ensemble's members, by member."""
+def failed_jobs(queue: Queue, ensemble: str) -> dict[str, str]:
+    """Job IDs in RQ's failed registry of the ensemble's batches, by batch."""
     return _in_registry(FailedJobRegistry(queue.name, connection=queue.connection), ensemble)
 
 
-def failure_reasons(queue: Queue, ensemble: str) -> dict[int, str]:
-    """Members whose job is in RQ's failed registry, with the last line of the failure RQ recorded."""
+def failure_reasons(queue: Queue, ensemble: str) -> dict[str, str]:
+    """Batches whose job is in RQ's failed registry (a crash, a timeout: not a member's own failure, which the
+    engine records), with the last line of the failure RQ recorded."""
     failed = failed_jobs(queue, ensemble)
     reasons = {}
-    for member, job in zip(failed, Job.fetch_many(list(failed.values()), connection=queue.connection,
-                                                  serializer=queue.serializer)):
+    for batch, job in zip(failed, Job.fetch_many(list(failed.values()), connection=queue.connection,
+                                                 serializer=queue.serializer)):
         if job is None:
             continue
         result = job.latest_result()
         text = (result.exc_string if result is not None else None) or "failed (RQ recorded no reason)"
-        reasons[member] = text.strip().splitlines()[-1]
+        reasons[batch] = text.strip().splitlines()[-1]
     return reasons
 
 
-def cancel_queued(queue: Queue, ensemble: str) -> int:
-    """Remove the ensemble's queued jobs; returns how many. Running jobs finish."""
-    return int(queue.connection.eval(_CANCEL_SCRIPT, 1, queue.key, job_prefix(ensemble),
-                                     Job.redis_job_namespace_prefix))
+def forget_jobs(queue: Queue, ensemble: str) -> None:
+    """Remove the ensemble's jobs from RQ's failed and finished registries (deleting an ensemble)."""
+    connection = queue.connection
+    for registry in (FailedJobRegistry(queue.name, connection=connection),
+                     FinishedJobRegistry(queue.name, connection=connection)):
+        for job in _in_registry(registry, ensemble).values():
+            registry.remove(job, delete_job=True)
+
+
+def cancel_queued(queue: Queue, ensemble: str) -> list[str]:
+    """Remove the ensemble's queued jobs; returns their batches. Running jobs finish."""
+    removed = queue.connection.eval(_CANCEL_SCRIPT, 1, queue.key, job_prefix(ensemble), Job.redis_job_namespace_prefix)
+    return [batch_of(ensemble, job.decode()) for job in removed]

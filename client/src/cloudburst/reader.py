@@ -1,51 +1,76 @@
-"""Reading an ensemble's results back from InfluxDB: status records, failures, series and summaries."""
+"""Reading an ensemble's results back: members' rows and series from the store, statistics from InfluxDB."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
+import pyarrow as pa
 
 from cloudburst import resultformat as fmt
 from cloudburst.errors import InputError
 from cloudburst.influx import InfluxQuery
+from cloudburst.ledger import retry_round
+from cloudburst.store import MEMBERS_DIR, SERIES_DIR, ResultsStore, decode
+
+
+def member_rows(store: ResultsStore, name: str, batches: Iterable[str]) -> pd.DataFrame:
+    """The members rows of these batches, one per member: a finished row wins over a failed one, and otherwise
+    the latest retry round's."""
+    tables = [decode(data) for batch in sorted(batches, key=retry_round)
+              if (data := store.read(name, MEMBERS_DIR, batch)) is not None]
+    if not tables:
+        return pd.DataFrame(columns=[fmt.MEMBER, fmt.BATCH, fmt.STATUS, fmt.ERROR])
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    finished_last = frame.assign(_done=frame[fmt.STATUS] == fmt.FINISHED).sort_values("_done", kind="stable")
+    return finished_last.drop_duplicates(fmt.MEMBER, keep="last").drop(columns="_done").sort_values(
+        fmt.MEMBER).reset_index(drop=True)
 
 
 class ResultsReader:
-    def __init__(self, influx: InfluxQuery):
+    def __init__(self, store: ResultsStore, influx: InfluxQuery):
+        self.store = store
         self.influx = influx
 
-    def members_with_status(self, name: str, state: str) -> set[int]:
-        frame = self.influx.frame(fmt.status_query(name, state))
-        return set(frame[fmt.MEMBER_TAG].astype(int)) if not frame.empty else set()
-
-    def recorded_failures(self, name: str) -> dict[int, str]:
-        """Each member whose status record says failed, with its reason."""
-        frame = self.influx.frame(fmt.status_query(name, fmt.FAILED, field=fmt.ERROR_FIELD))
-        if frame.empty:
-            return {}
-        return dict(zip(frame[fmt.MEMBER_TAG].astype(int), frame[fmt.ERROR_FIELD]))
-
-    def executions(self, name: str) -> dict[int, int]:
-        """How many executions of each member reached InfluxDB (a member run twice counts 2)."""
-        frame = self.influx.frame(fmt.executions_query(name))
-        return {} if frame.empty else dict(zip(frame[fmt.MEMBER_TAG].astype(int), frame["count"].astype(int)))
-
-    def series(self, name: str, kind: str, element: str, attribute: str, member: int | None = None) -> pd.DataFrame:
-        """One row per member and report time: ``member``, ``time`` (Unix seconds), ``value``."""
-        if kind not in fmt.SERIES_MEASUREMENTS:
-            raise InputError(f"element kind {kind!r} is not one of {', '.join(fmt.SERIES_MEASUREMENTS)}")
-        frame = self.influx.frame(fmt.series_query(name, kind, element, attribute, member))
-        if frame.empty:
-            which = f"member {member}" if member is not None else f"ensemble {name!r}"
-            raise InputError(f"no {attribute} series for {kind} {element} in {which} (did its output ask for "
-                             "series of that element?)")
-        frame = frame.rename(columns={attribute: "value"})
-        frame["member"] = frame[fmt.MEMBER_TAG].astype(int)
-        return frame[["member", "time", "value"]].sort_values(["member", "time"]).reset_index(drop=True)
+    def members(self, name: str) -> pd.DataFrame:
+        """One row per member that ran to a status (its latest), from every committed batch."""
+        return member_rows(self.store, name, self.store.batches(name))
 
     def summaries(self, name: str) -> pd.DataFrame:
         """One row per finished member, worst (lowest minimum pressure) first."""
-        frame = self.influx.frame(fmt.summary_query(name))
+        frame = self.members(name)
+        frame = frame[frame[fmt.STATUS] == fmt.FINISHED]
         if frame.empty:
-            raise InputError(f"no summaries for ensemble {name!r} yet")
-        frame = frame.drop(columns=[column for column in ("time", fmt.ENSEMBLE_TAG) if column in frame.columns])
-        frame[fmt.MEMBER_TAG] = frame[fmt.MEMBER_TAG].astype(int)
-        return frame.sort_values([fmt.RANKING_FIELD, fmt.MEMBER_TAG]).reset_index(drop=True)
+            raise InputError(f"no finished members in ensemble {name!r} yet")
+        return frame.sort_values([fmt.RANKING_FIELD, fmt.MEMBER]).reset_index(drop=True)
+
+    def series(self, name: str, kind: str, element: str, attribute: str,
+               batches: Iterable[str] | None = None, member: int | None = None) -> pd.DataFrame:
+        """One row per member and report time: ``member``, ``elapsed_s``, ``value``, from the named batches (default:
+        all), one member's when asked."""
+        if kind not in fmt.SERIES_KINDS:
+            raise InputError(f"element kind {kind!r} is not one of {', '.join(fmt.SERIES_KINDS)}")
+        wanted = [(fmt.KIND, "=", kind), (fmt.ATTRIBUTE, "=", attribute), (fmt.ELEMENT, "=", element)]
+        if member is not None:
+            wanted.append((fmt.MEMBER, "=", member))
+        committed = set(self.store.batches(name))
+        names = committed if batches is None else committed & set(batches)
+        tables = [decode(data, [fmt.MEMBER, fmt.ELAPSED, fmt.VALUE], wanted)
+                  for batch in sorted(names) if (data := self.store.read(name, SERIES_DIR, batch)) is not None]
+        frame = (pa.concat_tables(tables, promote_options="permissive").to_pandas() if tables
+                 else pd.DataFrame(columns=[fmt.MEMBER, fmt.ELAPSED, fmt.VALUE]))
+        if frame.empty:
+            which = f"member {member}" if member is not None else f"ensemble {name!r}"
+            raise InputError(f"no {attribute} series for {kind} {element} in {which} (did its output ask for "
+                             "series of that element, and has the member finished?)")
+        frame = frame.drop_duplicates([fmt.MEMBER, fmt.ELAPSED], keep="last")  # a member stored by a retry
+        return frame.sort_values([fmt.MEMBER, fmt.ELAPSED]).reset_index(drop=True)
+
+    def element_stats(self, name: str, kind: str, element: str, attribute: str) -> pd.DataFrame:
+        """The cluster's statistics of one element: a row per time, a column per statistic."""
+        frame = self.influx.frame(fmt.element_stats_query(name, kind, element, attribute))
+        if frame.empty:
+            raise InputError(f"no statistics of {attribute} at {kind} {element} in ensemble {name!r} (yet: they "
+                             "follow the first batches; did its output ask for series of that element?)")
+        table = frame.pivot_table(index="time", columns=fmt.STATISTIC_TAG, values=attribute, aggfunc="first")
+        table.columns.name = None
+        return table.reset_index()

@@ -84,6 +84,12 @@ class Records:
     def set_state(self, name: str, state: str) -> None:
         self.redis.hset(key_for(name), "state", state)
 
+    def delete(self, name: str) -> None:
+        pipeline = self.redis.pipeline(transaction=True)
+        pipeline.delete(key_for(name))
+        pipeline.srem(INDEX_KEY, name)
+        pipeline.execute()
+
     def names(self) -> list[str]:
         return sorted(name.decode() for name in self.redis.smembers(INDEX_KEY))
 

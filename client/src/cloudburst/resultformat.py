@@ -1,33 +1,64 @@
-"""The result format in InfluxDB, named once: measurements, tags, fields, how a point is written and read.
+"""The result formats, named once: the store's Parquet tables, and the statistics points in InfluxDB.
 
-Measurements: ``node`` and ``link`` (series; tags ensemble, member, element; one field per attribute),
-``summary`` and ``status`` (tags ensemble, member). Their timestamps are whole seconds: the member's start time
-plus the simulation time, so re-running a member overwrites the same points instead of adding new ones.
-``execution`` (tags ensemble, member) is the exception: one point per execution of a member, stamped with the
-wall clock, so counting its points per member counts how often the member ran. Lines carry nanoseconds
-(``PRECISION``), so a member's results and its execution point go to InfluxDB in one request. The writer
-(``cloudburst.results``), the reader (``cloudburst.reader``), the CLI and the dashboard tests all use these names.
+The store (``cloudburst.store``) keeps per-member results, never InfluxDB:
+
+- series table, one row per value: ``member`` (int32), ``kind`` (node/link), ``attribute``, ``element``
+  (dictionary strings), ``elapsed_s`` (int32, seconds since the member's start), ``value`` (float32: EPANET's
+  own output values, unchanged);
+- members table, one row per member of a batch: ``member``, ``batch``, ``status`` (finished/failed/unbalanced),
+  ``error``, ``start_s`` (the member's start, Unix seconds), the status fields (runtime, worker, provenance) and
+  the summary fields (``pressure_min``...).
+
+InfluxDB holds what Grafana draws, *without a member tag*, so its series do not grow with the member count:
+``node_stats`` and ``link_stats`` (tags ensemble, element, statistic; a field per attribute; timestamps the
+ensemble's start plus elapsed time), ``summary_stats`` (tags ensemble, statistic; a field per summary metric)
+and ``progress`` (tag ensemble; fields members, finished, failed, unbalanced).
 """
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
 
-NODE, LINK, SUMMARY, STATUS, EXECUTION = "node", "link", "summary", "status", "execution"
-SERIES_MEASUREMENTS = (NODE, LINK)
-ENSEMBLE_TAG, MEMBER_TAG, ELEMENT_TAG = "ensemble", "member", "element"
-STATUS_FIELD, ERROR_FIELD, RUNTIME_FIELD, WORKER_FIELD = "status", "error", "runtime_s", "worker"
+NODE, LINK = "node", "link"
+SERIES_KINDS = (NODE, LINK)
 FINISHED, FAILED = "finished", "failed"
 NODE_ATTRIBUTES = ("demand", "head", "pressure", "quality", "leak_demand")
 LINK_ATTRIBUTES = ("flowrate", "velocity", "headloss", "status", "setting", "friction_factor", "reaction_rate")
 ATTRIBUTES = {NODE: NODE_ATTRIBUTES, LINK: LINK_ATTRIBUTES}
-# The timestamp precision of every line this module writes (InfluxDB's precision parameter).
-PRECISION = "ns"
 # The summary field members are ranked by, lowest (worst) first.
 RANKING_FIELD = "pressure_min"
+
+# --- the store's tables --------------------------------------------------------------------------------------
+MEMBER, KIND, ATTRIBUTE, ELEMENT, ELAPSED, VALUE = "member", "kind", "attribute", "element", "elapsed_s", "value"
+SERIES_COLUMNS = (MEMBER, KIND, ATTRIBUTE, ELEMENT, ELAPSED, VALUE)
+BATCH, STATUS, ERROR, START = "batch", "status", "error", "start_s"
+# Status fields every members row has; summary fields follow them.
+STATUS_FIELDS = ("status", "error", "model_sha256", "run_sha256", "seed", "schema", "cloudburst_version",
+                 "wntr_version", "epanet_version", "simulator", "runtime_s", "series_points", "worker")
+
+# --- statistics in InfluxDB ----------------------------------------------------------------------------------
+ENSEMBLE_TAG, ELEMENT_TAG, STATISTIC_TAG = "ensemble", "element", "statistic"
+SUMMARY_STATS, PROGRESS = "summary_stats", "progress"
+COUNT, MEAN, MINIMUM, MAXIMUM = "count", "mean", "min", "max"
+
+
+def stats_measurement(kind: str) -> str:
+    return f"{kind}_stats"
+
+
+def percentile_name(percentile: float) -> str:
+    return f"p{percentile:g}"
+
+
+def below_name(threshold: float) -> str:
+    """The statistic of the fraction of members whose value is below the threshold, e.g. ``below_20``."""
+    return f"below_{threshold:g}"
+
+
+def above_name(threshold: float) -> str:
+    return f"above_{threshold:g}"
 
 
 def escape_tag(value: str) -> str:
@@ -55,28 +86,20 @@ def format_fields(fields: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
-def member_tags(ensemble: str, member: int) -> str:
-    return f"{ENSEMBLE_TAG}={escape_tag(ensemble)},{MEMBER_TAG}={member}"
+def stats_line(measurement: str, ensemble: str, statistic: str, seconds: int, fields: dict[str, Any],
+               element: str | None = None) -> str | None:
+    """One statistics point (None when every field is missing or not finite)."""
+    formatted = format_fields(fields)
+    if not formatted:
+        return None
+    tags = f"{ENSEMBLE_TAG}={escape_tag(ensemble)}"
+    if element is not None:
+        tags += f",{ELEMENT_TAG}={escape_tag(element)}"
+    return f"{measurement},{tags},{STATISTIC_TAG}={escape_tag(statistic)} {formatted} {seconds}"
 
 
-def series_prefix(kind: str, ensemble: str, member: int, element: str) -> str:
-    """A series point's measurement and tags, up to the space before its fields."""
-    return f"{kind},{member_tags(ensemble, member)},{ELEMENT_TAG}={escape_tag(element)} "
-
-
-def stamp(seconds: int) -> str:
-    """A whole-second time as a line's timestamp, in PRECISION."""
-    return f"{seconds}000000000"
-
-
-def member_line(measurement: str, ensemble: str, member: int, seconds: int, fields: dict[str, Any]) -> str:
-    """One point per member (summary, status), at a whole second: re-running the member overwrites it."""
-    return f"{measurement},{member_tags(ensemble, member)} {format_fields(fields)} {stamp(seconds)}"
-
-
-def execution_line(ensemble: str, member: int, fields: dict[str, Any]) -> str:
-    """One point per execution of a member, at the wall clock's nanosecond: executions never overwrite."""
-    return f"{EXECUTION},{member_tags(ensemble, member)} {format_fields(fields)} {time.time_ns()}"
+def progress_line(ensemble: str, seconds: int, fields: dict[str, int]) -> str:
+    return f"{PROGRESS},{ENSEMBLE_TAG}={escape_tag(ensemble)} {format_fields(fields)} {seconds}"
 
 
 # --- reading: InfluxQL ---------------------------------------------------------------------------------------
@@ -90,24 +113,13 @@ def of_ensemble(name: str) -> str:
     return f"{ENSEMBLE_TAG} = '{quote(name)}'"
 
 
-def status_query(name: str, state: str, field: str = RUNTIME_FIELD) -> str:
-    """One row per member whose status record says ``state``."""
-    return (f"SELECT {field} FROM {STATUS} WHERE {of_ensemble(name)} AND {STATUS_FIELD} = '{state}' "
-            f"GROUP BY {MEMBER_TAG}")
+def element_stats_query(name: str, kind: str, element: str, attribute: str) -> str:
+    """Every statistic of one attribute of one element, a column per statistic (precision: seconds)."""
+    return (f'SELECT "{attribute}" FROM "{stats_measurement(kind)}" WHERE {of_ensemble(name)} '
+            f"AND {ELEMENT_TAG} = '{quote(element)}' GROUP BY {STATISTIC_TAG}")
 
 
-def series_query(name: str, kind: str, element: str, attribute: str, member: int | None = None) -> str:
-    """Every member's (or one member's) values of one attribute of one element, grouped by member."""
-    where = f"{of_ensemble(name)} AND {ELEMENT_TAG} = '{quote(element)}'"
-    if member is not None:
-        where += f" AND {MEMBER_TAG} = '{member}'"
-    return f'SELECT "{attribute}" FROM "{kind}" WHERE {where} GROUP BY {MEMBER_TAG}'
-
-
-def executions_query(name: str) -> str:
-    """How many executions each member had."""
-    return f"SELECT count({RUNTIME_FIELD}) FROM {EXECUTION} WHERE {of_ensemble(name)} GROUP BY {MEMBER_TAG}"
-
-
-def summary_query(name: str) -> str:
-    return f"SELECT * FROM {SUMMARY} WHERE {of_ensemble(name)} GROUP BY {MEMBER_TAG}"
+def statistic_query(name: str, kind: str, attribute: str, statistic: str) -> str:
+    """One statistic of an attribute at every element and time, grouped by element."""
+    return (f'SELECT "{attribute}" FROM "{stats_measurement(kind)}" WHERE {of_ensemble(name)} '
+            f"AND {STATISTIC_TAG} = '{quote(statistic)}' GROUP BY {ELEMENT_TAG}")

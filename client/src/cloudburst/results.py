@@ -1,18 +1,17 @@
-"""Turning a simulation's results into the result format (``cloudburst.resultformat``): series and a summary.
+"""Turning a simulation's results into what a member stores (``cloudburst.resultformat``): series and a summary.
 
-Values are written with Python's shortest round-trip repr, so what InfluxDB returns equals wntr's float32
-values widened to float64, bit for bit.
+Series values stay the float32 numbers EPANET's output holds: what the store returns equals them bit for bit.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import wntr
 
 from cloudburst import job as schema
-from cloudburst.resultformat import NODE, series_prefix, stamp
+from cloudburst.resultformat import NODE
 
 
 def selected_ids(request: schema.SeriesRequest, wn: wntr.network.WaterNetworkModel) -> list[str]:
@@ -27,37 +26,41 @@ def report_times(run_duration_s: int, report_step_s: int, step_s: int | None) ->
     return [t for t in range(0, run_duration_s + 1, report_step_s) if t % keep == 0]
 
 
-def series_lines(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: Any) -> Iterator[str]:
-    start = job.start_timestamp
+@dataclass(frozen=True)
+class SeriesBlock:
+    """One attribute of the elements a series request selects: values[time, element] as EPANET gave them."""
+    kind: str
+    attribute: str
+    elements: list[str]
+    elapsed_s: np.ndarray  # int32, seconds since the member's start
+    values: np.ndarray     # float32 (EPANET) or float64 (wntr's simulator), shape (len(elapsed_s), len(elements))
+
+    @property
+    def size(self) -> int:
+        return int(self.values.size)
+
+
+def series_blocks(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: Any) -> list[SeriesBlock]:
+    """Every value the job's series requests ask for, at the kept report times."""
     report_step = int(wn.options.time.report_timestep)
+    blocks = []
     for request in job.output.series:
         frames = results.node if request.element == NODE else results.link
         ids = selected_ids(request, wn)
         keep = set(report_times(int(wn.options.time.duration), report_step, request.step_s))
-        first = frames[request.attributes[0]]
-        rows = [i for i, t in enumerate(first.index) if int(t) in keep]
-        times = [start + int(first.index[i]) for i in rows]
-        matrices = [frames[attribute].reindex(columns=ids).to_numpy(dtype=np.float64)[rows].T
-                    for attribute in request.attributes]
-        stamps = [f" {stamp(t)}" for t in times]
-        for column, element in enumerate(ids):
-            prefix = series_prefix(request.element, job.ensemble, job.member, element)
-            # Python floats (not numpy scalars), so repr() gives the shortest round-trip number.
-            per_attribute = [[f"{name}={value!r}" for value in matrix[column].tolist()]
-                             for name, matrix in zip(request.attributes, matrices)]
-            finite = np.isfinite(np.stack([matrix[column] for matrix in matrices]))
-            if finite.all():
-                for *fields, at in zip(*per_attribute, stamps):
-                    yield prefix + ",".join(fields) + at
-                continue
-            for row, at in enumerate(stamps):
-                fields = [texts[row] for texts, ok in zip(per_attribute, finite[:, row]) if ok]
-                if fields:
-                    yield prefix + ",".join(fields) + at
+        index = frames[request.attributes[0]].index
+        rows = np.array([i for i, t in enumerate(index) if int(t) in keep], dtype=np.int64)
+        elapsed = np.asarray(index, dtype=np.int64)[rows].astype(np.int32)
+        for attribute in request.attributes:
+            values = frames[attribute].reindex(columns=ids).to_numpy()[rows]
+            # EPANET's output is float32 and stays so; wntr's own simulator gives float64, kept unrounded.
+            values = values.astype(np.float32 if values.dtype == np.float32 else np.float64, copy=False)
+            blocks.append(SeriesBlock(request.element, attribute, ids, elapsed, values))
+    return blocks
 
 
 def results_needed(job: schema.Job) -> tuple[set[str], set[str]]:
-    """The node and link result types that series_lines and summary_fields read for this job."""
+    """The node and link result types that series_blocks and summary_fields read for this job."""
     node = {"pressure", "demand"} | ({"quality"} if job.run.quality.mode != "none" else set())
     link: set[str] = set()
     for request in job.output.series:

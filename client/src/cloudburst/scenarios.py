@@ -16,7 +16,9 @@
     sweep:                         # optional: one member per element
       over: pipes                  # pipes, junctions, pumps, tanks, valves or nodes; ids: [..] to restrict
       alteration: {type: link_status, status: closed}   # the element goes into link / node / pump / tank
-    output: {...}                  # job schema "output" (series, summary), shared by every member
+    output: {...}                  # job schema "output" (series, summary, statistics), shared by every member
+    batch: {seconds: 3}            # optional: members per queue job, sized to run about this long (or {members: N})
+    budget: {values: 2e9, bytes: 1e10}   # optional: the whole ensemble's stored series values and bytes
 
 Distributions and designs: ``cloudburst.sampling``. Every member is checked against the schema and the model
 (``cloudburst.checks``) before the ensemble is returned, so nothing is uploaded or enqueued for a bad one.
@@ -34,12 +36,12 @@ import wntr
 import yaml
 
 from cloudburst import sampling
-from cloudburst.checks import job_problems
+from cloudburst.checks import budget_problems, job_problems, planned_points
 from cloudburst.errors import InputError
 from cloudburst.job import DEFAULT_START, ENSEMBLE_PATTERN, SCHEMA, parse_job, parse_start
 
 KNOWN_KEYS = ("ensemble", "members", "seed", "sampling", "start_time_utc", "start_every_s", "run", "alterations",
-              "sweep", "output")
+              "sweep", "output", "batch", "budget")
 SWEEPS = {  # sweep "over" -> (wntr name list, the alteration field that takes the element)
     "pipes": ("pipe_name_list", ("link", "pipes")),
     "pumps": ("pump_name_list", ("pump", "link")),
@@ -109,7 +111,10 @@ def generate(scenario: dict[str, Any], model: wntr.network.WaterNetworkModel, mo
                           "input": {**model_input, "start_time_utc": member_start.isoformat()},
                           "run": {**base_run, "alterations": fixed + alterations},
                           "output": scenario.get("output") or {}})
-    _check_members(documents, model, {spec.path: spec for spec in plan.specs}, len(fixed))
+    values = _check_members(documents, model, {spec.path: spec for spec in plan.specs}, len(fixed))
+    problems = budget_problems(values, len(documents), scenario.get("budget"))
+    if problems:
+        raise InputError(problems)
     return Ensemble(name=plan.name, seed=plan.seed, documents=documents)
 
 
@@ -198,20 +203,22 @@ def _swept(template: dict[str, Any], element: str) -> dict[str, Any]:
 
 
 def _check_members(documents: list[dict[str, Any]], model: wntr.network.WaterNetworkModel,
-                   specs: dict[str, sampling.Spec], fixed: int) -> None:
+                   specs: dict[str, sampling.Spec], fixed: int) -> int:
     """The one check (``job_problems``) for every member; reports the first member with problems, how many
-    others have some, and which distribution drew a value out of range."""
+    others have some, and which distribution drew a value out of range. Returns the series values asked for."""
     failing: list[tuple[int, list[str]]] = []
+    values = 0
     for document in documents:
         try:
             job = parse_job(document)
             problems = job_problems(job, model)
+            values += planned_points(job.output, job.run, model)
         except InputError as error:
             problems = error.problems
         if problems:
             failing.append((document["member"], problems))
     if not failing:
-        return
+        return values
     member, problems = failing[0]
     sentences = [f"member {member}: {problem}{_drawn_hint(problem, specs, fixed)}" for problem in problems]
     if len(failing) > 1:

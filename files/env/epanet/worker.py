@@ -1,8 +1,8 @@
-"""CloudBurst's example env: run one EPANET ensemble member per job with the cloudburst engine.
+"""CloudBurst's example env: run batches of EPANET ensemble members, and their statistics, with the cloudburst engine.
 
-A job is enqueued as ``worker.run`` with the job document (schema ``cloudburst.job/1``) as its one
-argument. Connection settings come from the worker container's environment; passwords from the
-files Docker mounts its secrets as.
+A batch is enqueued as ``worker.run`` with the batch document (schema ``cloudburst.batch/1``) as its one
+argument; statistics as ``worker.statistics`` with the ensemble's name. Connection settings come from the worker
+container's environment; passwords from the files Docker mounts its secrets as.
 """
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from typing import Any
 import requests
 from rq import get_current_job
 
-from cloudburst.engine import run_member
-from cloudburst.errors import MemberFailed
+from cloudburst import statistics as cluster_statistics
+from cloudburst.engine import run_batch
 from cloudburst.influx import InfluxWriter
+from cloudburst.ledger import Ledger
 from cloudburst.models import ModelCache
+from cloudburst.store import ResultsStore
 
 
 def _secret(variable: str) -> str | None:
@@ -37,39 +39,61 @@ class _FilesAuth(requests.auth.HTTPBasicAuth):
         return super().__call__(request) if (request.url or "").startswith(self.prefix) else request
 
 
+def _files_credentials() -> tuple[str, str] | None:
+    user = os.environ.get("CLOUDBURST_FILES_USER")
+    return (user, _secret("CLOUDBURST_FILES_PASSWORD_FILE") or "") if user else None
+
+
 def _model_session() -> requests.Session:
     session = requests.Session()
-    files_url, user = os.environ.get("CLOUDBURST_FILES_URL"), os.environ.get("CLOUDBURST_FILES_USER")
-    if files_url and user:
-        session.auth = _FilesAuth(files_url, user, _secret("CLOUDBURST_FILES_PASSWORD_FILE") or "")
+    files_url, credentials = os.environ.get("CLOUDBURST_FILES_URL"), _files_credentials()
+    if files_url and credentials:
+        session.auth = _FilesAuth(files_url, *credentials)
     return session
+
+
+def _store() -> ResultsStore | None:
+    files_url = os.environ.get("CLOUDBURST_FILES_URL")
+    if not files_url:  # a dry run: nothing is stored
+        return None
+    return ResultsStore(os.environ.get("CLOUDBURST_RESULTS_URL", f"{files_url}/results"), _files_credentials(),
+                        # long enough to ride out a restart of the master's file service rather than fail a batch
+                        retry_for_s=float(os.environ.get("CLOUDBURST_STORE_RETRY_S", "300")))
 
 
 def _writer() -> InfluxWriter | None:
     url = os.environ.get("CLOUDBURST_INFLUX_URL")
-    if not url:  # a dry run: results stay in the job's return value
+    if not url:
         return None
     return InfluxWriter(url=url, db=os.environ.get("CLOUDBURST_INFLUX_DB", "cloudburst"),
                         username=os.environ.get("CLOUDBURST_INFLUX_USER"),
                         password=_secret("CLOUDBURST_INFLUX_PASSWORD_FILE"),
-                        # long enough to ride out an InfluxDB or master restart rather than fail the member
                         retry_for_s=float(os.environ.get("CLOUDBURST_INFLUX_RETRY_S", "300")))
 
 
 _cache = ModelCache(os.environ.get("CLOUDBURST_MODEL_CACHE", "/tmp/cloudburst-models"), session=_model_session())
-_results = _writer()
+_results = _store()
+_statistics = _writer()
 
 
-def run(job: dict[str, Any]) -> dict[str, Any]:
-    """Run one member and write its results; the status record is the job's return value.
+def run(batch: dict[str, Any]) -> dict[str, Any]:
+    """Run a batch's members, store and record them, and queue the ensemble's statistics when they are due.
 
-    A member that fails (bad job, model, hydraulics) fails the same way every time: its RQ job is not
-    retried. Retries stay for what a re-run can fix: a worker or host that died mid-job.
+    A member that fails (bad job, model, hydraulics) is a failed row of the batch, not a failed job: a re-run
+    would fail it the same way. The job fails, and is retried, for what a re-run can fix: a worker or host that
+    died mid-batch, or a store that stayed away through every retry.
     """
-    try:
-        return run_member(job, _cache, _results)
-    except MemberFailed:
-        current = get_current_job()
-        if current is not None:
-            current.retries_left = 0
-        raise
+    current = get_current_job()
+    ledger = Ledger(current.connection) if current is not None and _results is not None else None
+    outcome = run_batch(batch, _cache, _results, ledger)
+    if ledger is not None and _statistics is not None:
+        cluster_statistics.after_batch(current.connection, batch["ensemble"], outcome.members_done)
+    return {"finished": len(outcome.finished), "failed": len(outcome.failed)}
+
+
+def statistics(name: str) -> int:
+    """Compute and write an ensemble's statistics; returns the points written."""
+    current = get_current_job()
+    if current is None or _results is None or _statistics is None:
+        raise RuntimeError("statistics need the results store, InfluxDB and the queue's Redis")
+    return cluster_statistics.run_statistics(current.connection, name, _results, _statistics)

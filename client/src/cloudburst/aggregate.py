@@ -1,0 +1,172 @@
+"""Statistics across an ensemble's members, computed on the cluster from the store and written to InfluxDB.
+
+For every element, attribute and time the series hold: ``count`` (members with a value), ``mean``, ``min``,
+``max``, the percentiles (nearest rank, as InfluxDB's ``percentile()``: the value at rank
+``floor(n * p / 100 + 0.5)`` of the n sorted values — exact for any ensemble size; where that rank is 0, for which
+InfluxDB gives no value, the lowest value) and, for the thresholds the
+scenario names, the fraction of members below or above each. The summary fields get the same statistics
+(``summary_stats``) and the ensemble its ``progress`` point. No point carries a member tag.
+
+A worker schedules a statistics job (``due``) after recording a batch when the last run is 30 s old, 5 % of the
+members have finished since, or the ensemble is done; a statistics job computes from every committed batch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from cloudburst import resultformat as fmt
+from cloudburst.reader import member_rows
+from cloudburst.store import SERIES_DIR, ResultsStore, decode
+
+DEFAULT_PERCENTILES = (5.0, 50.0, 95.0)
+REFRESH_S = 30.0        # statistics of a running ensemble are at most this old ...
+REFRESH_FRACTION = 0.05  # ... or this fraction of its members behind
+
+
+@dataclass(frozen=True)
+class StatisticsRequest:
+    percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+    below: dict[str, tuple[float, ...]] = field(default_factory=dict)  # attribute -> thresholds
+    above: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_output(cls, output: dict) -> "StatisticsRequest":
+        wanted = (output or {}).get("statistics") or {}
+        return cls(tuple(float(p) for p in wanted.get("percentiles", DEFAULT_PERCENTILES)),
+                   {name: tuple(map(float, values)) for name, values in (wanted.get("below") or {}).items()},
+                   {name: tuple(map(float, values)) for name, values in (wanted.get("above") or {}).items()})
+
+
+def nearest_rank(sorted_rows: np.ndarray, counts: np.ndarray, percentile: float) -> np.ndarray:
+    """Per row of values sorted ascending (missing values, NaN, last): the nearest-rank percentile of the first
+    ``counts`` values; NaN for a row without values."""
+    rank = np.floor(counts * percentile / 100.0 + 0.5).astype(np.int64) - 1
+    index = np.clip(rank, 0, np.maximum(counts - 1, 0))
+    picked = np.take_along_axis(sorted_rows, index[:, None], axis=1)[:, 0].astype(np.float64)
+    return np.where(counts > 0, picked, np.nan)
+
+
+def row_statistics(matrix: np.ndarray, request: StatisticsRequest, attribute: str) -> dict[str, np.ndarray]:
+    """Statistics of each row of a (rows, members) matrix, NaN where a member has no value."""
+    present = ~np.isnan(matrix)
+    counts = present.sum(axis=1)
+    ordered = np.sort(matrix, axis=1)  # NaN sorts last
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = np.where(present, matrix, 0).sum(axis=1, dtype=np.float64)
+        result = {fmt.COUNT: counts.astype(np.float64), fmt.MEAN: np.where(counts > 0, total / counts, np.nan),
+                  fmt.MINIMUM: nearest_rank(ordered, counts, 0.0),
+                  fmt.MAXIMUM: np.where(counts > 0, np.take_along_axis(
+                      ordered, np.maximum(counts - 1, 0)[:, None], axis=1)[:, 0].astype(np.float64), np.nan)}
+        for percentile in request.percentiles:
+            result[fmt.percentile_name(percentile)] = nearest_rank(ordered, counts, percentile)
+        for threshold in request.below.get(attribute, ()):
+            result[fmt.below_name(threshold)] = np.where(counts > 0, (matrix < threshold).sum(axis=1) / counts, np.nan)
+        for threshold in request.above.get(attribute, ()):
+            result[fmt.above_name(threshold)] = np.where(counts > 0, (matrix > threshold).sum(axis=1) / counts, np.nan)
+    return result
+
+
+@dataclass
+class SeriesMatrix:
+    """Every stored value of one kind and attribute: rows (element, elapsed_s), a column per member."""
+    kind: str
+    attribute: str
+    elements: list[str]
+    elapsed_s: np.ndarray
+    members: np.ndarray
+    values: np.ndarray  # shape (len(elements) * len(elapsed_s), len(members)), NaN where missing
+
+
+def series_matrices(tables: list[pa.Table]) -> list[SeriesMatrix]:
+    """The long series tables of many batches, as one matrix per kind and attribute."""
+    if not tables:
+        return []
+    parts: dict[tuple[str, str], list[pd.DataFrame]] = {}
+    for table in tables:
+        frame = table.to_pandas()
+        for (kind, attribute), group in frame.groupby([fmt.KIND, fmt.ATTRIBUTE], observed=True, sort=False):
+            parts.setdefault((str(kind), str(attribute)), []).append(group)
+    matrices = []
+    for (kind, attribute), groups in parts.items():
+        elements = sorted(set().union(*(set(group[fmt.ELEMENT].astype(str).unique()) for group in groups)))
+        elapsed = np.unique(np.concatenate([group[fmt.ELAPSED].to_numpy() for group in groups]))
+        members = np.unique(np.concatenate([group[fmt.MEMBER].to_numpy() for group in groups]))
+        dtype = np.float64 if any(group[fmt.VALUE].dtype == np.float64 for group in groups) else np.float32
+        values = np.full((len(elements) * len(elapsed), len(members)), np.nan, dtype=dtype)
+        element_index = {name: position for position, name in enumerate(elements)}
+        for group in groups:
+            element_codes = group[fmt.ELEMENT].astype(str).map(element_index).to_numpy(dtype=np.int64)
+            rows = element_codes * len(elapsed) + np.searchsorted(elapsed, group[fmt.ELAPSED].to_numpy())
+            values[rows, np.searchsorted(members, group[fmt.MEMBER].to_numpy())] = group[fmt.VALUE].to_numpy()
+        matrices.append(SeriesMatrix(kind, attribute, elements, elapsed, members, values))
+    return matrices
+
+
+def statistics_lines(name: str, start_s: int, matrices: list[SeriesMatrix], request: StatisticsRequest) -> list[str]:
+    lines = []
+    for matrix in matrices:
+        measurement = fmt.stats_measurement(matrix.kind)
+        times = [start_s + int(t) for t in matrix.elapsed_s]
+        for statistic, values in row_statistics(matrix.values, request, matrix.attribute).items():
+            per_element = values.reshape(len(matrix.elements), len(times)).tolist()
+            for element, row in zip(matrix.elements, per_element):
+                for at, value in zip(times, row):
+                    line = fmt.stats_line(measurement, name, statistic, at, {matrix.attribute: value}, element)
+                    if line is not None:
+                        lines.append(line)
+    return lines
+
+
+def summary_lines(name: str, start_s: int, members: pd.DataFrame, request: StatisticsRequest) -> list[str]:
+    """Statistics of each numeric summary field over the finished members, at the ensemble's start."""
+    finished = members[members[fmt.STATUS] == fmt.FINISHED]
+    skip = set(fmt.STATUS_FIELDS) | {fmt.MEMBER, fmt.START, "pressure_threshold_m"}
+    numeric = [column for column in finished.columns
+               if column not in skip and pd.api.types.is_numeric_dtype(finished[column])]
+    lines = []
+    if finished.empty or not numeric:
+        return lines
+    matrix = finished[numeric].to_numpy(dtype=np.float64).T  # a row per summary field
+    per_field = {column: row_statistics(matrix[i:i + 1], request, column) for i, column in enumerate(numeric)}
+    for statistic in per_field[numeric[0]]:
+        fields = {column: float(per_field[column][statistic][0]) for column in numeric}
+        line = fmt.stats_line(fmt.SUMMARY_STATS, name, statistic, start_s, fields)
+        if line is not None:
+            lines.append(line)
+    return lines
+
+
+def progress_fields(members: pd.DataFrame, total: int) -> dict[str, int]:
+    states = members[fmt.STATUS].value_counts() if not members.empty else pd.Series(dtype=int)
+    return {"members": total, "finished": int(states.get(fmt.FINISHED, 0)), "failed": int(states.get(fmt.FAILED, 0))}
+
+
+def compute(store: ResultsStore, name: str, start_s: int, total: int, request: StatisticsRequest) -> list[str]:
+    """Every statistics line of the ensemble from its committed batches."""
+    batches = store.batches(name)
+    members = member_rows(store, name, batches)
+    finished = set(members.loc[members[fmt.STATUS] == fmt.FINISHED, fmt.MEMBER].astype(int))
+    tables = [decode(data) for batch in batches if (data := store.read(name, SERIES_DIR, batch)) is not None]
+    matrices = series_matrices(tables)
+    for matrix in matrices:  # a member's rows from a batch that later failed it again never count
+        keep = np.isin(matrix.members, list(finished))
+        matrix.members, matrix.values = matrix.members[keep], matrix.values[:, keep]
+    lines = statistics_lines(name, start_s, matrices, request)
+    lines += summary_lines(name, start_s, members, request)
+    lines.append(fmt.progress_line(name, int(time.time()), progress_fields(members, total)))
+    return lines
+
+
+def due(now: float, state: dict[str, float], members_done: int, total: int) -> bool:
+    """Whether the ensemble's statistics should run again, given when and over how many members they last ran."""
+    if members_done >= total:
+        return True
+    if not state:
+        return True
+    return (now - state.get("at", 0.0) >= REFRESH_S
+            or members_done - state.get("members", 0.0) >= REFRESH_FRACTION * total)

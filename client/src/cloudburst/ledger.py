@@ -1,0 +1,134 @@
+"""An ensemble's ledger in Redis: which members each batch holds, which finished or failed, how often each ran.
+
+Keys, owned here (``cloudburst.records`` owns the ensemble's record beside them):
+
+- ``cloudburst:ensemble:<name>:plan``        hash, batch -> its members (written when the batch is enqueued)
+- ``cloudburst:ensemble:<name>:done``        hash, batch -> {"finished": ranges, "failed": {member: reason}}
+- ``cloudburst:ensemble:<name>:executions``  hash, batch -> how many times the batch ran to the end
+- ``cloudburst:ensemble:<name>:stats``       hash: ``done`` (members recorded so far, each batch adds its own),
+                                             ``at`` and ``members`` (when statistics last ran, over how many)
+- ``cloudburst:ensemble:<name>:stats-pending``  set while a statistics job is queued and not yet started
+
+A worker records a finished batch in one MULTI (its outcome and its execution count), after the batch's files are
+in the store: a batch is either stored and recorded, or runs again.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from redis import Redis
+from redis.client import Pipeline
+
+PREFIX = "cloudburst:ensemble:"
+PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING = "plan", "done", "executions", "stats", "stats-pending"
+# A claimed statistics run that never started (its worker died) stops blocking the next one after this long.
+STATS_CLAIM_S = 600
+
+
+def key_for(name: str, part: str) -> str:
+    return f"{PREFIX}{name}:{part}"
+
+
+def ranges(members: Iterable[int]) -> list[list[int]]:
+    """Members as [first, last] runs: a batch's contiguous members take a few bytes, not one number each."""
+    runs: list[list[int]] = []
+    for member in sorted(members):
+        if runs and member == runs[-1][1] + 1:
+            runs[-1][1] = member
+        else:
+            runs.append([member, member])
+    return runs
+
+
+def expand(runs: list[list[int]]) -> list[int]:
+    return [member for first, last in runs for member in range(first, last + 1)]
+
+
+@dataclass
+class BatchOutcome:
+    finished: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    members_done: int = 0  # set once recorded: the ensemble's members recorded so far (not stored)
+
+    def to_json(self) -> str:
+        return json.dumps({"finished": ranges(self.finished), "failed": {str(m): r for m, r in self.failed.items()}})
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> "BatchOutcome":
+        data = json.loads(text)
+        return cls(expand(data["finished"]), {int(member): reason for member, reason in data["failed"].items()})
+
+
+class Ledger:
+    def __init__(self, redis: Redis):
+        self.redis = redis
+
+    def plan_batches(self, pipeline: Pipeline, name: str, batches: dict[str, list[int]]) -> None:
+        """Queue (on the caller's pipeline, beside the jobs) which members each new batch holds."""
+        pipeline.hset(key_for(name, PLAN), mapping={batch: json.dumps(ranges(members))
+                                                    for batch, members in batches.items()})
+
+    def plan(self, name: str) -> dict[str, list[int]]:
+        return {batch.decode(): expand(json.loads(members))
+                for batch, members in self.redis.hgetall(key_for(name, PLAN)).items()}
+
+    def record_batch(self, name: str, batch: str, outcome: BatchOutcome) -> int:
+        """Record a stored batch; returns how many members the ensemble's batches have recorded so far (a batch
+        that ran twice counts twice: the count only paces statistics)."""
+        pipeline = self.redis.pipeline(transaction=True)
+        pipeline.hset(key_for(name, DONE), batch, outcome.to_json())
+        pipeline.hincrby(key_for(name, EXECUTIONS), batch, 1)
+        pipeline.hincrby(key_for(name, STATS), "done", len(outcome.finished) + len(outcome.failed))
+        return int(pipeline.execute()[-1])
+
+    def claim_statistics(self, name: str) -> bool:
+        """True for the one caller that may queue the next statistics job (none is queued and unstarted)."""
+        return bool(self.redis.set(key_for(name, STATS_PENDING), 1, nx=True, ex=STATS_CLAIM_S))
+
+    def start_statistics(self, name: str) -> dict[str, float]:
+        """A statistics job starting: later batches may queue the next one. Returns the last run's state."""
+        pipeline = self.redis.pipeline(transaction=True)
+        pipeline.delete(key_for(name, STATS_PENDING))
+        pipeline.hgetall(key_for(name, STATS))
+        state = pipeline.execute()[-1]
+        return {key.decode(): float(value) for key, value in state.items()}
+
+    def done(self, name: str) -> dict[str, BatchOutcome]:
+        return {batch.decode(): BatchOutcome.from_json(text)
+                for batch, text in self.redis.hgetall(key_for(name, DONE)).items()}
+
+    def executions(self, name: str) -> dict[str, int]:
+        return {batch.decode(): int(count) for batch, count in self.redis.hgetall(key_for(name, EXECUTIONS)).items()}
+
+    def stats_state(self, name: str) -> dict[str, float]:
+        return {key.decode(): float(value) for key, value in self.redis.hgetall(key_for(name, STATS)).items()}
+
+    def set_stats_state(self, name: str, **values: float) -> None:
+        self.redis.hset(key_for(name, STATS), mapping=values)
+
+    def forget(self, name: str) -> None:
+        self.redis.delete(*(key_for(name, part) for part in (PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING)))
+
+
+def retry_round(batch: str) -> int:
+    """0 for a batch made at submission, n for one made by the n-th retry (named ``<first>-<last>_r<n>``)."""
+    _, _, round_ = batch.partition("_r")
+    return int(round_ or 0)
+
+
+@dataclass(frozen=True)
+class MemberStates:
+    """Each member's state as the ledger tells it: a member that finished in any batch counts as finished."""
+    finished: set[int]
+    failed: dict[int, str]  # failed and not finished since, with the latest reason
+
+    @classmethod
+    def of(cls, done: dict[str, BatchOutcome]) -> "MemberStates":
+        finished: set[int] = set()
+        failed: dict[int, str] = {}
+        for batch in sorted(done, key=retry_round):  # a later round's outcome wins
+            finished.update(done[batch].finished)
+            failed.update(done[batch].failed)
+        return cls(finished, {member: reason for member, reason in failed.items() if member not in finished})

@@ -1,0 +1,49 @@
+"""An ensemble's statistics on the cluster: when to compute them, and the job that computes and writes them.
+
+Workers take jobs from the statistics queue before the members' queue, so the final statistics follow the last
+batch within a statistics run's time. The numbers themselves are ``cloudburst.aggregate``'s.
+"""
+from __future__ import annotations
+
+import time
+
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from cloudburst import aggregate
+from cloudburst.influx import InfluxWriter
+from cloudburst.ledger import Ledger
+from cloudburst.records import Records
+from cloudburst.store import ResultsStore
+
+STATS_QUEUE = "cloudburst-stats"
+STATS_ENTRY_POINT = "worker.statistics"
+
+
+def after_batch(connection: Redis, name: str, members_done: int, queue_name: str = STATS_QUEUE) -> bool:
+    """Queue a statistics job when one is due and none is waiting; returns whether one was queued."""
+    ledger = Ledger(connection)
+    total = Records(connection).get(name).members
+    if not aggregate.due(time.time(), ledger.stats_state(name), members_done, total):
+        return False
+    if not ledger.claim_statistics(name):
+        return False
+    Queue(queue_name, connection=connection, serializer=JSONSerializer).enqueue(
+        STATS_ENTRY_POINT, name, job_timeout=3600, result_ttl=600, failure_ttl=7 * 86400,
+        description=f"{STATS_ENTRY_POINT} {name}")
+    return True
+
+
+def run_statistics(connection: Redis, name: str, store: ResultsStore, writer: InfluxWriter) -> int:
+    """Compute the ensemble's statistics from every committed batch and write them; returns the points written."""
+    ledger = Ledger(connection)
+    started = time.time()
+    state = ledger.start_statistics(name)
+    record = Records(connection).get(name)
+    output = record.scenario.get("output") or {}
+    lines = aggregate.compute(store, name, record.member_start(0), record.members,
+                              aggregate.StatisticsRequest.from_output(output))
+    written = writer.write(lines, db=output.get("db"), precision="s")
+    ledger.set_stats_state(name, at=started, members=state.get("done", 0.0))
+    return written
