@@ -38,6 +38,7 @@ def local_cluster(tmp_path: Path, influx: InfluxServer) -> Iterator[dict]:
                     "CLOUDBURST_FILES_PASSWORD": "uploader-secret", "CLOUDBURST_CLUSTER_FILES_URL": files,
                     "CLOUDBURST_CONFIG": str(tmp_path / "no-such-client.toml")}
         worker_env = {"PYTHONPATH": str(REPO / "files" / "env" / "epanet"), "CLOUDBURST_FILES_URL": files,
+                      "CLOUDBURST_RESULTS_URL": f"{files}/results",
                       "CLOUDBURST_FILES_USER": "cloudburst", "CLOUDBURST_FILES_PASSWORD_FILE": str(tmp_path / "reader"),
                       "CLOUDBURST_INFLUX_URL": influx.url, "CLOUDBURST_INFLUX_DB": db,
                       "CLOUDBURST_INFLUX_USER": f"writer_{db}",

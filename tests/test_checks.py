@@ -11,7 +11,7 @@ import pytest
 import wntr
 
 from cloudburst.checks import planned_points
-from cloudburst.errors import InputError, MemberFailed
+from cloudburst.errors import InputError
 from cloudburst.engine import run_member
 from cloudburst.job import parse_job
 from cloudburst.models import ModelCache
@@ -45,11 +45,7 @@ def verdicts(tmp_path: Path, model: dict, run: dict, output: dict) -> tuple[str,
         client = "; ".join(problem.removeprefix("member 0: ") for problem in refused.problems)
         document = {"schema": "cloudburst.job/1", "ensemble": "checks", "member": 0, "input": model["input"],
                     "run": run, "output": output}
-    try:
-        run_member(document, ModelCache(tmp_path / "cache", session=model["session"]), writer=None)
-        worker = ""
-    except MemberFailed as failed:
-        worker = str(failed)
+    worker = run_member(document, ModelCache(tmp_path / "cache", session=model["session"])).status["error"]
     return client, worker, document
 
 

@@ -1,4 +1,5 @@
-"""The ensemble engine against real EPANET (through wntr) and a real InfluxDB on loopback."""
+"""The ensemble engine against real EPANET (through wntr) and a real results store (Nginx WebDAV) on loopback: each
+member runs in a batch of one, stored as the workers store it, and is read back from the store's files."""
 from __future__ import annotations
 
 import hashlib
@@ -6,16 +7,20 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import wntr
 
-from cloudburst.engine import run_member
-from cloudburst.errors import MemberFailed
-from cloudburst.influx import InfluxWriter
+from cloudburst import resultformat as fmt
+from cloudburst.batches import make_batch
+from cloudburst.engine import run_batch
 from cloudburst.models import ModelCache
+from cloudburst.reader import member_rows
+from cloudburst.store import SERIES_DIR, ResultsStore, decode
 from test_engine_reference import reference, scale_demands, set_pipes
 
 NETWORKS = Path(wntr.__file__).parent / "library" / "networks"
+START_S = 1704067200
 _members = itertools.count()
 
 
@@ -27,15 +32,9 @@ def net3(model_dir, model_server) -> dict:
     return {"url": f"{model_server}/{sha}.inp", "sha256": sha}
 
 
-@pytest.fixture(scope="module")
-def db(influx) -> str:
-    influx.query("CREATE DATABASE engine_tests")
-    return "engine_tests"
-
-
-@pytest.fixture(scope="module")
-def writer(influx, db) -> InfluxWriter:
-    return InfluxWriter(influx.url, "default_db_unused", **influx.credentials)  # each job names its database
+@pytest.fixture
+def store(results_store) -> ResultsStore:
+    return results_store
 
 
 @pytest.fixture
@@ -55,45 +54,63 @@ def direct_run(alter) -> wntr.sim.results.SimulationResults:
     return reference(alter)[1]
 
 
-def status_of(influx, db: str, document: dict) -> dict:
-    rows = influx.rows(f"SELECT * FROM status WHERE ensemble = '{document['ensemble']}' "
-                       f"AND member = '{document['member']}'", db)
-    assert len(rows) == 1
-    return rows[0]
+def stored(document: dict, cache: ModelCache, store: ResultsStore) -> tuple[dict, pd.DataFrame]:
+    """Run the member as a batch of one and read back its members row and its series (one row per value)."""
+    batch = make_batch(document["ensemble"], [document])
+    run_batch(batch, cache, store, None)
+    return stored_batch(store, document["ensemble"], batch["batch"])
 
 
-def test_written_values_equal_a_direct_wntr_run_bit_for_bit(influx, db, writer, cache, net3):
+def stored_batch(store: ResultsStore, ensemble: str, batch: str) -> tuple[dict, pd.DataFrame]:
+    """A batch of one's members row and series, read back from the store's files."""
+    row = member_rows(store, ensemble, [batch]).iloc[0].to_dict()
+    data = store.read(ensemble, SERIES_DIR, batch)
+    series = decode(data).to_pandas() if data is not None else pd.DataFrame(columns=list(fmt.SERIES_COLUMNS))
+    for column in (fmt.KIND, fmt.ATTRIBUTE, fmt.ELEMENT):
+        series[column] = series[column].astype(str)
+    return row, series
+
+
+def values(series: pd.DataFrame, attribute: str) -> pd.DataFrame:
+    """One attribute's values: a row per elapsed time, a column per element."""
+    chosen = series[series[fmt.ATTRIBUTE] == attribute]
+    return chosen.pivot(index=fmt.ELAPSED, columns=fmt.ELEMENT, values=fmt.VALUE)
+
+
+def run_and_read(document: dict, cache: ModelCache, store: ResultsStore, attribute: str) -> pd.DataFrame:
+    return values(stored(document, cache, store)[1], attribute)
+
+
+def test_stored_values_equal_a_direct_wntr_run_bit_for_bit(cache, store, net3):
     document = job_for(net3, run={"alterations": [{"type": "demand_scale", "factor": 1.13}]},
                        output={"series": [{"element": "node", "attributes": ["pressure", "head"]},
                                           {"element": "link", "attributes": ["flowrate"], "types": ["pump"]}]})
-    run_member(document, cache, writer)
+    _, series = stored(document, cache, store)
     expected = direct_run(lambda wn: scale_demands(wn, 1.13))
-    start = 1704067200
-    for measurement, attribute, frame in [("node", "pressure", expected.node["pressure"]),
-                                          ("node", "head", expected.node["head"]),
-                                          ("link", "flowrate", expected.link["flowrate"][["10", "335"]])]:
-        rows = influx.rows(f"SELECT {attribute} FROM {measurement} WHERE ensemble = 'tests' "
-                           f"AND member = '{document['member']}' GROUP BY element", db)
-        assert len(rows) == frame.size
-        for row in rows:
-            value = frame.loc[row["time"] - start, row["element"]]
-            assert np.float64(value).tobytes() == np.float64(row[attribute]).tobytes()
+    assert series[fmt.VALUE].dtype == np.float32  # EPANET's own float32 values, not widened or rounded
+    for kind, attribute, frame in [("node", "pressure", expected.node["pressure"]),
+                                   ("node", "head", expected.node["head"]),
+                                   ("link", "flowrate", expected.link["flowrate"][["10", "335"]])]:
+        got = series[(series[fmt.KIND] == kind) & (series[fmt.ATTRIBUTE] == attribute)]
+        assert len(got) == frame.size
+        want = frame.stack().rename("want").rename_axis([fmt.ELAPSED, fmt.ELEMENT]).reset_index()
+        merged = got.merge(want, on=[fmt.ELAPSED, fmt.ELEMENT], validate="one_to_one")
+        assert len(merged) == frame.size
+        assert merged[fmt.VALUE].to_numpy().tobytes() == merged["want"].to_numpy(dtype=np.float32).tobytes()
 
 
-def test_rerunning_a_member_overwrites_its_points(influx, db, writer, cache, net3):
+def test_rerunning_a_batch_replaces_its_files(cache, store, net3):
     document = job_for(net3)
-    query = f"SELECT count(pressure) FROM node WHERE member = '{document['member']}'"
-    run_member(document, cache, writer)
-    first = influx.rows(query, db)[0]["count"]
-    run_member(document, cache, writer)
-    assert influx.rows(query, db)[0]["count"] == first == 25 * 97
+    first = stored(document, cache, store)[1]
+    again = stored(document, cache, store)[1]
+    assert len(again) == len(first) == 25 * 97
+    assert store.batches(document["ensemble"], SERIES_DIR).count(make_batch("tests", [document])["batch"]) == 1
 
 
-def test_status_record_carries_provenance(influx, db, writer, cache, net3):
+def test_members_row_carries_provenance(cache, store, net3):
     document = job_for(net3)
-    run_member(document, cache, writer)
-    status = status_of(influx, db, document)
-    assert status["status"] == "finished"
+    status, _ = stored(document, cache, store)
+    assert status["status"] == "finished" and status["start_s"] == START_S
     assert status["model_sha256"] == net3["sha256"]
     assert status["seed"] == 7
     assert status["wntr_version"] == wntr.__version__
@@ -101,89 +118,76 @@ def test_status_record_carries_provenance(influx, db, writer, cache, net3):
     assert status["series_points"] == 25 * 97
 
 
-def run_and_read(document: dict, cache: ModelCache, writer: InfluxWriter, influx, db: str, query: str) -> dict:
-    run_member(document, cache, writer)
-    return {row["element"]: row for row in influx.rows(query.format(member=document["member"]), db)}
-
-
-def test_a_closed_pipe_carries_zero_flow(influx, db, writer, cache, net3):
+def test_a_closed_pipe_carries_zero_flow(cache, store, net3):
     output = {"series": [{"element": "link", "attributes": ["flowrate"], "ids": ["101", "105"]}]}
-    query = "SELECT max(flowrate) AS hi, min(flowrate) AS lo FROM link WHERE member = '{member}' GROUP BY element"
-    base = run_and_read(job_for(net3, output=output), cache, writer, influx, db, query)
+    base = run_and_read(job_for(net3, output=output), cache, store, "flowrate")
     closed = run_and_read(job_for(net3, run={"alterations": [{"type": "link_status", "link": "105"}]},
-                                  output=output), cache, writer, influx, db, query)
-    assert max(abs(base["105"]["hi"]), abs(base["105"]["lo"])) > 0.01
-    assert closed["105"]["hi"] == closed["105"]["lo"] == 0.0
+                                  output=output), cache, store, "flowrate")
+    assert base["105"].abs().max() > 0.01
+    assert (closed["105"] == 0.0).all()
 
 
-def test_a_pipe_closed_later_flows_until_its_closing_time(influx, db, writer, cache, net3):
+def test_a_pipe_closed_later_flows_until_its_closing_time(cache, store, net3):
     output = {"series": [{"element": "link", "attributes": ["flowrate"], "ids": ["105"]}]}
-    document = job_for(net3, run={"alterations": [{"type": "link_status", "link": "105", "start_s": 6 * 3600}]},
-                       output=output)
-    run_member(document, cache, writer)
-    rows = influx.rows(f"SELECT flowrate FROM link WHERE member = '{document['member']}'", db)
-    by_hour = {(row["time"] - 1704067200) // 3600: row["flowrate"] for row in rows}
+    flow = run_and_read(job_for(net3, run={"alterations": [{"type": "link_status", "link": "105",
+                                                            "start_s": 6 * 3600}]}, output=output),
+                        cache, store, "flowrate")["105"]
+    by_hour = {int(elapsed) // 3600: value for elapsed, value in flow.items()}
     assert abs(by_hour[5]) > 0.01
     assert all(by_hour[h] == 0.0 for h in range(6, 25))
 
 
-def test_more_demand_means_lower_pressure(influx, db, writer, cache, net3):
+def test_more_demand_means_lower_pressure(cache, store, net3):
     # At the first time step tank levels are still equal, so the comparison is like for like.
-    query = "SELECT first(pressure) AS low FROM node WHERE member = '{member}' GROUP BY element"
-    base = run_and_read(job_for(net3), cache, writer, influx, db, query)
+    base = run_and_read(job_for(net3), cache, store, "pressure").iloc[0]
     more = run_and_read(job_for(net3, run={"alterations": [{"type": "demand_scale", "factor": 1.5}]}),
-                        cache, writer, influx, db, query)
+                        cache, store, "pressure").iloc[0]
     junctions = wntr.network.WaterNetworkModel(str(NETWORKS / "Net3.inp")).junction_name_list
-    assert all(more[j]["low"] <= base[j]["low"] + 1e-6 for j in junctions)
-    assert sum(more[j]["low"] < base[j]["low"] - 0.5 for j in junctions) > len(junctions) / 2
+    assert all(more[j] <= base[j] + 1e-6 for j in junctions)
+    assert sum(more[j] < base[j] - 0.5 for j in junctions) > len(junctions) / 2
 
 
-def test_a_fire_flow_lowers_pressure_most_at_and_near_the_hydrant(influx, db, writer, cache, net3):
-    query = "SELECT min(pressure) AS low FROM node WHERE member = '{member}' GROUP BY element"
-    base = run_and_read(job_for(net3), cache, writer, influx, db, query)
+def test_a_fire_flow_lowers_pressure_most_at_and_near_the_hydrant(cache, store, net3):
+    base = run_and_read(job_for(net3), cache, store, "pressure").min()
     fire = run_and_read(job_for(net3, run={"alterations": [
         {"type": "fire_flow", "node": "255", "flow_m3s": 0.1, "start_s": 10 * 3600, "end_s": 14 * 3600}]}),
-        cache, writer, influx, db, query)
-    drop = {node: base[node]["low"] - fire[node]["low"] for node in base}
+        cache, store, "pressure").min()
+    drop = base - fire
     assert drop["255"] > 3.0
-    assert drop["255"] == max(drop.values())
+    assert drop["255"] == drop.max()
     assert drop["247"] > 1.0  # 255's neighbour through pipe 329
 
 
-def test_a_pump_outage_stops_the_pump(influx, db, writer, cache, net3):
+def test_a_pump_outage_stops_the_pump(cache, store, net3):
     output = {"series": [{"element": "link", "attributes": ["flowrate"], "types": ["pump"]}]}
-    query = "SELECT max(flowrate) AS hi, min(flowrate) AS lo FROM link WHERE member = '{member}' GROUP BY element"
     out = run_and_read(job_for(net3, run={"alterations": [{"type": "pump_outage", "pump": "335"}]}, output=output),
-                       cache, writer, influx, db, query)
-    assert out["335"]["hi"] == out["335"]["lo"] == 0.0
-    assert out["10"]["hi"] > 0.01
+                       cache, store, "flowrate")
+    assert (out["335"] == 0.0).all()
+    assert out["10"].max() > 0.01
 
 
-def test_pipe_and_tank_alterations_change_the_model_as_asked(influx, db, writer, cache, net3):
+def test_pipe_and_tank_alterations_change_the_model_as_asked(cache, store, net3):
     document = job_for(net3, run={"alterations": [
         {"type": "pipe_property", "property": "roughness", "factor": 0.5},
         {"type": "pipe_property", "property": "diameter", "pipes": ["105"], "value": 0.1},
         {"type": "tank_level", "tank": "1", "init_level_m": 5.0},
     ]}, output={"series": [{"element": "node", "attributes": ["head", "pressure"], "ids": ["1"]}]})
-    run_member(document, cache, writer)
-    rows = influx.rows(f"SELECT pressure FROM node WHERE member = '{document['member']}' AND time = 1704067200s",
-                       db)
-    assert rows[0]["pressure"] == pytest.approx(5.0, abs=1e-4)  # a tank's pressure is its level
+    first = run_and_read(document, cache, store, "pressure").loc[0, "1"]
+    assert first == pytest.approx(5.0, abs=1e-4)  # a tank's pressure is its level
     expected = direct_run(lambda wn: (set_pipes(wn, {"105": ("diameter", 0.1)}, 0.5),
                                       setattr(wn.get_node("1"), "init_level", 5.0))).node["pressure"].loc[0, "1"]
-    assert rows[0]["pressure"] == float(expected)
+    assert first == expected
 
 
-def test_pattern_alterations_scale_only_their_pattern(influx, db, writer, cache, net3):
-    query = "SELECT first(pressure) AS p FROM node WHERE member = '{member}' GROUP BY element"
-    base = run_and_read(job_for(net3), cache, writer, influx, db, query)
+def test_pattern_alterations_scale_only_their_pattern(cache, store, net3):
+    base = run_and_read(job_for(net3), cache, store, "pressure").iloc[0]
     flat = run_and_read(job_for(net3, run={"alterations": [
         {"type": "pattern_replace", "pattern": "1", "multipliers": [0.0]},
-        {"type": "demand_scale", "factor": 0.0, "pattern": "2"}]}), cache, writer, influx, db, query)
-    assert flat["123"]["p"] > base["123"]["p"]
+        {"type": "demand_scale", "factor": 0.0, "pattern": "2"}]}), cache, store, "pressure").iloc[0]
+    assert flat["123"] > base["123"]
 
 
-# --- bad jobs: a clear recorded reason, nothing written but the status, and the worker goes on -------
+# --- bad members: a clear recorded reason, nothing stored but their row, and the batch goes on -------
 
 def bad_jobs(net3: dict, model_dir: Path, model_server: str) -> list[tuple[str, dict, str]]:
     (model_dir / "broken.inp").write_text("[JUNCTIONS]\n J1 10 oops\n[PIPES]\n P1 J1 J9 100 300 100\n[END]\n")
@@ -215,14 +219,16 @@ def bad_jobs(net3: dict, model_dir: Path, model_server: str) -> list[tuple[str, 
     ]
 
 
-def test_bad_jobs_fail_with_a_recorded_reason_and_the_worker_goes_on(influx, db, writer, cache, net3,
-                                                                     model_dir, model_server):
-    for name, document, reason in bad_jobs(net3, model_dir, model_server):
-        with pytest.raises(MemberFailed, match=".") as failure:
-            run_member(document, cache, writer)
-        assert reason in str(failure.value), name
-        status = status_of(influx, db, document)
-        assert status["status"] == "failed" and reason in status["error"], name
-        assert influx.rows(f"SELECT count(pressure) FROM node WHERE member = '{document['member']}'", db) == []
-        good = job_for(net3)
-        assert run_member(good, cache, writer)["status"] == "finished", f"worker stuck after {name}"
+def test_bad_members_fail_with_a_recorded_reason_and_the_batch_goes_on(cache, store, net3, model_dir, model_server):
+    cases = bad_jobs(net3, model_dir, model_server)
+    good = job_for(net3)
+    documents = [document for _, document, _ in cases] + [good]
+    batch = make_batch("bad-members", documents)
+    outcome = run_batch(batch, cache, store, None)
+    assert outcome.finished == [good["member"]]
+    rows = member_rows(store, "bad-members", [batch["batch"]]).set_index("member")
+    for (name, document, reason), member in zip(cases, (document["member"] for document in documents)):
+        assert reason in outcome.failed[member], name
+        assert rows.loc[member, "status"] == "failed" and reason in rows.loc[member, "error"], name
+    series = decode(store.read("bad-members", SERIES_DIR, batch["batch"])).to_pandas()
+    assert set(series[fmt.MEMBER]) == {good["member"]}  # only the finished member has series

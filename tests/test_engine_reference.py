@@ -17,13 +17,13 @@ import wntr
 from wntr.network import LinkStatus
 from wntr.network.controls import Control, ControlAction, SimTimeCondition
 
-from cloudburst.engine import run_member
-from cloudburst.influx import InfluxWriter
+from cloudburst import resultformat as fmt
+from cloudburst.batches import make_batch
+from cloudburst.engine import run_batch
 from cloudburst.models import ModelCache
 
 NET3 = Path(__file__).resolve().parents[1] / "files" / "models" / "Net3.inp"
 START = 1704067200  # 2024-01-01T00:00:00Z
-DB = "reference_tests"
 HOUR = 3600
 _members = itertools.count()
 
@@ -37,26 +37,25 @@ def net3(model_dir, model_server) -> dict:
 
 
 @pytest.fixture(scope="module")
-def stored(influx, net3, model_session, tmp_path_factory) -> Callable[[dict, list], dict]:
-    """Run a job through the engine into InfluxDB; returns what InfluxDB holds: series by (kind, attribute) as
-    {(seconds, element): value}, and the summary."""
-    influx.query(f"CREATE DATABASE {DB}")
-    cache, writer = ModelCache(tmp_path_factory.mktemp("reference-cache"), session=model_session), InfluxWriter(influx.url, DB, **influx.credentials)
+def stored(results_store, net3, model_session, tmp_path_factory) -> Callable[[dict, list], dict]:
+    """Run a job through the engine into the results store; returns what the store holds: series by (kind,
+    attribute) as {(seconds, element): value}, and the member's row (status and summary)."""
+    from test_engine import stored_batch
+    cache = ModelCache(tmp_path_factory.mktemp("reference-cache"), session=model_session)
 
     def run(run: dict, series: list) -> dict:
         member = next(_members)
-        run_member({"schema": "cloudburst.job/1", "ensemble": "reference", "member": member, "seed": 1,
-                    "input": {**net3, "start_time_utc": "2024-01-01T00:00:00Z"}, "run": {"duration_s": 24 * HOUR, **run},
-                    "output": {"db": DB, "series": series}}, cache, writer)
+        batch = make_batch("reference", [{
+            "schema": "cloudburst.job/1", "ensemble": "reference", "member": member, "seed": 1,
+            "input": {**net3, "start_time_utc": "2024-01-01T00:00:00Z"}, "run": {"duration_s": 24 * HOUR, **run},
+            "output": {"series": series}}])
+        run_batch(batch, cache, results_store, None)
+        row, frame = stored_batch(results_store, "reference", batch["batch"])
         values = {}
-        for request in series:
-            for attribute in request["attributes"]:
-                rows = influx.rows(f'SELECT "{attribute}" FROM "{request["element"]}" WHERE ensemble = \'reference\' '
-                                   f"AND member = '{member}' GROUP BY element", DB)
-                values[(request["element"], attribute)] = {(row["time"] - START, row["element"]): row[attribute]
-                                                           for row in rows}
-        summary = influx.rows(f"SELECT * FROM summary WHERE ensemble = 'reference' AND member = '{member}'", DB)[0]
-        return {"series": values, "summary": summary}
+        for (kind, attribute), group in frame.groupby([fmt.KIND, fmt.ATTRIBUTE]):
+            values[(kind, attribute)] = {(int(elapsed), element): value for elapsed, element, value in
+                                         zip(group[fmt.ELAPSED], group[fmt.ELEMENT], group[fmt.VALUE])}
+        return {"series": values, "summary": row}
     return run
 
 

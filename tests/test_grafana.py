@@ -1,11 +1,11 @@
 """Grafana, as far as it can be tested without Grafana: the provisioning files against their schema (pydantic
-models of what Grafana reads), and every dashboard query run against a real InfluxDB holding a real ensemble."""
+models of what Grafana reads), and every dashboard query run against a real InfluxDB holding a real ensemble's
+statistics, as the cluster computes them from the ensemble's stored members."""
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,11 +15,13 @@ import wntr
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from cloudburst import aggregate
 from cloudburst import resultformat as fmt
-from cloudburst.engine import run_member
-from cloudburst.errors import MemberFailed
+from cloudburst.batches import make_batch
+from cloudburst.engine import run_batch
 from cloudburst.influx import InfluxWriter
 from cloudburst.models import ModelCache
+from cloudburst.reader import ResultsReader
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "files" / "grafana"
@@ -27,7 +29,8 @@ DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 STACK_TEMPLATE = (REPO / "roles" / "stack" / "templates" / "stack.yml.j2").read_text()
 DB, ENSEMBLE, MEMBERS = "grafana_tests", "fan-test", 6
 PROBE_NODE = "123"
-TIME_RANGE = "time >= '2000-01-01T00:00:00Z' AND time <= '2000-01-02T00:00:00Z'"
+TIME_RANGE = "time >= '2000-01-01T00:00:00Z'"
+START_S = 946684800  # 2000-01-01T00:00:00Z, the members' start
 
 
 class _Model(BaseModel):
@@ -93,7 +96,7 @@ class GridPos(_Model):
 class Panel(_Model):
     id: int
     title: str
-    type: Literal["stat", "table", "timeseries", "histogram"]
+    type: Literal["stat", "table", "timeseries", "histogram", "status-history"]
     datasource: DatasourceRef
     gridPos: GridPos
     targets: list[Target] = Field(min_length=1)
@@ -151,48 +154,54 @@ def test_each_dashboard_matches_the_schema_and_uses_only_defined_variables(path)
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
-def test_every_query_reads_the_result_format_the_writer_writes(path):
+def test_every_query_reads_the_statistics_format_the_cluster_writes(path):
     dashboard = json.loads(path.read_text())
     queries = [target["query"] for panel in dashboard["panels"] for target in panel["targets"]]
     queries += [variable["query"] for variable in dashboard["templating"]["list"] if variable["type"] == "query"]
-    measurements = {fmt.NODE, fmt.LINK, fmt.SUMMARY, fmt.STATUS, "$kind"}
-    tags = {fmt.ENSEMBLE_TAG, fmt.MEMBER_TAG, fmt.ELEMENT_TAG}
+    measurements = {fmt.stats_measurement(fmt.NODE), fmt.stats_measurement(fmt.LINK), fmt.SUMMARY_STATS, fmt.PROGRESS}
+    tags = {fmt.ENSEMBLE_TAG, fmt.ELEMENT_TAG, fmt.STATISTIC_TAG}
     for query in queries:
+        assert "member" not in query.replace("members", ""), f"{path.stem}: {query!r} reads per-member data"
         for name in re.findall(r'FROM\s+"?([$\w]+)"?', query):
             assert name in measurements, f"{path.stem}: {query!r} reads measurement {name!r}"
         for name in re.findall(r'"?(\w+)"?\s*=~?\s*[\'/]', query):
-            assert name in tags | {fmt.STATUS_FIELD}, f"{path.stem}: {query!r} filters on {name!r}"
+            assert name in tags, f"{path.stem}: {query!r} filters on {name!r}"
         for name in re.findall(r'GROUP BY\s+"?(\w+)"?', query):
             assert name in tags | {"time"}, f"{path.stem}: {query!r} groups by {name!r}"
 
 
-def test_the_three_dashboards_the_stack_provisions_exist():
-    assert {path.stem for path in DASHBOARDS} == {"progress", "fan-chart", "summaries"}
+def test_the_four_dashboards_the_stack_provisions_exist():
+    assert {path.stem for path in DASHBOARDS} == {"progress", "fan-chart", "risk", "summaries"}
 
 
-# --- every query against real results --------------------------------------------------------------------
+# --- every query against real statistics ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def ensemble_results(influx, model_dir, model_server, model_session, tmp_path_factory) -> dict[int, float]:
-    """Six Net3 members (demand x 0.8 ... 1.3) with node series, one bad member; returns each member's factor."""
+def ensemble_results(influx, results_store, model_dir, model_server, model_session, tmp_path_factory) -> dict:
+    """Six Net3 members (demand x 0.8 ... 1.3) with node series and one bad member, run in two batches into the
+    results store; their statistics computed from the store and written to InfluxDB as the cluster does.
+    Returns each member's factor and the stored series of the probe node."""
     data = (Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp").read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     (model_dir / f"{sha}.inp").write_bytes(data)
     influx.query(f"CREATE DATABASE {DB}")
-    cache, writer = ModelCache(tmp_path_factory.mktemp("grafana-cache"), session=model_session), InfluxWriter(influx.url, DB, **influx.credentials)
+    cache = ModelCache(tmp_path_factory.mktemp("grafana-cache"), session=model_session)
     factors = {member: 0.8 + 0.1 * member for member in range(MEMBERS)}
-    for member, factor in factors.items():
-        run_member({"schema": "cloudburst.job/1", "ensemble": ENSEMBLE, "member": member, "seed": 1,
-                    "input": {"url": f"{model_server}/{sha}.inp", "sha256": sha},
-                    "run": {"duration_s": 86400, "alterations": [{"type": "demand_scale", "factor": factor}]},
-                    "output": {"db": DB, "series": [{"element": "node", "attributes": ["pressure", "head", "demand"],
-                                                     "ids": [PROBE_NODE, "10", "60"]}]}}, cache, writer)
-    with pytest.raises(MemberFailed):
-        run_member({"schema": "cloudburst.job/1", "ensemble": ENSEMBLE, "member": MEMBERS, "seed": 1,
-                    "input": {"url": f"{model_server}/{sha}.inp", "sha256": sha},
-                    "run": {"alterations": [{"type": "pump_outage", "pump": "no-such-pump"}]},
-                    "output": {"db": DB}}, cache, writer)
-    return factors
+    documents = [{"schema": "cloudburst.job/1", "ensemble": ENSEMBLE, "member": member, "seed": 1,
+                  "input": {"url": f"{model_server}/{sha}.inp", "sha256": sha},
+                  "run": {"duration_s": 86400, "alterations": [{"type": "demand_scale", "factor": factor}]},
+                  "output": {"db": DB, "series": [{"element": "node", "attributes": ["pressure", "head", "demand"],
+                                                   "ids": [PROBE_NODE, "10", "60"]}],
+                             "statistics": {"below": {"pressure": [50]}}}} for member, factor in factors.items()]
+    documents.append({**documents[0], "member": MEMBERS,
+                      "run": {"alterations": [{"type": "pump_outage", "pump": "no-such-pump"}]}})
+    for part in (documents[:4], documents[4:]):
+        run_batch(make_batch(ENSEMBLE, part), cache, results_store, None)
+    request = aggregate.StatisticsRequest.from_output(documents[0]["output"])
+    lines = aggregate.compute(results_store, ENSEMBLE, START_S, MEMBERS + 1, request)
+    InfluxWriter(influx.url, DB, **influx.credentials).write(lines)
+    series = ResultsReader(results_store, None).series(ENSEMBLE, fmt.NODE, PROBE_NODE, "pressure")
+    return {"factors": factors, "series": series}
 
 
 def variable_values(influx, dashboard: dict, chosen: dict[str, str]) -> dict[str, str]:
@@ -214,12 +223,12 @@ def substitute(query: str, values: dict[str, str]) -> str:
     query = query.replace("$timeFilter", TIME_RANGE)
     for name in sorted(values, key=len, reverse=True):
         query = query.replace(f"${name}", values[name])
-    assert "$" not in query, query
+    assert not re.search(r"\$\w", query), query  # no variable left ("$/" ends a regular expression)
     return query
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
-def test_every_panel_query_returns_data_from_real_results(influx, ensemble_results, path):
+def test_every_panel_query_returns_data_from_real_statistics(influx, ensemble_results, path):
     dashboard = json.loads(path.read_text())
     values = variable_values(influx, dashboard, {"ensemble": ENSEMBLE, "element": PROBE_NODE})
     for panel in dashboard["panels"]:
@@ -230,7 +239,7 @@ def test_every_panel_query_returns_data_from_real_results(influx, ensemble_resul
 
 def query_rows(influx, query: str) -> list[dict]:
     return influx.rows(substitute(query, {"ensemble": ENSEMBLE, "element": PROBE_NODE, "attribute": "pressure",
-                                          "step": "1h"}), DB)
+                                          "risk": "below_50"}), DB)
 
 
 def panel_query(name: str, title_start: str) -> str:
@@ -238,49 +247,52 @@ def panel_query(name: str, title_start: str) -> str:
     return next(p for p in dashboard["panels"] if p["title"].startswith(title_start))["targets"][0]["query"]
 
 
-def test_the_fan_chart_spans_the_members_values_at_each_time_step(influx, ensemble_results):
-    fan = query_rows(influx, panel_query("fan-chart", "$attribute at node"))
-    raw = influx.rows(fmt.series_query(ENSEMBLE, fmt.NODE, PROBE_NODE, "pressure"), DB)
-    by_time: dict[int, list[float]] = {}
-    for row in raw:
-        by_time.setdefault(row["time"], []).append(row["pressure"])
-    assert len(fan) == 25 and all(len(values) == MEMBERS for values in by_time.values())
+def by_time(series) -> dict[int, list[float]]:
+    values: dict[int, list[float]] = {}
+    for elapsed, value in zip(series["elapsed_s"], series["value"]):
+        values.setdefault(START_S + int(elapsed), []).append(float(value))
+    return values
+
+
+def test_the_fan_chart_spans_the_members_stored_values_at_each_time_step(influx, ensemble_results):
+    rows = query_rows(influx, panel_query("fan-chart", "$attribute at node"))
+    members_at = by_time(ensemble_results["series"])
+    assert len(members_at) == 25 and all(len(values) == MEMBERS for values in members_at.values())
+    fan: dict[int, dict[str, float]] = {}
+    for row in rows:
+        fan.setdefault(row["time"], {})[row["statistic"]] = row["pressure"]
+    assert set(fan) == set(members_at)
     spread = 0.0
-    for row in fan:
-        members = sorted(by_time[row["time"]])
-        assert row["min"] == members[0] and row["max"] == members[-1]
-        # InfluxDB 1.x's percentile: the value at index floor(n * p / 100 + 0.5) - 1, none below index 0
-        # (with 6 members there is no p5: a fan chart wants 10 members or more).
+    for at, statistics in fan.items():
+        members = sorted(members_at[at])
+        assert statistics["min"] == members[0] and statistics["max"] == members[-1]
+        # InfluxDB 1.x's percentile: the value at index floor(n * p / 100 + 0.5) - 1; below index 0 (p5 of 6
+        # members) the cluster gives the lowest value, where InfluxDB gives none.
         for p in (5, 50, 95):
             index = int(np.floor(len(members) * p / 100 + 0.5)) - 1
-            assert row[f"p{p}"] == (members[index] if index >= 0 else None)
-        spread = max(spread, row["max"] - row["min"])
+            assert statistics[f"p{p}"] == members[max(index, 0)]
+        spread = max(spread, statistics["max"] - statistics["min"])
     assert spread > 1.0  # demand x0.8 vs x1.3 moves pressure at node 123 by metres, not rounding
 
 
-def test_progress_counts_finished_and_failed_members_with_the_reason(influx, ensemble_results):
+def test_the_risk_map_gives_the_fraction_of_members_below_the_threshold(influx, ensemble_results):
+    rows = [row for row in query_rows(influx, panel_query("risk", "P($attribute")) if row["element"] == PROBE_NODE]
+    members_at = by_time(ensemble_results["series"])
+    assert {row["time"]: row["pressure"] for row in rows} == {
+        at: sum(value < 50 for value in values) / MEMBERS for at, values in members_at.items()}
+    assert 0 < max(row["pressure"] for row in rows) < 1  # the threshold splits the members somewhere
+    worst = query_rows(influx, panel_query("risk", "Worst nodes"))
+    assert {row["element"] for row in worst} == {PROBE_NODE, "10", "60"}
+
+
+def test_progress_counts_finished_and_failed_members(influx, ensemble_results):
     finished = query_rows(influx, panel_query("progress", "Members finished"))
     failed = query_rows(influx, panel_query("progress", "Members failed"))
-    reasons = query_rows(influx, panel_query("progress", "Failures"))
-    assert finished[0]["count"] == MEMBERS and failed[0]["count"] == 1
-    assert len(reasons) == 1 and "no-such-pump" in reasons[0]["error"] and reasons[0]["member"] == str(MEMBERS)
+    assert finished[0]["last"] == MEMBERS and failed[0]["last"] == 1
 
 
-def test_members_per_worker_counts_every_status_record_once(influx, ensemble_results):
-    # worker is a field (InfluxQL groups by tags only): the panel lists each record's worker and Grafana's groupBy
-    # transformation counts them per worker, as done here.
-    rows = query_rows(influx, panel_query("progress", "Members per worker"))
-    dashboard = json.loads((GRAFANA / "dashboards" / "progress.json").read_text())
-    panel = next(p for p in dashboard["panels"] if p["title"] == "Members per worker")
-    fields = panel["transformations"][0]["options"]["fields"]
-    assert fields["worker"]["operation"] == "groupby" and fields["runtime_s"]["aggregations"] == ["count"]
-    per_worker: dict[str, int] = {}
-    for row in rows:
-        per_worker[row["worker"]] = per_worker.get(row["worker"], 0) + 1
-    assert sum(per_worker.values()) == MEMBERS + 1 and set(per_worker) == {socket.gethostname()}
-
-
-def test_the_worst_members_table_puts_the_highest_demand_first(influx, ensemble_results):
-    worst = query_rows(influx, panel_query("summaries", "Worst members"))
-    ordered = [row["member"] for row in sorted(worst, key=lambda row: row["pressure_min"])]
-    assert ordered[0] == str(max(ensemble_results, key=ensemble_results.get))
+def test_the_summary_statistics_span_the_members_lowest_pressures(influx, ensemble_results, results_store):
+    rows = {row["statistic"]: row["last"] for row in query_rows(influx, panel_query("summaries", "Lowest junction"))}
+    lowest = sorted(ResultsReader(results_store, None).summaries(ENSEMBLE)["pressure_min"])
+    assert len(lowest) == MEMBERS and rows["min"] == lowest[0] and rows["max"] == lowest[-1]
+    assert rows["p50"] == lowest[int(np.floor(MEMBERS * 0.5 + 0.5)) - 1]

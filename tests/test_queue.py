@@ -1,5 +1,6 @@
-"""Queue semantics against a real Redis and the worker runner with the example env: JSON payloads, timeouts,
-TTLs and retries as RQ carries them; a failing member is recorded once and not retried."""
+"""Queue semantics against a real Redis and the worker runner with the example env: batch payloads as JSON,
+timeouts, TTLs and retries as RQ carries them; a failing member is a failed row of its batch, and a payload that
+is not a batch fails once, not retried."""
 import hashlib
 import json
 import os
@@ -11,8 +12,11 @@ from pathlib import Path
 import pytest
 import wntr
 from redis import Redis
+from rq import Retry
 
-from cloudburst.queue import JobPolicy, enqueue_members, job_id, open_queue
+from cloudburst.batches import batch_name, make_batch, split
+from cloudburst.ledger import Ledger
+from cloudburst.queue import JobPolicy, enqueue_batches, job_id, open_queue
 from conftest import MODEL_READER
 from services import redis_server
 
@@ -57,47 +61,57 @@ def work(redis_url: str, tmp_path: Path, net3: dict, runs: int = 1) -> str:
     return logs
 
 
-def test_jobs_are_stored_as_json_with_their_timeout_ttls_and_retries(queue, net3):
+def enqueue(rq_queue, documents: list[dict], size: int = 10, policy: JobPolicy = JobPolicy()) -> int:
+    batches = (make_batch("queue-tests", part) for part in split(documents, size))
+    return enqueue_batches(rq_queue, Ledger(rq_queue.connection), "queue-tests", batches, policy)
+
+
+def test_batches_are_stored_as_json_with_their_timeout_ttls_retries_and_planned_members(queue, net3):
     rq_queue, _ = queue
     documents = [member(net3, n) for n in range(5)]
     policy = JobPolicy(timeout_s=900, result_ttl_s=3600, failure_ttl_s=86400, retries=3)
-    assert enqueue_members(rq_queue, documents, policy, batch_size=2) == 5
-    assert rq_queue.job_ids == [job_id("queue-tests", n) for n in range(5)]  # FIFO, in member order
-    raw = rq_queue.connection.hget(f"rq:job:{job_id('queue-tests', 3)}", "data")
+    assert enqueue(rq_queue, documents, size=2, policy=policy) == 5
+    names = [batch_name(0, 1), batch_name(2, 3), batch_name(4, 4)]
+    assert rq_queue.job_ids == [job_id("queue-tests", name) for name in names]  # FIFO, in member order
+    assert Ledger(rq_queue.connection).plan("queue-tests") == {names[0]: [0, 1], names[1]: [2, 3], names[2]: [4]}
+    raw = rq_queue.connection.hget(f"rq:job:{job_id('queue-tests', names[1])}", "data")
     function, _, args, _ = json.loads(zlib.decompress(raw))
-    assert function == "worker.run" and args == [documents[3]]
-    job = rq_queue.fetch_job(job_id("queue-tests", 3))
+    assert function == "worker.run" and args == [make_batch("queue-tests", documents[2:4])]
+    assert list(make_batch("queue-tests", documents[2:4])["members"][0]) == ["member", "run"]  # the rest shared
+    job = rq_queue.fetch_job(job_id("queue-tests", names[1]))
     assert (job.timeout, job.result_ttl, job.failure_ttl, job.retries_left) == (900, 3600, 86400, 3)
 
 
-def test_the_example_env_runs_enqueued_members_and_returns_their_status(queue, net3, tmp_path):
+def test_the_example_env_runs_enqueued_batches_and_returns_their_counts(queue, net3, tmp_path):
     rq_queue, url = queue
-    enqueue_members(rq_queue, [member(net3, n) for n in range(3)])
+    enqueue(rq_queue, [member(net3, n) for n in range(3)], size=2)
     work(url, tmp_path, net3)
-    for n in range(3):
-        job = rq_queue.fetch_job(job_id("queue-tests", n))
-        assert job.get_status() == "finished"
-        assert job.return_value()["status"] == "finished" and job.return_value()["model_sha256"] == net3["sha256"]
+    done = [rq_queue.fetch_job(job_id("queue-tests", name)) for name in (batch_name(0, 1), batch_name(2, 2))]
+    assert [job.get_status() for job in done] == ["finished", "finished"]
+    assert [job.return_value() for job in done] == [{"finished": 2, "failed": 0}, {"finished": 1, "failed": 0}]
 
 
-def test_a_failing_member_is_failed_once_with_its_reason_and_not_retried(queue, net3, tmp_path):
+def test_a_failing_member_is_a_failed_row_and_a_payload_that_is_no_batch_fails_once(queue, net3, tmp_path):
     rq_queue, url = queue
-    enqueue_members(rq_queue, [member(net3, 0, {"alterations": [{"type": "pump_outage", "pump": "P-404"}]}),
-                               member(net3, 1)], JobPolicy(retries=2))
+    enqueue(rq_queue, [member(net3, 0, {"alterations": [{"type": "pump_outage", "pump": "P-404"}]}),
+                       member(net3, 1)], policy=JobPolicy(retries=2))
+    not_a_batch = rq_queue.enqueue("worker.run", {"schema": "cloudburst.batch/1", "ensemble": "x"},
+                                   retry=Retry(max=2))
     log = work(url, tmp_path, net3)
-    bad, good = (rq_queue.fetch_job(job_id("queue-tests", n)) for n in range(2))
-    assert bad.get_status() == "failed" and "P-404" in bad.latest_result().exc_string
+    batch = rq_queue.fetch_job(job_id("queue-tests", batch_name(0, 1)))
+    assert batch.get_status() == "finished" and batch.return_value() == {"finished": 1, "failed": 1}
+    refused = rq_queue.fetch_job(not_a_batch.id)
+    assert refused.get_status() == "failed" and "$.batch: Field required" in refused.latest_result().exc_string
     assert "enqueued for retry" not in log
-    assert len(bad.results()) == 1  # one execution
-    assert good.get_status() == "finished"
+    assert len(refused.results()) == 1  # one execution
 
 
-def test_a_member_running_past_its_timeout_is_stopped_and_failed(queue, net3, tmp_path):
+def test_a_batch_running_past_its_timeout_is_stopped_and_failed(queue, net3, tmp_path):
     rq_queue, url = queue
     slow = member(net3, 0, {"simulator": "wntr", "duration_s": 400 * 86400})  # WNTRSimulator, 400 days: minutes
-    enqueue_members(rq_queue, [slow, member(net3, 1)], JobPolicy(timeout_s=2, retries=0))
+    enqueue(rq_queue, [slow, member(net3, 1)], size=1, policy=JobPolicy(timeout_s=2, retries=0))
     work(url, tmp_path, net3, runs=2)
-    stopped, after = (rq_queue.fetch_job(job_id("queue-tests", n)) for n in range(2))
+    stopped, after = (rq_queue.fetch_job(job_id("queue-tests", batch_name(n, n))) for n in range(2))
     # RQ's alarm interrupts the simulation (the member fails with the timeout as its reason) or, where wntr's
     # solver swallows it, the runner fails the job itself and its process exits; either way the job is failed.
     assert stopped.get_status() == "failed"

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import wntr
 from pydantic import ValidationError
+from rq.timeouts import JobTimeoutException
 
 from cloudburst import __version__
 from cloudburst import resultformat as fmt
@@ -52,6 +53,8 @@ def simulate(run: Run, wn: wntr.network.WaterNetworkModel,
             simulator = wntr.sim.EpanetSimulator(wn, reader=reader_for(*needed) if needed else None)
             return simulator.run_sim(file_prefix=str(Path(workdir) / "run"), version=EPANET_VERSION,
                                      convergence_error=True)
+    except JobTimeoutException:
+        raise  # the batch's time is up: the whole job fails, as RQ's timeout means
     except Exception as error:  # EPANET and wntr report non-convergence and model errors in several types
         raise MemberFailed(f"the simulation failed: {error}") from None
 

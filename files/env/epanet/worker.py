@@ -14,6 +14,7 @@ from rq import get_current_job
 
 from cloudburst import statistics as cluster_statistics
 from cloudburst.engine import run_batch
+from cloudburst.errors import InputError
 from cloudburst.influx import InfluxWriter
 from cloudburst.ledger import Ledger
 from cloudburst.models import ModelCache
@@ -53,10 +54,10 @@ def _model_session() -> requests.Session:
 
 
 def _store() -> ResultsStore | None:
-    files_url = os.environ.get("CLOUDBURST_FILES_URL")
-    if not files_url:  # a dry run: nothing is stored
+    url = os.environ.get("CLOUDBURST_RESULTS_URL")
+    if not url:  # a dry run: nothing is stored
         return None
-    return ResultsStore(os.environ.get("CLOUDBURST_RESULTS_URL", f"{files_url}/results"), _files_credentials(),
+    return ResultsStore(url, _files_credentials(),
                         # long enough to ride out a restart of the master's file service rather than fail a batch
                         retry_for_s=float(os.environ.get("CLOUDBURST_STORE_RETRY_S", "300")))
 
@@ -80,12 +81,17 @@ def run(batch: dict[str, Any]) -> dict[str, Any]:
     """Run a batch's members, store and record them, and queue the ensemble's statistics when they are due.
 
     A member that fails (bad job, model, hydraulics) is a failed row of the batch, not a failed job: a re-run
-    would fail it the same way. The job fails, and is retried, for what a re-run can fix: a worker or host that
-    died mid-batch, or a store that stayed away through every retry.
+    would fail it the same way. A payload that is not a batch fails the job once. The job fails and is retried for
+    what a re-run can fix: a worker or host that died mid-batch, or a store that stayed away through every retry.
     """
     current = get_current_job()
     ledger = Ledger(current.connection) if current is not None and _results is not None else None
-    outcome = run_batch(batch, _cache, _results, ledger)
+    try:
+        outcome = run_batch(batch, _cache, _results, ledger)
+    except InputError:  # not a batch: the same every time, so not retried
+        if current is not None:
+            current.retries_left = 0
+        raise
     if ledger is not None and _statistics is not None:
         cluster_statistics.after_batch(current.connection, batch["ensemble"], outcome.members_done)
     return {"finished": len(outcome.finished), "failed": len(outcome.failed)}
