@@ -280,7 +280,7 @@ def test_the_risk_map_gives_the_fraction_of_members_below_the_threshold(influx, 
     members_at = by_time(ensemble_results["series"])
     assert {row["time"]: row["pressure"] for row in rows} == {
         at: sum(value < 50 for value in values) / MEMBERS for at, values in members_at.items()}
-    assert 0 < max(row["pressure"] for row in rows) < 1  # the threshold splits the members somewhere
+    assert any(0 < row["pressure"] < 1 for row in rows)  # the threshold splits the members somewhere
     worst = query_rows(influx, panel_query("risk", "Worst nodes"))
     assert {row["element"] for row in worst} == {PROBE_NODE, "10", "60"}
 
