@@ -12,6 +12,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from cloudburst import aggregate
+from cloudburst.errors import InputError
 from cloudburst.influx import InfluxWriter
 from cloudburst.ledger import Ledger
 from cloudburst.records import Records
@@ -24,7 +25,10 @@ STATS_ENTRY_POINT = "worker.statistics"
 def after_batch(connection: Redis, name: str, members_done: int, queue_name: str = STATS_QUEUE) -> bool:
     """Queue a statistics job when one is due and none is waiting; returns whether one was queued."""
     ledger = Ledger(connection)
-    total = Records(connection).get(name).members
+    try:
+        total = Records(connection).get(name).members
+    except InputError:
+        return False  # batches enqueued without an ensemble record (a script's): nothing to compute statistics for
     if not aggregate.due(time.time(), ledger.stats_state(name), members_done, total):
         return False
     if not ledger.claim_statistics(name):

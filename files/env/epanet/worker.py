@@ -7,6 +7,7 @@ container's environment; passwords from the files Docker mounts its secrets as.
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import requests
@@ -94,7 +95,7 @@ def run(batch: dict[str, Any]) -> dict[str, Any]:
         raise
     if ledger is not None and _statistics is not None:
         cluster_statistics.after_batch(current.connection, batch["ensemble"], outcome.members_done)
-    return {"finished": len(outcome.finished), "failed": len(outcome.failed)}
+    return {"finished": len(outcome.finished), "failed": len(outcome.failed), "worker": socket.gethostname()}
 
 
 def statistics(name: str) -> int:

@@ -1,7 +1,8 @@
 """Bad jobs on the running cluster: one ensemble holds good members and one member per kind of bad job, enqueued
-the way another client or script could (the cloudburst CLI refuses these before enqueueing). Each bad member
-fails with a clear reason that `cloudburst status` shows; every good member finishes; the workers that met the
-bad jobs are the same processes afterwards and keep taking jobs."""
+the way another client or script could (the cloudburst CLI refuses these before enqueueing): the bad members in
+one batch between good batches, plus a payload that is not a batch and one that is not JSON. Each bad member fails
+with a clear reason that `cloudburst status` shows; every good member finishes; the workers that met the bad jobs
+are the same processes afterwards and keep taking jobs."""
 import hashlib
 import json
 import time
@@ -15,8 +16,9 @@ from rq import Worker
 from cloudburst.api import Client
 from cloudburst.files import model_input
 from cloudburst.records import EnsembleRecord
-from cloudburst.resultformat import FINISHED
-from cloudburst.queue import enqueue_members, job_id, open_queue
+from cloudburst.batches import batch_name, make_batch, split
+from cloudburst.ledger import Ledger
+from cloudburst.queue import enqueue_batches, job_id, open_queue
 from stack_view import MASTER, WORKERS, client_settings, cloudburst
 
 testinfra_hosts = [MASTER]
@@ -82,20 +84,42 @@ BAD_JOBS = {
     "not a job document": (lambda m, models: {"ensemble": NAME, "member": m, "inp": "Net3.inp"},
                            "$.schema"),
 }
-MALFORMED_JSON = "malformed job JSON"
-KINDS = [*BAD_JOBS, MALFORMED_JSON]
+MALFORMED_JSON, NOT_A_BATCH = "malformed job JSON", "a payload that is not a batch"
+WHOLE_JOBS = {MALFORMED_JSON: "payload is not a JSON RQ job", NOT_A_BATCH: "$.members: Field required"}
+KINDS = [*BAD_JOBS, *WHOLE_JOBS]
 MEMBER_OF = {kind: GOOD + index for index, kind in enumerate(KINDS)}
 
 
-def enqueue_malformed(cluster: Client, member: int) -> None:
-    """A job hash as RQ stores one, whose payload is cut off mid-JSON (a truncated write, a buggy client)."""
-    identifier = job_id(NAME, member)
-    payload = json.dumps(["worker.run", None, [document(member, {"url": "x", "sha256": "0" * 64})], {}])
+def enqueue_raw(cluster: Client, member: int, data: bytes) -> None:
+    """A job hash as RQ stores one for a batch of one member, with the given payload; the batch planned."""
+    batch = batch_name(member, member)
+    identifier = job_id(NAME, batch)
     cluster.redis.hset(f"rq:job:{identifier}", mapping={
         "status": "queued", "origin": cluster.queue.name, "created_at": "2026-01-01T00:00:00.000000Z",
         "enqueued_at": "2026-01-01T00:00:00.000000Z", "timeout": 600, "retries_left": 2, "retry_intervals": "[0]",
-        "data": zlib.compress(payload[: len(payload) // 2].encode()), "description": f"{NAME} member {member}"})
-    cluster.redis.rpush(cluster.queue.key, identifier)
+        "data": data, "description": f"{NAME} batch {batch}"})
+    pipeline = cluster.redis.pipeline()
+    Ledger(cluster.redis).plan_batches(pipeline, NAME, {batch: [member]})
+    pipeline.rpush(cluster.queue.key, identifier)
+    pipeline.execute()
+
+
+def enqueue_malformed(cluster: Client, member: int) -> None:
+    """A payload cut off mid-JSON (a truncated write, a buggy client)."""
+    payload = json.dumps(["worker.run", None, [document(member, {"url": "x", "sha256": "0" * 64})], {}])
+    enqueue_raw(cluster, member, zlib.compress(payload[: len(payload) // 2].encode()))
+
+
+def enqueue_not_a_batch(cluster: Client, member: int) -> None:
+    """Valid JSON for the entry point, but a job document where a batch belongs (an old client)."""
+    payload = json.dumps(["worker.run", None, [{"schema": "cloudburst.batch/1", "ensemble": NAME,
+                                                "batch": batch_name(member, member), "common": {}}], {}])
+    enqueue_raw(cluster, member, zlib.compress(payload.encode()))
+
+
+def enqueue(cluster: Client, name: str, documents: list[dict], size: int) -> None:
+    batches = (make_batch(name, part) for part in split(documents, size))
+    enqueue_batches(open_queue(cluster.redis, cluster.settings.queue), cluster.ledger, name, batches)
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +128,13 @@ def ran(cluster, models):
     workers_before = {worker.name for worker in Worker.all(connection=cluster.redis)}
     members = GOOD + len(KINDS)
     cluster.records.create(EnsembleRecord(NAME, members, 0, models["net3"]["sha256"], {"bad-input catalogue": KINDS}))
-    queue = open_queue(cluster.redis, cluster.settings.queue)
     good = [document(member, models["net3"], run={"alterations": [
         {"type": "demand_scale", "factor": 0.8 + 0.01 * member}]}) for member in range(GOOD)]
-    enqueue_members(queue, good[: GOOD // 2])
-    enqueue_members(queue, [make(MEMBER_OF[kind], models) for kind, (make, _) in BAD_JOBS.items()])
+    enqueue(cluster, NAME, good[: GOOD // 2], 5)
+    enqueue(cluster, NAME, [make(MEMBER_OF[kind], models) for kind, (make, _) in BAD_JOBS.items()], len(BAD_JOBS))
     enqueue_malformed(cluster, MEMBER_OF[MALFORMED_JSON])
-    enqueue_members(queue, good[GOOD // 2:])  # good members after the bad ones too
+    enqueue_not_a_batch(cluster, MEMBER_OF[NOT_A_BATCH])
+    enqueue(cluster, NAME, good[GOOD // 2:], 5)  # good members after the bad ones too
     deadline = time.monotonic() + 300
     while not cluster.ensemble(NAME).status().done:
         assert time.monotonic() < deadline, f"not done within 300 s: {cluster.ensemble(NAME).status()}"
@@ -125,29 +149,27 @@ def test_a_bad_job_fails_with_a_clear_reason_that_status_shows(ran, kind):
     line = next((line for line in status.stdout.splitlines() if line.strip().startswith(f"member {MEMBER_OF[kind]}:")),
                 None)
     assert line is not None, status.stdout
-    expected = BAD_JOBS[kind][1] if kind in BAD_JOBS else "payload is not a JSON RQ job"
+    expected = BAD_JOBS[kind][1] if kind in BAD_JOBS else WHOLE_JOBS[kind]
     assert expected in line, line
 
 
 def test_nothing_of_the_good_members_is_lost_and_nothing_of_the_bad_stored(ran, cluster):
     progress = cluster.ensemble(NAME).status()
     assert (progress.finished, progress.failed) == (GOOD, len(KINDS))
-    assert cluster.results.members_with_status(NAME, FINISHED) == set(range(GOOD))
-    series = cluster.influx.frame(f"SELECT count(pressure) FROM node WHERE ensemble = '{NAME}' GROUP BY member")
-    assert set(series["member"].astype(int)) == set(range(GOOD))
+    members = cluster.ensemble(NAME).members()
+    assert set(members.loc[members["status"] == "finished", "member"]) == set(range(GOOD))
+    assert set(cluster.ensemble(NAME).series("node:123")["member"]) == set(range(GOOD))
 
 
 def test_the_workers_that_met_bad_jobs_keep_serving(ran, cluster, models):
     # The same RQ worker processes (names carry host and PID): no runner died on a bad job.
     assert {worker.name for worker in Worker.all(connection=cluster.redis)} == ran["workers_before"]
-    queue = open_queue(cluster.redis, cluster.settings.queue)
     follow_up = [{**document(member, models["net3"]), "ensemble": f"{NAME}-after"} for member in range(20)]
     cluster.records.create(EnsembleRecord(f"{NAME}-after", 20, 0, models["net3"]["sha256"], {}))
-    enqueue_members(queue, follow_up)
+    enqueue(cluster, f"{NAME}-after", follow_up, 2)
     deadline = time.monotonic() + 120
     while not cluster.ensemble(f"{NAME}-after").status().done:
         assert time.monotonic() < deadline, "follow-up jobs not done within 120 s"
         time.sleep(1)
     assert cluster.ensemble(f"{NAME}-after").status().finished == 20
-    hosts = set(cluster.influx.frame(f"SELECT worker, runtime_s FROM status WHERE ensemble = '{NAME}-after'")["worker"])
-    assert hosts == set(WORKERS)
+    assert set(cluster.ensemble(f"{NAME}-after").members()["worker"]) == set(WORKERS)

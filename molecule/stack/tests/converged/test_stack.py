@@ -74,6 +74,19 @@ def test_nginx_serves_an_uploaded_file_and_refuses_uploads_without_the_uploader(
     assert served.status_code == 200 and served.content == body
 
 
+def test_the_results_store_takes_the_workers_writes_lists_as_json_and_refuses_anonymous_use(address):
+    url = f"http://{address}:8080/results/probe-ensemble/members/0000000-0000000.parquet"
+    worker = ("cloudburst", password("files_reader_password"))
+    assert requests.put(url, data=b"PAR1", timeout=10).status_code == 401
+    assert requests.put(url, data=b"PAR1", auth=worker, timeout=10).status_code in (201, 204)
+    listing = requests.get(f"http://{address}:8080/results/probe-ensemble/members/", auth=worker, timeout=10)
+    assert listing.status_code == 200 and [entry["name"] for entry in listing.json()] == ["0000000-0000000.parquet"]
+    assert requests.get(url, timeout=10).status_code == 401
+    uploader = ("uploader", password("files_uploader_password"))
+    assert requests.delete(f"http://{address}:8080/results/probe-ensemble/", auth=uploader, timeout=10).status_code == 204
+    assert requests.get(url, auth=worker, timeout=10).status_code == 404
+
+
 def test_rq_dashboard_requires_its_password(address):
     url = f"http://{address}:9181/"
     assert requests.get(url, timeout=10).status_code == 401

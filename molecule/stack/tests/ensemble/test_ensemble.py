@@ -1,7 +1,7 @@
 """End to end as a user works: three bare hosts -> site.yml -> push-env.yml (the scenario's converge and side
 effects), then a 300-member ensemble submitted with `cloudburst submit --wait`. Every member finishes on the
-two worker hosts, InfluxDB holds exactly the points the jobs asked for, and `cloudburst results` gives the
-percentiles of the stored series."""
+two worker hosts, the results store holds exactly the values the members asked for, InfluxDB holds statistics
+without a member tag, and `cloudburst results` gives the cluster's nearest-rank percentiles of the stored series."""
 import csv
 from pathlib import Path
 
@@ -45,37 +45,38 @@ def test_submit_waits_until_every_member_finished(submitted, cluster):
     assert status.returncode == 0 and f"finished {MEMBERS}  failed 0" in status.stdout, status
 
 
-def test_influxdb_holds_exactly_the_expected_points(submitted, cluster):
+def test_the_store_holds_exactly_the_expected_values(submitted, cluster):
     wn = wntr.network.WaterNetworkModel(str(MODEL))
     steps = 86400 // int(wn.options.time.report_timestep) + 1  # the scenario's 24 h at the model's report step
-
-    def value(query: str, column: str = "count") -> int:
-        frame = cluster.influx.frame(query)
-        return 0 if frame.empty else int(frame[column].iloc[0])
-
-    where = f"WHERE ensemble = '{NAME}'"
-    assert value(f"SELECT count(runtime_s) FROM status {where}") == MEMBERS
-    assert value(f"SELECT count(runtime_s) FROM status {where} AND status = 'finished'") == MEMBERS
-    assert value(f"SELECT count(pressure_min) FROM summary {where}") == MEMBERS
-    for attribute in ("pressure", "head"):
-        assert value(f"SELECT count({attribute}) FROM node {where}") == MEMBERS * len(NODES) * steps
-    # What the workers say they wrote, one point per value, matches what is stored.
-    assert value(f"SELECT sum(series_points) FROM status {where}", "sum") == MEMBERS * len(NODES) * steps * 2
-    workers = cluster.influx.frame(f"SELECT worker, runtime_s FROM status {where}")["worker"]
-    assert set(workers) == set(WORKERS), f"members ran on {sorted(set(workers))}, not on exactly the worker hosts"
+    ensemble = cluster.ensemble(NAME)
+    members = ensemble.members()
+    assert members["member"].tolist() == list(range(MEMBERS)) and set(members["status"]) == {"finished"}
+    # What the workers say they stored, one value each, matches what is stored.
+    assert members["series_points"].sum() == MEMBERS * len(NODES) * steps * 2
+    for node in NODES:
+        for attribute in ("pressure", "head"):
+            assert len(ensemble.series(f"node:{node}", attribute)) == MEMBERS * steps
+    assert set(members["worker"]) == set(WORKERS), f"members ran on {sorted(set(members['worker']))}"
+    assert ensemble.executions().attrs == {"lost": 0, "duplicated": 0}
 
 
-def test_results_gives_percentiles_of_the_stored_series(submitted, cluster, tmp_path):
+def test_influxdb_holds_statistics_without_a_member_tag(submitted, cluster):
+    keys = cluster.influx.frame("SHOW TAG KEYS")
+    assert "member" not in set(keys["tagKey"]) and {"ensemble", "element", "statistic"} <= set(keys["tagKey"])
+
+
+def test_results_gives_the_clusters_percentiles_of_the_stored_series(submitted, cluster, tmp_path):
     table = tmp_path / "node123.csv"
     result = cloudburst("results", NAME, "--element", "node:123", "--attribute", "pressure", "--csv", str(table))
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(table.open()))
-    raw = cluster.influx.frame(f"SELECT pressure FROM node WHERE ensemble = '{NAME}' AND element = '123'")
-    by_time = raw.groupby("time")["pressure"]
+    stored = cluster.ensemble(NAME).series("node:123", "pressure")
+    by_time = stored.groupby("elapsed_s")["value"]
     assert len(rows) == by_time.ngroups
     # pandas writes CSV floats with repr, so what is read back is the computed float exactly.
-    for row, (_, values) in zip(rows, by_time):
-        assert len(values) == MEMBERS
-        assert float(row["min"]) == values.min() and float(row["max"]) == values.max()
-        for percentile in (5, 50, 95):
-            assert float(row[f"p{percentile}"]) == np.percentile(values.to_numpy(), percentile)
+    for row, (elapsed, values) in zip(rows, by_time):
+        ordered = np.sort(values.to_numpy(dtype=np.float64))
+        assert int(row["elapsed_s"]) == elapsed and len(ordered) == MEMBERS == int(float(row["count"]))
+        assert float(row["min"]) == ordered[0] and float(row["max"]) == ordered[-1]
+        for percentile in (5, 50, 95):  # InfluxDB's nearest rank: index floor(n p / 100 + 0.5) - 1
+            assert float(row[f"p{percentile}"]) == ordered[int(np.floor(MEMBERS * percentile / 100 + 0.5)) - 1]

@@ -17,6 +17,9 @@ import wntr
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
+from cloudburst.batches import make_batch
+from cloudburst.reader import member_rows
+from cloudburst.store import ResultsStore
 from stack_view import MASTER, WORKERS, master_address, password
 
 testinfra_hosts = [MASTER]
@@ -71,19 +74,18 @@ def test_workers_on_both_nodes_run_epanet_jobs_end_to_end():
                             auth=("uploader", password("files_uploader_password")), timeout=60)
     assert uploaded.status_code in (201, 204)
     queue = Queue("cloudburst", connection=connection, serializer=JSONSerializer)
-    jobs = [queue.enqueue("worker.run", {
+    jobs = [queue.enqueue("worker.run", make_batch("molecule", [{
         "schema": "cloudburst.job/1", "ensemble": "molecule", "member": member,
         "input": {"url": f"http://nginx:8080/models/{sha}.inp", "sha256": sha},
-        "run": {"alterations": [{"type": "demand_scale", "factor": 0.8 + 0.01 * member}]}}) for member in range(40)]
+        "run": {"alterations": [{"type": "demand_scale", "factor": 0.8 + 0.01 * member}]}}]))
+        for member in range(40)]
     deadline = time.monotonic() + 120
     while any(job.get_status(refresh=True) not in ("finished", "failed") for job in jobs):
         assert time.monotonic() < deadline, "jobs did not finish within 120 s"
         time.sleep(1)
     assert [job.get_status() for job in jobs] == ["finished"] * 40, [job.exc_info for job in jobs if job.exc_info][:1]
-    # Each member's status names the host whose worker ran it: both worker hosts took jobs.
+    # Each batch's return names the host whose worker ran it: both worker hosts took jobs.
     assert {job.return_value()["worker"] for job in jobs} == set(WORKERS)
-    counted = requests.get(f"http://{address}:8086/query", timeout=30,
-                           params={"db": "cloudburst", "q": "SELECT count(runtime_s) FROM status WHERE ensemble = 'molecule' "
-                                                           "AND status = 'finished'"},
-                           auth=("cloudburst_reader", password("influxdb_read_password")))
-    assert counted.json()["results"][0]["series"][0]["values"][0][1] == 40
+    store = ResultsStore(f"http://{address}:8080/results", ("cloudburst", password("files_reader_password")))
+    rows = member_rows(store, "molecule", store.batches("molecule"))
+    assert rows["member"].tolist() == list(range(40)) and set(rows["status"]) == {"finished"}

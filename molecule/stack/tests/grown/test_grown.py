@@ -9,7 +9,9 @@ import requests
 import wntr
 from rq import Worker
 
-from cloudburst.queue import enqueue_members, job_id, open_queue
+from cloudburst.batches import batch_name, make_batch
+from cloudburst.ledger import Ledger
+from cloudburst.queue import enqueue_batches, job_id, open_queue
 from stack_view import MASTER, WORKERS, assert_firewall_admits_exactly, master_address, password, services, tasks
 
 testinfra_hosts = [MASTER]
@@ -48,8 +50,8 @@ def test_the_added_host_takes_jobs():
     documents = [{"schema": "cloudburst.job/1", "ensemble": "grown", "member": member,
                   "input": {"url": f"http://nginx:8080/models/{sha}.inp", "sha256": sha}} for member in range(60)]
     queue = open_queue(connection)
-    enqueue_members(queue, documents)
-    jobs = [queue.fetch_job(job_id("grown", member)) for member in range(60)]
+    enqueue_batches(queue, Ledger(connection), "grown", (make_batch("grown", [document]) for document in documents))
+    jobs = [queue.fetch_job(job_id("grown", batch_name(member, member))) for member in range(60)]
     deadline = time.monotonic() + 120
     while any(job.get_status(refresh=True) not in ("finished", "failed") for job in jobs):
         assert time.monotonic() < deadline, "jobs did not finish within 120 s"
