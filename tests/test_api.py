@@ -13,7 +13,7 @@ import cloudburst
 from cloudburst.batches import batch_name
 from cloudburst.errors import InputError
 from cloudburst.queue import job_id
-from local_cluster import client_settings, start_workers, stop
+from local_cluster import cli, client_settings, start_workers, stop
 from test_client import NET3
 from waiting import wait_until
 
@@ -188,3 +188,37 @@ def test_delete_removes_the_files_ledger_jobs_and_record(cluster, client):
     assert client.records.names() == [] and not cluster["redis"].keys("cloudburst:ensemble:gone*")
     with pytest.raises(InputError, match="no ensemble 'gone'"):
         client.ensemble("gone")
+
+
+def test_risk_query_and_export_answer_network_wide_questions(cluster, client, tmp_path):
+    every_junction = {"series": [{"element": "node", "attributes": ["pressure"], "types": ["junction"]}],
+                      "statistics": {"below": {"pressure": [50]}}}
+    workers = start_workers(cluster)
+    try:
+        ensemble = client.submit(NET3, scenario(members=10, output=every_junction), name="network")
+        ensemble.wait(progress=False, timeout_s=120)
+    finally:
+        stop(workers)
+    junctions = wntr.network.WaterNetworkModel(str(NET3)).junction_name_list
+    risk = ensemble.risk("pressure", below=50)
+    assert sorted(risk["element"]) == sorted(junctions) and risk["probability"].is_monotonic_decreasing
+    # Each node's probability is the largest fraction of members below 50 m at any one time, from the stored values.
+    stored = ensemble.query("SELECT element, elapsed_s, avg(CASE WHEN value < 50 THEN 1.0 ELSE 0.0 END) AS share "
+                            "FROM series GROUP BY element, elapsed_s")
+    expected = stored.groupby("element")["share"].max()
+    assert dict(zip(risk["element"], risk["probability"])) == pytest.approx(expected.to_dict(), abs=1e-12)
+    assert 0 < risk["probability"].iloc[0] and risk["probability"].iloc[-1] < 1
+    counts = ensemble.query("SELECT count(*) AS n, count(DISTINCT member) AS members FROM series")
+    assert counts.values.tolist() == [[10 * len(junctions) * 7, 10]]
+    with pytest.raises(InputError, match=r"output.statistics.below: \{pressure: \[30\]\}"):
+        ensemble.risk("pressure", below=30)
+    with pytest.raises(InputError, match="the query failed"):
+        ensemble.query("SELECT nothing FROM nowhere")
+    series_csv, members_csv = ensemble.export(tmp_path / "csv", "csv")
+    assert len(pd.read_csv(series_csv)) == 10 * len(junctions) * 7 and len(pd.read_csv(members_csv)) == 10
+    parquet = ensemble.export(tmp_path / "parquet")
+    assert sorted(path.parent.name for path in parquet) == ["members"] * 4 + ["series"] * 4  # 10 members, 4 batches
+    drawn = cli(cluster, "risk", "network", "--below", "50", "--top", "3", "--plot", str(tmp_path / "map.png"))
+    assert drawn.returncode == 0, drawn.stderr
+    assert drawn.stdout.startswith(f"{len(junctions)} nodes, highest probability of pressure below 50 first:")
+    assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

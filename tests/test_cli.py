@@ -37,6 +37,21 @@ def test_json_output_of_submit_status_list_and_summary(cluster):
     assert len(summary) == 3 and summary[0]["pressure_min"] <= summary[1]["pressure_min"] <= summary[2]["pressure_min"]
 
 
+def test_delete_asks_unless_told_yes_then_removes_everything_and_list_shows_sizes(cluster):
+    submitted = cli(cluster, "submit", str(NET3), scenario_file(cluster), "--name", "doomed")
+    assert submitted.returncode == 0, submitted.stderr
+    listed = cli(cluster, "list")
+    assert "doomed" in listed.stdout and "size" in listed.stdout.splitlines()[0]
+    unconfirmed = cli(cluster, "delete", "doomed")  # no terminal to ask on
+    assert unconfirmed.returncode == 2 and unconfirmed.stderr == \
+        "cloudburst: deleting doomed removes its results for good: add --yes to confirm\n"
+    deleted = cli(cluster, "delete", "doomed", "--yes")
+    assert deleted.returncode == 0 and deleted.stdout.startswith("ensemble doomed deleted: 12 queued members removed")
+    assert cluster["redis"].llen("rq:queue:cloudburst") == 0 and "doomed" not in cli(cluster, "list").stdout
+    gone = cli(cluster, "status", "doomed")
+    assert gone.returncode == 2 and "no ensemble 'doomed'" in gone.stderr
+
+
 def test_quiet_shows_no_progress_and_verbose_shows_wntr_load_warnings(cluster, tmp_path):
     # Net3 with a curve no element uses: wntr warns "Not all curves were used" while reading it.
     model = tmp_path / "unused-curve.inp"
@@ -99,14 +114,13 @@ def test_ctrl_c_while_waiting_leaves_the_ensemble_running(cluster):
     waiting = subprocess.Popen([sys.executable, "-m", "cloudburst.cli", "submit", str(NET3), scenario_file(cluster),
                                 "--name", "interrupted", "--wait"], env={**env, **cluster["env"]},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until("the members enqueued", lambda: cluster["redis"].llen("rq:queue:cloudburst"), 60,
-               done=lambda queued: queued == 12)
+    queued = wait_until("the members enqueued", lambda: cluster["redis"].llen("rq:queue:cloudburst"), 60)
     time.sleep(1)  # in its wait loop
     waiting.send_signal(signal.SIGINT)
     _, stderr = waiting.communicate(timeout=30)
     assert waiting.returncode == 130
     assert "left running; follow it with: cloudburst status interrupted" in stderr
-    assert cluster["redis"].llen("rq:queue:cloudburst") == 12  # nothing was cancelled
+    assert cluster["redis"].llen("rq:queue:cloudburst") == queued  # nothing was cancelled
     workers = start_workers(cluster)
     try:
         wait_until("every member finished", lambda: cli(cluster, "status", "interrupted").stdout, 120,

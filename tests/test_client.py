@@ -11,10 +11,12 @@ import pytest
 import wntr
 import yaml
 
-from cloudburst.queue import job_id
-from local_cluster import cli, start_workers, stop
+import cloudburst
 from cloudburst.errors import InputError
+from cloudburst.ledger import Ledger
+from cloudburst.queue import job_id
 from cloudburst.scenarios import generate
+from local_cluster import cli, client_settings, start_workers, stop
 
 REPO = Path(__file__).resolve().parents[1]
 NET3 = REPO / "files" / "models" / "Net3.inp"
@@ -122,16 +124,16 @@ def test_submit_wait_then_results_summary_and_status_from_real_runs(cluster):
     table = pd.read_csv(out / "p.csv")
     parquet = pd.read_parquet(out / "p.parquet")
     assert (out / "fan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    raw = cluster["influx"].rows("SELECT pressure FROM node WHERE ensemble = 'fan' AND element = '123' GROUP BY member",
-                                  cluster["db"])
-    by_time = pd.DataFrame(raw).pivot_table(index="time", columns="member", values="pressure")
-    assert len(table) == len(by_time) == 25 and (table["members"] == 12).all()
-    # Both files hold exactly numpy's percentiles (linear rule) and the extremes of the stored values.
+    stored = cloudburst.Client(client_settings(cluster)).ensemble("fan").series("node:123")
+    by_time = np.sort(stored.pivot(index="elapsed_s", columns="member", values="value").to_numpy(np.float64), axis=1)
+    assert len(table) == len(by_time) == 25 and (table["count"] == 12).all()
+    # Both files hold the cluster's statistics as soon as submit --wait returns: InfluxDB's nearest-rank
+    # percentiles (index floor(n p / 100 + 0.5) - 1) and the extremes of the stored values.
     for written in (table, parquet):
         for percentile in (5, 50, 95):
-            assert written[f"p{percentile}"].tolist() == np.percentile(by_time.to_numpy(), percentile, axis=1).tolist()
-        assert written["max"].tolist() == by_time.max(axis=1).tolist()
-        assert written["min"].tolist() == by_time.min(axis=1).tolist()
+            assert written[f"p{percentile}"].tolist() == by_time[:, int(np.floor(12 * percentile / 100 + 0.5)) - 1].tolist()
+        assert written["max"].tolist() == by_time[:, -1].tolist()
+        assert written["min"].tolist() == by_time[:, 0].tolist()
 
     summary = cli(cluster, "summary", "fan", "--csv", str(out / "s.csv"))
     worst = pd.read_csv(out / "s.csv")
@@ -148,10 +150,12 @@ def test_retry_runs_only_the_missing_members_and_cancel_empties_the_queue(cluste
     submitted = cli(cluster, "submit", str(NET3), scenario_file(cluster), "--name", "later")
     assert submitted.returncode == 0, submitted.stderr
     queue_key = "rq:queue:cloudburst"
-    assert cluster["redis"].llen(queue_key) == 12
+    plan = Ledger(cluster["redis"]).plan("later")
+    assert cluster["redis"].llen(queue_key) == len(plan) > 1 and sorted(sum(plan.values(), [])) == list(range(12))
     cancelled = cli(cluster, "cancel", "later")
     assert cancelled.returncode == 0 and "12 queued members removed" in cancelled.stdout
-    assert cluster["redis"].llen(queue_key) == 0 and not cluster["redis"].exists(f"rq:job:{job_id('later', 3)}")
+    assert cluster["redis"].llen(queue_key) == 0
+    assert not any(cluster["redis"].exists(f"rq:job:{job_id('later', batch)}") for batch in plan)
     workers = start_workers(cluster)
     try:
         retried = cli(cluster, "retry", "later", "--wait")

@@ -41,7 +41,7 @@ from cloudburst.queue import (JobPolicy, cancel_queued, enqueue_batches, failed_
 from cloudburst.reader import ResultsReader
 from cloudburst.records import CANCELLED, RETRIED, EnsembleRecord, Records
 from cloudburst.scenarios import generate, read_scenario_file
-from cloudburst.store import ResultsStore
+from cloudburst.store import MEMBERS_DIR, SERIES_DIR, ResultsStore
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -180,10 +180,18 @@ class Ensemble:
                    for member in plan.get(batch, [])} - states.finished - failed
         return Progress(members, len(states.finished), len(failed), len(running))
 
+    @_redis_errors
+    def statistics_current(self) -> bool:
+        """Whether the cluster's statistics cover every batch recorded so far (a statistics run started after the
+        last one was recorded has finished)."""
+        state = self.client.ledger.stats_state(self.name)
+        return state.get("members", -1.0) >= state.get("done", 0.0)
+
     def wait(self, progress: bool = True, display: Display | None = None, poll_s: float | None = None,
-             timeout_s: float | None = None) -> Progress:
-        """Until every member finished or failed; shows progress unless told not to. Ctrl-C stops waiting only:
-        the ensemble runs on. With ``timeout_s``, raises TimeoutError (naming the progress) when it passes."""
+             timeout_s: float | None = None, statistics: bool = True) -> Progress:
+        """Until every member finished or failed and (with ``statistics``) the cluster's statistics cover them all;
+        shows progress unless told not to. Ctrl-C stops waiting only: the ensemble runs on. With ``timeout_s``,
+        raises TimeoutError (naming the progress) when it passes."""
         display = display or (default_display() if progress else None)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
@@ -191,7 +199,7 @@ class Ensemble:
                 current = self.status()
                 if display is not None:
                     display.show(current)
-                if current.done:
+                if current.done and (not statistics or self.statistics_current()):
                     return current
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"ensemble {self.name!r} not done within {timeout_s:g} s: {current.as_dict()}")
@@ -260,6 +268,73 @@ class Ensemble:
         ordered += [fmt.MAXIMUM, fmt.MEAN]
         rest = [c for c in table.columns if c not in ordered]
         return table[[c for c in ordered if c in table.columns] + rest]
+
+    def risk(self, attribute: str = "pressure", *, below: float | None = None, above: float | None = None,
+             kind: str = fmt.NODE) -> pd.DataFrame:
+        """Per element, the highest fraction of members below (or above) the threshold at any time, and when:
+        columns element, probability, elapsed_s; worst first. The threshold must be one the scenario's
+        ``output.statistics`` named (the cluster computes it for every element and time)."""
+        if (below is None) == (above is None):
+            raise InputError("give one threshold: below or above")
+        statistic = fmt.below_name(below) if below is not None else fmt.above_name(above)
+        record = self.info()
+        frame = self.client.results.statistic(self.name, kind, attribute, statistic)
+        if frame.empty:
+            side, value = ("below", below) if below is not None else ("above", above)
+            raise InputError(f"ensemble {self.name!r} has no statistic {statistic} of {kind} {attribute} (yet): its "
+                             f"scenario asks for it with output.statistics.{side}: {{{attribute}: [{value:g}]}}")
+        frame["elapsed_s"] = frame["time"].astype(int) - record.member_start(0)
+        worst = frame.sort_values([attribute, "elapsed_s"], ascending=[False, True]).drop_duplicates(fmt.ELEMENT)
+        table = worst.rename(columns={attribute: "probability"})[[fmt.ELEMENT, "probability", "elapsed_s"]]
+        return table.sort_values(["probability", fmt.ELEMENT], ascending=[False, True]).reset_index(drop=True)
+
+    def download(self, directory: str | Path) -> Path:
+        """Copy the ensemble's files from the store into directory/<name>/{series,members}/; returns that folder."""
+        target = Path(directory) / self.name
+        for part in (SERIES_DIR, MEMBERS_DIR):
+            (target / part).mkdir(parents=True, exist_ok=True)
+            for batch in self.client.store.batches(self.name, part):
+                data = self.client.store.read(self.name, part, batch)
+                if data is not None:
+                    (target / part / f"{batch}.parquet").write_bytes(data)
+        return target
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run DuckDB SQL over the ensemble's files, seen as two views: ``series`` (member, kind, attribute,
+        element, elapsed_s, value) and ``members`` (a row per member and run: status, error, summary, provenance)."""
+        import duckdb
+        with tempfile.TemporaryDirectory(prefix="cloudburst-query-") as scratch:
+            folder = self.download(scratch)
+            connection = duckdb.connect()
+            for view, part in (("series", SERIES_DIR), ("members", MEMBERS_DIR)):
+                files = sorted((folder / part).glob("*.parquet"))
+                if files:
+                    listed = ", ".join(f"'{path}'" for path in files)
+                    connection.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{listed}], "
+                                       "union_by_name = true)")
+            try:
+                return connection.execute(sql).df()
+            except duckdb.Error as error:
+                raise InputError(f"the query failed: {str(error).splitlines()[0]}") from None
+
+    def export(self, directory: str | Path, file_format: str = "parquet") -> list[Path]:
+        """The whole ensemble as files: Parquet (the store's own files, a pair per batch) or CSV (series.csv and
+        members.csv, one row per value and per member)."""
+        if file_format == "parquet":
+            folder = self.download(directory)
+            return sorted(folder.rglob("*.parquet"))
+        if file_format != "csv":
+            raise InputError(f"export formats are parquet and csv, not {file_format!r}")
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        written = []
+        for view in ("series", "members"):
+            path = target / f"{self.name}-{view}.csv"
+            frame = self.query(f"SELECT * FROM {view} ORDER BY member") if view == "members" else self.query(
+                "SELECT * FROM series ORDER BY kind, attribute, element, member, elapsed_s")
+            frame.to_csv(path, index=False)
+            written.append(path)
+        return written
 
     @_redis_errors
     def cancel(self) -> int:

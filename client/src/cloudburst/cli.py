@@ -11,13 +11,16 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from cloudburst import __version__
 from cloudburst.api import Client, Ensemble, parse_element
 from cloudburst.completion import bash_completion
 from cloudburst.errors import InputError, ServiceError
-from cloudburst.plots import plot_fan
+from cloudburst.models import parse_inp
+from cloudburst.plots import plot_fan, plot_risk_map
 from cloudburst.progress import Progress, TerminalDisplay
 
 EXIT_FAILED, EXIT_INPUT, EXIT_SERVICE, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -138,6 +141,40 @@ def cmd_results(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_risk(args: argparse.Namespace, client: Client) -> int:
+    ensemble = client.ensemble(args.ensemble)
+    table = ensemble.risk(args.attribute, below=args.below, above=args.above, kind=args.kind)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    if args.plot:
+        record = ensemble.info()
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "model.inp"
+            path.write_bytes(client.models.fetch(record.model_sha256))
+            wn = parse_inp(path, f"model {record.model_sha256[:12]}")
+        side = f"< {args.below:g}" if args.below is not None else f"> {args.above:g}"
+        plot_risk_map(wn, table, f"{args.ensemble}: P({args.attribute} {side}) at any time", args.plot)
+    shown = table.head(args.top)
+    side = f"below {args.below:g}" if args.below is not None else f"above {args.above:g}"
+    emit(args, shown.to_dict("records"), f"{len(table)} {args.kind}s, highest probability of {args.attribute} {side} "
+         f"first:\n" + shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, client: Client) -> int:
+    table = client.ensemble(args.ensemble).query(args.sql)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    emit(args, table.to_dict("records"), table.to_string(index=False))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, client: Client) -> int:
+    written = client.ensemble(args.ensemble).export(args.directory, args.format)
+    print(f"{len(written)} files written under {args.directory}")
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace, client: Client) -> int:
     table = client.ensemble(args.ensemble).summaries()
     if args.csv:
@@ -190,6 +227,21 @@ def parser() -> argparse.ArgumentParser:
     results.add_argument("--csv", help="write the table as CSV")
     results.add_argument("--parquet", help="write the table as Parquet")
     results.add_argument("--plot", help="write a fan chart (PNG)")
+    risk = command("risk", "per element, the highest probability of passing a threshold, worst first", cmd_risk, True)
+    side = risk.add_mutually_exclusive_group(required=True)
+    side.add_argument("--below", type=float, help="the threshold the value falls below, e.g. 20 (metres)")
+    side.add_argument("--above", type=float, help="the threshold the value rises above")
+    risk.add_argument("--attribute", default="pressure", help="a node or link result (default pressure)")
+    risk.add_argument("--kind", default="node", choices=["node", "link"], help="element kind (default node)")
+    risk.add_argument("--top", type=int, default=20, help="how many elements to show (default 20)")
+    risk.add_argument("--csv", help="write every element's probability as CSV")
+    risk.add_argument("--plot", help="write a network map coloured by probability (PNG)")
+    query = command("query", "DuckDB SQL over the ensemble's files (views: series, members)", cmd_query, True)
+    query.add_argument("sql", help='e.g. "SELECT element, min(value) FROM series GROUP BY element"')
+    query.add_argument("--csv", help="write the result as CSV")
+    export = command("export", "the whole ensemble as files: Parquet (as stored) or CSV", cmd_export)
+    export.add_argument("directory", help="where to write")
+    export.add_argument("--format", default="parquet", choices=["parquet", "csv"], help="default parquet")
     summary = command("summary", "per-member summary metrics, worst first", cmd_summary, True)
     summary.add_argument("--top", type=int, default=20, help="how many members to show (default 20)")
     summary.add_argument("--csv", help="write every member's summary as CSV")

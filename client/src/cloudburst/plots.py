@@ -1,7 +1,9 @@
-"""Pictures of results: the fan chart of an element's percentile bands (matplotlib, written to a file)."""
+"""Pictures of results (matplotlib, written to a file): the fan chart of an element's statistics, and the network map
+coloured by the probability of a threshold being passed."""
 from __future__ import annotations
 
 import pandas as pd
+import wntr
 
 UNITS = {"pressure": "pressure (m)", "head": "head (m)", "demand": "demand (m³/s)", "flowrate": "flow (m³/s)",
          "velocity": "velocity (m/s)", "headloss": "headloss", "quality": "quality"}
@@ -22,6 +24,37 @@ def plot_fan(table: pd.DataFrame, title: str, attribute: str, path: str) -> None
     axes.set_title(f"{title} ({int(table['count'].max())} members)")
     axes.legend()
     axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_risk_map(wn: wntr.network.WaterNetworkModel, table: pd.DataFrame, title: str, path: str) -> None:
+    """The network from the model's coordinates: links as lines, nodes coloured by ``Ensemble.risk``'s
+    probability (nodes without one grey)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    probability = dict(zip(table["element"], table["probability"]))
+    figure, axes = plt.subplots(figsize=(9, 8))
+    for name in wn.link_name_list:
+        link = wn.get_link(name)
+        (x1, y1), (x2, y2) = link.start_node.coordinates, link.end_node.coordinates
+        axes.plot([x1, x2], [y1, y2], color="0.75", linewidth=0.6, zorder=1)
+    nodes = wn.node_name_list
+    known = [name for name in nodes if name in probability]
+    other = [name for name in nodes if name not in probability]
+    if other:
+        axes.scatter([wn.get_node(n).coordinates[0] for n in other], [wn.get_node(n).coordinates[1] for n in other],
+                     s=6, color="0.6", zorder=2)
+    points = axes.scatter([wn.get_node(n).coordinates[0] for n in known],
+                          [wn.get_node(n).coordinates[1] for n in known],
+                          c=[probability[n] for n in known], cmap="YlOrRd", vmin=0, vmax=1, s=18, zorder=3)
+    figure.colorbar(points, ax=axes, label="probability")
+    axes.set_title(title)
+    axes.set_aspect("equal", adjustable="datalim")
+    axes.set_xticks([])
+    axes.set_yticks([])
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

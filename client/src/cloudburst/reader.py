@@ -74,3 +74,7 @@ class ResultsReader:
         table = frame.pivot_table(index="time", columns=fmt.STATISTIC_TAG, values=attribute, aggfunc="first")
         table.columns.name = None
         return table.reset_index()
+
+    def statistic(self, name: str, kind: str, attribute: str, statistic: str) -> pd.DataFrame:
+        """One statistic of an attribute at every element and time: columns time, element, <attribute>."""
+        return self.influx.frame(fmt.statistic_query(name, kind, attribute, statistic))
