@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from cloudburst.records import CANCELLED, RETRIED, EnsembleRecord, Records
 from cloudburst.scenarios import generate, read_scenario_file
 from cloudburst.store import MEMBERS_DIR, SERIES_DIR, ResultsStore
 
+log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 ModelSource = str | Path | wntr.network.WaterNetworkModel
@@ -185,22 +187,30 @@ class Ensemble:
         """Whether the cluster's statistics cover every batch recorded so far (a statistics run started after the
         last one was recorded has finished)."""
         state = self.client.ledger.stats_state(self.name)
-        return state.get("members", -1.0) >= state.get("done", 0.0)
+        return state.get("members", 0.0) >= state.get("done", 0.0)
 
     def wait(self, progress: bool = True, display: Display | None = None, poll_s: float | None = None,
-             timeout_s: float | None = None, statistics: bool = True) -> Progress:
-        """Until every member finished or failed and (with ``statistics``) the cluster's statistics cover them all;
-        shows progress unless told not to. Ctrl-C stops waiting only: the ensemble runs on. With ``timeout_s``,
-        raises TimeoutError (naming the progress) when it passes."""
+             timeout_s: float | None = None, statistics_s: float = 60.0) -> Progress:
+        """Until every member finished or failed, then until the cluster's statistics cover them all (at most
+        ``statistics_s`` more seconds: statistics that do not come, a statistics job that failed, are logged, not
+        waited for); shows progress unless told not to. Ctrl-C stops waiting only: the ensemble runs on. With
+        ``timeout_s``, raises TimeoutError (naming the progress) when it passes."""
         display = display or (default_display() if progress else None)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        statistics_deadline = None
         try:
             while True:
                 current = self.status()
                 if display is not None:
                     display.show(current)
-                if current.done and (not statistics or self.statistics_current()):
-                    return current
+                if current.done:
+                    if self.statistics_current():
+                        return current
+                    statistics_deadline = statistics_deadline or time.monotonic() + statistics_s
+                    if time.monotonic() > statistics_deadline:
+                        log.warning("ensemble %s is done but its statistics do not cover every member after %g s; "
+                                    "`cloudburst results` may show fewer members", self.name, statistics_s)
+                        return current
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"ensemble {self.name!r} not done within {timeout_s:g} s: {current.as_dict()}")
                 time.sleep(poll_s or (display.interval_s if display is not None else 1.0))
