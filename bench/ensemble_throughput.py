@@ -3,9 +3,10 @@
 Every scenario scales all demands and all pipe roughnesses by its own drawn factor and runs Net3 with
 EPANET, quality off, the model's own durations. The Pool runs a plain wntr function (load, alter, run)
 in one process per core. CloudBurst runs the same number of worker processes (files/images/worker/
-runner.py preloading the example env's worker.py) against a Redis started here on loopback, first with
-no result writes, then writing summaries and status records to an InfluxDB started here. Prints wall
-time, members per second and the ratio to the Pool.
+runner.py preloading the example env's worker.py) against a Redis started here on loopback, the members in
+batch jobs sized as the client sizes them (about 3 s each, at most an eighth of the ensemble), first with no
+result writes, then storing each batch's members (summaries and status) in the results store on an Nginx
+started here, and recording it in Redis. Prints wall time, members per second and the ratio to the Pool.
 
     .venv/bin/python bench/ensemble_throughput.py [--members 200] [--processes N] [--rounds 3]
 """
@@ -30,8 +31,12 @@ from rq.serializers import JSONSerializer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from services import file_server, influxdb, redis_server  # noqa: E402
+from services import nginx_server, redis_server  # noqa: E402
 from verdict import verdict  # noqa: E402
+
+from cloudburst.batches import DEFAULT_BATCH_S, SPREAD_OVER, batch_size, make_batch, split  # noqa: E402
+from cloudburst.ledger import Ledger  # noqa: E402
+from cloudburst.queue import enqueue_batches  # noqa: E402
 
 NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
@@ -79,12 +84,13 @@ def run_pool(scenarios: list[tuple[float, float]], processes: int) -> float:
         return time.perf_counter() - started
 
 
-def run_cloudburst(jobs: list[dict], processes: int, redis_url: str, worker_env: dict[str, str]) -> float:
-    """Seconds from enqueueing every job to the last one finished, with the workers started and idle
-    beforehand (as in a running cluster: their start-up is bench/worker_startup's figure)."""
+def run_cloudburst(jobs: list[dict], processes: int, redis_url: str, worker_env: dict[str, str], size: int) -> float:
+    """Seconds from enqueueing every member (in batches of ``size``) to the last batch finished, with the workers
+    started and idle beforehand (as in a running cluster: their start-up is bench/worker_startup's figure)."""
     connection = Redis.from_url(redis_url)
     connection.flushdb()
     queue = Queue("cloudburst", connection=connection, serializer=JSONSerializer)
+    batches = [make_batch("bench", part) for part in split(jobs, size)]
     env = {**os.environ, **worker_env, "PYTHONPATH": str(ENV), "CLOUDBURST_LOG_LEVEL": "WARNING"}
     workers = [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url], env=env)
                for _ in range(processes)]
@@ -92,10 +98,9 @@ def run_cloudburst(jobs: list[dict], processes: int, redis_url: str, worker_env:
         while len(Worker.all(connection=connection)) < processes:
             time.sleep(0.05)
         started = time.perf_counter()
-        queue.enqueue_many([Queue.prepare_data("worker.run", args=(document,), result_ttl=600,
-                                               job_id=f"bench-{document['member']}") for document in jobs])
-        while len(queue.finished_job_registry) + len(queue.failed_job_registry) < len(jobs):
-            time.sleep(0.1)
+        enqueue_batches(queue, Ledger(connection), "bench", batches)
+        while len(queue.finished_job_registry) + len(queue.failed_job_registry) < len(batches):
+            time.sleep(0.05)
         elapsed = time.perf_counter() - started
     finally:
         for worker in workers:
@@ -103,7 +108,10 @@ def run_cloudburst(jobs: list[dict], processes: int, redis_url: str, worker_env:
         for worker in workers:
             worker.wait()
     if len(queue.failed_job_registry):
-        raise SystemExit(f"{len(queue.failed_job_registry)} of {len(jobs)} jobs failed")
+        raise SystemExit(f"{len(queue.failed_job_registry)} of {len(batches)} batches failed")
+    finished = sum(len(outcome.finished) for outcome in Ledger(connection).done("bench").values())
+    if "CLOUDBURST_RESULTS_URL" in worker_env and finished != len(jobs):
+        raise SystemExit(f"{finished} of {len(jobs)} members stored")
     return elapsed
 
 
@@ -119,27 +127,31 @@ def main() -> None:
         scratch = Path(scratch)
         (scratch / "models").mkdir()
         (scratch / "models" / "Net3.inp").write_bytes(NET3.read_bytes())
-        with file_server(scratch / "models") as files, redis_server(scratch) as redis_url, \
-                influxdb(scratch) as influx:
-            jobs = [job(member, factors, f"{files}/Net3.inp", sha256) for member, factors in enumerate(scenarios)]
-            influx.query("CREATE DATABASE cloudburst")
+        (scratch / "password").write_text("worker-secret")
+        with nginx_server(scratch, {"worker": "worker-secret"}, results_writers=("worker",)) as files, \
+                redis_server(scratch) as redis_url:
+            jobs = [job(member, factors, f"{files}/models/Net3.inp", sha256)
+                    for member, factors in enumerate(scenarios)]
             cache = str(scratch / "model-cache")
-            dry = {"CLOUDBURST_MODEL_CACHE": cache}
-            writing = {**dry, "CLOUDBURST_INFLUX_URL": influx.url}
+            dry = {"CLOUDBURST_MODEL_CACHE": cache, "CLOUDBURST_FILES_URL": files, "CLOUDBURST_FILES_USER": "worker",
+                   "CLOUDBURST_FILES_PASSWORD_FILE": str(scratch / "password")}
+            writing = {**dry, "CLOUDBURST_RESULTS_URL": f"{files}/results"}
             plain_wntr(scenarios[0])  # warm the OS file cache
+            started = time.perf_counter()
+            plain_wntr(scenarios[0])
+            size = batch_size(time.perf_counter() - started, DEFAULT_BATCH_S, args.members, SPREAD_OVER)
             timings: dict[str, list[float]] = {"pool": [], "dry": [], "write": []}
             for _ in range(args.rounds):  # interleaved, so drifts in machine load touch all three alike
                 timings["pool"].append(run_pool(scenarios, args.processes))
-                timings["dry"].append(run_cloudburst(jobs, args.processes, redis_url, dry))
-                timings["write"].append(run_cloudburst(jobs, args.processes, redis_url, writing))
-            stored = influx.query("SELECT count(status) FROM status", db="cloudburst")[0]["values"][0][1]
+                timings["dry"].append(run_cloudburst(jobs, args.processes, redis_url, dry, size))
+                timings["write"].append(run_cloudburst(jobs, args.processes, redis_url, writing, size))
     pool_s, dry_s, write_s = (statistics.median(timings[name]) for name in ("pool", "dry", "write"))
     print(f"{args.members} Net3 members (demand x U(0.8,1.2), roughness x U(0.7,1.0)), EPANET, quality off, "
           f"{args.processes} processes, median of {args.rounds} rounds")
-    print(f"  ({stored} status records in InfluxDB: one per member, re-runs overwrite)")
+    print(f"  (batches of {size} members; every member stored in the results store and recorded, checked)")
     for name, seconds in (("multiprocessing.Pool (plain wntr)", pool_s),
                           ("CloudBurst workers, no result writes", dry_s),
-                          ("CloudBurst workers, summary + status writes to InfluxDB", write_s)):
+                          ("CloudBurst workers, summaries + status stored (results store)", write_s)):
         print(f"  {name:<70} {seconds:6.2f} s  {args.members / seconds:6.1f} members/s  "
               f"{pool_s / seconds:4.2f}x the Pool")
     print(verdict("CloudBurst with summary writes vs the Pool", pool_s / write_s, 1.0, at_least=True, unit="x"))

@@ -1,161 +1,154 @@
-"""Benchmark: the load one ensemble member puts on the master (Redis, InfluxDB, Nginx), for capacity planning.
+"""Benchmark: the load one ensemble member puts on the master (Redis, the results store on Nginx, InfluxDB), for
+capacity planning.
 
-Runs members of the demo scenario (Net3, 24 h) through worker runners with the example env against a Redis,
-an InfluxDB and an Nginx started here on loopback, twice: summary-only outputs (the default) and full series
-(pressure and head at every node, flow at every link). Reads Redis's own command and byte counters, InfluxDB's
-httpd statistics and the bytes Nginx served, and prints them per member. docs/scaling.md turns them into how
-many worker hosts one master can feed.
+Runs members of the demo scenario (Net3, 24 h) through worker runners with the example env against Redis,
+Nginx (models and the results store) and InfluxDB (statistics) started here on loopback, submitted with the
+Python API (batches sized by the client), twice: summary-only outputs (the default) and full series (pressure
+and head at every node, flow at every link). Reads Redis's own command and byte counters, the bytes Nginx took
+and served, and InfluxDB's points, and prints them per member; then measures what this Redis and this store
+take and prints how many worker hosts one master feeds. docs/scaling.md records a run.
 
-    .venv/bin/python bench/master_load.py [--members 200]
+    .venv/bin/python bench/master_load.py [--members 2000]
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import wntr
 import yaml
 from redis import Redis
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from services import influxdb, nginx_server, redis_server  # noqa: E402
+sys.path.insert(0, str(REPO / "bench"))
+from local_cluster import client_settings, local_cluster, start_workers, stop  # noqa: E402
+from services import influxdb  # noqa: E402
+from verdict import verdict  # noqa: E402
 
-from cloudburst.influx import InfluxWriter  # noqa: E402
-from cloudburst.job import parse_job  # noqa: E402
-from cloudburst.queue import enqueue_members, open_queue  # noqa: E402
-from cloudburst.results import series_lines  # noqa: E402
-from cloudburst.resultformat import PRECISION  # noqa: E402
-from cloudburst.scenarios import generate  # noqa: E402
+import cloudburst  # noqa: E402
+from cloudburst import resultformat as fmt  # noqa: E402
+from cloudburst.engine import MemberResult, series_table  # noqa: E402
+from cloudburst.results import SeriesBlock  # noqa: E402
+from cloudburst.store import encode  # noqa: E402
 
-RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
+MODEL = REPO / "files" / "models" / "Net3.inp"
 FULL_SERIES = [{"element": "node", "attributes": ["pressure", "head"]}, {"element": "link", "attributes": ["flowrate"]}]
 
 
-def redis_counters(connection: Redis) -> tuple[int, int, int]:
+def redis_counters(connection: Redis) -> tuple[int, int]:
     commands = sum(stats["calls"] for stats in connection.info("commandstats").values())
     stats = connection.info("stats")
-    return commands, stats["total_net_input_bytes"], stats["total_net_output_bytes"]
+    return commands, stats["total_net_input_bytes"] + stats["total_net_output_bytes"]
 
 
-def influx_counters(server) -> tuple[int, int, int]:
+def influx_points(server) -> int:
     for series in server.query("SHOW STATS FOR 'httpd'"):
-        row = dict(zip(series["columns"], series["values"][0]))
-        return row["writeReq"], row["pointsWrittenOK"], row["writeReqBytes"]
+        return dict(zip(series["columns"], series["values"][0]))["pointsWrittenOK"]
     raise RuntimeError("InfluxDB reported no httpd statistics")
 
 
-def nginx_bytes(log: Path) -> int:
-    return sum(int(line.split()[-1]) for line in log.read_text().splitlines() if line.strip())
+def nginx_bytes(log: Path) -> tuple[int, int]:
+    """Bytes Nginx took (requests, uploads included) and served, from its access log."""
+    rows = [line.split() for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return sum(int(row[0]) for row in rows), sum(int(row[1]) for row in rows)
 
 
-def redis_commands_per_s(redis_url: str) -> float:
+def redis_commands_per_s(connection: Redis) -> float:
     """What this Redis takes: redis-benchmark's mean requests/s over single commands RQ uses (8 clients)."""
-    host_port = redis_url.split("//", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
-    host, port = host_port.split(":")
-    output = subprocess.run(["redis-benchmark", "-h", host, "-p", port, "-c", "8", "-n", "100000", "-q", "--csv",
+    options = connection.connection_pool.connection_kwargs
+    output = subprocess.run(["redis-benchmark", "-h", options["host"], "-p", str(options["port"]), "-a",
+                             options["password"], "-c", "8", "-n", "100000", "-q", "--csv",
                              "-t", "set,get,lpush,rpop,hset"], capture_output=True, text=True, check=True).stdout
     rates = [float(line.split(",")[1].strip('"')) for line in output.splitlines() if line.startswith('"')
              and not line.startswith('"test"')]
     return sum(rates) / len(rates)
 
 
-def influx_points_per_s(server, members: int = 40) -> float:
-    """What this InfluxDB ingests: full-series lines of Net3 members (built beforehand), written with the
-    writer's own batching and concurrency into a fresh database."""
-    wn = wntr.network.WaterNetworkModel(str(REPO / "files" / "models" / "Net3.inp"))
-    wn.options.time.duration = 24 * 3600
-    wn.options.quality.parameter = "NONE"
+def store_bytes_per_s(client: cloudburst.Client) -> float:
+    """What this store takes: 20 PUTs of a 64-member full-series Net3 batch file, bytes per second."""
+    wn = wntr.network.WaterNetworkModel(str(MODEL))
+    wn.options.time.duration = 86400
     with tempfile.TemporaryDirectory() as workdir:
-        results = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=os.path.join(workdir, "load"))
-    lines = []
-    for member in range(members):
-        job = parse_job({"schema": "cloudburst.job/1", "ensemble": "capacity", "member": member,
-                         "input": {"url": "http://x/n.inp", "sha256": "0" * 64}, "output": {"series": FULL_SERIES}})
-        lines += series_lines(job, wn, results)
-    points = sum(line.rsplit(" ", 2)[1].count("=") for line in lines)
-    server.query("CREATE DATABASE capacity")
+        results = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=str(Path(workdir) / "probe"))
+    blocks = [SeriesBlock(kind, attribute, list(frames[attribute].columns), np.asarray(frames.index, np.int32),
+                          frames[attribute].to_numpy(np.float32))
+              for kind, frames, attribute in (("node", results.node, "pressure"), ("node", results.node, "head"),
+                                              ("link", results.link, "flowrate"))]
+    data = encode(series_table([MemberResult(m, 0, {}, {}, blocks) for m in range(64)]), [fmt.VALUE])
     started = time.perf_counter()
-    InfluxWriter(server.url, "capacity").write(lines, precision=PRECISION)
-    return points / (time.perf_counter() - started)
+    for round_ in range(20):
+        client.store.put_batch("capacity-probe", f"{round_:07d}-{round_:07d}", data, b"PAR1")
+    rate = 20 * len(data) / (time.perf_counter() - started)
+    client.store.delete("capacity-probe")
+    return rate
 
 
-def measure(label: str, outputs: dict, members: int, scratch: Path, servers: dict) -> dict[str, float]:
+def measure(label: str, outputs: dict, members: int, cluster: dict, log: Path) -> dict[str, float]:
     scenario = yaml.safe_load((REPO / "files" / "scenarios" / "net3-demand-roughness.yml").read_text())
-    scenario.update(members=members, output={"db": "load", **outputs})
-    model = wntr.network.WaterNetworkModel(str(REPO / "files" / "models" / "Net3.inp"))
-    source = {"url": f"{servers['files']}/models/{servers['sha256']}.inp", "sha256": servers["sha256"]}
-    documents = generate(scenario, model, source, name=f"load-{label}").documents
-    connection = Redis.from_url(servers["redis"])
-    connection.flushdb()
+    scenario.update(members=members, output=outputs)
+    client = cloudburst.Client(client_settings(cluster))
+    connection = Redis.from_url(cluster["env"]["CLOUDBURST_REDIS_URL"], password="redis-secret")
     connection.config_resetstat()
-    before_influx, before_nginx = influx_counters(servers["influx"]), nginx_bytes(servers["nginx_log"])
-    enqueue_members(open_queue(connection), documents)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "files" / "env" / "epanet"), "CLOUDBURST_LOG_LEVEL": "WARNING",
-           "CLOUDBURST_INFLUX_URL": servers["influx"].url, "CLOUDBURST_INFLUX_DB": "load",
-           "CLOUDBURST_FILES_URL": servers["files"], "CLOUDBURST_FILES_USER": "cloudburst",
-           "CLOUDBURST_FILES_PASSWORD_FILE": str(servers["password_file"]),
-           "CLOUDBURST_MODEL_CACHE": str(scratch / f"cache-{label}")}
-    workers = [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", servers["redis"], "--burst"], env=env)
-               for _ in range(2)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.wait()
-    elapsed = time.perf_counter() - started
-    commands, bytes_in, bytes_out = redis_counters(connection)
-    after_influx = influx_counters(servers["influx"])
-    requests_, points, body = (after - before for after, before in zip(after_influx, before_influx))
-    return {"members": members, "seconds": elapsed, "redis_commands": commands / members,
-            "redis_bytes": (bytes_in + bytes_out) / members, "influx_requests": requests_ / members,
-            "influx_points": points / members, "influx_bytes": body / members,
-            "nginx_bytes": (nginx_bytes(servers["nginx_log"]) - before_nginx) / members}
+    before_points, before_nginx = influx_points(cluster["influx"]), nginx_bytes(log)
+    workers = start_workers(cluster)
+    try:
+        started = time.perf_counter()
+        ensemble = client.submit(MODEL, scenario, name=f"load-{label}")
+        ensemble.wait(progress=False)
+        elapsed = time.perf_counter() - started
+    finally:
+        stop(workers)
+    commands, redis_bytes = redis_counters(connection)
+    taken, served = (after - before for after, before in zip(nginx_bytes(log), before_nginx))
+    return {"members": members, "seconds": elapsed, "batches": len(client.ledger.plan(f"load-{label}")),
+            "redis_commands": commands / members, "redis_bytes": redis_bytes / members,
+            "store_bytes_in": taken / members, "nginx_bytes_out": served / members,
+            "influx_points": (influx_points(cluster["influx"]) - before_points) / members,
+            "bytes": client.store.size(f"load-{label}") / members, "client": client}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=200)
+    parser.add_argument("--members", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        root = scratch / "files"
-        (root / "models").mkdir(parents=True)
-        model = (REPO / "files" / "models" / "Net3.inp").read_bytes()
-        sha256 = hashlib.sha256(model).hexdigest()
-        (root / "models" / f"{sha256}.inp").write_bytes(model)
-        (scratch / "password").write_text("reader")
-        with redis_server(scratch) as redis_url, influxdb(scratch) as influx, \
-                nginx_server(root, {"cloudburst": "reader"}, access_log=True) as files:
-            influx.query("CREATE DATABASE load")
-            servers = {"redis": redis_url, "influx": influx, "files": files, "sha256": sha256,
-                       "password_file": scratch / "password", "nginx_log": root.parent / f"nginx-{files.rsplit(':', 1)[1]}" / "access.log"}
-            results = {"summary only": measure("summary", {}, args.members, scratch, servers),
-                       "full series": measure("series", {"series": FULL_SERIES}, args.members, scratch, servers)}
-            redis_capacity = redis_commands_per_s(redis_url)
-            influx_capacity = influx_points_per_s(influx)
+        for part in ("influx", "cluster"):
+            (Path(scratch) / part).mkdir()
+        with influxdb(Path(scratch) / "influx", auth=True) as influx, \
+                local_cluster(Path(scratch) / "cluster", influx, access_log=True) as cluster:
+            log = next((Path(scratch) / "cluster").glob("nginx-*/access.log"), Path(scratch) / "none")
+            results = {"summary only": measure("summary", {}, args.members, cluster, log),
+                       "full series": measure("series", {"series": FULL_SERIES}, args.members, cluster, log)}
+            connection = Redis.from_url(cluster["env"]["CLOUDBURST_REDIS_URL"], password="redis-secret")
+            redis_capacity = redis_commands_per_s(connection)
+            store_capacity = store_bytes_per_s(results["summary only"]["client"])
     print(f"load on the master per member: Net3 24 h, {args.members} members, 2 worker processes on this host")
-    print(f"  {'outputs':<14} {'Redis cmds':>10} {'Redis bytes':>12} {'Influx reqs':>11} {'Influx points':>13} "
-          f"{'Influx bytes':>12} {'Nginx bytes':>11} {'members/s':>9}")
+    print(f"  {'outputs':<14} {'batches':>7} {'Redis cmds':>10} {'Redis bytes':>11} {'store in':>10} "
+          f"{'Nginx out':>9} {'Influx pts':>10} {'stored B':>9} {'members/s':>9}")
     for label, row in results.items():
-        print(f"  {label:<14} {row['redis_commands']:10.1f} {row['redis_bytes']:12,.0f} {row['influx_requests']:11.2f} "
-              f"{row['influx_points']:13,.1f} {row['influx_bytes']:12,.0f} {row['nginx_bytes']:11,.0f} "
-              f"{row['members'] / row['seconds']:9.1f}")
+        print(f"  {label:<14} {row['batches']:7d} {row['redis_commands']:10.2f} {row['redis_bytes']:11,.0f} "
+              f"{row['store_bytes_in']:10,.0f} {row['nginx_bytes_out']:9,.0f} {row['influx_points']:10,.1f} "
+              f"{row['bytes']:9,.0f} {row['members'] / row['seconds']:9.1f}")
     summary, series = results["summary only"], results["full series"]
     print(f"capacity measured here: Redis {redis_capacity:,.0f} commands/s (redis-benchmark, 8 clients, single "
-          f"commands); InfluxDB {influx_capacity:,.0f} points/s (full-series lines, the writer's batching)")
-    redis_bound = redis_capacity / summary["redis_commands"]
-    influx_bound = influx_capacity / series["influx_points"]
+          f"commands); the store {store_capacity / 1e6:,.1f} MB/s (PUTs of 64-member full-series batch files)")
+    redis_bound = redis_capacity / max(summary["redis_commands"], series["redis_commands"])
+    store_bound = store_capacity / series["store_bytes_in"]
     per_core = summary["members"] / summary["seconds"] / 2  # 2 worker processes on this host's 2 cores
     print("extrapolation (not measured on such a cluster): what one master like this one feeds")
-    print(f"  Redis bounds any workload at {redis_bound:,.0f} members/s; InfluxDB bounds Net3 full series at "
-          f"{influx_bound:,.0f} members/s")
+    print(f"  Redis bounds any workload at {redis_bound:,.0f} members/s; the store bounds Net3 full series at "
+          f"{store_bound:,.0f} members/s")
     print(f"  a Net3 worker core here runs {per_core:.1f} members/s, a 16-core worker host ~{16 * per_core:,.0f}/s: "
-          f"summary-only ~{redis_bound / (16 * per_core):.1f} hosts, full series ~{influx_bound / (16 * per_core):.2f} hosts")
+          f"summary-only ~{redis_bound / (16 * per_core):.1f} hosts, "
+          f"full series ~{min(redis_bound, store_bound) / (16 * per_core):.1f} hosts")
+    print(verdict("Redis commands per member", summary["redis_commands"], 3, at_least=False))
+    print(verdict("members/s one master's Redis feeds", redis_bound, 20_000, at_least=True))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Benchmark: a worker container's start to its first finished job, for the example env, cold and warm.
 
 Packages files/env/epanet as push-env does, serves it from a real Nginx on loopback with a Redis beside it,
-enqueues one Net3 job (dry run: no InfluxDB), and starts CloudBurst's worker image: cold with an empty cache
+enqueues one Net3 member as a batch job (dry run: no results store), and starts CloudBurst's worker image: cold with an empty cache
 volume (downloads env.zip and ~100 MB of wheels, builds the venv), then warm (the same volume: nothing to
 install). Prints seconds from `docker run` to the job finished, and where the cold start spends them.
 
@@ -27,12 +27,15 @@ from services import nginx_server, redis_server  # noqa: E402
 from verdict import verdict  # noqa: E402
 from worker_container import READER, WorkerContainer, build_worker_image, package, publish  # noqa: E402
 
+from cloudburst.batches import make_batch  # noqa: E402
+
 NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
 
 
 def first_job_seconds(worker: WorkerContainer, queue: Queue, files_url: str, sha256: str, member: int) -> float:
-    job = queue.enqueue("worker.run", {"schema": "cloudburst.job/1", "ensemble": "startup", "member": member,
-                                       "input": {"url": f"{files_url}/models/{sha256}.inp", "sha256": sha256}})
+    job = queue.enqueue("worker.run", make_batch("startup", [{
+        "schema": "cloudburst.job/1", "ensemble": "startup", "member": member,
+        "input": {"url": f"{files_url}/models/{sha256}.inp", "sha256": sha256}}]))
     started = time.perf_counter()
     worker.start()
     while job.get_status(refresh=True) not in ("finished", "failed"):

@@ -18,7 +18,7 @@ RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
 
 
 @contextlib.contextmanager
-def local_cluster(tmp_path: Path, influx: InfluxServer) -> Iterator[dict]:
+def local_cluster(tmp_path: Path, influx: InfluxServer, access_log: bool = False) -> Iterator[dict]:
     root = tmp_path / "files"
     (root / "models").mkdir(parents=True)
     db = f"client_{tmp_path.name[-20:].replace('-', '_')}"
@@ -28,7 +28,8 @@ def local_cluster(tmp_path: Path, influx: InfluxServer) -> Iterator[dict]:
         influx.query(f"GRANT {privilege} ON {db} TO {user}_{db}")
     users = {"cloudburst": "reader-secret", "uploader": "uploader-secret"}
     with redis_server(tmp_path, password="redis-secret") as redis_url, \
-            nginx_server(root, users, uploads=True, results_writers=("cloudburst", "uploader")) as files:
+            nginx_server(root, users, uploads=True, results_writers=("cloudburst", "uploader"),
+                         access_log=access_log) as files:
         (tmp_path / "reader").write_text("reader-secret")
         (tmp_path / "influx-writer").write_text("writer-secret")
         settings = {"CLOUDBURST_REDIS_URL": redis_url.replace(":redis-secret@", ""), "CLOUDBURST_REDIS_PASSWORD": "redis-secret",

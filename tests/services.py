@@ -154,7 +154,7 @@ pid {work}/nginx.pid;
 error_log {work}/error.log;
 events {{}}
 http {{
-  log_format bytes '$body_bytes_sent';
+  log_format bytes '$request_length $body_bytes_sent';
   access_log {f"{work}/access.log bytes" if access_log else "off"};
   client_body_temp_path {work}/body;
   proxy_temp_path {work}/proxy;

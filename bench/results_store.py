@@ -1,0 +1,131 @@
+"""Benchmark: an ensemble's full series through the results store and the cluster's statistics, at scale.
+
+Net6 (wntr's largest network: 3,356 nodes), 24 h, pressure at every junction every hour, 500 members (demand
+scaled by U(0.8, 1.2)), run by two worker runners with the example env against Redis, InfluxDB and Nginx (the
+results store) started here on loopback, submitted with the Python API. Prints, beside the issue's targets:
+
+- every value stored (DuckDB's count over the ensemble's files against members x junctions x 25);
+- store ingest in values/s (encoding a batch's table and PUTting it, as workers do) against the InfluxDB
+  writer's points/s for the same values as member-tagged line protocol (the old format), in the same run;
+- bytes on disk per stored value;
+- seconds from the last member recorded until the statistics cover every member;
+- `results` at one element (``Ensemble.percentiles``) and `risk` over all nodes, in seconds.
+
+    .venv/bin/python bench/results_store.py [--members 500] [--processes 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import wntr
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+from local_cluster import client_settings, local_cluster, start_workers, stop  # noqa: E402
+from services import influxdb  # noqa: E402
+from verdict import verdict  # noqa: E402
+
+import cloudburst  # noqa: E402
+from cloudburst import resultformat as fmt  # noqa: E402
+from cloudburst.engine import MemberResult, series_table  # noqa: E402
+from cloudburst.influx import InfluxWriter  # noqa: E402
+from cloudburst.results import SeriesBlock  # noqa: E402
+from cloudburst.store import encode  # noqa: E402
+
+NET6 = Path(wntr.__file__).parent / "library" / "networks" / "Net6.inp"
+
+
+def ingest_rates(client: cloudburst.Client, influx_url: str, blocks: list[SeriesBlock], members: int) -> tuple[float, float]:
+    """Values/s into the store (encode + PUT of one batch file of ``members`` members) and points/s into
+    InfluxDB (the same values as member-tagged lines, the writer's batching), in this run."""
+    results = [MemberResult(member, 0, {"status": fmt.FINISHED}, {}, blocks) for member in range(members)]
+    values = sum(block.size for block in blocks) * members
+    started = time.perf_counter()
+    client.store.put_batch("ingest-probe", "0000000-0000000", encode(series_table(results), [fmt.VALUE]), b"PAR1")
+    store_rate = values / (time.perf_counter() - started)
+    client.store.delete("ingest-probe")
+    lines = [f"node,ensemble=probe,member={member},element={element} pressure={float(value)!r} {int(at)}"
+             for member in range(members) for block in blocks
+             for row, at in enumerate(block.elapsed_s) for element, value in zip(block.elements, block.values[row])]
+    started = time.perf_counter()
+    InfluxWriter(influx_url, "ingest_probe", username="admin", password="admin-secret").write(lines)
+    return store_rate, values / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=500)
+    parser.add_argument("--processes", type=int, default=2)
+    args = parser.parse_args()
+    wn = wntr.network.WaterNetworkModel(str(NET6))
+    junctions = len(wn.junction_name_list)
+    scenario = {"ensemble": "net6", "members": args.members, "seed": 6, "run": {"duration_s": 86400},
+                "alterations": [{"type": "demand_scale",
+                                 "factor": {"distribution": "uniform", "low": 0.8, "high": 1.2}}],
+                "output": {"series": [{"element": "node", "attributes": ["pressure"], "types": ["junction"],
+                                       "step_s": 3600}],
+                           "statistics": {"below": {"pressure": [20]}}}}
+    with tempfile.TemporaryDirectory() as scratch:
+        for part in ("influx", "cluster"):
+            (Path(scratch) / part).mkdir()
+        with influxdb(Path(scratch) / "influx", auth=True) as influx, \
+                local_cluster(Path(scratch) / "cluster", influx) as cluster:
+            client = cloudburst.Client(client_settings(cluster))
+            workers = start_workers(cluster, count=args.processes)
+            try:
+                started = time.perf_counter()
+                ensemble = client.submit(NET6, scenario, name="net6")
+                submitted = time.perf_counter()
+                final = ensemble.wait(progress=False, statistics_s=0)
+                last_member = time.perf_counter()
+                while not ensemble.statistics_current():
+                    time.sleep(0.1)
+                statistics_ready = time.perf_counter()
+            finally:
+                stop(workers)
+            stored = int(ensemble.query("SELECT count(*) FROM series").iloc[0, 0])
+            series_bytes = sum(path.stat().st_size for path in (cluster["root"] / "results" / "net6" / "series")
+                               .glob("*.parquet"))
+            batches = len(client.ledger.plan("net6"))
+            timer = time.perf_counter()
+            bands = ensemble.percentiles(f"node:{wn.junction_name_list[100]}")
+            results_s = time.perf_counter() - timer
+            timer = time.perf_counter()
+            risk = ensemble.risk("pressure", below=20)
+            risk_s = time.perf_counter() - timer
+            influx.query("CREATE DATABASE ingest_probe")
+            block_results = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=os.path.join(scratch, "probe"))
+            frame = block_results.node["pressure"][wn.junction_name_list]
+            keep = [i for i, t in enumerate(frame.index) if int(t) % 3600 == 0]
+            blocks = [SeriesBlock("node", "pressure", wn.junction_name_list, np.asarray(frame.index[keep], np.int32),
+                                  frame.to_numpy()[keep].astype(np.float32))]
+            store_rate, influx_rate = ingest_rates(client, influx.url, blocks, members=8)
+    expected = args.members * junctions * 25
+    print(f"Net6 ({junctions} junctions), 24 h hourly pressure, {args.members} members in {batches} batches, "
+          f"{args.processes} worker processes")
+    print(f"  enqueue {submitted - started:.1f} s; last member after {last_member - submitted:.1f} s "
+          f"({final.finished} finished, {final.failed} failed)")
+    print(f"  values stored: {stored:,} of {expected:,} asked for")
+    print(f"  store ingest {store_rate:,.0f} values/s vs InfluxDB writer {influx_rate:,.0f} points/s "
+          f"(the same values, member-tagged): {store_rate / influx_rate:.1f}x")
+    print(f"  on disk: {series_bytes:,} bytes of series, {series_bytes / max(stored, 1):.2f} B per value")
+    print(f"  statistics over every member {statistics_ready - last_member:.1f} s after the last member; "
+          f"{len(bands)} time steps at one node; risk over {len(risk)} nodes")
+    print(verdict("every value stored", stored, expected, at_least=True))
+    print(verdict("store ingest / InfluxDB writer", store_rate / influx_rate, 10, at_least=True, unit="x"))
+    print(verdict("bytes on disk per value", series_bytes / max(stored, 1), 2.0, at_least=False, unit=" B"))
+    print(verdict("statistics ready after the last member", statistics_ready - last_member, 10, at_least=False,
+                  unit=" s"))
+    print(verdict("results at one element", results_s, 1.0, at_least=False, unit=" s"))
+    print(verdict("risk over all nodes", risk_s, 5.0, at_least=False, unit=" s"))
+
+
+if __name__ == "__main__":
+    main()
