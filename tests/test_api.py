@@ -175,19 +175,22 @@ def test_a_batch_run_twice_is_one_duplicated_execution_and_its_files_are_replace
     assert ensemble.series("node:123").groupby("member").size().to_dict() == {member: 7 for member in range(4)}
 
 
-def test_delete_removes_the_files_ledger_jobs_and_record(cluster, client):
+def test_delete_removes_the_files_ledger_jobs_record_and_statistics(cluster, client):
     workers = start_workers(cluster, count=1)
     try:
         ensemble = client.submit(NET3, scenario(members=2), name="gone")
         ensemble.wait(progress=False, timeout_s=120)
+        assert (cluster["root"] / "results" / "gone").is_dir()
+        assert ensemble.percentiles("node:123")["count"].tolist() == [2] * 7
+        assert ensemble.delete() == {"dequeued": 0, "files": True}
+        assert not (cluster["root"] / "results" / "gone").exists()
+        assert client.records.names() == [] and not cluster["redis"].keys("cloudburst:ensemble:gone*")
+        with pytest.raises(InputError, match="no ensemble 'gone'"):
+            client.ensemble("gone")
+        wait_until("its statistics dropped by a worker", lambda: cluster["influx"].rows(
+            "SHOW SERIES WHERE ensemble = 'gone'", cluster["db"]), 60, done=lambda series: series == [])
     finally:
         stop(workers)
-    assert (cluster["root"] / "results" / "gone").is_dir()
-    assert ensemble.delete() == {"dequeued": 0, "files": True}
-    assert not (cluster["root"] / "results" / "gone").exists()
-    assert client.records.names() == [] and not cluster["redis"].keys("cloudburst:ensemble:gone*")
-    with pytest.raises(InputError, match="no ensemble 'gone'"):
-        client.ensemble("gone")
 
 
 def test_risk_query_and_export_answer_network_wide_questions(cluster, client, tmp_path):

@@ -52,6 +52,19 @@ def test_delete_asks_unless_told_yes_then_removes_everything_and_list_shows_size
     assert gone.returncode == 2 and "no ensemble 'doomed'" in gone.stderr
 
 
+def test_prune_deletes_the_ensembles_past_the_retention_period(cluster):
+    for name in ("old", "new"):
+        assert cli(cluster, "submit", str(NET3), scenario_file(cluster), "--name", name).returncode == 0
+    cluster["redis"].hset("cloudburst:ensemble:old", "created_at", "2020-01-01T00:00:00+00:00")
+    assert cli(cluster, "prune").stdout.strip() == "no ensemble is past the retention period"  # retention 0: keep
+    kept = {**cluster, "env": {**cluster["env"], "CLOUDBURST_RETENTION_DAYS": "30"}}
+    refused = cli(kept, "prune")
+    assert refused.returncode == 2 and "pruning deletes 1 ensembles for good (old)" in refused.stderr
+    pruned = cli(kept, "prune", "--yes")
+    assert pruned.returncode == 0 and pruned.stdout.strip() == "1 ensembles deleted: old"
+    assert [line.split()[0] for line in cli(cluster, "list").stdout.splitlines()[1:]] == ["new"]
+
+
 def test_quiet_shows_no_progress_and_verbose_shows_wntr_load_warnings(cluster, tmp_path):
     # Net3 with a curve no element uses: wntr warns "Not all curves were used" while reading it.
     model = tmp_path / "unused-curve.inp"

@@ -18,7 +18,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -42,6 +42,7 @@ from cloudburst.queue import (JobPolicy, cancel_queued, enqueue_batches, failed_
 from cloudburst.reader import ResultsReader
 from cloudburst.records import CANCELLED, RETRIED, EnsembleRecord, Records
 from cloudburst.scenarios import generate, read_scenario_file
+from cloudburst.statistics import queue_forget
 from cloudburst.store import MEMBERS_DIR, SERIES_DIR, ResultsStore
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,18 @@ class Client:
         """An ensemble submitted earlier; raises InputError when there is none of that name."""
         self.records.get(name)
         return Ensemble(self, name)
+
+    @_redis_errors
+    def expired(self, older_than_days: float | None = None) -> list[str]:
+        """Ensembles created more than ``older_than_days`` ago (default: the ``retention_days`` setting; 0 keeps
+        every ensemble), oldest first."""
+        days = float(self.settings.retention_days) if older_than_days is None else older_than_days
+        if days <= 0:
+            return []
+        cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+        records = [self.records.get(name) for name in self.records.names()]
+        return [record.name for record in sorted(records, key=lambda record: record.created_at)
+                if datetime.fromisoformat(record.created_at) < cutoff]
 
     @_redis_errors
     def ensembles(self) -> pd.DataFrame:
@@ -381,16 +394,18 @@ class Ensemble:
 
     @_redis_errors
     def delete(self) -> dict[str, int | bool]:
-        """Remove the ensemble: its queued batches, files, ledger, RQ's records of its jobs and its record. Its
-        statistics points in InfluxDB stay until the retention policy drops them (the client only reads InfluxDB).
-        Members running now still finish and store their batch: delete again once they are done."""
-        self.info()
+        """Remove the ensemble: its queued batches, files, ledger, RQ's records of its jobs and its record; a
+        worker drops its statistics from InfluxDB (the client only reads InfluxDB). Members running now still
+        finish and store their batch: delete again once they are done."""
+        record = self.info()
         plan = self.client.ledger.plan(self.name)
         removed = sum(len(plan.get(batch, [])) for batch in cancel_queued(self.client.queue, self.name))
         had_files = self.client.store.delete(self.name)
         forget_jobs(self.client.queue, self.name)
         self.client.ledger.forget(self.name)
         self.client.records.delete(self.name)
+        queue_forget(self.client.redis, self.name, (record.scenario.get("output") or {}).get(
+            "db", self.client.settings.influx_db))
         return {"dequeued": removed, "files": had_files}
 
 

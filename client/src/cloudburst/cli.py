@@ -116,6 +116,26 @@ def cmd_delete(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace, client: Client) -> int:
+    names = client.expired(args.older_than)
+    if not names:
+        print("no ensemble is past the retention period")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InputError(f"pruning deletes {len(names)} ensembles for good ({', '.join(names[:5])}"
+                             f"{' ...' if len(names) > 5 else ''}): add --yes to confirm")
+        answer = input(f"delete {len(names)} ensembles ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''})"
+                       " and every stored result? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 0
+    for name in names:
+        client.ensemble(name).delete()
+    print(f"{len(names)} ensembles deleted: {', '.join(names)}")
+    return 0
+
+
 def cmd_results(args: argparse.Namespace, client: Client) -> int:
     kind, element = parse_element(args.element)
     if args.plot and args.member is not None:
@@ -219,6 +239,10 @@ def parser() -> argparse.ArgumentParser:
     command("list", "the ensembles submitted, with their progress and stored size", cmd_list, True, False)
     delete = command("delete", "remove an ensemble: queued members, stored results, records", cmd_delete)
     delete.add_argument("--yes", action="store_true", help="do not ask")
+    prune = command("prune", "delete every ensemble older than the retention period", cmd_prune, ensemble=False)
+    prune.add_argument("--older-than", type=float, metavar="DAYS",
+                       help="days since submission (default: the retention_days setting; 0 keeps all)")
+    prune.add_argument("--yes", action="store_true", help="do not ask")
     results = command("results", "the cluster's statistics across members per time step (or one member's series)",
                       cmd_results)
     results.add_argument("--element", required=True, help="node:ID or link:ID")

@@ -33,6 +33,7 @@ class Settings:
     files_password: str
     cluster_files_url: str = "http://nginx:8080"  # Nginx as the workers reach it (job model URLs)
     queue: str = "cloudburst"
+    retention_days: str = "0"      # `cloudburst prune` deletes ensembles created longer ago (0: keep them all)
 
     @classmethod
     def load(cls, path: Path | None = None, profile: str | None = None) -> "Settings":

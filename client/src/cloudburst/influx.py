@@ -99,6 +99,16 @@ class InfluxWriter:
             delay = min(delay * 2, 5.0)
 
 
+def run_statement(writer: InfluxWriter, statement: str, db: str | None = None) -> None:
+    """A statement that changes data (``DROP SERIES``), as the writer's user; InfluxDB refusing it is an error."""
+    auth = (writer.username, writer.password) if writer.username else None
+    with service_errors("InfluxDB", writer.url):
+        response = writer.session.post(f"{writer.url}/query", params={"db": db or writer.db, "q": statement},
+                                       auth=auth, timeout=writer.timeout_s)
+    if response.status_code != 200 or "error" in response.json()["results"][0]:
+        raise InfluxWriteError(f"InfluxDB at {writer.url} refused {statement!r}: {response.text.strip()[:300]}")
+
+
 @dataclass
 class InfluxQuery:
     """Read-only InfluxQL against one database; every failure is a ServiceError naming InfluxDB."""

@@ -123,3 +123,9 @@ def statistic_query(name: str, kind: str, attribute: str, statistic: str) -> str
     """One statistic of an attribute at every element and time, grouped by element."""
     return (f'SELECT "{attribute}" FROM "{stats_measurement(kind)}" WHERE {of_ensemble(name)} '
             f"AND {STATISTIC_TAG} = '{quote(statistic)}' GROUP BY {ELEMENT_TAG}")
+
+
+def drop_statements(name: str) -> list[str]:
+    """The statements that remove every statistics point of an ensemble (run with the write user)."""
+    measurements = [stats_measurement(kind) for kind in SERIES_KINDS] + [SUMMARY_STATS, PROGRESS]
+    return [f'DROP SERIES FROM "{measurement}" WHERE {of_ensemble(name)}' for measurement in measurements]

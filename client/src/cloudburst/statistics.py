@@ -13,13 +13,15 @@ from rq.serializers import JSONSerializer
 
 from cloudburst import aggregate
 from cloudburst.errors import InputError
-from cloudburst.influx import InfluxWriter
+from cloudburst import resultformat as fmt
+from cloudburst.influx import InfluxWriter, run_statement
 from cloudburst.ledger import Ledger
 from cloudburst.records import Records
 from cloudburst.store import ResultsStore
 
 STATS_QUEUE = "cloudburst-stats"
 STATS_ENTRY_POINT = "worker.statistics"
+FORGET_ENTRY_POINT = "worker.forget"
 
 
 def after_batch(connection: Redis, name: str, members_done: int, queue_name: str = STATS_QUEUE) -> bool:
@@ -51,3 +53,18 @@ def run_statistics(connection: Redis, name: str, store: ResultsStore, writer: In
     written = writer.write(lines, db=output.get("db"), precision="s")
     ledger.set_stats_state(name, at=started, members=state.get("done", 0.0))
     return written
+
+
+def queue_forget(connection: Redis, name: str, db: str, queue_name: str = STATS_QUEUE) -> None:
+    """Ask the workers (who hold InfluxDB's write user) to drop a deleted ensemble's statistics."""
+    Queue(queue_name, connection=connection, serializer=JSONSerializer).enqueue(
+        FORGET_ENTRY_POINT, name, db, job_timeout=600, result_ttl=600, failure_ttl=7 * 86400,
+        description=f"{FORGET_ENTRY_POINT} {name}")
+
+
+def forget_statistics(name: str, db: str, writer: InfluxWriter) -> int:
+    """Drop every statistics point of the ensemble; returns how many statements ran."""
+    statements = fmt.drop_statements(name)
+    for statement in statements:
+        run_statement(writer, statement, db)
+    return len(statements)

@@ -1,7 +1,8 @@
 """CloudBurst's example env: run batches of EPANET ensemble members, and their statistics, with the cloudburst engine.
 
 A batch is enqueued as ``worker.run`` with the batch document (schema ``cloudburst.batch/1``) as its one
-argument; statistics as ``worker.statistics`` with the ensemble's name. Connection settings come from the worker
+argument; statistics as ``worker.statistics`` with the ensemble's name; dropping a deleted ensemble's statistics
+as ``worker.forget``. Connection settings come from the worker
 container's environment; passwords from the files Docker mounts its secrets as.
 """
 from __future__ import annotations
@@ -104,3 +105,10 @@ def statistics(name: str) -> int:
     if current is None or _results is None or _statistics is None:
         raise RuntimeError("statistics need the results store, InfluxDB and the queue's Redis")
     return cluster_statistics.run_statistics(current.connection, name, _results, _statistics)
+
+
+def forget(name: str, db: str) -> int:
+    """Drop a deleted ensemble's statistics from InfluxDB; returns the statements run."""
+    if _statistics is None:
+        raise RuntimeError("forgetting statistics needs InfluxDB")
+    return cluster_statistics.forget_statistics(name, db, _statistics)
