@@ -73,9 +73,9 @@ RESULTS_WRITER = ("worker", "worker-secret")
 @pytest.fixture(scope="session")
 def results_store(tmp_path_factory):
     """The results store as workers write to it: Nginx's /results/ (WebDAV) with the workers' write credentials."""
-    from cloudburst.store import ResultsStore
+    from cloudburst.store import WebDavStore
     from services import nginx_server
     root = tmp_path_factory.mktemp("store") / "files"
     root.mkdir()
     with nginx_server(root, dict([RESULTS_WRITER]), results_writers=(RESULTS_WRITER[0],)) as url:
-        yield ResultsStore(f"{url}/results", RESULTS_WRITER)
+        yield WebDavStore(f"{url}/results", RESULTS_WRITER)

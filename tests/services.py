@@ -6,6 +6,7 @@ import getpass
 import http.server
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -99,6 +100,24 @@ bind-address = "127.0.0.1:{rpc_port}"
             server.query("CREATE USER admin WITH PASSWORD 'admin-secret' WITH ALL PRIVILEGES")
             server.admin = {"username": "admin", "password": "admin-secret"}
         yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@contextlib.contextmanager
+def s3_server(directory: Path) -> Iterator[str]:
+    """moto's S3-compatible server on a free loopback port (no S3 service runs on these machines: moto's server
+    speaks S3's HTTP API, signatures included); yields its endpoint URL."""
+    port = free_port()
+    log = open(directory / "moto.log", "wb")
+    process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until(lambda: requests.get(url, timeout=1).status_code < 500, process, "moto_server")
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -3,6 +3,8 @@ worker runners running the example env: submit in batches, wait, status, members
 store, the cluster's statistics, failures, cancel, retry, delete, dated runs and bad input."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -225,3 +227,31 @@ def test_risk_query_and_export_answer_network_wide_questions(cluster, client, tm
     assert drawn.returncode == 0, drawn.stderr
     assert drawn.stdout.startswith(f"{len(junctions)} nodes, highest probability of pressure below 50 first:")
     assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_cluster_pointed_at_an_s3_compatible_store_stores_there_and_answers_from_it(cluster, tmp_path):
+    import boto3
+    from services import s3_server
+    with s3_server(tmp_path) as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="key",
+                          aws_secret_access_key="secret")
+        s3.create_bucket(Bucket="site-results")
+        (tmp_path / "s3-secret").write_text("secret")
+        pointed = {**cluster, "worker_env": {**cluster["worker_env"], "CLOUDBURST_RESULTS_URL": "s3://site-results/cb",
+                                             "CLOUDBURST_RESULTS_ENDPOINT": endpoint, "CLOUDBURST_RESULTS_USER": "key",
+                                             "CLOUDBURST_RESULTS_PASSWORD_FILE": str(tmp_path / "s3-secret")}}
+        client = cloudburst.Client(dataclasses.replace(
+            client_settings(cluster), results_url="s3://site-results/cb", results_user="key",
+            results_password="secret", results_endpoint=endpoint))
+        workers = start_workers(pointed)
+        try:
+            ensemble = client.submit(NET3, scenario(members=4), name="on-s3")
+            ensemble.wait(progress=False, timeout_s=120)
+            bands = final_statistics(ensemble, "node:123", 4)
+        finally:
+            stop(workers)
+        keys = [entry["Key"] for entry in s3.list_objects_v2(Bucket="site-results")["Contents"]]
+        assert sorted(key.split("/")[2] for key in keys) == ["members"] * 2 + ["series"] * 2
+        assert not (cluster["root"] / "results").exists()  # nothing went to the file service
+        assert len(ensemble.series("node:123")) == 4 * 7 and (bands["count"] == 4).all()
+        assert ensemble.delete()["files"] and "Contents" not in s3.list_objects_v2(Bucket="site-results")

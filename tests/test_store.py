@@ -1,6 +1,6 @@
-"""The results store against a real Nginx serving /results/ as the stack does: batches written, listed, read,
-replaced and deleted over WebDAV; an upload cut off mid-body leaves nothing a reader sees; users without write
-rights are refused with a sentence."""
+"""The results store, both backends: a real Nginx serving /results/ as the stack does (WebDAV), and an
+S3-compatible server (moto's: no S3 service runs here): batches written, listed, read, replaced and deleted; an
+upload cut off mid-body leaves nothing a reader sees; users without write rights are refused with a sentence."""
 from __future__ import annotations
 
 import base64
@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 
 from cloudburst.errors import ServiceError
-from cloudburst.store import MEMBERS_DIR, SERIES_DIR, ResultsStore, decode, encode
-from services import nginx_server
+from cloudburst.store import MEMBERS_DIR, SERIES_DIR, WebDavStore, decode, encode, open_store
+from services import nginx_server, s3_server
 
 USERS = {"worker": "worker-secret", "reader": "reader-secret"}
 
@@ -30,8 +30,31 @@ def table(members: list[int]) -> bytes:
                                                                                        pa.float32())}), ["value"])
 
 
-def test_a_batch_is_written_listed_read_replaced_and_deleted(served):
-    store = ResultsStore(served["url"], ("worker", USERS["worker"]))
+@pytest.fixture
+def s3(tmp_path):
+    import boto3
+    with s3_server(tmp_path) as endpoint:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="key",
+                     aws_secret_access_key="secret").create_bucket(Bucket="results")
+        yield endpoint
+
+
+@pytest.fixture(params=["webdav", "s3"])
+def store(request, tmp_path):
+    """Each backend, with a way to count the bytes it holds for an ensemble (the files on disk, the objects)."""
+    if request.param == "webdav":
+        served = request.getfixturevalue("served")
+        yield open_store(served["url"], ("worker", USERS["worker"])), lambda name: sum(
+            path.stat().st_size for path in (served["root"] / "results" / name).rglob("*.parquet"))
+    else:
+        endpoint = request.getfixturevalue("s3")
+        opened = open_store("s3://results/cloudburst", ("key", "secret"), endpoint)
+        yield opened, lambda name: sum(int(entry["Size"]) for entry in opened.client.list_objects_v2(
+            Bucket="results", Prefix=f"cloudburst/{name}/").get("Contents", []))
+
+
+def test_a_batch_is_written_listed_read_replaced_and_deleted(store):
+    store, held = store
     store.put_batch("study.1", "0000000-0000001", table([0, 1]), table([0, 1]))
     store.put_batch("study.1", "0000002-0000002", None, table([2]))  # a batch whose members asked for no series
     assert store.batches("study.1") == ["0000000-0000001", "0000002-0000002"]
@@ -41,15 +64,14 @@ def test_a_batch_is_written_listed_read_replaced_and_deleted(served):
     store.put_batch("study.1", "0000000-0000001", table([0, 1]), table([1, 0]))  # run again: replaced
     assert store.batches("study.1") == ["0000000-0000001", "0000002-0000002"]
     assert decode(store.read("study.1", MEMBERS_DIR, "0000000-0000001")).column("member").to_pylist() == [1, 0]
-    on_disk = sum(path.stat().st_size for path in (served["root"] / "results" / "study.1").rglob("*.parquet"))
-    assert store.size("study.1") == on_disk > 0
+    assert store.size("study.1") == held("study.1") > 0
     assert store.batches("no-such-ensemble") == [] and store.size("no-such-ensemble") == 0
-    assert store.delete("study.1") and not (served["root"] / "results" / "study.1").exists()
+    assert store.delete("study.1") and held("study.1") == 0
     assert store.batches("study.1") == [] and not store.delete("study.1")
 
 
 def test_an_upload_cut_off_mid_body_leaves_no_file(served):
-    store = ResultsStore(served["url"], ("worker", USERS["worker"]))
+    store = WebDavStore(served["url"], ("worker", USERS["worker"]))
     store.put_batch("cut", "0000000-0000000", None, table([0]))
     target = urlparse(served["url"])
     with socket.create_connection((target.hostname, target.port)) as connection:
@@ -63,8 +85,13 @@ def test_an_upload_cut_off_mid_body_leaves_no_file(served):
 
 
 def test_a_user_without_write_rights_is_refused_with_a_sentence(served):
-    reader = ResultsStore(served["url"], ("reader", USERS["reader"]))
+    reader = WebDavStore(served["url"], ("reader", USERS["reader"]))
     with pytest.raises(ServiceError, match="the results store at .* refused user 'reader'"):
         reader.put_batch("refused", "0000000-0000000", None, table([0]))
     with pytest.raises(ServiceError, match="refused user 'nobody'"):
-        ResultsStore(served["url"], ("nobody", "x")).batches("refused")
+        WebDavStore(served["url"], ("nobody", "x")).batches("refused")
+
+
+def test_an_s3_store_without_its_bucket_says_so(s3):
+    with pytest.raises(ServiceError, match=f"the results store at {s3} has no bucket 'missing'"):
+        open_store("s3://missing/x", ("key", "secret"), s3).batches("any")

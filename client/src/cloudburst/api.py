@@ -31,7 +31,7 @@ from cloudburst import resultformat as fmt
 from cloudburst.config import Settings
 from cloudburst.engine import simulate
 from cloudburst.errors import InputError, MemberFailed, service_errors
-from cloudburst.files import ModelStore, model_input, results_url
+from cloudburst.files import ModelStore, model_input, results_credentials, results_url
 from cloudburst.influx import InfluxQuery
 from cloudburst.job import Run
 from cloudburst.ledger import Ledger, MemberStates, retry_round
@@ -43,7 +43,7 @@ from cloudburst.reader import ResultsReader
 from cloudburst.records import CANCELLED, RETRIED, EnsembleRecord, Records
 from cloudburst.scenarios import generate, read_scenario_file
 from cloudburst.statistics import queue_forget
-from cloudburst.store import MEMBERS_DIR, SERIES_DIR, ResultsStore
+from cloudburst.store import MEMBERS_DIR, SERIES_DIR, open_store
 
 log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
@@ -81,7 +81,8 @@ class Client:
         self.records = Records(self.redis)
         self.ledger = Ledger(self.redis)
         self.models = ModelStore(self.settings)
-        self.store = ResultsStore(results_url(self.settings), (self.settings.files_user, self.settings.files_password))
+        self.store = open_store(results_url(self.settings), results_credentials(self.settings),
+                                self.settings.results_endpoint)
         self.influx = InfluxQuery(self.settings.influx_url, self.settings.influx_db, self.settings.influx_user,
                                   self.settings.influx_password)
         self.results = ResultsReader(self.store, self.influx)

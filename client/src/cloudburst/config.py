@@ -34,6 +34,10 @@ class Settings:
     cluster_files_url: str = "http://nginx:8080"  # Nginx as the workers reach it (job model URLs)
     queue: str = "cloudburst"
     retention_days: str = "0"      # `cloudburst prune` deletes ensembles created longer ago (0: keep them all)
+    results_url: str = ""          # the results store: default files_url + /results; or s3://bucket/prefix
+    results_user: str = ""         # its user, or an S3 access key (default: files_user)
+    results_password: str = ""     # its password, or an S3 secret key (default: files_password)
+    results_endpoint: str = ""     # an S3-compatible store's endpoint URL (default: AWS)
 
     @classmethod
     def load(cls, path: Path | None = None, profile: str | None = None) -> "Settings":

@@ -17,8 +17,15 @@ def model_path(sha256: str) -> str:
 
 
 def results_url(settings: Settings) -> str:
-    """The results store as the client reaches it: the file service's ``results/`` (``cloudburst.store``)."""
-    return f"{settings.files_url}/results"
+    """The results store as the client reaches it: ``results_url``, or the file service's ``results/``."""
+    return settings.results_url or f"{settings.files_url}/results"
+
+
+def results_credentials(settings: Settings) -> tuple[str, str]:
+    """The results store's user and password (an S3 store's access and secret key); default the file service's."""
+    if settings.results_user:
+        return settings.results_user, settings.results_password
+    return settings.files_user, settings.files_password
 
 
 def model_input(settings: Settings, sha256: str) -> dict[str, str]:

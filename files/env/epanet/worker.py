@@ -20,7 +20,7 @@ from cloudburst.errors import InputError
 from cloudburst.influx import InfluxWriter
 from cloudburst.ledger import Ledger
 from cloudburst.models import ModelCache
-from cloudburst.store import ResultsStore
+from cloudburst.store import ResultsStore, open_store
 
 
 def _secret(variable: str) -> str | None:
@@ -59,7 +59,9 @@ def _store() -> ResultsStore | None:
     url = os.environ.get("CLOUDBURST_RESULTS_URL")
     if not url:  # a dry run: nothing is stored
         return None
-    return ResultsStore(url, _files_credentials(),
+    user = os.environ.get("CLOUDBURST_RESULTS_USER")  # an S3 store's access key; default: the file service's user
+    credentials = (user, _secret("CLOUDBURST_RESULTS_PASSWORD_FILE") or "") if user else _files_credentials()
+    return open_store(url, credentials, os.environ.get("CLOUDBURST_RESULTS_ENDPOINT", ""),
                         # long enough to ride out a restart of the master's file service rather than fail a batch
                         retry_for_s=float(os.environ.get("CLOUDBURST_STORE_RETRY_S", "300")))
 

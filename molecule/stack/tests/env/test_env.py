@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 
 from cloudburst.batches import make_batch
 from cloudburst.reader import member_rows
-from cloudburst.store import ResultsStore
+from cloudburst.store import WebDavStore
 from stack_view import MASTER, WORKERS, master_address, password
 
 testinfra_hosts = [MASTER]
@@ -86,6 +86,6 @@ def test_workers_on_both_nodes_run_epanet_jobs_end_to_end():
     assert [job.get_status() for job in jobs] == ["finished"] * 40, [job.exc_info for job in jobs if job.exc_info][:1]
     # Each batch's return names the host whose worker ran it: both worker hosts took jobs.
     assert {job.return_value()["worker"] for job in jobs} == set(WORKERS)
-    store = ResultsStore(f"http://{address}:8080/results", ("cloudburst", password("files_reader_password")))
+    store = WebDavStore(f"http://{address}:8080/results", ("cloudburst", password("files_reader_password")))
     rows = member_rows(store, "molecule", store.batches("molecule"))
     assert rows["member"].tolist() == list(range(40)) and set(rows["status"]) == {"finished"}
