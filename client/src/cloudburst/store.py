@@ -109,12 +109,14 @@ class WebDavStore:
     """The stack's results store over HTTP (Nginx WebDAV): write, list, read and delete an ensemble's files."""
 
     def __init__(self, url: str, auth: tuple[str, str] | None, session: requests.Session | None = None,
-                 timeout_s: float = 300.0, retry_for_s: float = 0.0):
+                 timeout_s: float = 300.0, retry_for_s: float = 0.0, connect_timeout_s: float = 10.0):
         self.url = url.rstrip("/")
         self.session = session or requests.Session()
         if auth is not None:
             self.session.auth = auth
-        self.timeout_s = timeout_s
+        # A short connect timeout: a connection attempt made while the master is out of reach (a partition) fails
+        # and is retried, instead of waiting out the kernel's SYN retries (~2 min) after the network is back.
+        self.timeouts = (connect_timeout_s, timeout_s)
         self.retry_for_s = retry_for_s  # writes keep retrying an unreachable or failing (5xx) store this long
 
     def _location(self, ensemble: str, directory: str = "", batch: str | None = None) -> str:
@@ -135,7 +137,7 @@ class WebDavStore:
         def attempt() -> None:
             try:
                 with service_errors(SERVICE, self.url):
-                    response = self.session.put(location, data=data, timeout=self.timeout_s)
+                    response = self.session.put(location, data=data, timeout=self.timeouts)
             except ServiceError as unreachable:
                 raise _Retryable(str(unreachable)) from None
             if response.status_code in (201, 204):
@@ -147,7 +149,7 @@ class WebDavStore:
     def batches(self, ensemble: str, directory: str = MEMBERS_DIR) -> list[str]:
         """The committed batches (or, for SERIES_DIR, the batches with series) of the ensemble; [] for none."""
         with service_errors(SERVICE, self.url):
-            response = self.session.get(self._location(ensemble, directory), timeout=self.timeout_s)
+            response = self.session.get(self._location(ensemble, directory), timeout=self.timeouts)
         if response.status_code == 404:
             return []
         if response.status_code != 200:
@@ -158,7 +160,7 @@ class WebDavStore:
     def read(self, ensemble: str, directory: str, batch: str) -> bytes | None:
         """A batch's file, or None when it is not there (a batch without series, or deleted meanwhile)."""
         with service_errors(SERVICE, self.url):
-            response = self.session.get(self._location(ensemble, directory, batch), timeout=self.timeout_s)
+            response = self.session.get(self._location(ensemble, directory, batch), timeout=self.timeouts)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -170,7 +172,7 @@ class WebDavStore:
         total = 0
         for directory in (SERIES_DIR, MEMBERS_DIR):
             with service_errors(SERVICE, self.url):
-                response = self.session.get(self._location(ensemble, directory), timeout=self.timeout_s)
+                response = self.session.get(self._location(ensemble, directory), timeout=self.timeouts)
             if response.status_code == 200:
                 total += sum(int(entry.get("size", 0)) for entry in response.json() if entry.get("type") == "file")
         return total
@@ -178,7 +180,7 @@ class WebDavStore:
     def delete(self, ensemble: str) -> bool:
         """Remove every file of the ensemble; returns whether there were any."""
         with service_errors(SERVICE, self.url):
-            response = self.session.delete(self._location(ensemble), timeout=self.timeout_s)
+            response = self.session.delete(self._location(ensemble), timeout=self.timeouts)
         if response.status_code == 404:
             return False
         if response.status_code not in (200, 204):

@@ -229,7 +229,7 @@ def reconnect(host: str) -> None:
 def test_a_worker_host_cut_off_and_reconnected(ensemble_named):
     """Cut off for longer than a job's heartbeat TTL: its jobs are re-queued and run elsewhere while the cut-off
     host may still finish them too; either way each member's results are stored once."""
-    run = ensemble_named("worker-partitioned", members=2 * MEMBERS)  # still running when the network returns
+    run = ensemble_named("worker-partitioned", members=4 * MEMBERS)  # still running when the network returns
     victim = WORKERS[1]
     in_flight, cut_at = cut_off_while_running(run, victim)
     try:
