@@ -76,7 +76,7 @@ def store_bytes_per_s(client: cloudburst.Client) -> float:
     wn.options.time.duration = 86400
     with tempfile.TemporaryDirectory() as workdir:
         results = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=str(Path(workdir) / "probe"))
-    blocks = [SeriesBlock(kind, attribute, list(frames[attribute].columns), np.asarray(frames.index, np.int32),
+    blocks = [SeriesBlock(kind, attribute, list(frames[attribute].columns), np.asarray(frames[attribute].index, np.int32),
                           frames[attribute].to_numpy(np.float32))
               for kind, frames, attribute in (("node", results.node, "pressure"), ("node", results.node, "head"),
                                               ("link", results.link, "flowrate"))]

@@ -12,6 +12,7 @@ only ``cloudburst.errors`` exceptions for bad input and services.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import logging
@@ -28,6 +29,7 @@ from redis import Redis
 
 from cloudburst import batches as batching
 from cloudburst import resultformat as fmt
+from cloudburst.alterations import apply_run
 from cloudburst.config import Settings
 from cloudburst.engine import simulate
 from cloudburst.errors import InputError, MemberFailed, service_errors
@@ -114,7 +116,7 @@ class Client:
         name = name or f"{content.get('ensemble', 'ensemble')}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         sha256 = hashlib.sha256(data).hexdigest()
         drawn = generate(content, wn, model_input(self.settings, sha256), name, start)
-        size = _batch_size(content.get("batch"), wn, len(drawn.documents))
+        size = _batch_size(content.get("batch"), wn, len(drawn.documents), content.get("run"))
         self.records.refuse_taken(drawn.name)
         # The model first: a record is only made for an ensemble whose model the workers (and retry) can fetch.
         uploaded = self.models.upload(data, sha256)
@@ -387,7 +389,7 @@ class Ensemble:
         again = [document for document in drawn.documents
                  if document["member"] not in finished and document["member"] not in waiting]
         round_ = max((retry_round(batch) for batch in plan), default=0) + 1
-        size = _batch_size(record.scenario.get("batch"), wn, max(len(again), 1))
+        size = _batch_size(record.scenario.get("batch"), wn, max(len(again), 1), record.scenario.get("run"))
         jobs = (batching.make_batch(self.name, part, round_) for part in batching.split(again, size))
         count = enqueue_batches(self.client.queue, self.client.ledger, self.name, jobs, JobPolicy(timeout_s=timeout_s))
         self.client.records.set_state(self.name, RETRIED)
@@ -410,18 +412,23 @@ class Ensemble:
         return {"dequeued": removed, "files": had_files}
 
 
-def _batch_size(setting: Any, wn: wntr.network.WaterNetworkModel, members: int) -> int:
+def _batch_size(setting: Any, wn: wntr.network.WaterNetworkModel, members: int,
+                base_run: dict[str, Any] | None = None) -> int:
     """Members per batch: the scenario's ``batch: {members: N}``, or enough for ``batch: {seconds: S}`` (default
-    3 s) going by one run of the unaltered model here."""
+    3 s) going by one run here of the model with the scenario's run settings (its duration, steps, quality), as
+    the members will run, without their alterations."""
     setting = setting if setting is not None else {}
     if not isinstance(setting, dict) or set(setting) - {"members", "seconds"} or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in setting.values()):
         raise InputError("$.batch: give members (a whole number > 0) or seconds (> 0), e.g. {seconds: 3}")
     if "members" in setting:
         return min(int(setting["members"]), batching.MAX_BATCH_MEMBERS)
+    settings = Run.model_validate({key: value for key, value in (base_run or {}).items() if key != "alterations"})
+    timed = copy.deepcopy(wn)
+    apply_run(settings, timed)
     started = time.perf_counter()
     try:
-        simulate(Run(), wn)
+        simulate(settings, timed)
     except MemberFailed:
         pass  # the unaltered model does not run; its members' failures will say why, and timing it still tells
     return batching.batch_size(time.perf_counter() - started, float(setting.get("seconds", batching.DEFAULT_BATCH_S)),
