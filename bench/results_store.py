@@ -18,18 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import wntr
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "bench"))
-from local_cluster import client_settings, local_cluster, start_workers, stop  # noqa: E402
-from services import influxdb  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cluster import bench_cluster  # noqa: E402
 from verdict import verdict  # noqa: E402
 
 import cloudburst  # noqa: E402
@@ -72,41 +68,34 @@ def main() -> None:
                 "output": {"series": [{"element": "node", "attributes": ["pressure"], "types": ["junction"],
                                        "step_s": 3600}],
                            "statistics": {"below": {"pressure": [20]}}}}
-    with tempfile.TemporaryDirectory() as scratch:
-        for part in ("influx", "cluster"):
-            (Path(scratch) / part).mkdir()
-        with influxdb(Path(scratch) / "influx", auth=True) as influx, \
-                local_cluster(Path(scratch) / "cluster", influx) as cluster:
-            client = cloudburst.Client(client_settings(cluster))
-            workers = start_workers(cluster, count=args.processes)
-            try:
-                started = time.perf_counter()
-                ensemble = client.submit(NET6, scenario, name="net6")
-                submitted = time.perf_counter()
-                final = ensemble.wait(progress=False, statistics_s=0)
-                last_member = time.perf_counter()
-                while not ensemble.statistics_current():
-                    time.sleep(0.1)
-                statistics_ready = time.perf_counter()
-            finally:
-                stop(workers)
-            stored = int(ensemble.query("SELECT count(*) FROM series").iloc[0, 0])
-            series_bytes = sum(path.stat().st_size for path in (cluster["root"] / "results" / "net6" / "series")
-                               .glob("*.parquet"))
-            batches = len(client.ledger.plan("net6"))
-            timer = time.perf_counter()
-            bands = ensemble.percentiles(f"node:{wn.junction_name_list[100]}")
-            results_s = time.perf_counter() - timer
-            timer = time.perf_counter()
-            risk = ensemble.risk("pressure", below=20)
-            risk_s = time.perf_counter() - timer
-            influx.query("CREATE DATABASE ingest_probe")
-            block_results = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=os.path.join(scratch, "probe"))
-            frame = block_results.node["pressure"][wn.junction_name_list]
-            keep = [i for i, t in enumerate(frame.index) if int(t) % 3600 == 0]
-            blocks = [SeriesBlock("node", "pressure", wn.junction_name_list, np.asarray(frame.index[keep], np.int32),
-                                  frame.to_numpy()[keep].astype(np.float32))]
-            store_rate, influx_rate = ingest_rates(client, influx.url, blocks, members=8)
+    with bench_cluster(args.processes) as cluster:
+        client, influx, scratch = cluster["client"], cluster["influx"], cluster["scratch"]
+        started = time.perf_counter()
+        ensemble = client.submit(NET6, scenario, name="net6")
+        submitted = time.perf_counter()
+        final = ensemble.wait(progress=False, statistics_s=0)
+        last_member = time.perf_counter()
+        while not ensemble.statistics_current():
+            time.sleep(0.1)
+        statistics_ready = time.perf_counter()
+        stored = int(ensemble.query("SELECT count(*) FROM series").iloc[0, 0])
+        series_bytes = sum(path.stat().st_size for path in (cluster["root"] / "results" / "net6" / "series")
+                           .glob("*.parquet"))
+        batches = len(client.ledger.plan("net6"))
+        timer = time.perf_counter()
+        bands = ensemble.percentiles(f"node:{wn.junction_name_list[100]}")
+        results_s = time.perf_counter() - timer
+        timer = time.perf_counter()
+        risk = ensemble.risk("pressure", below=20)
+        risk_s = time.perf_counter() - timer
+        influx.query("CREATE DATABASE ingest_probe")
+        wn.options.time.duration = 86400
+        block_results = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=os.path.join(scratch, "probe"))
+        frame = block_results.node["pressure"][wn.junction_name_list]
+        keep = [i for i, t in enumerate(frame.index) if int(t) % 3600 == 0]
+        blocks = [SeriesBlock("node", "pressure", wn.junction_name_list, np.asarray(frame.index[keep], np.int32),
+                              frame.to_numpy()[keep].astype(np.float32))]
+        store_rate, influx_rate = ingest_rates(client, influx.url, blocks, members=8)
     expected = args.members * junctions * 25
     print(f"Net6 ({junctions} junctions), 24 h hourly pressure, {args.members} members in {batches} batches, "
           f"{args.processes} worker processes")

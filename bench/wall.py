@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import wntr
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "bench"))
-from local_cluster import client_settings, local_cluster, start_workers, stop  # noqa: E402
-from services import influxdb  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cluster import bench_cluster  # noqa: E402
 from verdict import verdict  # noqa: E402
-
-import cloudburst  # noqa: E402
 
 NET1 = Path(wntr.__file__).parent / "library" / "networks" / "Net1.inp"
 
@@ -36,28 +30,20 @@ def main() -> None:
     scenario = {"ensemble": "wall", "members": args.members, "seed": 150, "run": {"duration_s": 3600},
                 "alterations": [{"type": "demand_scale",
                                  "factor": {"distribution": "uniform", "low": 0.8, "high": 1.2}}]}
-    with tempfile.TemporaryDirectory() as scratch:
-        for part in ("influx", "cluster"):
-            (Path(scratch) / part).mkdir()
-        with influxdb(Path(scratch) / "influx", auth=True) as influx, \
-                local_cluster(Path(scratch) / "cluster", influx) as cluster:
-            client = cloudburst.Client(client_settings(cluster))
-            workers = start_workers(cluster, count=args.processes)
-            try:
-                started = time.perf_counter()
-                ensemble = client.submit(NET1, scenario, name="wall")
-                submitted = time.perf_counter()
-                final = ensemble.wait(progress=False, statistics_s=120)
-                finished = time.perf_counter()
-            finally:
-                stop(workers)
-            members = ensemble.members()
-            stored = int((members["status"] == "finished").sum())
-            summary_stats = ensemble.client.influx.frame(
-                "SELECT last(pressure_min) FROM summary_stats WHERE ensemble = 'wall' AND statistic = 'count'")
-            counted = int(summary_stats["last"].iloc[0]) if not summary_stats.empty else 0
-            series = len(influx.rows("SHOW SERIES", cluster["db"]))
-            batches = len(client.ledger.plan("wall"))
+    with bench_cluster(args.processes) as cluster:
+        client = cluster["client"]
+        started = time.perf_counter()
+        ensemble = client.submit(NET1, scenario, name="wall")
+        submitted = time.perf_counter()
+        final = ensemble.wait(progress=False, statistics_s=120)
+        finished = time.perf_counter()
+        members = ensemble.members()
+        stored = int((members["status"] == "finished").sum())
+        summary_stats = client.influx.frame(
+            "SELECT last(pressure_min) FROM summary_stats WHERE ensemble = 'wall' AND statistic = 'count'")
+        counted = int(summary_stats["last"].iloc[0]) if not summary_stats.empty else 0
+        series = len(cluster["influx"].rows("SHOW SERIES", cluster["db"]))
+        batches = len(client.ledger.plan("wall"))
     print(f"{args.members:,} Net1 members (1 h, summaries only) in {batches} batches, {args.processes} worker "
           f"processes: submitted (drawn, checked, enqueued) in {submitted - started:.0f} s, done after "
           f"{finished - submitted:.0f} s ({final.finished:,} finished, {final.failed:,} failed)")

@@ -76,6 +76,18 @@ class ResultsStore(Protocol):
         """Remove every file of the ensemble; returns whether there were any."""
 
 
+def relative_path(ensemble: str, directory: str = "", batch: str | None = None, escape: bool = False) -> str:
+    """Where an ensemble's folder, one of its directories, or a batch's file is below the store's root (the layout
+    above); ``escape`` quotes names for a URL."""
+    name = (lambda text: quote(text, safe="")) if escape else (lambda text: text)
+    path = f"{name(ensemble)}/"
+    if directory:
+        path += f"{directory}/"
+    if batch is not None:
+        path += f"{name(batch)}{SUFFIX}"
+    return path
+
+
 def open_store(url: str, credentials: tuple[str, str] | None, endpoint: str = "",
                retry_for_s: float = 0.0) -> ResultsStore:
     """The store at url: ``s3://bucket/prefix`` an S3-compatible object store (at ``endpoint``, e.g.
@@ -120,12 +132,7 @@ class WebDavStore:
         self.retry_for_s = retry_for_s  # writes keep retrying an unreachable or failing (5xx) store this long
 
     def _location(self, ensemble: str, directory: str = "", batch: str | None = None) -> str:
-        location = f"{self.url}/{quote(ensemble, safe='')}/"
-        if directory:
-            location += f"{directory}/"
-        if batch is not None:
-            location += f"{quote(batch, safe='')}{SUFFIX}"
-        return location
+        return f"{self.url}/{relative_path(ensemble, directory, batch, escape=True)}"
 
     def put_batch(self, ensemble: str, batch: str, series: bytes | None, members: bytes) -> None:
         """Store a batch's files: its series (when it has any), then its members file, the batch's commit."""
@@ -210,12 +217,7 @@ class S3Store:
                                                  connect_timeout=10, read_timeout=300))
 
     def _key(self, ensemble: str, directory: str = "", batch: str | None = None) -> str:
-        key = f"{self.prefix}{ensemble}/"
-        if directory:
-            key += f"{directory}/"
-        if batch is not None:
-            key += f"{batch}{SUFFIX}"
-        return key
+        return f"{self.prefix}{relative_path(ensemble, directory, batch)}"
 
     def _call(self, what: str, call: Callable[[], _T]) -> _T:
         """A boto3 call; its failures become ServiceErrors naming the store (AccessDenied: the key refused)."""
