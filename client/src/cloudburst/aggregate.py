@@ -164,9 +164,9 @@ def compute(store: ResultsStore, name: str, start_s: int, total: int, request: S
 
 def due(now: float, state: dict[str, float], members_done: int, total: int) -> bool:
     """Whether the ensemble's statistics should run again, given when and over how many members they last ran."""
-    if members_done >= total:
-        return True
-    if not state:
+    if state and members_done <= state.get("members", -1.0):
+        return False  # nothing recorded since the last run
+    if members_done >= total or "members" not in state:
         return True
     return (now - state.get("at", 0.0) >= REFRESH_S
             or members_done - state.get("members", 0.0) >= REFRESH_FRACTION * total)

@@ -7,7 +7,7 @@ Keys, owned here (``cloudburst.records`` owns the ensemble's record beside them)
 - ``cloudburst:ensemble:<name>:executions``  hash, batch -> how many times the batch ran to the end
 - ``cloudburst:ensemble:<name>:stats``       hash: ``done`` (members recorded so far, each batch adds its own),
                                              ``at`` and ``members`` (when statistics last ran, over how many)
-- ``cloudburst:ensemble:<name>:stats-pending``  set while a statistics job is queued and not yet started
+- ``cloudburst:ensemble:<name>:stats-pending``  set while a statistics job is queued or running: one at a time
 
 A worker records a finished batch in one MULTI (its outcome and its execution count), after the batch's files are
 in the store: a batch is either stored and recorded, or runs again.
@@ -84,16 +84,12 @@ class Ledger:
         return int(pipeline.execute()[-1])
 
     def claim_statistics(self, name: str) -> bool:
-        """True for the one caller that may queue the next statistics job (none is queued and unstarted)."""
+        """True for the one caller that may queue the next statistics job (none is queued or running)."""
         return bool(self.redis.set(key_for(name, STATS_PENDING), 1, nx=True, ex=STATS_CLAIM_S))
 
-    def start_statistics(self, name: str) -> dict[str, float]:
-        """A statistics job starting: later batches may queue the next one. Returns the last run's state."""
-        pipeline = self.redis.pipeline(transaction=True)
-        pipeline.delete(key_for(name, STATS_PENDING))
-        pipeline.hgetall(key_for(name, STATS))
-        state = pipeline.execute()[-1]
-        return {key.decode(): float(value) for key, value in state.items()}
+    def release_statistics(self, name: str) -> None:
+        """A statistics job done: the next may be queued."""
+        self.redis.delete(key_for(name, STATS_PENDING))
 
     def done(self, name: str) -> dict[str, BatchOutcome]:
         return {batch.decode(): BatchOutcome.from_json(text)

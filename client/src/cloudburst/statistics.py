@@ -42,16 +42,23 @@ def after_batch(connection: Redis, name: str, members_done: int, queue_name: str
 
 
 def run_statistics(connection: Redis, name: str, store: ResultsStore, writer: InfluxWriter) -> int:
-    """Compute the ensemble's statistics from every committed batch and write them; returns the points written."""
+    """Compute the ensemble's statistics from every committed batch and write them; returns the points written.
+
+    One statistics job runs at a time per ensemble (it holds the claim its queueing took): batches recorded while
+    it runs queue none, so when it ends it queues the next itself if members were recorded since it started."""
     ledger = Ledger(connection)
     started = time.time()
-    state = ledger.start_statistics(name)
-    record = Records(connection).get(name)
-    output = record.scenario.get("output") or {}
-    lines = aggregate.compute(store, name, record.member_start(0), record.members,
-                              aggregate.StatisticsRequest.from_output(output))
-    written = writer.write(lines, db=output.get("db"), precision="s")
-    ledger.set_stats_state(name, at=started, members=state.get("done", 0.0))
+    try:
+        covered = ledger.stats_state(name).get("done", 0.0)
+        record = Records(connection).get(name)
+        output = record.scenario.get("output") or {}
+        lines = aggregate.compute(store, name, record.member_start(0), record.members,
+                                  aggregate.StatisticsRequest.from_output(output))
+        written = writer.write(lines, db=output.get("db"), precision="s")
+        ledger.set_stats_state(name, at=started, members=covered)
+    finally:
+        ledger.release_statistics(name)
+    after_batch(connection, name, int(ledger.stats_state(name).get("done", 0.0)))
     return written
 
 
