@@ -206,7 +206,7 @@ class Ensemble:
         return state.get("members", 0.0) >= state.get("done", 0.0)
 
     def wait(self, progress: bool = True, display: Display | None = None, poll_s: float | None = None,
-             timeout_s: float | None = None, statistics_s: float = 60.0) -> Progress:
+             timeout_s: float | None = None, statistics_s: float = 300.0) -> Progress:
         """Until every member finished or failed, then until the cluster's statistics cover them all (at most
         ``statistics_s`` more seconds: statistics that do not come, a statistics job that failed, are logged, not
         waited for); shows progress unless told not to. Ctrl-C stops waiting only: the ensemble runs on. With

@@ -3,6 +3,7 @@ effects), then a 300-member ensemble submitted with `cloudburst submit --wait`. 
 two worker hosts, the results store holds exactly the values the members asked for, InfluxDB holds statistics
 without a member tag, and `cloudburst results` gives the cluster's nearest-rank percentiles of the stored series."""
 import csv
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,10 @@ def test_influxdb_holds_statistics_without_a_member_tag(submitted, cluster):
 
 
 def test_results_gives_the_clusters_percentiles_of_the_stored_series(submitted, cluster, tmp_path):
+    deadline = time.monotonic() + 600  # submit --wait waits for them too, up to 300 s; on a loaded host, longer
+    while not cluster.ensemble(NAME).statistics_current():
+        assert time.monotonic() < deadline, "the cluster's statistics did not cover every member within 600 s"
+        time.sleep(2)
     table = tmp_path / "node123.csv"
     result = cloudburst("results", NAME, "--element", "node:123", "--attribute", "pressure", "--csv", str(table))
     assert result.returncode == 0, result.stderr
