@@ -325,9 +325,10 @@ class Ensemble:
                     (target / part / f"{batch}.parquet").write_bytes(data)
         return target
 
-    def query(self, sql: str) -> pd.DataFrame:
+    def query(self, *sql: str) -> pd.DataFrame | list[pd.DataFrame]:
         """Run DuckDB SQL over the ensemble's files, seen as two views: ``series`` (member, kind, attribute,
-        element, elapsed_s, value) and ``members`` (a row per member and run: status, error, summary, provenance)."""
+        element, elapsed_s, value) and ``members`` (a row per member and run: status, error, summary, provenance).
+        Several statements read the files once and give a list of tables."""
         import duckdb
         with tempfile.TemporaryDirectory(prefix="cloudburst-query-") as scratch:
             folder = self.download(scratch)
@@ -339,9 +340,10 @@ class Ensemble:
                     connection.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{listed}], "
                                        "union_by_name = true)")
             try:
-                return connection.execute(sql).df()
+                tables = [connection.execute(statement).df() for statement in sql]
             except duckdb.Error as error:
                 raise InputError(f"the query failed: {str(error).splitlines()[0]}") from None
+        return tables[0] if len(tables) == 1 else tables
 
     def export(self, directory: str | Path, file_format: str = "parquet") -> list[Path]:
         """The whole ensemble as files: Parquet (the store's own files, a pair per batch) or CSV (series.csv and
@@ -353,14 +355,22 @@ class Ensemble:
             raise InputError(f"export formats are parquet and csv, not {file_format!r}")
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
+        tables = self.query("SELECT * FROM series ORDER BY kind, attribute, element, member, elapsed_s",
+                            "SELECT * FROM members ORDER BY member")
         written = []
-        for view in ("series", "members"):
+        for view, frame in zip(("series", "members"), tables):
             path = target / f"{self.name}-{view}.csv"
-            frame = self.query(f"SELECT * FROM {view} ORDER BY member") if view == "members" else self.query(
-                "SELECT * FROM series ORDER BY kind, attribute, element, member, elapsed_s")
             frame.to_csv(path, index=False)
             written.append(path)
         return written
+
+    def model(self) -> wntr.network.WaterNetworkModel:
+        """The ensemble's model as uploaded, fetched from the cluster and parsed."""
+        sha256 = self.info().model_sha256
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "model.inp"
+            path.write_bytes(self.client.models.fetch(sha256))
+            return parse_inp(path, f"model {sha256[:12]}")
 
     @_redis_errors
     def cancel(self) -> int:
@@ -376,10 +386,7 @@ class Ensemble:
         """Re-enqueue the failed and missing members (neither finished, queued nor running), as batches of a new
         retry round."""
         record = self.info()
-        with tempfile.TemporaryDirectory() as scratch:
-            path = Path(scratch) / "model.inp"
-            path.write_bytes(self.client.models.fetch(record.model_sha256))
-            wn = parse_inp(path, f"model {record.model_sha256[:12]}")
+        wn = self.model()
         drawn = generate(record.scenario, wn, model_input(self.client.settings, record.model_sha256), self.name,
                          record.start_time_utc)
         plan = self.client.ledger.plan(self.name)

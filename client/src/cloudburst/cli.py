@@ -11,15 +11,12 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from cloudburst import __version__
 from cloudburst.api import Client, Ensemble, parse_element
 from cloudburst.completion import bash_completion
 from cloudburst.errors import InputError, ServiceError
-from cloudburst.models import parse_inp
 from cloudburst.plots import plot_fan, plot_risk_map
 from cloudburst.progress import Progress, TerminalDisplay
 
@@ -167,13 +164,8 @@ def cmd_risk(args: argparse.Namespace, client: Client) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
     if args.plot:
-        record = ensemble.info()
-        with tempfile.TemporaryDirectory() as scratch:
-            path = Path(scratch) / "model.inp"
-            path.write_bytes(client.models.fetch(record.model_sha256))
-            wn = parse_inp(path, f"model {record.model_sha256[:12]}")
         side = f"< {args.below:g}" if args.below is not None else f"> {args.above:g}"
-        plot_risk_map(wn, table, f"{args.ensemble}: P({args.attribute} {side}) at any time", args.plot)
+        plot_risk_map(ensemble.model(), table, f"{args.ensemble}: P({args.attribute} {side}) at any time", args.plot)
     shown = table.head(args.top)
     side = f"below {args.below:g}" if args.below is not None else f"above {args.above:g}"
     emit(args, shown.to_dict("records"), f"{len(table)} {args.kind}s, highest probability of {args.attribute} {side} "
