@@ -28,12 +28,13 @@ harness:
 	tests/harness/build-test-images.sh
 
 pytest: venv harness
-	$(BIN)/python -m pytest tests -v
+	$(BIN)/python -m pytest tests -v --durations=15
 
 molecule: venv harness
 	set -e; for scenario in $(SCENARIOS); do \
-	  echo "== molecule test -s $$scenario"; \
+	  echo "== molecule test -s $$scenario"; started=$$(date +%s); \
 	  PATH=$(CURDIR)/$(BIN):$$PATH PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 $(BIN)/molecule test -s $$scenario; \
+	  echo "== molecule test -s $$scenario passed in $$(( $$(date +%s) - started )) s"; \
 	done
 
 test: lint pytest molecule
