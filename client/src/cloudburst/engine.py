@@ -33,10 +33,13 @@ from cloudburst.errors import InputError, MemberFailed
 from cloudburst.job import DEFAULT_START, MemberId, Run, parse_job, parse_start
 from cloudburst.ledger import BatchOutcome, Ledger
 from cloudburst.models import ModelCache, load_model
-from cloudburst.results import SeriesBlock, results_needed, series_blocks, summary_fields
+from cloudburst.results import Frames, SeriesBlock, results_needed, series_blocks, summary_fields, water_service
 from cloudburst.store import ResultsStore, encode
+from cloudburst import toolkit, warm
+from cloudburst.warm import WarmEngine, file_path_reason
 
-EPANET_VERSION = 2.2
+EPANET_VERSION = 2.2  # the library wntr's file path runs
+FILE_ENGINE = "file"
 
 
 def simulate(run: Run, wn: wntr.network.WaterNetworkModel,
@@ -64,7 +67,9 @@ def _sha256_of_json(value: Any) -> str:
 
 
 def status_fields(document: dict[str, Any], *, status: str, error: str = "", runtime_s: float,
-                  points: int = 0) -> dict[str, Any]:
+                  points: int = 0, engine: str = FILE_ENGINE, engine_reason: str = "") -> dict[str, Any]:
+    """A member's status row: outcome and provenance. ``engine``: "toolkit" (the warm engine, EPANET 2.3) or
+    "file" (wntr's file path, EPANET 2.2, or wntr's own simulator), with ``engine_reason`` why not the toolkit."""
     source = document.get("input") if isinstance(document.get("input"), dict) else {}
     return {
         "status": status,
@@ -75,8 +80,10 @@ def status_fields(document: dict[str, Any], *, status: str, error: str = "", run
         "schema": str(document.get("schema")),
         "cloudburst_version": __version__,
         "wntr_version": wntr.__version__,
-        "epanet_version": str(EPANET_VERSION),
+        "epanet_version": toolkit.VERSION if engine == warm.ENGINE else str(EPANET_VERSION),
         "simulator": str((document.get("run") or {}).get("simulator", "epanet")),
+        "engine": engine,
+        "engine_reason": engine_reason,
         "runtime_s": round(runtime_s, 4),
         "series_points": points,
         "worker": socket.gethostname(),
@@ -111,24 +118,35 @@ def _identity(document: Any) -> tuple[int, int]:
     return member, int(start.timestamp())
 
 
-def run_member(document: dict[str, Any], cache: ModelCache) -> MemberResult:
-    """Run one member; a member that cannot run comes back ``failed`` with its reason (never raises for it)."""
+def run_member(document: dict[str, Any], cache: ModelCache, engine: WarmEngine | None = None) -> MemberResult:
+    """Run one member, on the warm ``engine`` when given and the job allows it, else on wntr's file path; a
+    member that cannot run comes back ``failed`` with its reason (never raises for it)."""
     started = time.perf_counter()
+    provenance = {"engine": FILE_ENGINE, "engine_reason": "no warm engine in this process"}
     try:
         job = parse_job(document)
+        reason = file_path_reason(job) if engine is not None else provenance["engine_reason"]
+        if reason is None:
+            provenance = {"engine": warm.ENGINE, "engine_reason": ""}
+            blocks, summary, _ = engine.run(job)
+            record = status_fields(document, status=fmt.FINISHED, runtime_s=time.perf_counter() - started,
+                                   points=sum(block.size for block in blocks), **provenance)
+            return MemberResult(job.member, job.start_timestamp, record, summary, blocks)
+        provenance["engine_reason"] = reason
         wn = load_model(job.input, cache)
         check_job(job, wn)
         apply_run(job.run, wn)
         results = simulate(job.run, wn, results_needed(job))
-        blocks = series_blocks(job, wn, results)
-        summary = summary_fields(job, wn, results)
+        frames = {fmt.NODE: Frames.of(results.node), fmt.LINK: Frames.of(results.link)}
+        blocks = series_blocks(job, wn, frames, int(wn.options.time.duration), int(wn.options.time.report_timestep))
+        summary = summary_fields(job, wn.junction_name_list, frames[fmt.NODE], water_service(wn, frames[fmt.NODE]))
         record = status_fields(document, status=fmt.FINISHED, runtime_s=time.perf_counter() - started,
-                               points=sum(block.size for block in blocks))
+                               points=sum(block.size for block in blocks), **provenance)
         return MemberResult(job.member, job.start_timestamp, record, summary, blocks)
     except (InputError, MemberFailed) as failure:
         member, start = _identity(document)
         record = status_fields(document if isinstance(document, dict) else {}, status=fmt.FAILED,
-                               error=str(failure), runtime_s=time.perf_counter() - started)
+                               error=str(failure), runtime_s=time.perf_counter() - started, **provenance)
         return MemberResult(member, start, record)
 
 
@@ -171,14 +189,14 @@ def members_table(batch: str, results: list[MemberResult]) -> pa.Table:
 
 
 def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore | None,
-              ledger: Ledger | None) -> BatchOutcome:
+              ledger: Ledger | None, engine: WarmEngine | None = None) -> BatchOutcome:
     """Run a batch job's members, store them as one batch and record it; returns the batch's outcome.
 
     Raises InputError for a payload that is not a batch (the queue marks the job failed); every member-level
     problem is a failed member instead.
     """
     batch: BatchJob = parse_batch(document)
-    results = [run_member(member, cache) for member in batch.member_documents()]
+    results = [run_member(member, cache, engine) for member in batch.member_documents()]
     outcome = BatchOutcome(
         finished=[result.member for result in results if result.finished],
         failed={result.member: result.status["error"] for result in results if not result.finished})

@@ -70,20 +70,20 @@ class LeanBinFile:
         results.node, results.link = {}, {}
         for name in self.node:
             block = data[:, LEAN_NODE[name] * nnodes:(LEAN_NODE[name] + 1) * nnodes]
-            results.node[name] = _convert(name, pd.DataFrame(block, index=times, columns=node_names),
+            results.node[name] = to_si(name, pd.DataFrame(block, index=times, columns=node_names),
                                           flow_units, quality, mass_units)
         links_at = 4 * nnodes
         for name in self.link:
             start = links_at + LEAN_LINK[name] * nlinks
             block = data[:, start:start + nlinks]
-            results.link[name] = _convert(name, pd.DataFrame(block, index=times, columns=link_names),
+            results.link[name] = to_si(name, pd.DataFrame(block, index=times, columns=link_names),
                                           flow_units, quality, mass_units)
         return results
 
 
-def _convert(name: str, frame: pd.DataFrame, flow_units: FlowUnits, quality: QualType,
-             mass_units: MassUnits) -> pd.DataFrame:
-    """wntr's own conversions to SI, as its reader applies them."""
+def to_si(name: str, frame: Any, flow_units: FlowUnits, quality: QualType, mass_units: MassUnits) -> Any:
+    """wntr's own conversions to SI, as its reader applies them (to a DataFrame or a numpy array alike: wntr
+    converts a DataFrame's numpy values)."""
     if name in _HYDRAULIC:
         return _HYDRAULIC[name]._to_si(flow_units, frame)
     if quality is QualType.Chem:

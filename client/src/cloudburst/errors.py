@@ -7,6 +7,7 @@
     │   ├── ConfigError    no usable client settings
     │   └── InfluxWriteError  InfluxDB refused a write, or stayed unreachable through every retry
     └── MemberFailed       a member that could not run; the message is the reason in its status record
+        └── EpanetError    EPANET's toolkit refused a call or could not solve (``code``: EPANET's error code)
 
 A ``KeyError`` or ``LookupError`` raised by a bug is none of these: it stays a traceback, never "bad input".
 """
@@ -65,3 +66,11 @@ def refused(service: str, url: str, response: requests.Response, what: str, user
     if response.status_code in (401, 403):
         return ServiceError(f"{service} at {url} refused user {user!r}")
     return ServiceError(f"{service} at {url} answered HTTP {response.status_code} to {what}")
+
+
+class EpanetError(MemberFailed):
+    """EPANET's toolkit answered an error code; the message is EPANET's own, with what was being done."""
+
+    def __init__(self, code: int, message: str):
+        self.code = code
+        super().__init__(message)

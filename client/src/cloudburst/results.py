@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import wntr
 
 from cloudburst import job as schema
@@ -40,19 +41,43 @@ class SeriesBlock:
         return int(self.values.size)
 
 
-def series_blocks(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: Any) -> list[SeriesBlock]:
-    """Every value the job's series requests ask for, at the kept report times."""
-    report_step = int(wn.options.time.report_timestep)
+@dataclass(frozen=True)
+class Frames:
+    """One kind of element's results (node or link) of one run, in SI: values[attribute] is (times, elements).
+
+    Both engines hand their results over in this shape: wntr's file path from its DataFrames (``of``), the warm
+    engine from the arrays the toolkit filled.
+    """
+    times: np.ndarray  # int64 seconds since the start, every report time the run reached
+    elements: list[str]
+    values: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, frames: dict[str, pd.DataFrame]) -> "Frames":
+        if not frames:
+            return cls(np.zeros(0, dtype=np.int64), [], {})
+        first = next(iter(frames.values()))
+        return cls(np.asarray(first.index, dtype=np.int64), [str(name) for name in first.columns],
+                   {attribute: frame.reindex(columns=first.columns).to_numpy() for attribute, frame in frames.items()})
+
+    def positions(self, names: list[str]) -> np.ndarray:
+        where = {name: position for position, name in enumerate(self.elements)}
+        return np.array([where[name] for name in names], dtype=np.int64)
+
+
+def series_blocks(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: dict[str, Frames], duration_s: int,
+                  report_step_s: int) -> list[SeriesBlock]:
+    """Every value the job's series requests ask for, at the kept report times of the run as it ran."""
     blocks = []
     for request in job.output.series:
-        frames = results.node if request.element == NODE else results.link
+        frames = results[request.element]
         ids = selected_ids(request, wn)
-        keep = set(report_times(int(wn.options.time.duration), report_step, request.step_s))
-        index = frames[request.attributes[0]].index
-        rows = np.array([i for i, t in enumerate(index) if int(t) in keep], dtype=np.int64)
-        elapsed = np.asarray(index, dtype=np.int64)[rows].astype(np.int32)
+        columns = frames.positions(ids)
+        keep = set(report_times(duration_s, report_step_s, request.step_s))
+        rows = np.array([i for i, t in enumerate(frames.times) if int(t) in keep], dtype=np.int64)
+        elapsed = frames.times[rows].astype(np.int32)
         for attribute in request.attributes:
-            values = frames[attribute].reindex(columns=ids).to_numpy()[rows]
+            values = frames.values[attribute][np.ix_(rows, columns)]
             # EPANET's output is float32 and stays so; wntr's own simulator gives float64, kept unrounded.
             values = values.astype(np.float32 if values.dtype == np.float32 else np.float64, copy=False)
             blocks.append(SeriesBlock(request.element, attribute, ids, elapsed, values))
@@ -68,33 +93,43 @@ def results_needed(job: schema.Job) -> tuple[set[str], set[str]]:
     return node, link
 
 
-def summary_fields(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: Any) -> dict[str, Any]:
-    """Per-run metrics over the junctions: pressure, service, and water quality where it was simulated."""
+def water_service(wn: wntr.network.WaterNetworkModel, node: Frames) -> float | None:
+    """Delivered over expected demand at the junctions (wntr's own expected-demand metric) for a pressure-driven
+    run, None for a demand-driven one or one that expected nothing."""
+    if wn.options.hydraulic.demand_model not in ("PDD", "PDA"):  # wntr stores PDD as PDA
+        return None
     junctions = wn.junction_name_list
-    pressure = results.node["pressure"][junctions]
+    expected = wntr.metrics.expected_demand(wn)[junctions]
+    rows = np.searchsorted(node.times, np.asarray(expected.index, dtype=np.int64))
+    delivered = node.values["demand"][np.ix_(rows, node.positions(junctions))]
+    total_expected = float(expected.to_numpy(dtype=np.float64).sum())
+    return float(delivered.astype(np.float64).sum()) / total_expected if total_expected > 0 else None
+
+
+def summary_fields(job: schema.Job, junctions: list[str], node: Frames, service: float | None) -> dict[str, Any]:
+    """Per-run metrics over the junctions: pressure, water service availability (``service``, pressure-driven
+    runs), and water quality where it was simulated."""
+    columns = node.positions(junctions)
+    pressure = node.values["pressure"][:, columns]
     threshold = job.output.summary.pressure_threshold_m
     lowest_by_node = pressure.min(axis=0)
     fields: dict[str, Any] = {
         "pressure_min": float(lowest_by_node.min()),
-        "pressure_max": float(pressure.max(axis=0).max()),
-        "pressure_mean": float(pressure.to_numpy(dtype=np.float64).mean()),
-        "pressure_min_node": str(lowest_by_node.idxmin()),
+        "pressure_max": float(pressure.max()),
+        "pressure_mean": float(pressure.astype(np.float64).mean()),
+        "pressure_min_node": junctions[int(np.argmin(lowest_by_node))],
         "nodes_below_threshold": int((lowest_by_node < threshold).sum()),
         "pressure_threshold_m": float(threshold),
     }
-    if wn.options.hydraulic.demand_model in ("PDD", "PDA"):  # wntr stores PDD as PDA
-        expected = wntr.metrics.expected_demand(wn)[junctions]
-        delivered = results.node["demand"][junctions].loc[expected.index]
-        total_expected = float(expected.to_numpy(dtype=np.float64).sum())
-        if total_expected > 0:
-            fields["water_service_availability"] = float(delivered.to_numpy(dtype=np.float64).sum()) / total_expected
+    if service is not None:
+        fields["water_service_availability"] = service
     mode = job.run.quality.mode
     if mode != "none":
-        quality = results.node["quality"][junctions]
+        quality = node.values["quality"][:, columns]
         peak = quality.max(axis=0)
         if mode == "age":
             fields["age_max_h"] = float(peak.max()) / 3600.0
-            fields["age_mean_h"] = float(quality.to_numpy(dtype=np.float64).mean()) / 3600.0
+            fields["age_mean_h"] = float(quality.astype(np.float64).mean()) / 3600.0
         else:
             fields["quality_max"] = float(peak.max())
             fields["nodes_reached"] = int((peak > job.run.quality.threshold).sum())

@@ -21,6 +21,7 @@ from cloudburst.influx import InfluxWriter
 from cloudburst.ledger import Ledger
 from cloudburst.models import ModelCache
 from cloudburst.store import ResultsStore, open_store
+from cloudburst.warm import WarmEngine
 
 
 def _secret(variable: str) -> str | None:
@@ -77,6 +78,8 @@ def _writer() -> InfluxWriter | None:
 
 
 _cache = ModelCache(os.environ.get("CLOUDBURST_MODEL_CACHE", "/tmp/cloudburst-models"), session=_model_session())
+# Models stay open in this process's EPANET toolkit between jobs (CLOUDBURST_ENGINE=file: wntr's file path only).
+_engine = WarmEngine(_cache) if os.environ.get("CLOUDBURST_ENGINE", "toolkit") == "toolkit" else None
 _results = _store()
 _statistics = _writer()
 
@@ -91,7 +94,7 @@ def run(batch: dict[str, Any]) -> dict[str, Any]:
     current = get_current_job()
     ledger = Ledger(current.connection) if current is not None and _results is not None else None
     try:
-        outcome = run_batch(batch, _cache, _results, ledger)
+        outcome = run_batch(batch, _cache, _results, ledger, _engine)
     except InputError:  # not a batch: the same every time, so not retried
         if current is not None:
             current.retries_left = 0
