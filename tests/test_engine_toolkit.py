@@ -312,3 +312,41 @@ def test_jobs_the_toolkit_cannot_match_run_on_the_file_path_and_say_why(stored, 
 def tk_version() -> str:
     number = tk.getversion()
     return f"{number // 10000}.{number % 10000 // 100}.{number % 100}"
+
+
+@pytest.fixture(scope="module")
+def stiff_net3(model_dir, model_server) -> dict:
+    """Net3 allowed 4 trials per step, stopping when a step does not balance: its first step needs 5."""
+    text = NET3.read_text()
+    text = text.replace(" Trials             \t40", " Trials             \t4")
+    data = text.replace(" Unbalanced         \tContinue 10", " Unbalanced         \tSTOP").encode()
+    assert data != NET3.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    (model_dir / f"{sha}.inp").write_bytes(data)
+    return {"url": f"{model_server}/{sha}.inp", "sha256": sha}
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["toolkit", "file"])
+def test_a_member_that_stops_balancing_is_unbalanced_not_failed_and_continue_keeps_it(
+        results_store, stiff_net3, warm_cache, engine, warm):
+    from test_engine import stored_batch
+    documents = [{"schema": "cloudburst.job/1", "ensemble": "stiff", "member": member, "input": stiff_net3,
+                  "run": {"duration_s": 6 * HOUR, **run}, "output": {"series": [{"element": "node",
+                                                                                  "attributes": ["pressure"]}]}}
+                 for member, run in enumerate([{}, {"unbalanced": "continue"}])]
+    batch = make_batch("stiff", documents)
+    outcome = run_batch(batch, warm_cache, results_store, None, engine if warm else None)
+    assert outcome.unbalanced.keys() == {0} and outcome.finished == [1] and not outcome.failed
+    assert "0:00:00" in outcome.unbalanced[0]
+    rows = member_rows_of(results_store, batch["batch"])
+    assert rows[0]["status"] == fmt.UNBALANCED and rows[1]["status"] == fmt.FINISHED
+    if warm:
+        assert "UNBALANCED STOP" in rows[0]["error"]
+        assert rows[1]["warnings"].startswith("system hydraulically unbalanced from 0:00:00")
+    _, series = stored_batch(results_store, "stiff", batch["batch"])
+    assert set(series[fmt.MEMBER]) == {1} and len(series) == 7 * 97  # the unbalanced member stores no series
+
+
+def member_rows_of(store, batch: str) -> dict[int, dict]:
+    from cloudburst.reader import member_rows
+    return {int(row["member"]): row for row in member_rows(store, "stiff", [batch]).to_dict("records")}

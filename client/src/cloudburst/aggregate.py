@@ -143,7 +143,8 @@ def summary_lines(name: str, start_s: int, members: pd.DataFrame, request: Stati
 
 def progress_fields(members: pd.DataFrame, total: int) -> dict[str, int]:
     states = members[fmt.STATUS].value_counts() if not members.empty else pd.Series(dtype=int)
-    return {"members": total, "finished": int(states.get(fmt.FINISHED, 0)), "failed": int(states.get(fmt.FAILED, 0))}
+    return {"members": total, "finished": int(states.get(fmt.FINISHED, 0)), "failed": int(states.get(fmt.FAILED, 0)),
+            "unbalanced": int(states.get(fmt.UNBALANCED, 0))}
 
 
 def compute(store: ResultsStore, name: str, start_s: int, total: int, request: StatisticsRequest) -> list[str]:

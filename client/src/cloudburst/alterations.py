@@ -65,6 +65,9 @@ def _apply_run_settings(run: schema.Run, wn: wntr.network.WaterNetworkModel) -> 
         hydraulic.required_pressure = run.required_pressure_m
     if run.minimum_pressure_m is not None:
         hydraulic.minimum_pressure = run.minimum_pressure_m
+    if run.unbalanced is not None:
+        hydraulic.unbalanced = run.unbalanced.upper()
+        hydraulic.unbalanced_value = None
     quality = wn.options.quality
     quality.parameter = QUALITY_PARAMETER[run.quality.mode]
     if run.quality.mode == "trace":

@@ -184,19 +184,22 @@ class Ensemble:
         """Members of batches RQ failed (a crash or timeout the engine could not record), with RQ's reason."""
         plan = self.client.ledger.plan(self.name)
         return {member: reason for batch, reason in failure_reasons(self.client.queue, self.name).items()
-                for member in plan.get(batch, []) if member not in states.finished and member not in states.failed}
+                for member in plan.get(batch, [])
+                if member not in states.finished and member not in states.failed and member not in states.unbalanced}
 
     @_redis_errors
     def status(self) -> Progress:
-        """Finished and failed members (the ledger, and RQ's failed batches), running members (RQ's registry)."""
+        """Finished, failed and unbalanced members (the ledger, and RQ's failed batches), running members (RQ's
+        registry)."""
         members = self.info().members
         states = self._states()
         plan = self.client.ledger.plan(self.name)
         crashed = {member for batch in failed_jobs(self.client.queue, self.name) for member in plan.get(batch, [])}
-        failed = (set(states.failed) | crashed) - states.finished
+        unbalanced = set(states.unbalanced)
+        failed = (set(states.failed) | crashed) - states.finished - unbalanced
         running = {member for batch in running_batches(self.client.queue, self.name)
-                   for member in plan.get(batch, [])} - states.finished - failed
-        return Progress(members, len(states.finished), len(failed), len(running))
+                   for member in plan.get(batch, [])} - states.finished - failed - unbalanced
+        return Progress(members, len(states.finished), len(failed), len(running), len(unbalanced))
 
     @_redis_errors
     def statistics_current(self) -> bool:
@@ -241,6 +244,12 @@ class Ensemble:
         states = self._states()
         reasons = {**self._crashed(states), **states.failed}
         return pd.DataFrame(sorted(reasons.items()), columns=["member", "error"])
+
+    @_redis_errors
+    def unbalanced(self) -> pd.DataFrame:
+        """Members whose hydraulics stopped balancing (the model's UNBALANCED STOP), with where EPANET stopped:
+        results of their own, left out of the statistics; ``unbalanced: continue`` in the scenario keeps them."""
+        return pd.DataFrame(sorted(self._states().unbalanced.items()), columns=["member", "error"])
 
     @_redis_errors
     def executions(self) -> pd.DataFrame:

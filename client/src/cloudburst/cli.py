@@ -54,14 +54,20 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     ensemble = client.ensemble(args.ensemble)
     record, progress = ensemble.info(), ensemble.status()
     failures = ensemble.failures() if progress.failed else None
+    unbalanced = ensemble.unbalanced() if progress.unbalanced else None
     lines = [f"{record.name}: {record.state} {record.created_at}, model {record.model_sha256[:12]}, seed {record.seed}",
              f"members {progress.members}  finished {progress.finished}  failed {progress.failed}  "
-             f"running {progress.running}  queued {progress.queued}"]
+             f"unbalanced {progress.unbalanced}  running {progress.running}  queued {progress.queued}"]
     if failures is not None:
         lines += [f"  member {row.member}: {row.error}" for row in failures.head(10).itertuples()]
+    if unbalanced is not None:
+        lines += [f"{progress.unbalanced} unbalanced members are left out of the statistics (the model says UNBALANCED "
+                  "STOP; `unbalanced: continue` in the scenario's run keeps them):"]
+        lines += [f"  member {row.member}: {row.error}" for row in unbalanced.head(10).itertuples()]
     emit(args, {"ensemble": record.name, "state": record.state, "created_at": record.created_at,
                 "model_sha256": record.model_sha256, "seed": record.seed, **progress.as_dict(),
-                "failures": [] if failures is None else failures.to_dict("records")}, "\n".join(lines))
+                "failures": [] if failures is None else failures.to_dict("records"),
+                "unbalanced_members": [] if unbalanced is None else unbalanced.to_dict("records")}, "\n".join(lines))
     return EXIT_FAILED if progress.failed else 0
 
 

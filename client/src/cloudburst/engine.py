@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import tempfile
 import time
@@ -29,7 +30,7 @@ from cloudburst.alterations import apply_run
 from cloudburst.batches import BatchJob, parse_batch
 from cloudburst.checks import check_job
 from cloudburst.epanet_output import reader_for
-from cloudburst.errors import InputError, MemberFailed
+from cloudburst.errors import InputError, MemberFailed, MemberUnbalanced
 from cloudburst.job import DEFAULT_START, MemberId, Run, parse_job, parse_start
 from cloudburst.ledger import BatchOutcome, Ledger
 from cloudburst.models import ModelCache, load_model
@@ -39,6 +40,8 @@ from cloudburst import toolkit, warm
 from cloudburst.warm import WarmEngine, file_path_reason
 
 EPANET_VERSION = 2.2  # the library wntr's file path runs
+# How wntr's readers and simulator say a run stopped balancing (UNBALANCED STOP): "... did not converge at time 5:00:00"
+_NOT_CONVERGED = re.compile(r"did not converge at time (\d+):(\d\d):(\d\d)")
 FILE_ENGINE = "file"
 
 
@@ -59,6 +62,11 @@ def simulate(run: Run, wn: wntr.network.WaterNetworkModel,
     except JobTimeoutException:
         raise  # the batch's time is up: the whole job fails, as RQ's timeout means
     except Exception as error:  # EPANET and wntr report non-convergence and model errors in several types
+        stopped = _NOT_CONVERGED.search(str(error))
+        if stopped:
+            hours, minutes, seconds = (int(part) for part in stopped.groups())
+            raise MemberUnbalanced(hours * 3600 + minutes * 60 + seconds,
+                                   f"the hydraulics did not balance at {stopped.group(0).split()[-1]}: {error}") from None
         raise MemberFailed(f"the simulation failed: {error}") from None
 
 
@@ -67,7 +75,8 @@ def _sha256_of_json(value: Any) -> str:
 
 
 def status_fields(document: dict[str, Any], *, status: str, error: str = "", runtime_s: float,
-                  points: int = 0, engine: str = FILE_ENGINE, engine_reason: str = "") -> dict[str, Any]:
+                  points: int = 0, engine: str = FILE_ENGINE, engine_reason: str = "",
+                  warnings: str = "") -> dict[str, Any]:
     """A member's status row: outcome and provenance. ``engine``: "toolkit" (the warm engine, EPANET 2.3) or
     "file" (wntr's file path, EPANET 2.2, or wntr's own simulator), with ``engine_reason`` why not the toolkit."""
     source = document.get("input") if isinstance(document.get("input"), dict) else {}
@@ -84,6 +93,7 @@ def status_fields(document: dict[str, Any], *, status: str, error: str = "", run
         "simulator": str((document.get("run") or {}).get("simulator", "epanet")),
         "engine": engine,
         "engine_reason": engine_reason,
+        "warnings": warnings,
         "runtime_s": round(runtime_s, 4),
         "series_points": points,
         "worker": socket.gethostname(),
@@ -128,9 +138,10 @@ def run_member(document: dict[str, Any], cache: ModelCache, engine: WarmEngine |
         reason = file_path_reason(job) if engine is not None else provenance["engine_reason"]
         if reason is None:
             provenance = {"engine": warm.ENGINE, "engine_reason": ""}
-            blocks, summary, _ = engine.run(job)
+            blocks, summary, capture = engine.run(job)
             record = status_fields(document, status=fmt.FINISHED, runtime_s=time.perf_counter() - started,
-                                   points=sum(block.size for block in blocks), **provenance)
+                                   points=sum(block.size for block in blocks), warnings=capture.warning_text(),
+                                   **provenance)
             return MemberResult(job.member, job.start_timestamp, record, summary, blocks)
         provenance["engine_reason"] = reason
         wn = load_model(job.input, cache)
@@ -145,7 +156,8 @@ def run_member(document: dict[str, Any], cache: ModelCache, engine: WarmEngine |
         return MemberResult(job.member, job.start_timestamp, record, summary, blocks)
     except (InputError, MemberFailed) as failure:
         member, start = _identity(document)
-        record = status_fields(document if isinstance(document, dict) else {}, status=fmt.FAILED,
+        status = fmt.UNBALANCED if isinstance(failure, MemberUnbalanced) else fmt.FAILED
+        record = status_fields(document if isinstance(document, dict) else {}, status=status,
                                error=str(failure), runtime_s=time.perf_counter() - started, **provenance)
         return MemberResult(member, start, record)
 
@@ -199,7 +211,9 @@ def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore |
     results = [run_member(member, cache, engine) for member in batch.member_documents()]
     outcome = BatchOutcome(
         finished=[result.member for result in results if result.finished],
-        failed={result.member: result.status["error"] for result in results if not result.finished})
+        failed={result.member: result.status["error"] for result in results if result.status["status"] == fmt.FAILED},
+        unbalanced={result.member: result.status["error"] for result in results
+                    if result.status["status"] == fmt.UNBALANCED})
     if store is not None:
         series = series_table(results)
         store.put_batch(batch.ensemble, batch.batch, None if series is None else encode(series, [fmt.VALUE]),

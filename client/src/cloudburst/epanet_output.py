@@ -58,7 +58,8 @@ class LeanBinFile:
         periods = int(raw[-_EPILOG_BYTES + 16:-_EPILOG_BYTES + 20].view(np.int32)[0])
         times = np.arange(report_start, duration + report_step - (duration % report_step), report_step)
         if periods < len(times):
-            message = f"Simulation did not converge at time {_clock(int(times[periods]))}."
+            # EPANET saves the step that did not balance, then stops (wntr's reader names the next report time).
+            message = f"Simulation did not converge at time {_clock(int(times[max(periods - 1, 0)]))}."
             if convergence_error:
                 raise NotConverged(message)
         times = times[:periods]

@@ -7,7 +7,9 @@
     │   ├── ConfigError    no usable client settings
     │   └── InfluxWriteError  InfluxDB refused a write, or stayed unreachable through every retry
     └── MemberFailed       a member that could not run; the message is the reason in its status record
-        └── EpanetError    EPANET's toolkit refused a call or could not solve (``code``: EPANET's error code)
+        ├── EpanetError    EPANET's toolkit refused a call or could not solve (``code``: EPANET's error code)
+        └── MemberUnbalanced  the hydraulics stopped balancing and the model says UNBALANCED STOP: a result
+                           of its own class (``at_s``: the time step), not a crash
 
 A ``KeyError`` or ``LookupError`` raised by a bug is none of these: it stays a traceback, never "bad input".
 """
@@ -73,4 +75,12 @@ class EpanetError(MemberFailed):
 
     def __init__(self, code: int, message: str):
         self.code = code
+        super().__init__(message)
+
+
+class MemberUnbalanced(MemberFailed):
+    """A member whose hydraulics stopped balancing, with the model's UNBALANCED option at STOP."""
+
+    def __init__(self, at_s: int, message: str):
+        self.at_s = at_s
         super().__init__(message)

@@ -152,6 +152,9 @@ class Run(_Strict):
     required_pressure_m: float | None = Field(default=None, gt=0)
     minimum_pressure_m: float | None = Field(default=None, ge=0)
     quality: Quality = Quality()
+    # What EPANET does when the hydraulics stop balancing: the model's own UNBALANCED option (None), stop the
+    # member there (an "unbalanced" member, left out of the statistics) or continue with the last trial's state.
+    unbalanced: Literal["stop", "continue"] | None = None
     alterations: list[Alteration] = []
 
 

@@ -50,15 +50,22 @@ def expand(runs: list[list[int]]) -> list[int]:
 class BatchOutcome:
     finished: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
+    unbalanced: dict[int, str] = field(default_factory=dict)  # hydraulics stopped balancing (UNBALANCED STOP)
     members_done: int = 0  # set once recorded: the ensemble's members recorded so far (not stored)
 
     def to_json(self) -> str:
-        return json.dumps({"finished": ranges(self.finished), "failed": {str(m): r for m, r in self.failed.items()}})
+        return json.dumps({"finished": ranges(self.finished), "failed": {str(m): r for m, r in self.failed.items()},
+                           "unbalanced": {str(m): r for m, r in self.unbalanced.items()}})
 
     @classmethod
     def from_json(cls, text: bytes | str) -> "BatchOutcome":
         data = json.loads(text)
-        return cls(expand(data["finished"]), {int(member): reason for member, reason in data["failed"].items()})
+        return cls(expand(data["finished"]), {int(member): reason for member, reason in data["failed"].items()},
+                   {int(member): reason for member, reason in data.get("unbalanced", {}).items()})
+
+    @property
+    def recorded(self) -> int:
+        return len(self.finished) + len(self.failed) + len(self.unbalanced)
 
 
 class Ledger:
@@ -80,7 +87,7 @@ class Ledger:
         pipeline = self.redis.pipeline(transaction=True)
         pipeline.hset(key_for(name, DONE), batch, outcome.to_json())
         pipeline.hincrby(key_for(name, EXECUTIONS), batch, 1)
-        pipeline.hincrby(key_for(name, STATS), "done", len(outcome.finished) + len(outcome.failed))
+        pipeline.hincrby(key_for(name, STATS), "done", outcome.recorded)
         return int(pipeline.execute()[-1])
 
     def claim_statistics(self, name: str) -> bool:
@@ -119,12 +126,21 @@ class MemberStates:
     """Each member's state as the ledger tells it: a member that finished in any batch counts as finished."""
     finished: set[int]
     failed: dict[int, str]  # failed and not finished since, with the latest reason
+    unbalanced: dict[int, str] = field(default_factory=dict)  # stopped balancing, and not finished since
 
     @classmethod
     def of(cls, done: dict[str, BatchOutcome]) -> "MemberStates":
         finished: set[int] = set()
         failed: dict[int, str] = {}
+        unbalanced: dict[int, str] = {}
         for batch in sorted(done, key=retry_round):  # a later round's outcome wins
-            finished.update(done[batch].finished)
-            failed.update(done[batch].failed)
-        return cls(finished, {member: reason for member, reason in failed.items() if member not in finished})
+            outcome = done[batch]
+            finished.update(outcome.finished)
+            for member, reason in outcome.failed.items():
+                failed[member] = reason
+                unbalanced.pop(member, None)
+            for member, reason in outcome.unbalanced.items():
+                unbalanced[member] = reason
+                failed.pop(member, None)
+        return cls(finished, {member: reason for member, reason in failed.items() if member not in finished},
+                   {member: reason for member, reason in unbalanced.items() if member not in finished})

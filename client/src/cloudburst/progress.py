@@ -13,26 +13,32 @@ class Progress:
     finished: int
     failed: int
     running: int
+    unbalanced: int = 0  # hydraulics stopped balancing (UNBALANCED STOP): not in the statistics
+
+    @property
+    def recorded(self) -> int:
+        return self.finished + self.failed + self.unbalanced
 
     @property
     def queued(self) -> int:
-        return max(self.members - self.finished - self.failed - self.running, 0)
+        return max(self.members - self.recorded - self.running, 0)
 
     @property
     def done(self) -> bool:
-        return self.finished + self.failed >= self.members
+        return self.recorded >= self.members
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "queued": self.queued, "done": self.done}
 
 
 def bar(progress: Progress, elapsed_s: float, width: int = 30) -> str:
-    done = progress.finished + progress.failed
+    done = progress.recorded
     filled = int(width * done / progress.members) if progress.members else width
     rate = done / elapsed_s if elapsed_s > 0 else 0.0
     eta = f"{(progress.members - done) / rate:5.0f} s" if rate > 0 and done < progress.members else "    -"
+    unbalanced = f"unbalanced {progress.unbalanced}  " if progress.unbalanced else ""
     return (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{progress.members}  finished {progress.finished}  "
-            f"failed {progress.failed}  running {progress.running}  {rate:6.1f}/s  ETA {eta}")
+            f"failed {progress.failed}  {unbalanced}running {progress.running}  {rate:6.1f}/s  ETA {eta}")
 
 
 class Display(Protocol):

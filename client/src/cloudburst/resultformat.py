@@ -23,7 +23,7 @@ import numpy as np
 
 NODE, LINK = "node", "link"
 SERIES_KINDS = (NODE, LINK)
-FINISHED, FAILED = "finished", "failed"
+FINISHED, FAILED, UNBALANCED = "finished", "failed", "unbalanced"
 NODE_ATTRIBUTES = ("demand", "head", "pressure", "quality", "leak_demand")
 LINK_ATTRIBUTES = ("flowrate", "velocity", "headloss", "status", "setting", "friction_factor", "reaction_rate")
 ATTRIBUTES = {NODE: NODE_ATTRIBUTES, LINK: LINK_ATTRIBUTES}
@@ -36,8 +36,8 @@ SERIES_COLUMNS = (MEMBER, KIND, ATTRIBUTE, ELEMENT, ELAPSED, VALUE)
 BATCH, STATUS, ERROR, START = "batch", "status", "error", "start_s"
 # Status fields every members row has; summary fields follow them.
 STATUS_FIELDS = ("status", "error", "model_sha256", "run_sha256", "seed", "schema", "cloudburst_version",
-                 "wntr_version", "epanet_version", "simulator", "engine", "engine_reason", "runtime_s", "series_points",
-                 "worker")
+                 "wntr_version", "epanet_version", "simulator", "engine", "engine_reason", "warnings", "runtime_s",
+                 "series_points", "worker")
 
 # --- statistics in InfluxDB ----------------------------------------------------------------------------------
 ENSEMBLE_TAG, ELEMENT_TAG, STATISTIC_TAG = "ensemble", "element", "statistic"

@@ -102,6 +102,10 @@ class Capture:
     warnings: list[tuple[int, int]] = field(default_factory=list)  # (time s, warning code), first of each code
     halted_at: int | None = None  # time the run stopped early (UNBALANCED STOP), None when it ran to the end
 
+    def warning_text(self) -> str:
+        """EPANET's warnings in a sentence, each with the first time it was raised; empty without any."""
+        return "; ".join(f"{WARNINGS.get(code, f'warning {code}')} from {clock(at)}" for at, code in self.warnings)
+
 
 class Project:
     """One model opened in the toolkit; ``close`` frees it."""

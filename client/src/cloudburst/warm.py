@@ -30,7 +30,7 @@ from cloudburst import job as schema
 from cloudburst import toolkit
 from cloudburst.checks import RunTimes, check_job
 from cloudburst.epanet_output import to_si
-from cloudburst.errors import MemberFailed
+from cloudburst.errors import MemberFailed, MemberUnbalanced
 from cloudburst.models import ModelCache, parse_inp
 from cloudburst.resultformat import NODE
 from cloudburst.results import Frames, SeriesBlock, series_blocks, summary_fields
@@ -132,6 +132,10 @@ def _apply_settings(run: schema.Run, model: OpenModel, changes: _Changes) -> Non
             required = _si_to_model(model, run.required_pressure_m, HydParam.Pressure)
         project.set_demand_model(kind, minimum, required, exponent)
         changes.undo.append(lambda: project.set_demand_model(*old))
+    if run.unbalanced is not None:
+        old_unbalanced = project.option(en.UNBALANCED)
+        project.set_option(en.UNBALANCED, -1 if run.unbalanced == "stop" else 0)  # EPANET: STOP, CONTINUE
+        changes.undo.append(lambda: project.set_option(en.UNBALANCED, old_unbalanced))
     if run.quality.mode != "none":
         project.set_quality(_QUALITY_TYPES[run.quality.mode], run.quality.trace_node or "")
         changes.structural = True  # the model's chemical name and units come back by re-opening
@@ -266,8 +270,8 @@ class WarmEngine:
         finally:
             changes.put_back()
         if capture.halted_at is not None:
-            raise MemberFailed(f"EPANET stopped at {toolkit.clock(capture.halted_at)}: "
-                               f"{toolkit.WARNINGS.get(1)} (the model's UNBALANCED option is STOP)")
+            raise MemberUnbalanced(capture.halted_at, f"EPANET stopped at {toolkit.clock(capture.halted_at)}: "
+                                   f"{toolkit.WARNINGS[1]} (UNBALANCED STOP)")
         node = self._si(model, job, capture)
         times = RunTimes.of(job.run, model.wn)
         blocks = series_blocks(job, model.wn, {NODE: node}, times.duration_s, times.report_step_s)

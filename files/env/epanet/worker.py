@@ -101,7 +101,8 @@ def run(batch: dict[str, Any]) -> dict[str, Any]:
         raise
     if ledger is not None and _statistics is not None:
         cluster_statistics.after_batch(current.connection, batch["ensemble"], outcome.members_done)
-    return {"finished": len(outcome.finished), "failed": len(outcome.failed), "worker": socket.gethostname()}
+    return {"finished": len(outcome.finished), "failed": len(outcome.failed), "unbalanced": len(outcome.unbalanced),
+            "worker": socket.gethostname()}
 
 
 def statistics(name: str) -> int:
