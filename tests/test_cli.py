@@ -28,7 +28,7 @@ def test_json_output_of_submit_status_list_and_summary(cluster):
         stop(workers)
     assert submitted.returncode == 0, submitted.stderr
     assert json.loads(submitted.stdout) == {"ensemble": "js", "members": 12, "uploaded": True, "progress": {
-        "members": 12, "finished": 12, "failed": 0, "running": 0, "queued": 0, "done": True}}
+        "members": 12, "finished": 12, "failed": 0, "running": 0, "unbalanced": 0, "queued": 0, "done": True}}
     status = json.loads(cli(cluster, "status", "js", "--json").stdout)
     assert (status["ensemble"], status["finished"], status["failed"], status["failures"]) == ("js", 12, 0, [])
     listed = json.loads(cli(cluster, "list", "--json").stdout)

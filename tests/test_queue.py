@@ -89,8 +89,9 @@ def test_the_example_env_runs_enqueued_batches_and_returns_their_counts(queue, n
     work(url, tmp_path, net3)
     done = [rq_queue.fetch_job(job_id("queue-tests", name)) for name in (batch_name(0, 1), batch_name(2, 2))]
     assert [job.get_status() for job in done] == ["finished", "finished"]
-    assert [job.return_value() for job in done] == [{"finished": 2, "failed": 0, "worker": socket.gethostname()},
-                                                    {"finished": 1, "failed": 0, "worker": socket.gethostname()}]
+    assert [job.return_value() for job in done] == [
+        {"finished": 2, "failed": 0, "unbalanced": 0, "worker": socket.gethostname()},
+        {"finished": 1, "failed": 0, "unbalanced": 0, "worker": socket.gethostname()}]
 
 
 def test_a_failing_member_is_a_failed_row_and_a_payload_that_is_no_batch_fails_once(queue, net3, tmp_path):

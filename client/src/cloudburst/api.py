@@ -35,7 +35,7 @@ from cloudburst.engine import simulate
 from cloudburst.errors import InputError, MemberFailed, service_errors
 from cloudburst.files import ModelStore, model_input, results_credentials, results_url
 from cloudburst.influx import InfluxQuery
-from cloudburst.job import Run
+from cloudburst.job import parse_job
 from cloudburst.ledger import Ledger, MemberStates, retry_round
 from cloudburst.models import parse_inp, read_model_file
 from cloudburst.progress import Display, Progress, default_display
@@ -46,6 +46,7 @@ from cloudburst.records import CANCELLED, RETRIED, EnsembleRecord, Records
 from cloudburst.scenarios import generate, read_scenario_file
 from cloudburst.statistics import queue_forget
 from cloudburst.store import MEMBERS_DIR, SERIES_DIR, open_store
+from cloudburst.warm import file_path_reason, solve_seconds
 
 log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
@@ -116,7 +117,7 @@ class Client:
         name = name or f"{content.get('ensemble', 'ensemble')}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         sha256 = hashlib.sha256(data).hexdigest()
         drawn = generate(content, wn, model_input(self.settings, sha256), name, start)
-        size = _batch_size(content.get("batch"), wn, len(drawn.documents), content.get("run"))
+        size = _batch_size(content.get("batch"), data, wn, len(drawn.documents), drawn.documents[0])
         self.records.refuse_taken(drawn.name)
         # The model first: a record is only made for an ensemble whose model the workers (and retry) can fetch.
         uploaded = self.models.upload(data, sha256)
@@ -375,11 +376,15 @@ class Ensemble:
 
     def model(self) -> wntr.network.WaterNetworkModel:
         """The ensemble's model as uploaded, fetched from the cluster and parsed."""
+        return self._model()[1]
+
+    def _model(self) -> tuple[bytes, wntr.network.WaterNetworkModel]:
         sha256 = self.info().model_sha256
+        data = self.client.models.fetch(sha256)
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "model.inp"
-            path.write_bytes(self.client.models.fetch(sha256))
-            return parse_inp(path, f"model {sha256[:12]}")
+            path.write_bytes(data)
+            return data, parse_inp(path, f"model {sha256[:12]}")
 
     @_redis_errors
     def cancel(self) -> int:
@@ -395,7 +400,7 @@ class Ensemble:
         """Re-enqueue the failed and missing members (neither finished, queued nor running), as batches of a new
         retry round."""
         record = self.info()
-        wn = self.model()
+        data, wn = self._model()
         drawn = generate(record.scenario, wn, model_input(self.client.settings, record.model_sha256), self.name,
                          record.start_time_utc)
         plan = self.client.ledger.plan(self.name)
@@ -405,7 +410,7 @@ class Ensemble:
         again = [document for document in drawn.documents
                  if document["member"] not in finished and document["member"] not in waiting]
         round_ = max((retry_round(batch) for batch in plan), default=0) + 1
-        size = _batch_size(record.scenario.get("batch"), wn, max(len(again), 1), record.scenario.get("run"))
+        size = _batch_size(record.scenario.get("batch"), data, wn, max(len(again), 1), drawn.documents[0])
         jobs = (batching.make_batch(self.name, part, round_) for part in batching.split(again, size))
         count = enqueue_batches(self.client.queue, self.client.ledger, self.name, jobs, JobPolicy(timeout_s=timeout_s))
         self.client.records.set_state(self.name, RETRIED)
@@ -428,27 +433,35 @@ class Ensemble:
         return {"dequeued": removed, "files": had_files}
 
 
-def _batch_size(setting: Any, wn: wntr.network.WaterNetworkModel, members: int,
-                base_run: dict[str, Any] | None = None) -> int:
+def _batch_size(setting: Any, data: bytes, wn: wntr.network.WaterNetworkModel, members: int,
+                member: dict[str, Any]) -> int:
     """Members per batch: the scenario's ``batch: {members: N}``, or enough for ``batch: {seconds: S}`` (default
-    3 s) going by one run here of the model with the scenario's run settings (its duration, steps, quality), as
-    the members will run, without their alterations."""
+    3 s) going by one run here of the model with the scenario's run settings (its duration, steps, quality) on the
+    engine the members will run on (``member``: one of them), without their alterations."""
     setting = setting if setting is not None else {}
     if not isinstance(setting, dict) or set(setting) - {"members", "seconds"} or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in setting.values()):
         raise InputError("$.batch: give members (a whole number > 0) or seconds (> 0), e.g. {seconds: 3}")
     if "members" in setting:
         return min(int(setting["members"]), batching.MAX_BATCH_MEMBERS)
-    settings = Run.model_validate({key: value for key, value in (base_run or {}).items() if key != "alterations"})
-    timed = copy.deepcopy(wn)
-    apply_run(settings, timed)
-    started = time.perf_counter()
-    try:
-        simulate(settings, timed)
-    except MemberFailed:
-        pass  # the unaltered model does not run; its members' failures will say why, and timing it still tells
-    return batching.batch_size(time.perf_counter() - started, float(setting.get("seconds", batching.DEFAULT_BATCH_S)),
-                               members, workers=batching.SPREAD_OVER)
+    job = parse_job(member)
+    settings = job.run.model_copy(update={"alterations": []})
+    if file_path_reason(job) is None:
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "model.inp"
+            path.write_bytes(data)
+            seconds = solve_seconds(path, wn, settings)
+    else:
+        timed = copy.deepcopy(wn)
+        apply_run(settings, timed)
+        started = time.perf_counter()
+        try:
+            simulate(settings, timed)
+        except MemberFailed:
+            pass  # the unaltered model does not run; its members' failures will say why, and timing it still tells
+        seconds = time.perf_counter() - started
+    return batching.batch_size(seconds, float(setting.get("seconds", batching.DEFAULT_BATCH_S)), members,
+                               workers=batching.SPREAD_OVER)
 
 
 def _model(model: ModelSource) -> tuple[bytes, wntr.network.WaterNetworkModel]:

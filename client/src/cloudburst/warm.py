@@ -17,6 +17,7 @@ its output file holds the solver's flow and headloss per 1,000 units), and link 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -56,6 +57,22 @@ def file_path_reason(job: schema.Job) -> str | None:
         if unknown:
             return f"node attributes {sorted(unknown)}"
     return None
+
+
+def solve_seconds(inp_path: Path, wn: wntr.network.WaterNetworkModel, run: schema.Run) -> float:
+    """Seconds one run of the unaltered model takes on the warm engine with these run settings (what the client
+    sizes batches by)."""
+    model = OpenModel(inp_path, wn, toolkit.Project(inp_path))
+    try:
+        _apply_settings(run, model, _Changes(model))
+        started = time.perf_counter()
+        try:
+            model.project.run([en.PRESSURE, en.DEMAND], run.quality.mode != "none")
+        except MemberFailed:
+            pass  # the unaltered model does not run; its members' failures will say why, and timing it still tells
+        return time.perf_counter() - started
+    finally:
+        model.project.close()
 
 
 @dataclass
