@@ -1,14 +1,22 @@
-"""Benchmark: 200 Net3 scenarios through a plain multiprocessing.Pool vs CloudBurst workers on one host.
+"""Benchmark: ensemble members through a plain multiprocessing.Pool, a bare toolkit loop and CloudBurst's workers.
 
-Every scenario scales all demands and all pipe roughnesses by its own drawn factor and runs Net3 with
-EPANET, quality off, the model's own durations. The Pool runs a plain wntr function (load, alter, run)
-in one process per core. CloudBurst runs the same number of worker processes (files/images/worker/
-runner.py preloading the example env's worker.py) against a Redis started here on loopback, the members in
-batch jobs sized as the client sizes them (about 3 s each, at most an eighth of the ensemble), first with no
-result writes, then storing each batch's members (summaries and status) in the results store on an Nginx
-started here, and recording it in Redis. Prints wall time, members per second and the ratio to the Pool.
+Every member scales all demands and all pipe roughnesses by its own drawn factors and runs hydraulics (quality
+off) on Net3 (its own 168 h), Net6 (3,356 nodes, 24 h) and a 10,068-node model (three joined copies of Net6,
+bench/big_model.py; 24 h). Side by side, in one run, per model:
 
-    .venv/bin/python bench/ensemble_throughput.py [--members 200] [--processes N] [--rounds 3]
+- the Pool of the plain wntr function a modeller would write (load, alter, write .inp, run EPANET, read);
+- the bare toolkit loop, the physical limit: each process opens the model once in EPANET 2.3's toolkit
+  (cloudburst.toolkit, the binding the engine uses) and per member sets the base demands and roughnesses,
+  solves hydraulics reading junction pressure and demand at report times, and sets the values back: the same
+  API calls and reads as the engine, no queue, no checks, no writes;
+- CloudBurst's workers (files/images/worker/runner.py running the example env) on the warm engine, members in
+  batches the client sizes (about 3 s, at most an eighth of the ensemble), each batch's summaries and status
+  stored in the results store on an Nginx started here and recorded in Redis; on Net3 also on wntr's file path
+  (CLOUDBURST_ENGINE=file), as before the warm engine.
+
+Prints wall time, members per second and the ratios, median of the rounds (interleaved).
+
+    .venv/bin/python bench/ensemble_throughput.py [--models net3,net6,big] [--processes N] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -38,9 +46,11 @@ from cloudburst.batches import DEFAULT_BATCH_S, SPREAD_OVER, batch_size, make_ba
 from cloudburst.ledger import Ledger  # noqa: E402
 from cloudburst.queue import enqueue_batches  # noqa: E402
 
-NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
+NETWORKS = Path(wntr.__file__).parent / "library" / "networks"
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
 ENV = REPO / "files" / "env" / "epanet"
+# model -> (its .inp in the scratch directory, duration (None: the model's own), members)
+MODELS = {"net3": ("Net3.inp", None, 200), "net6": ("Net6.inp", 24 * 3600, 60), "big": ("Big.inp", 24 * 3600, 40)}
 
 
 def draws(members: int, seed: int = 2024) -> list[tuple[float, float]]:
@@ -48,40 +58,85 @@ def draws(members: int, seed: int = 2024) -> list[tuple[float, float]]:
     return list(zip(rng.uniform(0.8, 1.2, members).tolist(), rng.uniform(0.7, 1.0, members).tolist()))
 
 
-def plain_wntr(factors: tuple[float, float]) -> float:
+def plain_wntr(task: tuple[str, int | None, tuple[float, float]]) -> float:
     """What a modeller would write without CloudBurst: load, alter, run; returns the lowest junction pressure."""
-    demand_factor, roughness_factor = factors
-    wn = wntr.network.WaterNetworkModel(str(NET3))
+    path, duration_s, (demand_factor, roughness_factor) = task
+    wn = wntr.network.WaterNetworkModel(path)
     for _, junction in wn.junctions():
         for demand in junction.demand_timeseries_list:
             demand.base_value *= demand_factor
     for _, pipe in wn.pipes():
         pipe.roughness *= roughness_factor
     wn.options.quality.parameter = "NONE"
+    if duration_s is not None:
+        wn.options.time.duration = duration_s
     with tempfile.TemporaryDirectory() as workdir:
         results = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=os.path.join(workdir, "run"))
     return float(results.node["pressure"][wn.junction_name_list].min().min())
-
-
-def job(member: int, factors: tuple[float, float], model_url: str, sha256: str) -> dict:
-    return {"schema": "cloudburst.job/1", "ensemble": "bench", "member": member, "seed": 2024,
-            "input": {"url": model_url, "sha256": sha256},
-            "run": {"alterations": [{"type": "demand_scale", "factor": factors[0]},
-                                    {"type": "pipe_property", "property": "roughness", "factor": factors[1]}]}}
 
 
 def _ready(_: int) -> bool:
     return "wntr" in sys.modules
 
 
-def run_pool(scenarios: list[tuple[float, float]], processes: int) -> float:
+def run_pool(path: str, duration_s: int | None, scenarios: list[tuple[float, float]], processes: int) -> float:
     """Seconds for the Pool to run every scenario, its processes started and wntr imported beforehand, as the
     CloudBurst workers are (like with like: neither side's start-up is on the clock)."""
     with multiprocessing.Pool(processes) as pool:
         assert all(pool.map(_ready, range(processes * 4), chunksize=1))  # each process up, wntr imported
         started = time.perf_counter()
-        pool.map(plain_wntr, scenarios)
+        pool.map(plain_wntr, [(path, duration_s, factors) for factors in scenarios])
         return time.perf_counter() - started
+
+
+_bare: dict = {}
+
+
+def _open_bare(path: str, duration_s: int | None) -> None:
+    import epanet.toolkit as en
+    from cloudburst import toolkit
+    project = toolkit.Project(path)
+    if duration_s is not None:
+        project.set_time(en.DURATION, duration_s)
+    junctions = range(1, project.junction_count + 1)
+    pipes = [link for link in range(1, project.link_count + 1) if project.link_type(link) in (en.PIPE, en.CVPIPE)]
+    _bare.update(project=project, en=en, pipes=pipes,
+                 demands=[(node, category, base) for node in junctions
+                          for category, (base, _) in enumerate(project.demands(node), start=1)],
+                 roughness=[(link, project.link_value(link, en.ROUGHNESS)) for link in pipes])
+
+
+def bare_member(factors: tuple[float, float]) -> float:
+    """One member on the open model: set, solve, read, set back."""
+    project, en = _bare["project"], _bare["en"]
+    demand_factor, roughness_factor = factors
+    for node, category, base in _bare["demands"]:
+        project.set_base_demand(node, category, base * demand_factor)
+    for link, roughness in _bare["roughness"]:
+        project.set_link_value(link, en.ROUGHNESS, roughness * roughness_factor)
+    capture = project.run([en.PRESSURE, en.DEMAND], False)
+    for node, category, base in _bare["demands"]:
+        project.set_base_demand(node, category, base)
+    for link, roughness in _bare["roughness"]:
+        project.set_link_value(link, en.ROUGHNESS, roughness)
+    return float(capture.values[en.PRESSURE][:, :project.junction_count].min())
+
+
+def run_bare(path: str, duration_s: int | None, scenarios: list[tuple[float, float]], processes: int) -> float:
+    """Seconds for the bare toolkit loop over every scenario, each process's model opened beforehand."""
+    with multiprocessing.Pool(processes, initializer=_open_bare, initargs=(path, duration_s)) as pool:
+        assert all(pool.map(_ready, range(processes * 4), chunksize=1))
+        started = time.perf_counter()
+        pool.map(bare_member, scenarios)
+        return time.perf_counter() - started
+
+
+def job(member: int, factors: tuple[float, float], model_url: str, sha256: str, duration_s: int | None) -> dict:
+    return {"schema": "cloudburst.job/1", "ensemble": "bench", "member": member, "seed": 2024,
+            "input": {"url": model_url, "sha256": sha256},
+            "run": {**({} if duration_s is None else {"duration_s": duration_s}),
+                    "alterations": [{"type": "demand_scale", "factor": factors[0]},
+                                    {"type": "pipe_property", "property": "roughness", "factor": factors[1]}]}}
 
 
 def run_cloudburst(jobs: list[dict], processes: int, redis_url: str, worker_env: dict[str, str], size: int) -> float:
@@ -116,45 +171,71 @@ def run_cloudburst(jobs: list[dict], processes: int, redis_url: str, worker_env:
 
 
 def main() -> None:
+    from big_model import write as write_big_model
+
+    from cloudburst.job import Run
+    from cloudburst.warm import solve_seconds
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=200)
+    parser.add_argument("--models", default="net3,net6,big", help="comma-separated: net3, net6, big")
     parser.add_argument("--processes", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    scenarios = draws(args.members)
-    sha256 = hashlib.sha256(NET3.read_bytes()).hexdigest()
+    print(f"{args.processes} processes, median of {args.rounds} rounds; every member: demand x U(0.8,1.2), "
+          "roughness x U(0.7,1.0), EPANET hydraulics, quality off")
+    verdicts = []
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         (scratch / "models").mkdir()
-        (scratch / "models" / "Net3.inp").write_bytes(NET3.read_bytes())
+        for name in ("Net3.inp", "Net6.inp"):
+            (scratch / "models" / name).write_bytes((NETWORKS / name).read_bytes())
+        write_big_model(scratch / "models" / "Big.inp")
         (scratch / "password").write_text("worker-secret")
         with nginx_server(scratch, {"worker": "worker-secret"}, results_writers=("worker",)) as files, \
                 redis_server(scratch) as redis_url:
-            jobs = [job(member, factors, f"{files}/models/Net3.inp", sha256)
-                    for member, factors in enumerate(scenarios)]
-            cache = str(scratch / "model-cache")
-            dry = {"CLOUDBURST_MODEL_CACHE": cache, "CLOUDBURST_FILES_URL": files, "CLOUDBURST_FILES_USER": "worker",
-                   "CLOUDBURST_FILES_PASSWORD_FILE": str(scratch / "password")}
-            writing = {**dry, "CLOUDBURST_RESULTS_URL": f"{files}/results"}
-            plain_wntr(scenarios[0])  # warm the OS file cache
-            started = time.perf_counter()
-            plain_wntr(scenarios[0])
-            size = batch_size(time.perf_counter() - started, DEFAULT_BATCH_S, args.members, SPREAD_OVER)
-            timings: dict[str, list[float]] = {"pool": [], "dry": [], "write": []}
-            for _ in range(args.rounds):  # interleaved, so drifts in machine load touch all three alike
-                timings["pool"].append(run_pool(scenarios, args.processes))
-                timings["dry"].append(run_cloudburst(jobs, args.processes, redis_url, dry, size))
-                timings["write"].append(run_cloudburst(jobs, args.processes, redis_url, writing, size))
-    pool_s, dry_s, write_s = (statistics.median(timings[name]) for name in ("pool", "dry", "write"))
-    print(f"{args.members} Net3 members (demand x U(0.8,1.2), roughness x U(0.7,1.0)), EPANET, quality off, "
-          f"{args.processes} processes, median of {args.rounds} rounds")
-    print(f"  (batches of {size} members; every member stored in the results store and recorded, checked)")
-    for name, seconds in (("multiprocessing.Pool (plain wntr)", pool_s),
-                          ("CloudBurst workers, no result writes", dry_s),
-                          ("CloudBurst workers, summaries + status stored (results store)", write_s)):
-        print(f"  {name:<70} {seconds:6.2f} s  {args.members / seconds:6.1f} members/s  "
-              f"{pool_s / seconds:4.2f}x the Pool")
-    print(verdict("CloudBurst with summary writes vs the Pool", pool_s / write_s, 1.0, at_least=True, unit="x"))
+            for model in args.models.split(","):
+                file_name, duration_s, members = MODELS[model]
+                path = scratch / "models" / file_name
+                sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+                scenarios = draws(members)
+                jobs = [job(member, factors, f"{files}/models/{file_name}", sha256, duration_s)
+                        for member, factors in enumerate(scenarios)]
+                cache = str(scratch / "model-cache")
+                writing = {"CLOUDBURST_MODEL_CACHE": cache, "CLOUDBURST_FILES_URL": files,
+                           "CLOUDBURST_FILES_USER": "worker", "CLOUDBURST_FILES_PASSWORD_FILE": str(scratch / "password"),
+                           "CLOUDBURST_RESULTS_URL": f"{files}/results"}
+                run = Run.model_validate({} if duration_s is None else {"duration_s": duration_s})
+                wn = wntr.network.WaterNetworkModel(str(path))
+                solve_seconds(path, wn, run)  # warm the OS file cache
+                size = batch_size(solve_seconds(path, wn, run), DEFAULT_BATCH_S, members, SPREAD_OVER)
+                contenders = {"pool": lambda: run_pool(str(path), duration_s, scenarios, args.processes),
+                              "bare": lambda: run_bare(str(path), duration_s, scenarios, args.processes),
+                              "warm": lambda: run_cloudburst(jobs, args.processes, redis_url, writing, size)}
+                if model == "net3":
+                    contenders["file"] = lambda: run_cloudburst(jobs, args.processes, redis_url,
+                                                                {**writing, "CLOUDBURST_ENGINE": "file"}, size)
+                timings: dict[str, list[float]] = {name: [] for name in contenders}
+                for _ in range(args.rounds):  # interleaved, so drifts in machine load touch all alike
+                    for name, measure in contenders.items():
+                        timings[name].append(measure())
+                median = {name: statistics.median(values) for name, values in timings.items()}
+                nodes = wn.num_nodes
+                print(f"\n{model}: {nodes:,} nodes, {(duration_s or int(wn.options.time.duration)) // 3600} h, "
+                      f"{members} members (CloudBurst batches of {size}; every member stored and recorded, checked)")
+                labels = {"pool": "multiprocessing.Pool (plain wntr, EPANET 2.2 file path)",
+                          "bare": "bare toolkit loop (EPANET 2.3, no queue, no writes)",
+                          "warm": "CloudBurst warm engine, summaries + status stored",
+                          "file": "CloudBurst on wntr's file path, summaries + status stored"}
+                for name, seconds in median.items():
+                    print(f"  {labels[name]:<62} {seconds:7.2f} s  {members / seconds:7.1f} members/s  "
+                          f"{median['pool'] / seconds:5.2f}x the Pool  {median['bare'] / seconds:4.2f}x the bare loop")
+                verdicts.append(verdict(f"{model}: the warm engine within 1.3x of the bare toolkit loop (its time / "
+                                        "the loop's)", median["warm"] / median["bare"], 1.3, at_least=False, unit="x"))
+                if model == "net3":
+                    verdicts.append(verdict("net3: the warm engine with summary writes vs the Pool",
+                                            median["pool"] / median["warm"], 3.0, at_least=True, unit="x"))
+    print()
+    print("\n".join(verdicts))
 
 
 if __name__ == "__main__":

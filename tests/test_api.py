@@ -129,6 +129,37 @@ def test_cancel_then_retry_runs_only_what_is_missing(cluster, client):
     assert sorted(client.ledger.done("later")) == [batch_name(0, 2, 1), batch_name(3, 5, 1), batch_name(6, 7, 1)]
 
 
+def test_unbalanced_members_are_counted_apart_left_out_of_statistics_and_not_retried(cluster, client, tmp_path):
+    """Net3 allowed 4 trials per step with UNBALANCED STOP: its first step needs 5, so every member stops there."""
+    stiff = tmp_path / "stiff-net3.inp"
+    stiff.write_text(NET3.read_text().replace(" Trials             \t40", " Trials             \t4")
+                     .replace(" Unbalanced         \tContinue 10", " Unbalanced         \tSTOP"))
+    workers = start_workers(cluster)
+    try:
+        stopped = client.submit(stiff, scenario(members=6), name="stiff")
+        progress = stopped.wait(progress=False, timeout_s=120)
+        kept = client.submit(stiff, scenario(members=6, run={"duration_s": 21600, "unbalanced": "continue"}),
+                             name="kept")
+        assert kept.wait(progress=False, timeout_s=120).finished == 6
+    finally:
+        stop(workers)
+    assert (progress.finished, progress.failed, progress.unbalanced, progress.done) == (0, 0, 6, True)
+    assert stopped.failures().empty
+    reasons = stopped.unbalanced()
+    assert list(reasons["member"]) == list(range(6))
+    assert all("stopped at 0:00:00" in reason and "UNBALANCED STOP" in reason for reason in reasons["error"])
+    assert stopped.retry() == {"enqueued": 0, "finished": 0, "waiting": 0}
+    rows = wait_until("the progress point", lambda: cluster["influx"].rows(
+        "SELECT last(unbalanced) AS unbalanced, last(finished) AS finished FROM progress WHERE ensemble = 'stiff'",
+        cluster["db"]), 60)
+    assert (rows[0]["unbalanced"], rows[0]["finished"]) == (6, 0)
+    status = cli(cluster, "status", "stiff")
+    assert status.returncode == 0 and "unbalanced 6" in status.stdout and "left out of the statistics" in status.stdout
+    members = kept.members()
+    assert (members["status"] == "finished").all()
+    assert members["warnings"].str.startswith("system hydraulically unbalanced from 0:00:00").all()
+
+
 def test_bad_input_raises_input_error_and_nothing_is_uploaded_or_enqueued(cluster, client):
     with pytest.raises(InputError) as refused:
         client.submit(NET3, scenario(sampling="grid"))

@@ -397,8 +397,8 @@ class Ensemble:
 
     @_redis_errors
     def retry(self, timeout_s: int = 3600) -> dict[str, int]:
-        """Re-enqueue the failed and missing members (neither finished, queued nor running), as batches of a new
-        retry round."""
+        """Re-enqueue the failed and missing members (neither finished, unbalanced, queued nor running), as batches
+        of a new retry round."""
         record = self.info()
         data, wn = self._model()
         drawn = generate(record.scenario, wn, model_input(self.client.settings, record.model_sha256), self.name,
@@ -406,9 +406,11 @@ class Ensemble:
         plan = self.client.ledger.plan(self.name)
         waiting_batches = queued_batches(self.client.queue, self.name) | running_batches(self.client.queue, self.name)
         waiting = {member for batch in waiting_batches for member in plan.get(batch, [])}
-        finished = self._states().finished
+        states = self._states()
+        finished = states.finished
+        settled = finished | set(states.unbalanced)  # an unbalanced member would stop the same way again
         again = [document for document in drawn.documents
-                 if document["member"] not in finished and document["member"] not in waiting]
+                 if document["member"] not in settled and document["member"] not in waiting]
         round_ = max((retry_round(batch) for batch in plan), default=0) + 1
         size = _batch_size(record.scenario.get("batch"), data, wn, max(len(again), 1), drawn.documents[0])
         jobs = (batching.make_batch(self.name, part, round_) for part in batching.split(again, size))
