@@ -7,7 +7,8 @@ results store) started here on loopback, submitted with the Python API. Prints, 
 - every value stored (DuckDB's count over the ensemble's files against members x junctions x 25);
 - store ingest in values/s (encoding a batch's table and PUTting it, as workers do) against the InfluxDB
   writer's points/s for the same values as member-tagged line protocol (the old format), in the same run;
-- bytes on disk per stored value;
+- bytes on disk per stored value, as EPANET gave the values (lossless) and, for a second ensemble of the same
+  members, with ``output.resolution: {pressure: 0.001}`` (values to the nearest 2**-10 m);
 - seconds from the last member recorded until the statistics cover every member;
 - `results` at one element (``Ensemble.percentiles``) and `risk` over all nodes, in seconds.
 
@@ -88,6 +89,12 @@ def main() -> None:
         timer = time.perf_counter()
         risk = ensemble.risk("pressure", below=20)
         risk_s = time.perf_counter() - timer
+        rounded = client.submit(NET6, {**scenario, "output": {**scenario["output"],
+                                                               "resolution": {"pressure": 0.001}}}, name="net6-mm")
+        rounded.wait(progress=False, statistics_s=0)
+        rounded_stored = int(rounded.query("SELECT count(*) FROM series").iloc[0, 0])
+        rounded_bytes = sum(path.stat().st_size for path in (cluster["root"] / "results" / "net6-mm" / "series")
+                            .glob("*.parquet"))
         influx.query("CREATE DATABASE ingest_probe")
         wn.options.time.duration = 86400
         block_results = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=os.path.join(scratch, "probe"))
@@ -104,12 +111,16 @@ def main() -> None:
     print(f"  values stored: {stored:,} of {expected:,} asked for")
     print(f"  store ingest {store_rate:,.0f} values/s vs InfluxDB writer {influx_rate:,.0f} points/s "
           f"(the same values, member-tagged): {store_rate / influx_rate:.1f}x")
-    print(f"  on disk: {series_bytes:,} bytes of series, {series_bytes / max(stored, 1):.2f} B per value")
+    print(f"  on disk: {series_bytes:,} bytes of series, {series_bytes / max(stored, 1):.2f} B per value as EPANET "
+          f"gave them; {rounded_bytes / max(rounded_stored, 1):.2f} B per value at a 1 mm resolution "
+          f"({rounded_stored:,} values)")
     print(f"  statistics over every member {statistics_ready - last_member:.1f} s after the last member; "
           f"{len(bands)} time steps at one node; risk over {len(risk)} nodes")
     print(verdict("every value stored", stored, expected, at_least=True))
     print(verdict("store ingest / InfluxDB writer", store_rate / influx_rate, 10, at_least=True, unit="x"))
-    print(verdict("bytes on disk per value", series_bytes / max(stored, 1), 2.0, at_least=False, unit=" B"))
+    print(verdict("bytes on disk per value, lossless", series_bytes / max(stored, 1), 2.0, at_least=False, unit=" B"))
+    print(verdict("bytes on disk per value, 1 mm resolution", rounded_bytes / max(rounded_stored, 1), 2.0,
+                  at_least=False, unit=" B"))
     print(verdict("statistics ready after the last member", statistics_ready - last_member, 10, at_least=False,
                   unit=" s"))
     print(verdict("results at one element", results_s, 1.0, at_least=False, unit=" s"))

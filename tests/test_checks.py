@@ -102,3 +102,10 @@ def test_a_model_file_that_is_not_a_model_is_named_without_wntr_templates(tmp_pa
     shutil.copy(REPO / "files" / "scenarios" / "net3-demand-roughness.yml", scenario)
     with pytest.raises(InputError, match="looks like a scenario file, not a model: give the model"):
         read_model_file(scenario)
+
+
+def test_a_resolution_for_an_attribute_no_series_asks_for_is_refused_by_client_and_worker(tmp_path, net3):
+    client, worker, _ = verdicts(tmp_path, net3, {"duration_s": 3600},
+                                 {"series": [{"element": "node", "attributes": ["pressure"], "ids": ["10"]}],
+                                  "resolution": {"head": 0.01}})
+    assert client == worker == "$.output.resolution.head: no series asks for 'head' (series attributes: pressure)"

@@ -61,11 +61,11 @@ def stored(results_store, net3, warm_cache, engine) -> Callable[..., dict]:
     store holds: {"series": {attribute: frame (time x node)}, "row": the member's status and summary}."""
     from test_engine import stored_batch, values
 
-    def run(run: dict, attributes: list[str], warm: bool = True) -> dict:
+    def run(run: dict, attributes: list[str], warm: bool = True, output: dict | None = None) -> dict:
         batch = make_batch("toolkit", [{
             "schema": "cloudburst.job/1", "ensemble": "toolkit", "member": next(_members), "seed": 1,
             "input": {**net3, "start_time_utc": "2024-01-01T00:00:00Z"}, "run": {"duration_s": 24 * HOUR, **run},
-            "output": {"series": [{"element": "node", "attributes": attributes}]}}])
+            "output": {"series": [{"element": "node", "attributes": attributes}], **(output or {})}}])
         run_batch(batch, warm_cache, results_store, None, engine if warm else None)
         row, frame = stored_batch(results_store, "toolkit", batch["batch"])
         return {"series": {attribute: values(frame, attribute) for attribute in attributes}, "row": row}
@@ -246,6 +246,16 @@ def test_a_value_nudged_by_1e_9_on_the_reference_side_fails_the_comparison(store
     alterations, alter = CASES[case]
     engine = stored({"alterations": alterations}, ATTRIBUTES)
     assert differences(engine, reference(lambda project: alter(project, 1e-9), tmp_path)) > 0
+
+
+def test_a_resolution_rounds_each_value_to_the_nearest_multiple_of_its_power_of_two_step(stored):
+    exact = stored({}, ["pressure", "head"])["series"]
+    coarse = stored({}, ["pressure", "head"], output={"resolution": {"pressure": 0.001}})["series"]
+    step = 2.0 ** -10  # the largest power of two not above 1 mm
+    values, reference = coarse["pressure"].to_numpy(np.float64), exact["pressure"].to_numpy(np.float64)
+    assert np.array_equal(values, np.round(values / step) * step)
+    assert float(np.abs(values - reference).max()) <= step / 2 and not np.array_equal(values, reference)
+    assert coarse["head"].equals(exact["head"])  # only the attributes named are rounded
 
 
 def test_members_after_altered_ones_see_the_model_as_it_was(stored, tmp_path):

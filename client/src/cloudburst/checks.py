@@ -66,6 +66,11 @@ def _series_problems(output: schema.Output, run: schema.Run, wn: wntr.network.Wa
         if request.step_s is not None and request.step_s % report_step:
             problems.append(f"$.output.series[{index}].step_s: {request.step_s} s is not a multiple of the "
                             f"report step ({report_step} s)")
+    asked = sorted({attribute for request in output.series for attribute in request.attributes})
+    for attribute in output.resolution:
+        if attribute not in asked:
+            problems.append(f"$.output.resolution.{attribute}: no series asks for {attribute!r} "
+                            f"(series attributes: {', '.join(asked) or 'none'})")
     points = planned_points(output, run, wn)
     if points > output.max_points:
         problems.append(f"$.output.max_points: the series asked for come to {points} points, above the budget "

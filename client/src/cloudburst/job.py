@@ -193,6 +193,10 @@ class Output(_Strict):
     series: list[SeriesRequest] = []
     summary: Summary = Summary()
     statistics: Statistics = Statistics()
+    # attribute -> resolution (SI, e.g. {"pressure": 0.001}): series values are rounded to the nearest multiple of
+    # the largest power of two not above it (0.001 m -> 2**-10 m), which empties their low bits and shrinks the
+    # store by about a third; absent, values are EPANET's own, unchanged.
+    resolution: dict[str, Annotated[float, Field(gt=0)]] = {}
     # Upper bound on series points (values) one job may write; a request above it is refused before running.
     max_points: Annotated[int, Field(gt=0)] = 2_000_000
 

@@ -4,6 +4,7 @@ Series values stay the float32 numbers EPANET's output holds: what the store ret
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,22 @@ def series_blocks(job: schema.Job, wn: wntr.network.WaterNetworkModel, results: 
             values = frames.values[attribute][np.ix_(rows, columns)]
             # EPANET's output is float32 and stays so; wntr's own simulator gives float64, kept unrounded.
             values = values.astype(np.float32 if values.dtype == np.float32 else np.float64, copy=False)
+            if attribute in job.output.resolution:
+                values = rounded(values, job.output.resolution[attribute])
             blocks.append(SeriesBlock(request.element, attribute, ids, elapsed, values))
     return blocks
+
+
+def resolution_step(resolution: float) -> float:
+    """The power of two a resolution rounds to: the largest not above it (exact in binary floating point)."""
+    return 2.0 ** math.floor(math.log2(resolution))
+
+
+def rounded(values: np.ndarray, resolution: float) -> np.ndarray:
+    """Values to the nearest multiple of ``resolution_step(resolution)``: dividing and multiplying by a power of
+    two is exact, so the result is that multiple exactly, in the values' own type."""
+    step = values.dtype.type(resolution_step(resolution))
+    return np.round(values / step) * step
 
 
 def results_needed(job: schema.Job) -> tuple[set[str], set[str]]:
