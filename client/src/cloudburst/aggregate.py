@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cloudburst import resultformat as fmt
 from cloudburst.reader import member_rows
@@ -82,43 +83,71 @@ class SeriesMatrix:
     values: np.ndarray  # shape (len(elements) * len(elapsed_s), len(members)), NaN where missing
 
 
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """A string column as (per-row codes, the names they index): the store writes these columns dictionary-encoded,
+    so the per-row work stays in integers."""
+    array = column.combine_chunks()
+    if not pa.types.is_dictionary(array.type):
+        array = pc.dictionary_encode(array)
+    return (array.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
+            [str(name) for name in array.dictionary.to_pylist()])
+
+
+@dataclass
+class _Part:
+    """One batch's rows of one kind and attribute."""
+    element_names: list[str]
+    element_codes: np.ndarray
+    elapsed_s: np.ndarray
+    members: np.ndarray
+    values: np.ndarray
+
+
 def series_matrices(tables: list[pa.Table]) -> list[SeriesMatrix]:
     """The long series tables of many batches, as one matrix per kind and attribute."""
-    if not tables:
-        return []
-    parts: dict[tuple[str, str], list[pd.DataFrame]] = {}
+    parts: dict[tuple[str, str], list[_Part]] = {}
     for table in tables:
-        frame = table.to_pandas()
-        for (kind, attribute), group in frame.groupby([fmt.KIND, fmt.ATTRIBUTE], observed=True, sort=False):
-            parts.setdefault((str(kind), str(attribute)), []).append(group)
+        if table.num_rows == 0:
+            continue
+        kind_codes, kinds = _codes(table.column(fmt.KIND))
+        attribute_codes, attributes = _codes(table.column(fmt.ATTRIBUTE))
+        element_codes, element_names = _codes(table.column(fmt.ELEMENT))
+        elapsed = table.column(fmt.ELAPSED).to_numpy()
+        members = table.column(fmt.MEMBER).to_numpy()
+        values = table.column(fmt.VALUE).to_numpy()
+        group_codes = kind_codes * len(attributes) + attribute_codes
+        groups = pd.unique(group_codes)
+        for group in groups:
+            rows = slice(None) if len(groups) == 1 else group_codes == group
+            key = (kinds[group // len(attributes)], attributes[group % len(attributes)])
+            parts.setdefault(key, []).append(_Part(element_names, element_codes[rows], elapsed[rows], members[rows],
+                                                   values[rows]))
     matrices = []
     for (kind, attribute), groups in parts.items():
-        elements = sorted(set().union(*(set(group[fmt.ELEMENT].astype(str).unique()) for group in groups)))
-        elapsed = np.unique(np.concatenate([group[fmt.ELAPSED].to_numpy() for group in groups]))
-        members = np.unique(np.concatenate([group[fmt.MEMBER].to_numpy() for group in groups]))
-        dtype = np.float64 if any(group[fmt.VALUE].dtype == np.float64 for group in groups) else np.float32
-        values = np.full((len(elements) * len(elapsed), len(members)), np.nan, dtype=dtype)
+        elements = sorted(set().union(*(np.asarray(part.element_names, dtype=object)[np.unique(part.element_codes)]
+                                        for part in groups)))
         element_index = {name: position for position, name in enumerate(elements)}
-        for group in groups:
-            element_codes = group[fmt.ELEMENT].astype(str).map(element_index).to_numpy(dtype=np.int64)
-            rows = element_codes * len(elapsed) + np.searchsorted(elapsed, group[fmt.ELAPSED].to_numpy())
-            values[rows, np.searchsorted(members, group[fmt.MEMBER].to_numpy())] = group[fmt.VALUE].to_numpy()
+        # pd.unique hashes (no sort): a batch's 10^6 rows hold a few dozen times and members
+        elapsed = np.unique(np.concatenate([pd.unique(part.elapsed_s) for part in groups]))
+        members = np.unique(np.concatenate([pd.unique(part.members) for part in groups]))
+        dtype = np.float64 if any(part.values.dtype == np.float64 for part in groups) else np.float32
+        values = np.full((len(elements) * len(elapsed), len(members)), np.nan, dtype=dtype)
+        for part in groups:
+            lookup = np.array([element_index.get(name, -1) for name in part.element_names], dtype=np.int64)
+            rows = lookup[part.element_codes] * len(elapsed) + np.searchsorted(elapsed, part.elapsed_s)
+            values.reshape(-1)[rows * len(members) + np.searchsorted(members, part.members)] = part.values
         matrices.append(SeriesMatrix(kind, attribute, elements, elapsed, members, values))
     return matrices
 
 
 def statistics_lines(name: str, start_s: int, matrices: list[SeriesMatrix], request: StatisticsRequest) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for matrix in matrices:
         measurement = fmt.stats_measurement(matrix.kind)
         times = [start_s + int(t) for t in matrix.elapsed_s]
         for statistic, values in row_statistics(matrix.values, request, matrix.attribute).items():
-            per_element = values.reshape(len(matrix.elements), len(times)).tolist()
-            for element, row in zip(matrix.elements, per_element):
-                for at, value in zip(times, row):
-                    line = fmt.stats_line(measurement, name, statistic, at, {matrix.attribute: value}, element)
-                    if line is not None:
-                        lines.append(line)
+            lines += fmt.element_stats_lines(measurement, name, statistic, matrix.attribute, matrix.elements, times,
+                                             values.reshape(len(matrix.elements), len(times)))
     return lines
 
 

@@ -99,6 +99,20 @@ def stats_line(measurement: str, ensemble: str, statistic: str, seconds: int, fi
     return f"{measurement},{tags},{STATISTIC_TAG}={escape_tag(statistic)} {formatted} {seconds}"
 
 
+def element_stats_lines(measurement: str, ensemble: str, statistic: str, attribute: str, elements: list[str],
+                        seconds: list[int], values: np.ndarray) -> list[str]:
+    """``stats_line`` for every finite value of an (elements, times) array of one statistic and attribute, the tags
+    escaped once per element rather than once per point."""
+    head = f"{measurement},{ENSEMBLE_TAG}={escape_tag(ensemble)},{ELEMENT_TAG}="
+    tail = f",{STATISTIC_TAG}={escape_tag(statistic)} {escape_tag(attribute)}="
+    stamps = [f" {at}" for at in seconds]
+    lines: list[str] = []
+    for element, row in zip(elements, values.astype(np.float64).tolist()):
+        prefix = head + escape_tag(element) + tail
+        lines += [prefix + repr(value) + stamp for value, stamp in zip(row, stamps) if math.isfinite(value)]
+    return lines
+
+
 def progress_line(ensemble: str, seconds: int, fields: dict[str, int]) -> str:
     return f"{PROGRESS},{ENSEMBLE_TAG}={escape_tag(ensemble)} {format_fields(fields)} {seconds}"
 
