@@ -1,6 +1,6 @@
 """End to end as a user works: three bare hosts -> site.yml -> push-env.yml (the scenario's converge and side
 effects), then a 300-member ensemble submitted with `cloudburst submit --wait`. Every member finishes on the
-two worker hosts, the results store holds exactly the values the members asked for, InfluxDB holds statistics
+two worker hosts on the warm engine, the results store holds exactly the values the members asked for, InfluxDB holds statistics
 without a member tag, and `cloudburst results` gives the cluster's nearest-rank percentiles of the stored series."""
 import csv
 import time
@@ -58,6 +58,8 @@ def test_the_store_holds_exactly_the_expected_values(submitted, cluster):
         for attribute in ("pressure", "head"):
             assert len(ensemble.series(f"node:{node}", attribute)) == MEMBERS * steps
     assert set(members["worker"]) == set(WORKERS), f"members ran on {sorted(set(members['worker']))}"
+    # The warm engine ran them: EPANET 2.3's toolkit, the model kept open in each worker process.
+    assert set(members["engine"]) == {"toolkit"} and set(members["epanet_version"]) == {"2.3.5"}
     assert ensemble.executions().attrs == {"lost": 0, "duplicated": 0}
 
 

@@ -159,6 +159,7 @@ class RunningEnsemble:
         stored = [member for table in rows for member in table["member"]]
         assert sorted(stored) == list(range(self.members)), "a member stored twice, or not at all"
         assert {status for table in rows for status in table["status"]} == {"finished"}
+        assert {engine for table in rows for engine in table["engine"]} == {"toolkit"}  # the warm engine ran them
         steps = DURATION_S // 3600 + 1
         for node in NODES:
             series = self.cluster.ensemble(self.name).series(f"node:{node}")
