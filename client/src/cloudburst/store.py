@@ -256,13 +256,15 @@ class S3Store:
     def read(self, ensemble: str, directory: str, batch: str) -> bytes | None:
         from botocore.exceptions import ClientError
         key = self._key(ensemble, directory, batch)
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            return self._call("reading results", lambda: self.client.get_object(Bucket=self.bucket, Key=key)
-                              ["Body"].read())
+
+        def get() -> bytes | None:
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise  # _call names the store and the refusal
+        return self._call("reading results", get)
 
     def size(self, ensemble: str) -> int:
         return sum(int(entry["Size"]) for entry in self._objects(self._key(ensemble)))
