@@ -8,13 +8,15 @@ the retry round that made it), and names its job and its files in the results st
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudburst.errors import InputError
 from cloudburst.job import ENSEMBLE_PATTERN
+
+_T = TypeVar("_T")
 
 SCHEMA = "cloudburst.batch/1"
 # A batch is sized to run about this long on one worker process (the client's default; scenarios may set it).
@@ -74,7 +76,14 @@ def batch_size(seconds_per_member: float, batch_s: float = DEFAULT_BATCH_S, memb
     return min(size, MAX_BATCH_MEMBERS)
 
 
-def split(documents: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
-    for start in range(0, len(documents), size):
-        yield documents[start:start + size]
+def split(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter): members into batches, lines into requests."""
+    chunk: list[_T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 

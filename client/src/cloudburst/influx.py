@@ -7,27 +7,17 @@ import time
 from collections import deque
 from itertools import chain
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import requests
 
+from cloudburst.batches import split
 from cloudburst.errors import InfluxWriteError, ServiceError, refused, service_errors
 
 log = logging.getLogger(__name__)
-
-
-def batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
-    batch: list[str] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 @dataclass
@@ -51,7 +41,7 @@ class InfluxWriter:
         producing line protocol and InfluxDB's ingest (which parses requests on several cores) overlap. Order
         between batches does not matter: each point is keyed by its series and timestamp.
         """
-        pending = batches(lines, self.batch_lines)
+        pending = split(lines, self.batch_lines)
         first, second = next(pending, None), next(pending, None)
         if first is None:
             return 0

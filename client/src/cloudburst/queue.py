@@ -24,7 +24,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
-from cloudburst.influx import batches as chunked
+from cloudburst.batches import split
 from cloudburst.ledger import Ledger
 
 QUEUE_NAME = "cloudburst"
@@ -88,7 +88,7 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
         common.update(retries_left=policy.retries, retry_intervals="[0]")
     count = 0
     connection = queue.connection
-    for part in chunked(batches, chunk):
+    for part in split(batches, chunk):
         pipeline = connection.pipeline(transaction=False)
         ids, plan = [], {}
         for batch in part:
