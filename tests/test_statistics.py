@@ -72,3 +72,44 @@ def test_an_ensemble_past_influxdbs_lowered_limits_is_stored_whole(tmp_path, lim
         series = limited_influx.rows("SHOW SERIES", cluster["db"])
         assert 0 < len(series) < 100  # statistics only: elements x statistics, whatever the member count
         assert "partial write" not in (tmp_path / "workers.log").read_text()
+
+
+def test_a_process_reading_only_new_batches_computes_what_reading_every_batch_computes(results_store):
+    from cloudburst import resultformat as fmt
+    from cloudburst.batches import batch_name
+    from cloudburst.engine import MemberResult, members_table, series_table
+    from cloudburst.results import SeriesBlock
+    from cloudburst.store import encode
+
+    generator = np.random.default_rng(7)
+    elements, elapsed = ["J1", "J2", "J3"], np.array([0, 3600, 7200], dtype=np.int32)
+
+    def put(first: int, count: int, skip: int | None = None) -> None:
+        results = [MemberResult(member, 0, {"status": fmt.FINISHED, "error": ""}, {"pressure_min": float(member)},
+                                [SeriesBlock("node", "pressure", elements, elapsed,
+                                             generator.normal(40, 5, (3, 3)).astype(np.float32))])
+                   for member in range(first, first + count) if member != skip]
+        batch = batch_name(first, first + count - 1)
+        results_store.put_batch("incremental", batch, encode(series_table(results), [fmt.VALUE]),
+                                encode(members_table(batch, results)))
+
+    def statistics() -> list[str]:
+        lines = aggregate.compute(results_store, "incremental", 0, 20, aggregate.StatisticsRequest())
+        return sorted(line for line in lines if not line.startswith(fmt.PROGRESS))
+
+    def afresh() -> list[str]:
+        aggregate.forget_read("incremental")
+        return statistics()
+
+    for first in (0, 4, 8):
+        put(first, 4)
+    assert statistics() == afresh()
+    for first in (12, 16):
+        put(first, 4)
+    incremental = statistics()
+    assert incremental == afresh() and any("statistic=count pressure=20.0" in line for line in incremental)
+    put(4, 4, skip=5)  # member 5 missing from its batch (it failed) ...
+    assert any("statistic=count pressure=19.0" in line for line in statistics())
+    put(4, 4)  # ... then the batch ran again and stored it: a changed file is read again, with everything
+    incremental = statistics()
+    assert incremental == afresh() and any("statistic=count pressure=20.0" in line for line in incremental)

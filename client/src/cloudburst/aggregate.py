@@ -8,7 +8,8 @@ scenario names, the fraction of members below or above each. The summary fields 
 (``summary_stats``) and the ensemble its ``progress`` point. No point carries a member tag.
 
 A worker schedules a statistics job (``due``) after recording a batch when the last run is 30 s old, 5 % of the
-members have finished since, or the ensemble is done; a statistics job computes from every committed batch.
+members have finished since, or the ensemble is done; a statistics job computes from every committed batch,
+reading only the batches its process has not read for an earlier run (``stored_matrices``).
 """
 from __future__ import annotations
 
@@ -176,16 +177,72 @@ def progress_fields(members: pd.DataFrame, total: int) -> dict[str, int]:
             "unbalanced": int(states.get(fmt.UNBALANCED, 0))}
 
 
+def _merged(old: list[SeriesMatrix], new: list[SeriesMatrix]) -> list[SeriesMatrix] | None:
+    """The matrices of more batches: new members' columns added (a member in both takes the new values); None
+    when the new batches hold elements or times the old did not (the matrices are then built afresh)."""
+    merged = {(matrix.kind, matrix.attribute): matrix for matrix in old}
+    for matrix in new:
+        key = (matrix.kind, matrix.attribute)
+        if key not in merged:
+            merged[key] = matrix
+            continue
+        before = merged[key]
+        if before.elements != matrix.elements or not np.array_equal(before.elapsed_s, matrix.elapsed_s):
+            return None
+        members = np.union1d(before.members, matrix.members)
+        dtype = np.result_type(before.values.dtype, matrix.values.dtype)
+        values = np.full((before.values.shape[0], len(members)), np.nan, dtype=dtype)
+        values[:, np.searchsorted(members, before.members)] = before.values
+        values[:, np.searchsorted(members, matrix.members)] = matrix.values
+        merged[key] = SeriesMatrix(matrix.kind, matrix.attribute, matrix.elements, matrix.elapsed_s, members, values)
+    return list(merged.values())
+
+
+@dataclass
+class _Read:
+    """What this process last read of an ensemble's series: each batch's series file size, and the matrices."""
+    sizes: dict[str, int]
+    matrices: list[SeriesMatrix]
+
+
+# Statistics jobs of a running ensemble each read every batch; a process keeps the matrices it built for the
+# last few ensembles and reads only batches that are new (or whose file changed: then everything again).
+_READ: dict[str, _Read] = {}
+KEEP_READ = 2
+
+
+def stored_matrices(store: ResultsStore, name: str) -> list[SeriesMatrix]:
+    """Every committed series value of the ensemble as matrices (``series_matrices``), reading only what this
+    process has not read before."""
+    sizes = store.listing(name, SERIES_DIR)
+    known = _READ.pop(name, None)
+    if known is None or any(sizes.get(batch) != size for batch, size in known.sizes.items()):
+        known = _Read({}, [])
+    new = sorted(set(sizes) - set(known.sizes))
+    tables = [decode(data) for batch in new if (data := store.read(name, SERIES_DIR, batch)) is not None]
+    matrices = _merged(known.matrices, series_matrices(tables))
+    if matrices is None:
+        tables = [decode(data) for batch in sorted(sizes) if (data := store.read(name, SERIES_DIR, batch)) is not None]
+        matrices = series_matrices(tables)
+    _READ[name] = _Read({batch: sizes[batch] for batch in set(known.sizes) | set(new)}, matrices)
+    while len(_READ) > KEEP_READ:
+        _READ.pop(next(iter(_READ)))
+    return matrices
+
+
+def forget_read(name: str) -> None:
+    _READ.pop(name, None)
+
+
 def compute(store: ResultsStore, name: str, start_s: int, total: int, request: StatisticsRequest) -> list[str]:
     """Every statistics line of the ensemble from its committed batches."""
-    batches = store.batches(name)
-    members = member_rows(store, name, batches)
+    members = member_rows(store, name, store.batches(name))
     finished = set(members.loc[members[fmt.STATUS] == fmt.FINISHED, fmt.MEMBER].astype(int))
-    tables = [decode(data) for batch in batches if (data := store.read(name, SERIES_DIR, batch)) is not None]
-    matrices = series_matrices(tables)
-    for matrix in matrices:  # a member's rows from a batch that later failed it again never count
+    matrices = []
+    for matrix in stored_matrices(store, name):  # a member's rows from a batch that later failed it never count
         keep = np.isin(matrix.members, list(finished))
-        matrix.members, matrix.values = matrix.members[keep], matrix.values[:, keep]
+        matrices.append(SeriesMatrix(matrix.kind, matrix.attribute, matrix.elements, matrix.elapsed_s,
+                                     matrix.members[keep], matrix.values[:, keep]))
     lines = statistics_lines(name, start_s, matrices, request)
     lines += summary_lines(name, start_s, members, request)
     lines.append(fmt.progress_line(name, int(time.time()), progress_fields(members, total)))

@@ -71,6 +71,7 @@ def queue_forget(connection: Redis, name: str, db: str, queue_name: str = STATS_
 
 def forget_statistics(name: str, db: str, writer: InfluxWriter) -> int:
     """Drop every statistics point of the ensemble; returns how many statements ran."""
+    aggregate.forget_read(name)
     statements = fmt.drop_statements(name)
     for statement in statements:
         run_statement(writer, statement, db)

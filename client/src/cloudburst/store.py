@@ -66,6 +66,9 @@ class ResultsStore(Protocol):
     def batches(self, ensemble: str, directory: str = MEMBERS_DIR) -> list[str]:
         """The committed batches (or, for SERIES_DIR, the batches with series) of the ensemble; [] for none."""
 
+    def listing(self, ensemble: str, directory: str = MEMBERS_DIR) -> dict[str, int]:
+        """``batches`` with each file's size in bytes."""
+
     def read(self, ensemble: str, directory: str, batch: str) -> bytes | None:
         """A batch's file, or None when it is not there."""
 
@@ -155,14 +158,18 @@ class WebDavStore:
 
     def batches(self, ensemble: str, directory: str = MEMBERS_DIR) -> list[str]:
         """The committed batches (or, for SERIES_DIR, the batches with series) of the ensemble; [] for none."""
+        return sorted(self.listing(ensemble, directory))
+
+    def listing(self, ensemble: str, directory: str = MEMBERS_DIR) -> dict[str, int]:
+        """``batches`` with each file's size in bytes (Nginx's JSON index)."""
         with service_errors(SERVICE, self.url):
             response = self.session.get(self._location(ensemble, directory), timeout=self.timeouts)
         if response.status_code == 404:
-            return []
+            return {}
         if response.status_code != 200:
             raise refused(SERVICE, self.url, response, f"listing {ensemble}'s results", _user(self.session))
-        return sorted(entry["name"].removesuffix(SUFFIX) for entry in response.json()
-                      if entry.get("type") == "file" and entry["name"].endswith(SUFFIX))
+        return {entry["name"].removesuffix(SUFFIX): int(entry.get("size", 0)) for entry in response.json()
+                if entry.get("type") == "file" and entry["name"].endswith(SUFFIX)}
 
     def read(self, ensemble: str, directory: str, batch: str) -> bytes | None:
         """A batch's file, or None when it is not there (a batch without series, or deleted meanwhile)."""
@@ -249,9 +256,12 @@ class S3Store:
         return self._call("listing results", listing)
 
     def batches(self, ensemble: str, directory: str = MEMBERS_DIR) -> list[str]:
+        return sorted(self.listing(ensemble, directory))
+
+    def listing(self, ensemble: str, directory: str = MEMBERS_DIR) -> dict[str, int]:
         prefix = self._key(ensemble, directory)
-        return sorted(entry["Key"][len(prefix):].removesuffix(SUFFIX) for entry in self._objects(prefix)
-                      if entry["Key"].endswith(SUFFIX) and "/" not in entry["Key"][len(prefix):])
+        return {entry["Key"][len(prefix):].removesuffix(SUFFIX): int(entry["Size"]) for entry in self._objects(prefix)
+                if entry["Key"].endswith(SUFFIX) and "/" not in entry["Key"][len(prefix):]}
 
     def read(self, ensemble: str, directory: str, batch: str) -> bytes | None:
         from botocore.exceptions import ClientError
