@@ -32,7 +32,7 @@ from cloudburst import resultformat as fmt
 from cloudburst.alterations import apply_run
 from cloudburst.config import Settings
 from cloudburst.engine import simulate
-from cloudburst.errors import InputError, MemberFailed, service_errors
+from cloudburst.errors import EpanetError, InputError, MemberFailed, service_errors
 from cloudburst.files import ModelStore, model_input, results_credentials, results_url
 from cloudburst.influx import InfluxQuery
 from cloudburst.job import parse_job
@@ -448,12 +448,16 @@ def _batch_size(setting: Any, data: bytes, wn: wntr.network.WaterNetworkModel, m
         return min(int(setting["members"]), batching.MAX_BATCH_MEMBERS)
     job = parse_job(member)
     settings = job.run.model_copy(update={"alterations": []})
+    seconds = None
     if file_path_reason(job) is None:
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "model.inp"
             path.write_bytes(data)
-            seconds = solve_seconds(path, wn, settings)
-    else:
+            try:
+                seconds = solve_seconds(path, wn, settings)
+            except EpanetError:
+                pass  # EPANET 2.3 does not open it: the members run on the file path, timed below
+    if seconds is None:
         timed = copy.deepcopy(wn)
         apply_run(settings, timed)
         started = time.perf_counter()

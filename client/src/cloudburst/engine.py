@@ -135,7 +135,8 @@ def run_member(document: dict[str, Any], cache: ModelCache, engine: WarmEngine |
     provenance = {"engine": FILE_ENGINE, "engine_reason": "no warm engine in this process"}
     try:
         job = parse_job(document)
-        reason = file_path_reason(job) if engine is not None else provenance["engine_reason"]
+        reason = (file_path_reason(job) or engine.refusal(job.input)) if engine is not None \
+            else provenance["engine_reason"]
         if reason is None:
             provenance = {"engine": warm.ENGINE, "engine_reason": ""}
             blocks, summary, capture = engine.run(job)

@@ -31,7 +31,7 @@ from cloudburst import job as schema
 from cloudburst import toolkit
 from cloudburst.checks import RunTimes, check_job
 from cloudburst.epanet_output import to_si
-from cloudburst.errors import MemberFailed, MemberUnbalanced
+from cloudburst.errors import EpanetError, MemberFailed, MemberUnbalanced
 from cloudburst.models import ModelCache, parse_inp
 from cloudburst.resultformat import NODE
 from cloudburst.results import Frames, SeriesBlock, series_blocks, summary_fields
@@ -251,6 +251,19 @@ class WarmEngine:
         self.cache = cache
         self.keep = keep
         self._open: dict[str, OpenModel] = {}
+        self._refused: dict[str, str] = {}  # sha256 -> why EPANET 2.3 would not open the model
+
+    def refusal(self, source: schema.ModelInput) -> str | None:
+        """Why the toolkit cannot open this job's model (its members then run on the file path); None when it can.
+        Opens the model (kept open for the job) the first time it is asked."""
+        if source.sha256 in self._refused:
+            return self._refused[source.sha256]
+        try:
+            self.model(source)
+        except EpanetError as refused:
+            self._refused[str(source.sha256)] = f"EPANET 2.3 does not open the model: {refused}"
+            return self._refused[str(source.sha256)]
+        return None
 
     def model(self, source: schema.ModelInput) -> OpenModel:
         assert source.url is not None and source.sha256 is not None
