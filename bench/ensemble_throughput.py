@@ -16,7 +16,7 @@ bench/big_model.py; 24 h). Side by side, in one run, per model:
 
 Prints wall time, members per second and the ratios, median of the rounds (interleaved).
 
-    .venv/bin/python bench/ensemble_throughput.py [--models net3,net6,big] [--processes N] [--rounds 3]
+    .venv/bin/python bench/ensemble_throughput.py [--models net3,net6,big] [--processes N] [--rounds 3] [--scale 1]
 """
 from __future__ import annotations
 
@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--models", default="net3,net6,big", help="comma-separated: net3, net6, big")
     parser.add_argument("--processes", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply each model's member count (a quick look)")
     args = parser.parse_args()
     print(f"{args.processes} processes, median of {args.rounds} rounds; every member: demand x U(0.8,1.2), "
           "roughness x U(0.7,1.0), EPANET hydraulics, quality off")
@@ -195,6 +196,7 @@ def main() -> None:
                 redis_server(scratch) as redis_url:
             for model in args.models.split(","):
                 file_name, duration_s, members = MODELS[model]
+                members = max(int(members * args.scale), 2)
                 path = scratch / "models" / file_name
                 sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
                 scenarios = draws(members)

@@ -83,10 +83,29 @@ class OpenModel:
     project: toolkit.Project
     flow_units: FlowUnits = field(init=False)
     darcy_weisbach: bool = field(init=False)
+    node_index: dict[str, int] = field(init=False)
+    link_index: dict[str, int] = field(init=False)
+    # The model's own values as opened, read once: members start from them and are put back to them.
+    _demands: dict[int, list[tuple[float, int]]] = field(init=False, default_factory=dict)
+    _link_values: dict[tuple[int, int], float] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.flow_units = FlowUnits(self.project.flow_units())
         self.darcy_weisbach = int(self.project.option(en.HEADLOSSFORM)) == en.DW
+        self.node_index = {name: index for index, name in enumerate(self.project.node_ids, start=1)}
+        self.link_index = {name: index for index, name in enumerate(self.project.link_ids, start=1)}
+
+    def demands(self, node: int) -> list[tuple[float, int]]:
+        """The node's demand categories as opened: (base demand, pattern index) each."""
+        if node not in self._demands:
+            self._demands[node] = self.project.demands(node)
+        return self._demands[node]
+
+    def link_value(self, link: int, what: int) -> float:
+        """A link property as opened."""
+        if (link, what) not in self._link_values:
+            self._link_values[link, what] = self.project.link_value(link, what)
+        return self._link_values[link, what]
 
     def reopen(self) -> None:
         self.project.close()
@@ -100,6 +119,19 @@ class _Changes:
         self.model = model
         self.undo: list[Callable[[], None]] = []
         self.structural = False
+        self.demands: dict[tuple[int, int], float] = {}  # (node, category) -> base demand set for this member
+        self.links: dict[tuple[int, int], float] = {}    # (link, property) -> value set for this member
+
+    def base_demand(self, node: int, category: int) -> float:
+        return self.demands.get((node, category), self.model.demands(node)[category - 1][0])
+
+    def set_base_demand(self, node: int, category: int, value: float) -> None:
+        self.model.demands(node)  # the value as opened, read before it changes
+        self.model.project.set_base_demand(node, category, value)
+        self.demands[node, category] = value
+
+    def link_value(self, link: int, what: int) -> float:
+        return self.links.get((link, what), self.model.link_value(link, what))
 
     def set_node(self, index: int, what: int, value: float) -> None:
         project = self.model.project
@@ -108,10 +140,9 @@ class _Changes:
         self.undo.append(lambda: project.set_node_value(index, what, old))
 
     def set_link(self, index: int, what: int, value: float) -> None:
-        project = self.model.project
-        old = project.link_value(index, what)
-        project.set_link_value(index, what, value)
-        self.undo.append(lambda: project.set_link_value(index, what, old))
+        self.model.link_value(index, what)  # the value as opened, read before it changes
+        self.model.project.set_link_value(index, what, value)
+        self.links[index, what] = value
 
     def set_time(self, what: int, seconds: int) -> None:
         project = self.model.project
@@ -123,9 +154,14 @@ class _Changes:
     def put_back(self) -> None:
         if self.structural:
             self.model.reopen()
-        else:
-            for undo in reversed(self.undo):
-                undo()
+            return
+        project = self.model.project
+        for node, category in self.demands:
+            project.set_base_demand(node, category, self.model.demands(node)[category - 1][0])
+        for link, what in self.links:
+            project.set_link_value(link, what, self.model.link_value(link, what))
+        for undo in reversed(self.undo):
+            undo()
 
 
 def _si_to_model(model: OpenModel, value: float, parameter: Any) -> float:
@@ -199,11 +235,10 @@ def _apply_alterations(run: schema.Run, model: OpenModel, changes: _Changes) -> 
                 names = wn.junction_name_list if change.nodes == "*" else change.nodes
                 wanted = None if change.pattern is None else project.pattern_index(change.pattern)
                 for name in names:
-                    node = project.node_index(name)
-                    for category, (base, pattern) in enumerate(project.demands(node), start=1):
+                    node = model.node_index[name]
+                    for category, (_, pattern) in enumerate(model.demands(node), start=1):
                         if wanted is None or pattern == wanted:
-                            project.set_base_demand(node, category, base * change.factor)
-                            changes.undo.append(lambda n=node, c=category, b=base: project.set_base_demand(n, c, b))
+                            changes.set_base_demand(node, category, changes.base_demand(node, category) * change.factor)
             case schema.PatternReplace():
                 index = project.pattern_index(change.pattern)
                 old = project.pattern(index)
@@ -216,9 +251,8 @@ def _apply_alterations(run: schema.Run, model: OpenModel, changes: _Changes) -> 
                 names = wn.pipe_name_list if change.pipes == "*" else change.pipes
                 value = None if change.value is None else _si_to_model(model, change.value, parameter)
                 for name in names:
-                    link = project.link_index(name)
-                    changes.set_link(link, what, value if value is not None
-                                     else project.link_value(link, what) * change.factor)
+                    link = model.link_index[name]
+                    changes.set_link(link, what, value if value is not None else changes.link_value(link, what) * change.factor)
             case schema.LinkStatus():
                 _force_status(model, changes, change.link, change.status, change.start_s, change.end_s)
             case schema.PumpOutage():
