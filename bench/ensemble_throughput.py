@@ -50,7 +50,7 @@ NETWORKS = Path(wntr.__file__).parent / "library" / "networks"
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
 ENV = REPO / "files" / "env" / "epanet"
 # model -> (its .inp in the scratch directory, duration (None: the model's own), members)
-MODELS = {"net3": ("Net3.inp", None, 200), "net6": ("Net6.inp", 24 * 3600, 60), "big": ("Big.inp", 24 * 3600, 40)}
+MODELS = {"net3": ("Net3.inp", None, 1000), "net6": ("Net6.inp", 24 * 3600, 60), "big": ("Big.inp", 24 * 3600, 40)}
 
 
 def draws(members: int, seed: int = 2024) -> list[tuple[float, float]]:
