@@ -178,7 +178,8 @@ def test_the_four_dashboards_the_stack_provisions_exist():
 
 @pytest.fixture(scope="module")
 def ensemble_results(influx, results_store, model_dir, model_server, model_session, tmp_path_factory) -> dict:
-    """Six Net3 members (demand x 0.8 ... 1.3) with node series and one bad member, run in two batches into the
+    """Six Net3 members (demand x 0.8 ... 1.3) with node series, one bad member and one whose hydraulics stop
+    balancing, run in two batches into the
     results store; their statistics computed from the store and written to InfluxDB as the cluster does.
     Returns each member's factor and the stored series of the probe node."""
     data = (Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp").read_bytes()
@@ -195,10 +196,17 @@ def ensemble_results(influx, results_store, model_dir, model_server, model_sessi
                              "statistics": {"below": {"pressure": [50]}}}} for member, factor in factors.items()]
     documents.append({**documents[0], "member": MEMBERS,
                       "run": {"alterations": [{"type": "pump_outage", "pump": "no-such-pump"}]}})
+    # Net3 allowed 4 trials per step, stopping when a step does not balance: an unbalanced member
+    stiff = data.decode().replace(" Trials             \t40", " Trials             \t4").replace(
+        " Unbalanced         \tContinue 10", " Unbalanced         \tSTOP").encode()
+    stiff_sha = hashlib.sha256(stiff).hexdigest()
+    (model_dir / f"{stiff_sha}.inp").write_bytes(stiff)
+    documents.append({**documents[0], "member": MEMBERS + 1,
+                      "input": {"url": f"{model_server}/{stiff_sha}.inp", "sha256": stiff_sha}})
     for part in (documents[:4], documents[4:]):
         run_batch(make_batch(ENSEMBLE, part), cache, results_store, None)
     request = aggregate.StatisticsRequest.from_output(documents[0]["output"])
-    lines = aggregate.compute(results_store, ENSEMBLE, START_S, MEMBERS + 1, request)
+    lines = aggregate.compute(results_store, ENSEMBLE, START_S, MEMBERS + 2, request)
     InfluxWriter(influx.url, DB, **influx.credentials).write(lines)
     series = ResultsReader(results_store, None).series(ENSEMBLE, fmt.NODE, PROBE_NODE, "pressure")
     return {"factors": factors, "series": series}
@@ -285,10 +293,15 @@ def test_the_risk_map_gives_the_fraction_of_members_below_the_threshold(influx, 
     assert {row["element"] for row in worst} == {PROBE_NODE, "10", "60"}
 
 
-def test_progress_counts_finished_and_failed_members(influx, ensemble_results):
+def test_progress_counts_finished_failed_and_unbalanced_members(influx, ensemble_results):
     finished = query_rows(influx, panel_query("progress", "Members finished"))
     failed = query_rows(influx, panel_query("progress", "Members failed"))
-    assert finished[0]["last"] == MEMBERS and failed[0]["last"] == 1
+    unbalanced = query_rows(influx, panel_query("progress", "Members unbalanced (not in the statistics)"))
+    total = query_rows(influx, panel_query("progress", "Members in the ensemble"))
+    assert (finished[0]["last"], failed[0]["last"], unbalanced[0]["last"]) == (MEMBERS, 1, 1)
+    assert total[0]["last"] == MEMBERS + 2
+    over_time = query_rows(influx, panel_query("progress", "Members done over time"))
+    assert (over_time[-1]["finished"], over_time[-1]["failed"], over_time[-1]["unbalanced"]) == (MEMBERS, 1, 1)
 
 
 def test_the_summary_statistics_span_the_members_lowest_pressures(influx, ensemble_results, results_store):
