@@ -115,7 +115,7 @@ def test_submit_wait_then_results_summary_and_status_from_real_runs(cluster):
     assert (cluster["root"] / "models" / f"{sha}.inp").read_bytes() == NET3.read_bytes()
 
     status = cli(cluster, "status", "fan")
-    assert status.returncode == 0 and "finished 12  failed 0  running 0  queued 0" in status.stdout
+    assert status.returncode == 0 and "finished 12  failed 0  unbalanced 0  running 0  queued 0" in status.stdout
 
     out = cluster["tmp"]
     results = cli(cluster, "results", "fan", "--element", "node:123", "--csv", str(out / "p.csv"),

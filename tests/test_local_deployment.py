@@ -45,4 +45,4 @@ def test_make_demo_runs_the_ensemble_and_draws_the_fan_chart(repo, deployed, tmp
     ensemble = re.findall(r"ensemble (\S+): fan chart", demo.stdout)[-1]
     status = subprocess.run([str(repo / ".venv" / "bin" / "cloudburst"), "status", ensemble],
                             capture_output=True, text=True, timeout=120)
-    assert "members 200  finished 200  failed 0  running 0  queued 0" in status.stdout
+    assert "members 200  finished 200  failed 0  unbalanced 0  running 0  queued 0" in status.stdout
