@@ -175,6 +175,7 @@ events {{}}
 http {{
   log_format bytes '$request_length $body_bytes_sent';
   access_log {f"{work}/access.log bytes" if access_log else "off"};
+  client_max_body_size 2g;  # as the stack's Nginx: a batch's series file is megabytes
   client_body_temp_path {work}/body;
   proxy_temp_path {work}/proxy;
   fastcgi_temp_path {work}/fastcgi;
