@@ -42,6 +42,21 @@ def test_percentiles_are_influxdbs_nearest_rank_for_every_count_and_percentile(i
     assert ours["below_50"].tolist() == [np.sum(matrix[row] < 50) / counts[row] for row in range(rows)]
 
 
+def test_a_matrix_every_member_fills_gets_the_same_statistics_as_sorting_each_row():
+    """Without missing values only the ranks asked for are ordered (np.partition); they equal full sorting's."""
+    generator = np.random.default_rng(11)
+    for members in (1, 2, 7, 40, 501):
+        matrix = generator.normal(50, 10, (30, members)).astype(np.float32)
+        request = aggregate.StatisticsRequest(percentiles=PERCENTILES)
+        ours = aggregate.row_statistics(matrix, request, "v")
+        ordered = np.sort(matrix, axis=1)
+        for percentile in PERCENTILES:
+            rank = max(int(np.floor(members * percentile / 100 + 0.5)), 1)
+            assert ours[f"p{percentile:g}"].tolist() == ordered[:, rank - 1].astype(np.float64).tolist(), (members, percentile)
+        assert ours["min"].tolist() == ordered[:, 0].astype(np.float64).tolist()
+        assert ours["max"].tolist() == ordered[:, -1].astype(np.float64).tolist()
+
+
 @pytest.fixture
 def limited_influx(tmp_path_factory):
     with influxdb(tmp_path_factory.mktemp("limited"), auth=True, max_series=1000, max_values_per_tag=1000) as server:

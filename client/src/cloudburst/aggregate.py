@@ -90,8 +90,7 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     array = column.combine_chunks()
     if not pa.types.is_dictionary(array.type):
         array = pc.dictionary_encode(array)
-    return (array.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
-            [str(name) for name in array.dictionary.to_pylist()])
+    return array.indices.to_numpy(zero_copy_only=False), [str(name) for name in array.dictionary.to_pylist()]
 
 
 @dataclass
@@ -102,6 +101,36 @@ class _Part:
     elapsed_s: np.ndarray
     members: np.ndarray
     values: np.ndarray
+
+
+def _block(part: _Part) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
+    """The part as (elements, times, members, values[element * time, member]) when it holds every member's value
+    at every element and time in the store's row order (element, time, member), which a batch file does; None
+    otherwise. Then no per-value index is computed: the values are the block, reshaped."""
+    rows = len(part.values)
+    if rows == 0:
+        return None
+    same_cell = (part.element_codes == part.element_codes[0]) & (part.elapsed_s == part.elapsed_s[0])
+    width = int(np.argmin(same_cell)) or rows  # members: rows until the first cell changes
+    per_element = int(np.argmin(part.element_codes == part.element_codes[0])) or rows
+    if per_element % width or rows % per_element:
+        return None
+    times, elements = per_element // width, rows // per_element
+    members = part.members[:width]
+    if not (np.all(np.diff(members) > 0)
+            and np.array_equal(part.members.reshape(-1, width), np.broadcast_to(members, (rows // width, width)))):
+        return None
+    elapsed = part.elapsed_s[:per_element:width]
+    if not np.array_equal(part.elapsed_s.reshape(elements, times, width),
+                          np.broadcast_to(elapsed[None, :, None], (elements, times, width))):
+        return None
+    codes = part.element_codes.reshape(elements, per_element)
+    if not np.array_equal(codes, np.broadcast_to(codes[:, :1], codes.shape)):
+        return None
+    names = [part.element_names[code] for code in codes[:, 0]]
+    if len(set(names)) != elements:
+        return None
+    return names, elapsed, members, part.values.reshape(elements * times, width)
 
 
 def series_matrices(tables: list[pa.Table]) -> list[SeriesMatrix]:
@@ -125,15 +154,30 @@ def series_matrices(tables: list[pa.Table]) -> list[SeriesMatrix]:
                                                    values[rows]))
     matrices = []
     for (kind, attribute), groups in parts.items():
-        elements = sorted(set().union(*(np.asarray(part.element_names, dtype=object)[np.unique(part.element_codes)]
-                                        for part in groups)))
-        element_index = {name: position for position, name in enumerate(elements)}
+        # Elements in the order the batches hold them (the model's), so a batch's block lands in place whole.
+        element_index: dict[str, int] = {}
+        for part in groups:
+            for name in np.asarray(part.element_names, dtype=object)[pd.unique(part.element_codes)]:
+                element_index.setdefault(name, len(element_index))
+        elements = list(element_index)
         # pd.unique hashes (no sort): a batch's 10^6 rows hold a few dozen times and members
         elapsed = np.unique(np.concatenate([pd.unique(part.elapsed_s) for part in groups]))
         members = np.unique(np.concatenate([pd.unique(part.members) for part in groups]))
         dtype = np.float64 if any(part.values.dtype == np.float64 for part in groups) else np.float32
         values = np.full((len(elements) * len(elapsed), len(members)), np.nan, dtype=dtype)
         for part in groups:
+            block = _block(part)
+            if block is not None:
+                names, times, part_members, part_values = block
+                rows = (np.array([element_index[name] for name in names], dtype=np.int64)[:, None] * len(elapsed)
+                        + np.searchsorted(elapsed, times)[None, :]).reshape(-1)
+                columns = np.searchsorted(members, part_members)
+                if len(rows) == len(values) and np.array_equal(rows, np.arange(len(rows))) \
+                        and columns[-1] - columns[0] + 1 == len(columns):
+                    values[:, columns[0]:columns[-1] + 1] = part_values  # every row, consecutive members
+                else:
+                    values[np.ix_(rows, columns)] = part_values
+                continue
             lookup = np.array([element_index.get(name, -1) for name in part.element_names], dtype=np.int64)
             rows = lookup[part.element_codes] * len(elapsed) + np.searchsorted(elapsed, part.elapsed_s)
             values.reshape(-1)[rows * len(members) + np.searchsorted(members, part.members)] = part.values

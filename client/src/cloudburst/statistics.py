@@ -52,8 +52,14 @@ def run_statistics(connection: Redis, name: str, store: ResultsStore, writer: In
         covered = ledger.stats_state(name).get("done", 0.0)
         record = Records(connection).get(name)
         output = record.scenario.get("output") or {}
-        lines = aggregate.compute(store, name, record.member_start(0), record.members,
-                                  aggregate.StatisticsRequest.from_output(output))
+        request = aggregate.StatisticsRequest.from_output(output)
+        lines = aggregate.compute(store, name, record.member_start(0), record.members, request)
+        done = ledger.stats_state(name).get("done", 0.0)
+        if covered < record.members <= done:
+            # The ensemble's last batches were recorded while this ran: take them in now (only they are read)
+            # and write the final statistics once, rather than these and then the next job's.
+            covered = done
+            lines = aggregate.compute(store, name, record.member_start(0), record.members, request)
         written = writer.write(lines, db=output.get("db"), precision="s")
         ledger.set_stats_state(name, at=started, members=covered)
     finally:
