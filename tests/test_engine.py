@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +17,7 @@ import wntr
 
 from cloudburst import resultformat as fmt
 from cloudburst.batches import make_batch
-from cloudburst.engine import run_batch
+from cloudburst.engine import run_batch, run_member
 from cloudburst.models import ModelCache
 from cloudburst.reader import member_rows
 from cloudburst.store import SERIES_DIR, ResultsStore, decode
@@ -237,3 +241,65 @@ def test_bad_members_fail_with_a_recorded_reason_and_the_batch_goes_on(cache, st
         assert rows.loc[member, "status"] == "failed" and reason in rows.loc[member, "error"], name
     series = decode(store.read("bad-members", SERIES_DIR, batch["batch"])).to_pandas()
     assert set(series[fmt.MEMBER]) == {good["member"]}  # only the finished member has series
+
+
+# --- a batch whose worker dies: only the members it had not kept run again ---------------------------------
+
+_KILLED_RUN = """
+import json, sys, requests
+from redis import Redis
+from cloudburst.engine import run_batch
+from cloudburst.ledger import Ledger
+from cloudburst.models import ModelCache
+from cloudburst.store import WebDavStore
+batch, redis_url, store_url, cache_dir = json.loads(sys.argv[1])
+session = requests.Session()
+session.auth = ("cloudburst", "reader-secret")
+run_batch(batch, ModelCache(cache_dir, session=session), WebDavStore(store_url, ("worker", "worker-secret")),
+          Ledger(Redis.from_url(redis_url)), checkpoint_every_s=0)
+"""
+
+
+def test_a_batch_whose_worker_died_runs_only_the_members_it_had_not_kept(cache, store, net3, tmp_path):
+    from redis import Redis
+    from cloudburst.engine import MemberResult
+    from cloudburst.ledger import Ledger
+    from services import redis_server
+
+    # Four days at a one-minute step with water age: long enough members that the kill lands mid-batch.
+    slow = {"duration_s": 4 * 86400, "hydraulic_timestep_s": 60, "quality": {"mode": "age"}}
+    documents = [job_for(net3, run=slow, ensemble="killed") for _ in range(6)]
+    batch = make_batch("killed", documents)
+    with redis_server(tmp_path) as redis_url:
+        ledger = Ledger(Redis.from_url(redis_url))
+        worker = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, json.dumps(
+            [batch, redis_url, store.url, str(tmp_path / "killed-cache")])])
+        partial = f"cloudburst:ensemble:killed:partial:{batch['batch']}"
+        deadline = time.monotonic() + 120
+        while ledger.redis.hlen(partial) < 2:
+            assert worker.poll() is None, "the batch ended before it could be killed: make its members slower"
+            assert time.monotonic() < deadline, "no member kept within 120 s"
+            time.sleep(0.05)
+        worker.kill()
+        worker.wait()
+        kept = {member: MemberResult.from_bytes(data)
+                for member, data in ledger.checkpointed("killed", batch["batch"]).items()}
+        assert 2 <= len(kept) < len(documents) and store.batches("killed") == []  # killed mid-batch, nothing stored
+
+        outcome = run_batch(batch, cache, store, ledger)  # RQ's retry of the job
+        assert ledger.redis.exists(partial) == 0 and ledger.executions("killed") == {batch["batch"]: 1}
+    members = [document["member"] for document in documents]
+    assert outcome.resumed == sorted(kept) and sorted(outcome.finished) == members
+    rows = member_rows(store, "killed", [batch["batch"]]).set_index("member")
+    assert sorted(rows.index) == members  # each member stored once
+    for member, result in kept.items():  # the kept members were not run again: their rows are the first run's
+        assert rows.loc[member, "runtime_s"] == result.status["runtime_s"]
+    series = decode(store.read("killed", SERIES_DIR, batch["batch"])).to_pandas()
+    assert not series.duplicated([fmt.MEMBER, fmt.KIND, fmt.ATTRIBUTE, fmt.ELEMENT, fmt.ELAPSED]).any()
+    assert sorted(series[fmt.MEMBER].unique()) == members
+    # A kept member's values come back from Redis bit for bit: as a fresh run of it computes them.
+    first_kept = min(kept)
+    fresh = run_member(next(d for d in documents if d["member"] == first_kept), cache).series[0]
+    stored_values = series[series[fmt.MEMBER] == first_kept].pivot(index=fmt.ELAPSED, columns=fmt.ELEMENT,
+                                                                      values=fmt.VALUE)[fresh.elements]
+    assert stored_values.to_numpy().tobytes() == fresh.values.tobytes()

@@ -3,14 +3,18 @@
 ``run_batch`` is what a worker calls for each job: every member is checked, loaded, altered and simulated
 (``run_member``); a member that cannot run becomes a ``failed`` row with its reason, never a crashed job. The
 batch's rows go to the results store as one series file and one members file, then the ledger records the batch
-(which members finished, which failed and why) and counts the execution. A worker killed mid-batch stores and
-records nothing: the job runs again (RQ's retry) and writes the same files, so no member is stored twice.
+(which members finished, which failed and why) and counts the execution. While a batch runs its finished members
+are kept in Redis (``Ledger.checkpoint``, about every second): a worker killed mid-batch stores and records
+nothing, and when the job runs again (RQ's retry) it takes the kept members as they were and runs only the rest,
+then writes the same files, so no member is run twice for it or stored twice.
 """
 from __future__ import annotations
 
 import hashlib
+import base64
 import json
 import re
+import zlib
 import socket
 import tempfile
 import time
@@ -40,6 +44,8 @@ from cloudburst import toolkit, warm
 from cloudburst.warm import WarmEngine, file_path_reason
 
 EPANET_VERSION = 2.2  # the library wntr's file path runs
+# How often a running batch keeps its finished members in Redis (one command each time).
+CHECKPOINT_EVERY_S = 1.0
 # How wntr's readers and simulator say a run stopped balancing (UNBALANCED STOP): "... did not converge at time 5:00:00"
 _NOT_CONVERGED = re.compile(r"did not converge at time (\d+):(\d\d):(\d\d)")
 FILE_ENGINE = "file"
@@ -112,6 +118,25 @@ class MemberResult:
     @property
     def finished(self) -> bool:
         return self.status["status"] == fmt.FINISHED
+
+    def to_bytes(self) -> bytes:
+        """The whole result, values bit for bit, for a batch's checkpoint (``Ledger.checkpoint``)."""
+        blocks = [{"kind": block.kind, "attribute": block.attribute, "elements": block.elements,
+                   "elapsed_s": block.elapsed_s.tolist(), "dtype": block.values.dtype.str,
+                   "values": base64.b64encode(np.ascontiguousarray(block.values).tobytes()).decode()}
+                  for block in self.series]
+        return zlib.compress(json.dumps({"member": self.member, "start_s": self.start_s, "status": self.status,
+                                         "summary": self.summary, "series": blocks}).encode(), 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "MemberResult":
+        kept = json.loads(zlib.decompress(data))
+        blocks = [SeriesBlock(block["kind"], block["attribute"], block["elements"],
+                              np.asarray(block["elapsed_s"], dtype=np.int32),
+                              np.frombuffer(base64.b64decode(block["values"]), dtype=np.dtype(block["dtype"]))
+                              .reshape(len(block["elapsed_s"]), len(block["elements"])))
+                  for block in kept["series"]]
+        return cls(kept["member"], kept["start_s"], kept["status"], kept["summary"], blocks)
 
 
 def _identity(document: Any) -> tuple[int, int]:
@@ -202,19 +227,38 @@ def members_table(batch: str, results: list[MemberResult]) -> pa.Table:
 
 
 def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore | None,
-              ledger: Ledger | None, engine: WarmEngine | None = None) -> BatchOutcome:
+              ledger: Ledger | None, engine: WarmEngine | None = None,
+              checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> BatchOutcome:
     """Run a batch job's members, store them as one batch and record it; returns the batch's outcome.
 
-    Raises InputError for a payload that is not a batch (the queue marks the job failed); every member-level
-    problem is a failed member instead.
+    With a ledger, finished members are kept in Redis as the batch goes (at most every ``checkpoint_every_s``, in
+    one command): a batch whose worker died runs again only for the members not kept, and stores each member
+    once. Raises InputError for a payload that is not a batch (the queue marks the job failed); every
+    member-level problem is a failed member instead.
     """
     batch: BatchJob = parse_batch(document)
-    results = [run_member(member, cache, engine) for member in batch.member_documents()]
+    kept = {member: MemberResult.from_bytes(data) for member, data in
+            (ledger.checkpointed(batch.ensemble, batch.batch) if ledger is not None else {}).items()}
+    results, pending, flushed_at = [], {}, time.monotonic()
+    documents = list(batch.member_documents())
+    for position, member in enumerate(documents):
+        number = member.get("member")
+        if isinstance(number, int) and number in kept:
+            results.append(kept[number])
+            continue
+        result = run_member(member, cache, engine)
+        results.append(result)
+        if ledger is not None and position < len(documents) - 1:  # the last one is stored with the batch
+            pending[result.member] = result.to_bytes()
+            if time.monotonic() - flushed_at >= checkpoint_every_s:
+                ledger.checkpoint(batch.ensemble, batch.batch, pending)
+                pending, flushed_at = {}, time.monotonic()
     outcome = BatchOutcome(
         finished=[result.member for result in results if result.finished],
         failed={result.member: result.status["error"] for result in results if result.status["status"] == fmt.FAILED},
         unbalanced={result.member: result.status["error"] for result in results
-                    if result.status["status"] == fmt.UNBALANCED})
+                    if result.status["status"] == fmt.UNBALANCED},
+        resumed=sorted(kept))
     if store is not None:
         series = series_table(results)
         store.put_batch(batch.ensemble, batch.batch, None if series is None else encode(series, [fmt.VALUE]),

@@ -8,6 +8,9 @@ Keys, owned here (``cloudburst.records`` owns the ensemble's record beside them)
 - ``cloudburst:ensemble:<name>:stats``       hash: ``done`` (members recorded so far, each batch adds its own),
                                              ``at`` and ``members`` (when statistics last ran, over how many)
 - ``cloudburst:ensemble:<name>:stats-pending``  set while a statistics job is queued or running: one at a time
+- ``cloudburst:ensemble:<name>:partial:<batch>``  hash, member -> its result (``engine.MemberResult.to_bytes``):
+                                             a running batch's finished members, so that a batch whose worker
+                                             died runs only the rest; gone once the batch is recorded
 
 A worker records a finished batch in one MULTI (its outcome and its execution count), after the batch's files are
 in the store: a batch is either stored and recorded, or runs again.
@@ -23,6 +26,9 @@ from redis.client import Pipeline
 
 PREFIX = "cloudburst:ensemble:"
 PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING = "plan", "done", "executions", "stats", "stats-pending"
+PARTIAL = "partial"
+# A batch's checkpoint outlives a worker that died with it by this long (its retry comes within minutes).
+PARTIAL_TTL_S = 7 * 86400
 # A claimed statistics run that never started (its worker died) stops blocking the next one after this long.
 STATS_CLAIM_S = 600
 
@@ -52,6 +58,7 @@ class BatchOutcome:
     failed: dict[int, str] = field(default_factory=dict)
     unbalanced: dict[int, str] = field(default_factory=dict)  # hydraulics stopped balancing (UNBALANCED STOP)
     members_done: int = 0  # set once recorded: the ensemble's members recorded so far (not stored)
+    resumed: list[int] = field(default_factory=list)  # not run again: kept by an earlier run of the batch
 
     def to_json(self) -> str:
         return json.dumps({"finished": ranges(self.finished), "failed": {str(m): r for m, r in self.failed.items()},
@@ -86,9 +93,21 @@ class Ledger:
         that ran twice counts twice: the count only paces statistics)."""
         pipeline = self.redis.pipeline(transaction=True)
         pipeline.hset(key_for(name, DONE), batch, outcome.to_json())
+        pipeline.delete(key_for(name, f"{PARTIAL}:{batch}"))
         pipeline.hincrby(key_for(name, EXECUTIONS), batch, 1)
         pipeline.hincrby(key_for(name, STATS), "done", outcome.recorded)
         return int(pipeline.execute()[-1])
+
+    def checkpoint(self, name: str, batch: str, results: dict[int, bytes]) -> None:
+        """Keep finished members of a running batch (one command for all of them)."""
+        pipeline = self.redis.pipeline(transaction=False)
+        pipeline.hset(key_for(name, f"{PARTIAL}:{batch}"), mapping={str(member): data for member, data in results.items()})
+        pipeline.expire(key_for(name, f"{PARTIAL}:{batch}"), PARTIAL_TTL_S)
+        pipeline.execute()
+
+    def checkpointed(self, name: str, batch: str) -> dict[int, bytes]:
+        """The members of the batch an earlier, unfinished run of it kept."""
+        return {int(member): data for member, data in self.redis.hgetall(key_for(name, f"{PARTIAL}:{batch}")).items()}
 
     def claim_statistics(self, name: str) -> bool:
         """True for the one caller that may queue the next statistics job (none is queued or running)."""
@@ -112,7 +131,8 @@ class Ledger:
         self.redis.hset(key_for(name, STATS), mapping=values)
 
     def forget(self, name: str) -> None:
-        self.redis.delete(*(key_for(name, part) for part in (PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING)))
+        partial = [key_for(name, f"{PARTIAL}:{batch}") for batch in self.plan(name)]
+        self.redis.delete(*(key_for(name, part) for part in (PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING)), *partial)
 
 
 def retry_round(batch: str) -> int:
