@@ -58,6 +58,17 @@ def model_session():
     return session
 
 
+@pytest.fixture(scope="module")
+def net3(model_dir, model_server) -> dict:
+    """files/models/Net3.inp served as workers fetch models: its URL and sha256 (modules with another Net3 define
+    their own)."""
+    import hashlib
+    data = (REPO / "files" / "models" / "Net3.inp").read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    (model_dir / f"{sha}.inp").write_bytes(data)
+    return {"url": f"{model_server}/{sha}.inp", "sha256": sha}
+
+
 @pytest.fixture
 def cluster(tmp_path, influx):
     """Redis (with a password), Nginx taking uploads, the session's InfluxDB, and client settings for them."""

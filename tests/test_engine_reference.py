@@ -4,7 +4,6 @@ bit for every stored value, and each summary metric equals the one computed from
 negative control nudges a drawn value by 1e-9 on the reference side and must make the comparison fail."""
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import tempfile
@@ -26,14 +25,6 @@ NET3 = Path(__file__).resolve().parents[1] / "files" / "models" / "Net3.inp"
 START = 1704067200  # 2024-01-01T00:00:00Z
 HOUR = 3600
 _members = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def net3(model_dir, model_server) -> dict:
-    data = NET3.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    (model_dir / f"{sha}.inp").write_bytes(data)
-    return {"url": f"{model_server}/{sha}.inp", "sha256": sha}
 
 
 @pytest.fixture(scope="module")

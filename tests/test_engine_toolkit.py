@@ -26,21 +26,13 @@ from cloudburst.batches import make_batch
 from cloudburst.engine import run_batch
 from cloudburst.models import ModelCache
 from cloudburst.warm import WarmEngine
+from test_engine_reference import NET3
 
-NET3 = Path(__file__).resolve().parents[1] / "files" / "models" / "Net3.inp"
 HOUR = 3600
 GPM = FlowUnits.GPM  # Net3's flow units
 _members = itertools.count()
 NODE_BLOCKS = {"demand": 0, "head": 1, "pressure": 2, "quality": 3}
 TO_SI = {"demand": HydParam.Demand, "head": HydParam.HydraulicHead, "pressure": HydParam.Pressure}
-
-
-@pytest.fixture(scope="module")
-def net3(model_dir, model_server) -> dict:
-    data = NET3.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    (model_dir / f"{sha}.inp").write_bytes(data)
-    return {"url": f"{model_server}/{sha}.inp", "sha256": sha}
 
 
 @pytest.fixture(scope="module")
