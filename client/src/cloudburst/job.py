@@ -120,7 +120,7 @@ class ContaminantSource(_Window):
     type: Literal["contaminant_source"]
     node: str
     source_type: Literal["CONCEN", "MASS", "SETPOINT", "FLOWPACED"] = "SETPOINT"
-    strength: float = Field(gt=0)  # mg/L, or mg/s for MASS
+    strength: float = Field(gt=0)  # SI, as wntr takes it: kg/m³ (= g/L; 0.001 is 1 mg/L), or kg/s for MASS
 
 
 Alteration = Annotated[
