@@ -34,7 +34,7 @@ def test_the_study_notebook_runs_against_the_cluster(cluster, monkeypatch):
     assert "<Ensemble 'net3-study-" in outputs(code[1])
     waited = outputs(code[2])
     assert "40/40  finished 40  failed 0  running 0" in waited
-    assert "Progress(members=40, finished=40, failed=0, running=0)" in waited
+    assert "Progress(members=40, finished=40, failed=0, running=0, unbalanced=0)" in waited
     table = "".join(output.get("data", {}).get("text/html", "") for output in code[3].outputs)
     assert "pressure_min_node" in table and table.count("<tr") == 6  # the header and the 5 worst members
     assert any("image/png" in output.get("data", {}) for output in code[4].outputs)
