@@ -40,7 +40,7 @@ _SIGNATURES: dict[str, list[type]] = {
     "EN_gettimeparam": [_P, _I, _PL], "EN_settimeparam": [_P, _I, _L],
     "EN_getoption": [_P, _I, _PD], "EN_setoption": [_P, _I, _D], "EN_getflowunits": [_P, _PI],
     "EN_getdemandmodel": [_P, _PI, _PD, _PD, _PD], "EN_setdemandmodel": [_P, _I, _D, _D, _D],
-    "EN_getqualinfo": [_P, _PI, _S, _S, _PI], "EN_setqualtype": [_P, _I, _S, _S, _S],
+    "EN_setqualtype": [_P, _I, _S, _S, _S],
     "EN_getnumdemands": [_P, _I, _PI], "EN_getbasedemand": [_P, _I, _I, _PD],
     "EN_setbasedemand": [_P, _I, _I, _D], "EN_getdemandpattern": [_P, _I, _I, _PI],
     "EN_adddemand": [_P, _I, _D, _S, _S],
@@ -220,14 +220,6 @@ class Project:
 
     def set_demand_model(self, kind: int, minimum: float, required: float, exponent: float) -> None:
         _check(_lib.EN_setdemandmodel(self._handle, kind, minimum, required, exponent), "setting the demand model")
-
-    def quality(self) -> tuple[int, str]:
-        """The quality type and, for a trace, the trace node's ID."""
-        kind, trace = _I(), _I()
-        chemical, units = ctypes.create_string_buffer(_ID_BYTES), ctypes.create_string_buffer(_ID_BYTES)
-        _check(_lib.EN_getqualinfo(self._handle, ctypes.byref(kind), chemical, units, ctypes.byref(trace)),
-               "reading the quality settings")
-        return kind.value, self.node_ids[trace.value - 1] if trace.value > 0 else ""
 
     def set_quality(self, kind: int, trace_node: str = "", chemical: str = "Chemical", units: str = "mg/L") -> None:
         _check(_lib.EN_setqualtype(self._handle, kind, chemical.encode(), units.encode(), trace_node.encode()),
