@@ -32,7 +32,7 @@ _SIGNATURES: dict[str, list[type]] = {
     "EN_open": [_P, _S, _S, _S], "EN_close": [_P], "EN_setstatusreport": [_P, _I],
     "EN_getversion": [_PI], "EN_geterror": [_I, _S, _I], "EN_getcount": [_P, _I, _PI],
     "EN_getnodeid": [_P, _I, _S], "EN_getlinkid": [_P, _I, _S], "EN_getpatternid": [_P, _I, _S],
-    "EN_getnodeindex": [_P, _S, _PI], "EN_getlinkindex": [_P, _S, _PI], "EN_getpatternindex": [_P, _S, _PI],
+    "EN_getpatternindex": [_P, _S, _PI],
     "EN_getnodetype": [_P, _I, _PI], "EN_getlinktype": [_P, _I, _PI],
     "EN_getnodevalue": [_P, _I, _I, _PD], "EN_setnodevalue": [_P, _I, _I, _D],
     "EN_getlinkvalue": [_P, _I, _I, _PD], "EN_setlinkvalue": [_P, _I, _I, _D],
@@ -145,16 +145,6 @@ class Project:
         value = _I()
         _check(_lib.EN_getcount(self._handle, what, ctypes.byref(value)), "counting")
         return value.value
-
-    def node_index(self, node_id: str) -> int:
-        index = _I()
-        _check(_lib.EN_getnodeindex(self._handle, node_id.encode(), ctypes.byref(index)), f"finding node {node_id}")
-        return index.value
-
-    def link_index(self, link_id: str) -> int:
-        index = _I()
-        _check(_lib.EN_getlinkindex(self._handle, link_id.encode(), ctypes.byref(index)), f"finding link {link_id}")
-        return index.value
 
     def pattern_index(self, pattern_id: str) -> int:
         index = _I()

@@ -209,7 +209,7 @@ def _force_status(model: OpenModel, changes: _Changes, link_id: str, status: str
     """The model's own controls and rules on the link are switched off (else they reopen a closed pump), then
     the status holds from start_s (until end_s, when the opposite status is set)."""
     project = model.project
-    link = project.link_index(link_id)
+    link = model.link_index[link_id]
     for control, controlled in project.controls():
         if controlled == link:
             project.set_control_enabled(control, False)
@@ -258,15 +258,15 @@ def _apply_alterations(run: schema.Run, model: OpenModel, changes: _Changes) -> 
             case schema.PumpOutage():
                 _force_status(model, changes, change.pump, "closed", change.start_s, change.end_s)
             case schema.TankLevel():
-                changes.set_node(project.node_index(change.tank), en.TANKLEVEL,
+                changes.set_node(model.node_index[change.tank], en.TANKLEVEL,
                                  _si_to_model(model, change.init_level_m, HydParam.Length))
             case schema.FireFlow():
                 pattern = _window(model, f"{label}_fire", change.start_s, change.end_s)
-                project.add_demand(project.node_index(change.node),
+                project.add_demand(model.node_index[change.node],
                                    _si_to_model(model, change.flow_m3s, HydParam.Demand), pattern, "fire")
                 changes.structural = True
             case schema.ContaminantSource():
-                node = project.node_index(change.node)
+                node = model.node_index[change.node]
                 pattern = _window(model, f"{label}_source", change.start_s, change.end_s)
                 parameter = QualParam.SourceMassInject if change.source_type == "MASS" else QualParam.Concentration
                 strength = float(from_si(model.flow_units, change.strength, parameter, mass_units=MassUnits.mg))
