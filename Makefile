@@ -55,11 +55,15 @@ lock:
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v -E "^(pip|setuptools|wheel)==" > requirements.txt
 	rm -rf .lock-venv
 
-# Regenerate the example env's Pipfile.lock with a pinned pipenv in a throwaway venv.
+# Regenerate the example envs' Pipfile.lock files (EPANET's and SWMM's) with a pinned pipenv in a throwaway venv.
+EXAMPLE_ENVS := files/env/epanet files/env/swmm
 lock-env:
 	rm -rf .pipenv-venv && $(PYTHON) -m venv .pipenv-venv
 	.pipenv-venv/bin/pip install -q pipenv==2026.10.3
-	cd files/env/epanet && PIPENV_IGNORE_VIRTUALENVS=1 WORKON_HOME=$(CURDIR)/.pipenv-venv/envs $(CURDIR)/.pipenv-venv/bin/pipenv lock
+	for env in $(EXAMPLE_ENVS); do \
+	  (cd $$env && PIPENV_IGNORE_VIRTUALENVS=1 WORKON_HOME=$(CURDIR)/.pipenv-venv/envs \
+	   $(CURDIR)/.pipenv-venv/bin/pipenv lock) || exit 1; \
+	done
 	rm -rf .pipenv-venv
 
 clean:

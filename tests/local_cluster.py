@@ -55,9 +55,18 @@ def cli(cluster: dict, *args: str, timeout: int = 120) -> subprocess.CompletedPr
                           capture_output=True, text=True, timeout=timeout)
 
 
-def start_workers(cluster: dict, count: int = 2) -> list[subprocess.Popen]:
-    """Runners taking statistics jobs first, then batches, as the stack's workers do."""
+SWMM_ENV = REPO / "files" / "env" / "swmm"
+TASK_PROBES = REPO / "tests" / "task_env"
+
+
+def start_workers(cluster: dict, count: int = 2, env_dirs: tuple[Path, ...] = (),
+                  preload: tuple[str, ...] = ()) -> list[subprocess.Popen]:
+    """Runners taking statistics jobs first, then batches, as the stack's workers do; by default on the EPANET
+    example env, or on ``env_dirs`` importing ``preload`` first."""
     env = {**os.environ, **cluster["worker_env"]}
+    if env_dirs:
+        env["PYTHONPATH"] = os.pathsep.join(str(path) for path in env_dirs)
+        env["CLOUDBURST_PRELOAD"] = ",".join(preload)
     redis_url = cluster["env"]["CLOUDBURST_REDIS_URL"]
     log = open(cluster["tmp"] / "workers.log", "ab")
     queues = ["--queue", "cloudburst-stats", "--queue", "cloudburst"]

@@ -13,15 +13,14 @@ only ``cloudburst.errors`` exceptions for bad input and services.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import pandas as pd
 import wntr
@@ -32,37 +31,26 @@ from cloudburst import resultformat as fmt
 from cloudburst.alterations import apply_run
 from cloudburst.config import Settings
 from cloudburst.engine import simulate
-from cloudburst.errors import EpanetError, InputError, MemberFailed, service_errors
+from cloudburst.errors import EpanetError, InputError, MemberFailed, redis_errors
 from cloudburst.files import ModelStore, model_input, results_credentials, results_url
 from cloudburst.influx import InfluxQuery
 from cloudburst.job import parse_job
 from cloudburst.ledger import Ledger, MemberStates, retry_round
 from cloudburst.models import parse_inp, read_model_file
 from cloudburst.progress import Display, Progress, default_display
-from cloudburst.queue import (JobPolicy, cancel_queued, enqueue_batches, failed_jobs, failure_reasons, forget_jobs,
-                              open_queue, queued_batches, running_batches)
+from cloudburst.queue import (JobPolicy, cancel_queued, crashed_members, enqueue_batches, forget_jobs, job_prefix,
+                              open_queue, other_jobs, tracked_progress, waiting_members)
 from cloudburst.reader import ResultsReader
-from cloudburst.records import CANCELLED, RETRIED, EnsembleRecord, Records
+from cloudburst.records import CANCELLED, ENSEMBLE, RETRIED, TASKS, EnsembleRecord, Records
 from cloudburst.scenarios import generate, read_scenario_file
 from cloudburst.statistics import queue_forget
 from cloudburst.store import MEMBERS_DIR, SERIES_DIR, open_store
+from cloudburst.taskset import TaskSet, submit_map
 from cloudburst.warm import file_path_reason, solve_seconds
 
 log = logging.getLogger(__name__)
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 ModelSource = str | Path | wntr.network.WaterNetworkModel
 ScenarioSource = str | Path | dict[str, Any]
-
-
-def _redis_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Redis failures inside an API call become a ServiceError naming Redis (HTTP services name themselves)."""
-    @functools.wraps(method)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        client = args[0] if isinstance(args[0], Client) else args[0].client  # type: ignore[attr-defined]
-        with service_errors("Redis", client.settings.redis_url):
-            return method(*args, **kwargs)
-    return wrapper
 
 
 def parse_element(element: str) -> tuple[str, str]:
@@ -92,13 +80,13 @@ class Client:
         if check:
             self.check()
 
-    @_redis_errors
+    @redis_errors
     def check(self) -> None:
         """Raise ServiceError unless Redis and InfluxDB answer and take the credentials."""
         self.redis.ping()
         self.influx.series("SHOW MEASUREMENTS LIMIT 1")
 
-    @_redis_errors
+    @redis_errors
     def submit(self, model: ModelSource, scenario: ScenarioSource, *, name: str | None = None,
                start: datetime | str | None = None, timeout_s: int = 3600) -> "Ensemble":
         """Draw every member, check each against the model, then upload the model and enqueue the members.
@@ -130,13 +118,13 @@ class Client:
         enqueue_batches(self.queue, self.ledger, record.name, jobs, JobPolicy(timeout_s=timeout_s))
         return Ensemble(self, record.name, uploaded=uploaded, enqueue_s=time.monotonic() - started)
 
-    @_redis_errors
+    @redis_errors
     def ensemble(self, name: str) -> "Ensemble":
         """An ensemble submitted earlier; raises InputError when there is none of that name."""
         self.records.get(name)
         return Ensemble(self, name)
 
-    @_redis_errors
+    @redis_errors
     def expired(self, older_than_days: float | None = None) -> list[str]:
         """Ensembles created more than ``older_than_days`` ago (default: the ``retention_days`` setting; 0 keeps
         every ensemble), oldest first."""
@@ -144,15 +132,77 @@ class Client:
         if days <= 0:
             return []
         cutoff = datetime.now(timezone.utc) - timedelta(days=days)
-        records = [self.records.get(name) for name in self.records.names()]
+        records = [self.records.get(name) if self.records.kind(name) == ENSEMBLE else self.records.get_taskset(name)
+                   for name in self.records.names()]
         return [record.name for record in sorted(records, key=lambda record: record.created_at)
                 if datetime.fromisoformat(record.created_at) < cutoff]
 
-    @_redis_errors
+    @redis_errors
+    def map(self, function: str, iterable: Iterable[Any], *, name: str | None = None, timeout_s: int = 3600,
+            per_job: int | None = None) -> TaskSet:
+        """Call ``function`` (``module:function`` of the pushed env) once per item of ``iterable`` on the cluster's
+        workers, first in first out; returns the task set to follow and collect.
+
+        An item is a task's arguments: a list or tuple (positional), a dict (keyword), or any other JSON value (the
+        one positional argument). ``timeout_s``: each task's limit; ``per_job``: tasks per queue job (default: the
+        tasks spread over about four jobs per listening worker process, at most 500 per job). Every argument is
+        checked first, and the function against the pushed env's manifest: nothing is enqueued when anything is
+        wrong."""
+        return submit_map(self, function, iterable, name, timeout_s, per_job)
+
+    @redis_errors
+    def taskset(self, name: str) -> TaskSet:
+        """A task set submitted earlier; raises InputError when there is none of that name."""
+        self.records.get_taskset(name)
+        return TaskSet(self, name)
+
+    @redis_errors
+    def tasksets(self) -> pd.DataFrame:
+        """Every task set with its progress, oldest first."""
+        rows = []
+        for name in self.records.names():
+            if self.records.kind(name) != TASKS:
+                continue
+            tasks = TaskSet(self, name)
+            record, progress = tasks.info(), tasks.status()
+            rows.append({"taskset": name, "created_at": record.created_at, "function": record.function,
+                         "tasks": record.tasks, "finished": progress.finished, "failed": progress.failed,
+                         "running": progress.running, "state": record.state, "bytes": self.store.size(name)})
+        columns = ["taskset", "created_at", "function", "tasks", "finished", "failed", "running", "state", "bytes"]
+        return pd.DataFrame(rows, columns=columns).sort_values(["created_at", "taskset"]).reset_index(drop=True)
+
+    @redis_errors
+    def submitted(self, name: str) -> "Ensemble | TaskSet":
+        """The ensemble or task set of that name; InputError when there is neither."""
+        return Ensemble(self, name) if self.records.kind(name) == ENSEMBLE else TaskSet(self, name)
+
+    @redis_errors
+    def other_jobs(self, limit: int = 100) -> pd.DataFrame:
+        """Jobs on the queue that belong to no ensemble or task set (enqueued with RQ directly, as
+        ``Queue("cloudburst", serializer=JSONSerializer).enqueue("worker.fn", ...)``): job, function, status
+        (queued, running, finished, failed), enqueued_at, ended_at, result, error."""
+        prefixes = [job_prefix(name) for name in self.records.names()]
+        columns = ["job", "function", "status", "enqueued_at", "ended_at", "result", "error"]
+        return pd.DataFrame(other_jobs(self.queue, prefixes, limit), columns=columns)
+
+    def upload(self, path: str | Path) -> str:
+        """Put a file (a model for your own tasks, e.g. a SWMM .inp) on the cluster's file service; returns its
+        sha256, which an env's task passes to ``cloudburst.cluster.model_file`` to read it on a worker."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as error:
+            raise InputError(f"{path}: cannot read it ({error.strerror})") from None
+        sha256 = hashlib.sha256(data).hexdigest()
+        self.models.upload(data, sha256)
+        return sha256
+
+    @redis_errors
     def ensembles(self) -> pd.DataFrame:
         """Every ensemble with its progress, oldest first."""
         rows = []
         for name in self.records.names():
+            if self.records.kind(name) != ENSEMBLE:
+                continue
             ensemble = Ensemble(self, name)
             record, progress = ensemble.info(), ensemble.status()
             rows.append({"ensemble": name, "created_at": record.created_at, "members": record.members,
@@ -174,35 +224,20 @@ class Ensemble:
     def __repr__(self) -> str:
         return f"<Ensemble {self.name!r}>"
 
-    @_redis_errors
+    @redis_errors
     def info(self) -> EnsembleRecord:
         return self.client.records.get(self.name)
 
     def _states(self) -> MemberStates:
         return MemberStates.of(self.client.ledger.done(self.name))
 
-    def _crashed(self, states: MemberStates) -> dict[int, str]:
-        """Members of batches RQ failed (a crash or timeout the engine could not record), with RQ's reason."""
-        plan = self.client.ledger.plan(self.name)
-        return {member: reason for batch, reason in failure_reasons(self.client.queue, self.name).items()
-                for member in plan.get(batch, [])
-                if member not in states.finished and member not in states.failed and member not in states.unbalanced}
-
-    @_redis_errors
+    @redis_errors
     def status(self) -> Progress:
         """Finished, failed and unbalanced members (the ledger, and RQ's failed batches), running members (RQ's
         registry)."""
-        members = self.info().members
-        states = self._states()
-        plan = self.client.ledger.plan(self.name)
-        crashed = {member for batch in failed_jobs(self.client.queue, self.name) for member in plan.get(batch, [])}
-        unbalanced = set(states.unbalanced)
-        failed = (set(states.failed) | crashed) - states.finished - unbalanced
-        running = {member for batch in running_batches(self.client.queue, self.name)
-                   for member in plan.get(batch, [])} - states.finished - failed - unbalanced
-        return Progress(members, len(states.finished), len(failed), len(running), len(unbalanced))
+        return tracked_progress(self.client.queue, self.client.ledger, self.name, self.info().members)
 
-    @_redis_errors
+    @redis_errors
     def statistics_current(self) -> bool:
         """Whether the cluster's statistics cover every batch recorded so far (a statistics run started after the
         last one was recorded has finished)."""
@@ -238,21 +273,21 @@ class Ensemble:
             if display is not None:
                 display.close()
 
-    @_redis_errors
+    @redis_errors
     def failures(self) -> pd.DataFrame:
         """Each failed member's reason: the engine's (a member that could not run), or, for a batch that failed
         before the engine could record it (a timeout, a payload that is not a batch), RQ's."""
         states = self._states()
-        reasons = {**self._crashed(states), **states.failed}
+        reasons = {**crashed_members(self.client.queue, self.client.ledger, self.name, states), **states.failed}
         return pd.DataFrame(sorted(reasons.items()), columns=["member", "error"])
 
-    @_redis_errors
+    @redis_errors
     def unbalanced(self) -> pd.DataFrame:
         """Members whose hydraulics stopped balancing (the model's UNBALANCED STOP), with where EPANET stopped:
         results of their own, left out of the statistics; ``unbalanced: continue`` in the scenario keeps them."""
         return pd.DataFrame(sorted(self._states().unbalanced.items()), columns=["member", "error"])
 
-    @_redis_errors
+    @redis_errors
     def executions(self) -> pd.DataFrame:
         """Per member: how often its batch ran to the end (``executions``), and the ensemble's accounting in
         ``attrs``: ``lost`` (members that never finished) and ``duplicated`` (executions beyond the first)."""
@@ -386,7 +421,7 @@ class Ensemble:
             path.write_bytes(data)
             return data, parse_inp(path, f"model {sha256[:12]}")
 
-    @_redis_errors
+    @redis_errors
     def cancel(self) -> int:
         """Remove the queued members; returns how many. Members already running finish."""
         self.info()
@@ -395,7 +430,7 @@ class Ensemble:
         self.client.records.set_state(self.name, CANCELLED)
         return removed
 
-    @_redis_errors
+    @redis_errors
     def retry(self, timeout_s: int = 3600) -> dict[str, int]:
         """Re-enqueue the failed and missing members (neither finished, unbalanced, queued nor running), as batches
         of a new retry round."""
@@ -404,8 +439,7 @@ class Ensemble:
         drawn = generate(record.scenario, wn, model_input(self.client.settings, record.model_sha256), self.name,
                          record.start_time_utc)
         plan = self.client.ledger.plan(self.name)
-        waiting_batches = queued_batches(self.client.queue, self.name) | running_batches(self.client.queue, self.name)
-        waiting = {member for batch in waiting_batches for member in plan.get(batch, [])}
+        waiting = waiting_members(self.client.queue, self.client.ledger, self.name)
         states = self._states()
         finished = states.finished
         settled = finished | set(states.unbalanced)  # an unbalanced member would stop the same way again
@@ -418,7 +452,7 @@ class Ensemble:
         self.client.records.set_state(self.name, RETRIED)
         return {"enqueued": count, "finished": len(finished), "waiting": len(waiting)}
 
-    @_redis_errors
+    @redis_errors
     def delete(self) -> dict[str, int | bool]:
         """Remove the ensemble: its queued batches, files, ledger, RQ's records of its jobs and its record; a
         worker drops its statistics from InfluxDB (the client only reads InfluxDB). Members running now still

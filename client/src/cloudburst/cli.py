@@ -1,8 +1,9 @@
-"""The `cloudburst` command: submit an EPANET ensemble to a CloudBurst cluster, follow it, and read its results.
+"""The `cloudburst` command: submit an EPANET ensemble (or a task set of your own function) to a CloudBurst
+cluster, follow it, and read its results.
 
 A thin layer over ``cloudburst.api``: it parses arguments, calls the API and prints.
 
-Exit codes: 0 done; 1 the ensemble has failed members (status, submit --wait); 2 bad input (scenario, model,
+Exit codes: 0 done; 1 the ensemble has failed members (or the task set failed tasks) (status, submit --wait); 2 bad input (scenario, model,
 arguments); 3 a service does not answer or refuses the credentials; 130 interrupted (the ensemble runs on).
 """
 from __future__ import annotations
@@ -13,8 +14,10 @@ import logging
 import sys
 from typing import Any
 
-from cloudburst import __version__
+from cloudburst import __version__, taskcli
 from cloudburst.api import Client, Ensemble, parse_element
+from cloudburst.records import TASKS
+from cloudburst.taskset import TaskSet
 from cloudburst.completion import bash_completion
 from cloudburst.errors import InputError, ServiceError
 from cloudburst.plots import plot_fan, plot_risk_map
@@ -51,6 +54,10 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
+    if client.records.kind(args.ensemble) == TASKS:
+        data, text, code = taskcli.status_lines(client.taskset(args.ensemble))
+        emit(args, data, text)
+        return code
     ensemble = client.ensemble(args.ensemble)
     record, progress = ensemble.info(), ensemble.status()
     failures = ensemble.failures() if progress.failed else None
@@ -88,11 +95,16 @@ def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_list(args: argparse.Namespace, client: Client) -> int:
-    table = client.ensembles()
+    table, tasks = client.ensembles(), client.tasksets()
     lines = [f"{'ensemble':<32} {'created':<26} {'members':>8} {'finished':>9} {'failed':>7} {'size':>9}  state"]
     lines += [f"{row.ensemble:<32} {row.created_at:<26} {row.members:>8} {row.finished:>9} {row.failed:>7} "
               f"{human_bytes(row.bytes):>9}  {row.state}" for row in table.itertuples()]
-    emit(args, table.to_dict("records"), "\n".join(lines))
+    if len(tasks):
+        lines += ["", f"{'task set':<32} {'created':<26} {'tasks':>8} {'finished':>9} {'failed':>7} {'size':>9}  "
+                      "state  function"]
+        lines += [f"{row.taskset:<32} {row.created_at:<26} {row.tasks:>8} {row.finished:>9} {row.failed:>7} "
+                  f"{human_bytes(row.bytes):>9}  {row.state}  {row.function}" for row in tasks.itertuples()]
+    emit(args, table.to_dict("records") + tasks.to_dict("records"), "\n".join(lines))
     return 0
 
 
@@ -105,16 +117,18 @@ def human_bytes(count: int) -> str:
 
 
 def cmd_delete(args: argparse.Namespace, client: Client) -> int:
-    ensemble = client.ensemble(args.ensemble)
+    name = getattr(args, "ensemble", None) or args.taskset
+    submitted = client.submitted(name)
+    what, parts = ("task set", "tasks") if isinstance(submitted, TaskSet) else ("ensemble", "members")
     if not args.yes:
         if not sys.stdin.isatty():
-            raise InputError(f"deleting {args.ensemble} removes its results for good: add --yes to confirm")
-        answer = input(f"delete ensemble {args.ensemble}, its queued members and every stored result? [y/N] ")
+            raise InputError(f"deleting {name} removes its results for good: add --yes to confirm")
+        answer = input(f"delete {what} {name}, its queued {parts} and every stored result? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 0
-    done = ensemble.delete()
-    print(f"ensemble {args.ensemble} deleted: {done['dequeued']} queued members removed, "
+    done = submitted.delete()
+    print(f"{what} {name} deleted: {done['dequeued']} queued {parts} removed, "
           f"{'its files' if done['files'] else 'no files'} removed")
     return 0
 
@@ -134,7 +148,7 @@ def cmd_prune(args: argparse.Namespace, client: Client) -> int:
             print("nothing deleted")
             return 0
     for name in names:
-        client.ensemble(name).delete()
+        client.submitted(name).delete()
     print(f"{len(names)} ensembles deleted: {', '.join(names)}")
     return 0
 
@@ -229,13 +243,15 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--start", help="member 0's start time, e.g. 2024-06-01T00:00:00Z (default: the "
                                         "scenario's start_time_utc, else 2000-01-01T00:00:00Z)")
     submit.add_argument("--timeout", type=int, default=3600, help="seconds a member may run (default 3600)")
-    command("status", "progress and failures of an ensemble", cmd_status, True)
+    command("status", "progress and failures of an ensemble (or a task set)", cmd_status, True)
     command("cancel", "remove an ensemble's queued members", cmd_cancel)
     retry = command("retry", "re-enqueue the failed or missing members", cmd_retry)
     retry.add_argument("--wait", action="store_true", help="show progress until every member is done")
     retry.add_argument("--timeout", type=int, default=3600, help="seconds a member may run (default 3600)")
-    command("list", "the ensembles submitted, with their progress and stored size", cmd_list, True, False)
-    delete = command("delete", "remove an ensemble: queued members, stored results, records", cmd_delete)
+    command("list", "the ensembles and task sets submitted, with their progress and stored size", cmd_list, True,
+            False)
+    delete = command("delete", "remove an ensemble (or a task set): queued members, stored results, records",
+                     cmd_delete)
     delete.add_argument("--yes", action="store_true", help="do not ask")
     prune = command("prune", "delete every ensemble older than the retention period", cmd_prune, ensemble=False)
     prune.add_argument("--older-than", type=float, metavar="DAYS",
@@ -267,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
     summary = command("summary", "per-member summary metrics, worst first", cmd_summary, True)
     summary.add_argument("--top", type=int, default=20, help="how many members to show (default 20)")
     summary.add_argument("--csv", help="write every member's summary as CSV")
+    taskcli.add_commands(commands, cmd_delete)
     completion = command("completion", "print a shell completion script: eval \"$(cloudburst completion bash)\"",
                          None, ensemble=False)
     completion.add_argument("shell", choices=["bash"])

@@ -6,17 +6,21 @@
     ├── ServiceError       a service that does not answer or refuses the credentials (CLI exit 3)
     │   ├── ConfigError    no usable client settings
     │   └── InfluxWriteError  InfluxDB refused a write, or stayed unreachable through every retry
-    └── MemberFailed       a member that could not run; the message is the reason in its status record
-        ├── EpanetError    EPANET's toolkit refused a call or could not solve (``code``: EPANET's error code)
-        └── MemberUnbalanced  the hydraulics stopped balancing and the model says UNBALANCED STOP: a result
-                           of its own class (``at_s``: the time step), not a crash
+    ├── MemberFailed       a member that could not run; the message is the reason in its status record
+    │   ├── EpanetError    EPANET's toolkit refused a call or could not solve (``code``: EPANET's error code)
+    │   └── MemberUnbalanced  the hydraulics stopped balancing and the model says UNBALANCED STOP: a result
+    │                      of its own class (``at_s``: the time step), not a crash
+    └── TaskTimeout        a task of a task set ran past its timeout (raised inside the task, recorded as its
+                           failure)
 
 A ``KeyError`` or ``LookupError`` raised by a bug is none of these: it stays a traceback, never "bad input".
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import redis
 import requests
@@ -63,6 +67,20 @@ def service_errors(service: str, url: str) -> Iterator[None]:
         raise ServiceError(f"{service} at {url} does not answer ({type(error).__name__})") from None
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def redis_errors(method: _Method) -> _Method:
+    """Redis failures inside an API method become a ServiceError naming Redis and the client's URL (the object
+    has ``settings``, or a ``client`` that has them). HTTP services name themselves."""
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        settings = getattr(self, "settings", None) or self.client.settings
+        with service_errors("Redis", settings.redis_url):
+            return method(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
 def refused(service: str, url: str, response: requests.Response, what: str, user: str) -> ServiceError:
     """The error for an HTTP answer that is not the one expected: the user refused, or another status."""
     if response.status_code in (401, 403):
@@ -84,3 +102,7 @@ class MemberUnbalanced(MemberFailed):
     def __init__(self, at_s: int, message: str):
         self.at_s = at_s
         super().__init__(message)
+
+
+class TaskTimeout(CloudBurstError):
+    """Raised inside a task that ran past its task set's timeout; the task is recorded as failed with it."""

@@ -1,15 +1,21 @@
-"""Models on the cluster's file service (Nginx): uploaded once by sha256, fetched back for a retry; and where the
-results store is on it.
+"""Models on the cluster's file service (Nginx): uploaded once by sha256, fetched back for a retry; where the
+results store is on it; and the manifest of the env the workers run.
 
 A model's path is ``models/<sha256>.inp``; the client reaches Nginx at ``files_url``, workers at
 ``cluster_files_url`` (the URL written into every job), both built here.
 """
 from __future__ import annotations
 
+import io
+import json
+import zipfile
+
 import requests
 
 from cloudburst.config import Settings
 from cloudburst.errors import refused, service_errors
+
+ENV_MANIFEST = "cloudburst-manifest.json"  # inside env.zip: written by push-env (roles/push_env/files/package_env.py)
 
 
 def model_path(sha256: str) -> str:
@@ -59,3 +65,23 @@ class ModelStore:
         if response.status_code != 200:
             raise refused("Nginx", self.url, response, f"fetching model {sha256[:12]}", self.auth[0])
         return response.content
+
+
+def current_env_manifest(settings: Settings, session: requests.Session | None = None) -> dict | None:
+    """The manifest (``cloudburst-manifest.json``) of the env the workers run now, or None when no env is
+    published (workers started with an env of their own, as in a test)."""
+    session = session or requests.Session()
+    auth = (settings.files_user, settings.files_password)
+    with service_errors("Nginx", settings.files_url):
+        current = session.get(f"{settings.files_url}/env/current", auth=auth, timeout=30)
+        if current.status_code == 404:
+            return None
+        if current.status_code != 200:
+            raise refused("Nginx", settings.files_url, current, "reading the current env", auth[0])
+        version = current.text.strip()
+        archive = session.get(f"{settings.files_url}/env/{version}/env.zip", auth=auth, timeout=300)
+    if archive.status_code != 200:
+        raise refused("Nginx", settings.files_url, archive, f"fetching env {version[:12]}", auth[0])
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as env_zip:
+        manifest = json.loads(env_zip.read(ENV_MANIFEST))
+    return {**manifest, "version": version}

@@ -8,6 +8,8 @@ Keys, owned here (``cloudburst.records`` owns the ensemble's record beside them)
 - ``cloudburst:ensemble:<name>:stats``       hash: ``done`` (members recorded so far, each batch adds its own),
                                              ``at`` and ``members`` (when statistics last ran, over how many)
 - ``cloudburst:ensemble:<name>:stats-pending``  set while a statistics job is queued or running: one at a time
+- ``cloudburst:ensemble:<name>:arguments``   hash, a task set's pack -> its tasks' arguments (zlib'd JSON), kept
+                                             for ``retry`` longer than RQ keeps the job's own copy
 - ``cloudburst:ensemble:<name>:partial:<batch>``  hash, member -> its result (``engine.MemberResult.to_bytes``):
                                              a running batch's finished members, so that a batch whose worker
                                              died runs only the rest; gone once the batch is recorded
@@ -18,15 +20,17 @@ in the store: a batch is either stored and recorded, or runs again.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
 
 PREFIX = "cloudburst:ensemble:"
 PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING = "plan", "done", "executions", "stats", "stats-pending"
-PARTIAL = "partial"
+PARTIAL, ARGUMENTS = "partial", "arguments"
 # A batch's checkpoint outlives a worker that died with it by this long (its retry comes within minutes).
 PARTIAL_TTL_S = 7 * 86400
 # A claimed statistics run that never started (its worker died) stops blocking the next one after this long.
@@ -109,6 +113,19 @@ class Ledger:
         """The members of the batch an earlier, unfinished run of it kept."""
         return {int(member): data for member, data in self.redis.hgetall(key_for(name, f"{PARTIAL}:{batch}")).items()}
 
+    def keep_arguments(self, name: str, packs: dict[str, list[list[Any]]]) -> None:
+        """Keep each pack's ``[index, arguments]`` pairs (a task set's), for a retry to enqueue them again."""
+        if packs:
+            self.redis.hset(key_for(name, ARGUMENTS), mapping={
+                pack: zlib.compress(json.dumps(tasks, separators=(",", ":")).encode()) for pack, tasks in packs.items()})
+
+    def arguments(self, name: str) -> dict[int, Any]:
+        """Every kept task's arguments, by task index."""
+        kept: dict[int, Any] = {}
+        for data in self.redis.hvals(key_for(name, ARGUMENTS)):
+            kept.update((index, arguments) for index, arguments in json.loads(zlib.decompress(data)))
+        return kept
+
     def claim_statistics(self, name: str) -> bool:
         """True for the one caller that may queue the next statistics job (none is queued or running)."""
         return bool(self.redis.set(key_for(name, STATS_PENDING), 1, nx=True, ex=STATS_CLAIM_S))
@@ -132,7 +149,8 @@ class Ledger:
 
     def forget(self, name: str) -> None:
         partial = [key_for(name, f"{PARTIAL}:{batch}") for batch in self.plan(name)]
-        self.redis.delete(*(key_for(name, part) for part in (PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING)), *partial)
+        self.redis.delete(*(key_for(name, part) for part in (PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING, ARGUMENTS)),
+                          *partial)
 
 
 def retry_round(batch: str) -> int:

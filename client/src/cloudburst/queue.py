@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +25,8 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
 from cloudburst.batches import split
-from cloudburst.ledger import Ledger
+from cloudburst.ledger import Ledger, MemberStates
+from cloudburst.progress import Progress
 
 QUEUE_NAME = "cloudburst"
 ENTRY_POINT = "worker.run"
@@ -73,10 +74,16 @@ def open_queue(connection: Redis, name: str = QUEUE_NAME) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
+def batch_members(batch: dict[str, Any]) -> list[int]:
+    return [member["member"] for member in batch["members"]]
+
+
 def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterable[dict[str, Any]],
-                    policy: JobPolicy = JobPolicy(), chunk: int = 2000) -> int:
+                    policy: JobPolicy = JobPolicy(), chunk: int = 2000, entry_point: str = ENTRY_POINT,
+                    members_of: Callable[[dict[str, Any]], list[int]] = batch_members) -> int:
     """Enqueue one job per batch document (FIFO, in order) and plan the batches' members in the ledger, in
-    pipelined chunks; returns how many members.
+    pipelined chunks; returns how many members. A task set's packs come the same way, with their own
+    ``entry_point`` and ``members_of`` (the pack's task indices).
 
     Writes the job hashes RQ's own ``enqueue_many`` writes (the same fields, JSON data compressed as RQ does,
     read back by RQ's ``Job``), without building an RQ ``Job`` object per batch (bench/enqueue.py).
@@ -93,12 +100,12 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
         ids, plan = [], {}
         for batch in part:
             identifier = job_id(ensemble, batch["batch"])
-            data = zlib.compress(json.dumps([ENTRY_POINT, None, [batch], {}], separators=(",", ":")).encode())
+            data = zlib.compress(json.dumps([entry_point, None, [batch], {}], separators=(",", ":")).encode())
             pipeline.hset(f"{Job.redis_job_namespace_prefix}{identifier}", mapping={
-                **common, "data": data, "description": f"{ENTRY_POINT} {ensemble} batch {batch['batch']}"})
+                **common, "data": data, "description": f"{entry_point} {ensemble} batch {batch['batch']}"})
             ids.append(identifier)
-            plan[batch["batch"]] = [member["member"] for member in batch["members"]]
-            count += len(batch["members"])
+            plan[batch["batch"]] = members_of(batch)
+            count += len(plan[batch["batch"]])
         ledger.plan_batches(pipeline, ensemble, plan)
         pipeline.rpush(queue.key, *ids)
         pipeline.sadd(Queue.redis_queues_keys, queue.key)
@@ -159,3 +166,65 @@ def cancel_queued(queue: Queue, ensemble: str) -> list[str]:
     """Remove the ensemble's queued jobs; returns their batches. Running jobs finish."""
     removed = queue.connection.eval(_CANCEL_SCRIPT, 1, queue.key, job_prefix(ensemble), Job.redis_job_namespace_prefix)
     return [batch_of(ensemble, job.decode()) for job in removed]
+
+
+def tracked_progress(queue: Queue, ledger: Ledger, name: str, total: int) -> Progress:
+    """Finished, failed and unbalanced members (or tasks) from the ledger and RQ's failed registry (a batch that
+    crashed or timed out), running ones from RQ's started registry. A failed member queued again (``retry``) counts
+    as queued or running until its new batch is recorded."""
+    states = MemberStates.of(ledger.done(name))
+    plan = ledger.plan(name)
+    crashed = {member for batch in failed_jobs(queue, name) for member in plan.get(batch, [])}
+    unbalanced = set(states.unbalanced)
+    failed = (set(states.failed) | crashed) - states.finished - unbalanced
+    running_now = running_batches(queue, name)
+    running = {member for batch in running_now for member in plan.get(batch, [])} - states.finished
+    if failed or unbalanced:  # only then is the queue's list worth reading
+        again = running | {member for batch in queued_batches(queue, name) for member in plan.get(batch, [])}
+        failed, unbalanced = failed - again, unbalanced - again
+    running -= failed | unbalanced
+    return Progress(total, len(states.finished), len(failed), len(running), len(unbalanced))
+
+
+def crashed_members(queue: Queue, ledger: Ledger, name: str, states: MemberStates) -> dict[int, str]:
+    """Members (or tasks) of batches RQ failed (a crash or timeout the worker could not record), with RQ's reason."""
+    plan = ledger.plan(name)
+    return {member: reason for batch, reason in failure_reasons(queue, name).items()
+            for member in plan.get(batch, [])
+            if member not in states.finished and member not in states.failed and member not in states.unbalanced}
+
+
+def waiting_members(queue: Queue, ledger: Ledger, name: str) -> set[int]:
+    """Members (or tasks) of batches queued or running now."""
+    plan = ledger.plan(name)
+    return {member for batch in queued_batches(queue, name) | running_batches(queue, name)
+            for member in plan.get(batch, [])}
+
+
+def other_jobs(queue: Queue, known_prefixes: Iterable[str], limit: int = 100) -> list[dict[str, Any]]:
+    """The queue's jobs that belong to no ensemble or task set (enqueued with RQ directly), newest registry
+    entries first: job ID, function, status, and the result or the failure's last line."""
+    connection = queue.connection
+    prefixes = tuple(known_prefixes)
+    found: list[tuple[str, str]] = [(job.decode(), "queued") for job in connection.lrange(queue.key, 0, -1)]
+    for status, registry in (("running", StartedJobRegistry), ("finished", FinishedJobRegistry),
+                             ("failed", FailedJobRegistry)):
+        ids = registry(queue.name, connection=connection).get_job_ids(cleanup=False)
+        found += [(job, status) for job in reversed(ids)]
+    found = [(job, status) for job, status in found if not job.startswith(prefixes)][:limit]
+    rows = []
+    for (identifier, status), job in zip(found, Job.fetch_many([job for job, _ in found], connection=connection,
+                                                              serializer=queue.serializer)):
+        if job is None:
+            continue
+        row: dict[str, Any] = {"job": identifier, "function": job.func_name, "status": status,
+                               "enqueued_at": job.enqueued_at, "ended_at": job.ended_at, "result": None,
+                               "error": None}
+        result = job.latest_result() if status in ("finished", "failed") else None
+        if result is not None and status == "finished":
+            row["result"] = result.return_value
+        elif result is not None:
+            row["error"] = (result.exc_string or "").strip().splitlines()[-1:] or ["failed"]
+            row["error"] = row["error"][0]
+        rows.append(row)
+    return rows

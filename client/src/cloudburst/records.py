@@ -1,4 +1,6 @@
-"""Ensemble records in Redis: what was submitted, when, from which model and scenario, and its state.
+"""Records in Redis of what was submitted: ensembles (when, from which model and scenario, their state) and task
+sets (which function, how many tasks). One namespace holds both, told apart by the record's ``kind``, so a name
+is either an ensemble or a task set and the ledger, queue and store serve both alike.
 
 The keys are owned here, as RQ's ``Job.key_for`` owns a job's: ``cloudburst:ensemble:<name>`` (a hash) and the
 index ``cloudburst:ensembles`` (a set of names). Nothing else writes them.
@@ -18,6 +20,7 @@ from cloudburst.job import DEFAULT_START
 RECORD_PREFIX = "cloudburst:ensemble:"
 INDEX_KEY = "cloudburst:ensembles"
 SUBMITTED, RETRIED, CANCELLED = "submitted", "retried", "cancelled"
+ENSEMBLE, TASKS = "ensemble", "tasks"  # a record's kind (records written before task sets have none: ensembles)
 
 
 def key_for(name: str) -> str:
@@ -55,8 +58,33 @@ class EnsembleRecord:
                    state=text["state"])
 
 
+@dataclass(frozen=True)
+class TaskSetRecord:
+    name: str
+    tasks: int
+    function: str      # module:function
+    timeout_s: int     # each task's
+    created_at: str = ""
+    state: str = SUBMITTED
+    kind: str = TASKS
+
+    def to_redis(self) -> dict[str, str | int]:
+        fields = asdict(self)
+        del fields["name"]
+        return fields
+
+    @classmethod
+    def from_redis(cls, name: str, fields: dict[bytes, bytes]) -> "TaskSetRecord":
+        text = {key.decode(): value.decode() for key, value in fields.items()}
+        return cls(name=name, tasks=int(text["tasks"]), function=text["function"], timeout_s=int(text["timeout_s"]),
+                   created_at=text["created_at"], state=text["state"])
+
+
+Record = EnsembleRecord | TaskSetRecord
+
+
 class Records:
-    """The ensemble records of one cluster's Redis."""
+    """The ensemble and task set records of one cluster's Redis."""
 
     def __init__(self, redis: Redis):
         self.redis = redis
@@ -66,20 +94,38 @@ class Records:
         if self.redis.sismember(INDEX_KEY, name):
             raise _taken(name)
 
-    def create(self, record: EnsembleRecord) -> EnsembleRecord:
+    def create(self, record: Record) -> Record:
         """Store a new record, stamped now; refuses a name already taken (the index entry is claimed first)."""
         if not self.redis.sadd(INDEX_KEY, record.name):
             raise _taken(record.name)
-        created = EnsembleRecord(**{**asdict(record), "created_at":
-                                    datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        created = type(record)(**{**asdict(record), "created_at":
+                                  datetime.now(timezone.utc).isoformat(timespec="seconds")})
         self.redis.hset(key_for(record.name), mapping=created.to_redis())
         return created
 
-    def get(self, name: str) -> EnsembleRecord:
+    def _fields(self, name: str, kind: str) -> dict[bytes, bytes]:
         fields = self.redis.hgetall(key_for(name))
         if not fields:
-            raise InputError(f"no ensemble {name!r}; `cloudburst list` shows the ensembles")
-        return EnsembleRecord.from_redis(name, fields)
+            what = "ensemble" if kind == ENSEMBLE else "task set"
+            raise InputError(f"no {what} {name!r}; `cloudburst list` shows the ensembles and task sets")
+        actual = fields.get(b"kind", ENSEMBLE.encode()).decode()
+        if actual != kind:
+            hint = f"cloudburst tasks status {name}" if actual == TASKS else f"cloudburst status {name}"
+            raise InputError(f"{name!r} is {'a task set' if actual == TASKS else 'an ensemble'}: see `{hint}`")
+        return fields
+
+    def kind(self, name: str) -> str:
+        """ENSEMBLE or TASKS; InputError when nothing has that name."""
+        kind = self.redis.hget(key_for(name), "kind")
+        if kind is None and not self.redis.exists(key_for(name)):
+            raise InputError(f"no ensemble or task set {name!r}; `cloudburst list` shows them")
+        return kind.decode() if kind is not None else ENSEMBLE
+
+    def get(self, name: str) -> EnsembleRecord:
+        return EnsembleRecord.from_redis(name, self._fields(name, ENSEMBLE))
+
+    def get_taskset(self, name: str) -> TaskSetRecord:
+        return TaskSetRecord.from_redis(name, self._fields(name, TASKS))
 
     def set_state(self, name: str, state: str) -> None:
         self.redis.hset(key_for(name), "state", state)
@@ -95,4 +141,4 @@ class Records:
 
 
 def _taken(name: str) -> InputError:
-    return InputError(f"ensemble {name!r} exists; give another name")
+    return InputError(f"an ensemble or task set named {name!r} exists; give another name")

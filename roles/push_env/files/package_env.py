@@ -9,12 +9,14 @@ local path dependencies of a Pipfile are built into wheels. OUT_DIR receives ``w
 ``<version>/env.zip``, where the version is env.zip's sha256: env.zip is built byte-for-byte reproducibly
 (sorted entries, fixed timestamps), so an unchanged env keeps its version. env.zip holds the code,
 ``requirements.lock.txt`` (name==version with the wheel's sha256, installed with --require-hashes) and
-``cloudburst-manifest.json`` (module to preload, wheels and their sha256). Prints the manifest as JSON.
+``cloudburst-manifest.json`` (module to preload, wheels and their sha256, and the names each of the env's modules
+exports). Prints the manifest as JSON.
 Exits 2 with one sentence on stderr when the env cannot be packaged.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -140,6 +142,31 @@ def code_files(env_dir: Path) -> list[Path]:
     return files
 
 
+def exports(env_dir: Path) -> dict[str, list[str] | None]:
+    """The env's own modules (top-level .py files and packages) and the public names each defines or imports at
+    its top level: what a task set may call, checked by the client before it enqueues."""
+    found = {}
+    candidates = [(path.stem, path) for path in env_dir.glob("*.py")]
+    candidates += [(path.parent.name, path) for path in env_dir.glob("*/__init__.py")]
+    for module, path in sorted(candidates):
+        try:
+            tree = ast.parse(path.read_bytes(), str(path))
+        except SyntaxError as error:
+            raise PackagingError(f"{path.relative_to(env_dir)} is not valid Python (line {error.lineno}: "
+                                 f"{error.msg})") from None
+        names = set()
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.ImportFrom):
+                names.update(alias.asname or alias.name for alias in node.names)
+            elif isinstance(node, ast.Assign):
+                names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+        # A star import can bring any name: the module's exports are then unknown (None), and not checked.
+        found[module] = None if "*" in names else sorted(name for name in names if not name.startswith("_"))
+    return found
+
+
 def build_zip(env_dir: Path, wheels: list[Path], module: str) -> tuple[bytes, dict]:
     def sha(data: bytes) -> str:
         return hashlib.sha256(data).hexdigest()
@@ -149,7 +176,7 @@ def build_zip(env_dir: Path, wheels: list[Path], module: str) -> tuple[bytes, di
     for name, digest in entries:
         project, version = name.split("-")[:2]
         lock_lines.append(f"{project}=={version} --hash=sha256:{digest}")
-    manifest = {"module": module, "requirements": LOCK,
+    manifest = {"module": module, "requirements": LOCK, "exports": exports(env_dir),
                 "wheels": [{"file": name, "sha256": digest} for name, digest in entries]}
     members = [(str(path.relative_to(env_dir)), path.read_bytes()) for path in code_files(env_dir)]
     members += [(LOCK, ("\n".join(lock_lines) + "\n").encode()),
