@@ -170,7 +170,7 @@ def test_bad_input_raises_input_error_and_nothing_is_uploaded_or_enqueued(cluste
         client.ensemble("nope")
     with pytest.raises(InputError, match="an element is node:ID or link:ID, not 'pipe:10'"):
         client.submit(NET3, scenario(), name="taken").percentiles("pipe:10")
-    with pytest.raises(InputError, match="ensemble 'taken' exists"):
+    with pytest.raises(InputError, match="an ensemble or task set named 'taken' exists"):
         client.submit(NET3, scenario(), name="taken")
     assert list((cluster["root"] / "models").iterdir()) != []  # the first 'taken' uploaded the model once
     assert cluster["redis"].llen("rq:queue:cloudburst") == 3   # and only its batches are queued

@@ -24,7 +24,7 @@ import package_env  # noqa: E402
 
 STORM_MODEL = REPO / "files" / "models" / "stormwater.inp"
 ENV_DIRS = (SWMM_ENV, TASK_PROBES)
-PRELOAD = ("worker", "probe_tasks")
+PRELOAD = ("worker", "probe_tasks")  # the SWMM env's worker.py (it imports stormwater.py)
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def publish_env(cluster, env_dir: Path, wheels: list[str]) -> str:
 
 
 def test_a_function_is_module_colon_function_and_task_lines_are_json_lists_or_objects():
-    assert taskformat.parse_function("worker:run_member") == ("worker", "run_member")
+    assert taskformat.parse_function("stormwater:run_member") == ("stormwater", "run_member")
     assert taskformat.parse_function("a.b.fn") == ("a.b", "fn")
     with pytest.raises(InputError, match="module:function"):
         taskformat.parse_function("worker:")
@@ -141,12 +141,15 @@ def test_with_an_env_published_a_function_it_does_not_export_is_refused_before_a
     with pytest.raises(InputError, match=rf"the env the workers run \(version {version[:12]}\) has no nope in "
                                          r"probe_tasks \(it has: NOT_A_FUNCTION, Path, cluster, describe, fail"):
         client.map("probe_tasks:nope", [[1]], name="refused")
+    with pytest.raises(InputError, match=r"has no module stormwater \(its own: probe_tasks\); push the env"):
+        client.map("stormwater:run_member", [[1]], name="elsewhere")
     assert client.redis.llen(client.queue.key) == 0 and client.records.names() == []
     client.map("probe_tasks:square", [[1]], name="accepted")  # exported: enqueued
-    assert client.redis.llen(client.queue.key) == 1
+    client.map("json:dumps", [[1]], name="standard-library")  # the standard library is everywhere
+    assert client.redis.llen(client.queue.key) == 2
     publish_env(cluster, SWMM_ENV, ["rq-3.0.0-py3-none-any.whl"])
     with pytest.raises(InputError, match="has no cloudburst library, which runs task sets"):
-        client.map("worker:run_member", [[1]], name="no-library")
+        client.map("stormwater:run_member", [[1]], name="no-library")
 
 
 def test_bad_task_files_and_arguments_get_a_sentence_and_nothing_is_enqueued(cluster, client, tmp_path):
@@ -222,7 +225,7 @@ def test_the_stormwater_example_runs_end_to_end_from_the_cli(cluster, client, wo
     factors = [0.5 + 0.05 * member for member in range(24)]
     members.write_text("".join(json.dumps({"model": sha256, "rain_factor": factor, "member": member}) + "\n"
                                for member, factor in enumerate(factors)))
-    submitted = cli(cluster, "tasks", "submit", "worker:run_member", str(members), "--name", "storm", "--wait",
+    submitted = cli(cluster, "tasks", "submit", "stormwater:run_member", str(members), "--name", "storm", "--wait",
                     timeout=300)
     assert submitted.returncode == 0, submitted.stderr
     assert submitted.stdout.strip() == "storm" and "24/24" in submitted.stderr
@@ -231,9 +234,27 @@ def test_the_stormwater_example_runs_end_to_end_from_the_cli(cluster, client, wo
     table = pd.read_parquet(parquet)
     assert table["member"].tolist() == list(range(24)) and (table["status"] == "finished").all()
     sys.path.insert(0, str(SWMM_ENV))
-    import worker as swmm_worker  # the same function, run here on the file: the cluster changed nothing
-    direct = [swmm_worker.run_member(str(STORM_MODEL), factor, member=member) for member, factor in
+    import stormwater  # the same function, run here on the file: the cluster changed nothing
+    direct = [stormwater.run_member(str(STORM_MODEL), factor, member=member) for member, factor in
               enumerate(factors[:3])]
     assert table.head(3)["peak_outfall_flow_cms"].tolist() == [row["peak_outfall_flow_cms"] for row in direct]
     assert table["peak_outfall_flow_cms"].is_monotonic_increasing  # more rain, higher peaks
     assert table["flooding_m3"].iloc[-1] > table["flooding_m3"].iloc[0] == 0
+
+
+def test_your_own_function_in_the_epanet_example_env_reads_an_uploaded_model(cluster, client):
+    import wntr
+    sha256 = client.upload(REPO / "files" / "models" / "Net3.inp")
+    workers = start_workers(cluster, 2)  # the EPANET example env, as pushed by default
+    try:
+        tasks = client.map("worker:lowest_pressure", [{"model": sha256, "demand_factor": f} for f in (0.8, 1.0, 1.2)],
+                           name="own-epanet")
+        assert tasks.wait(progress=False, timeout_s=120).finished == 3
+    finally:
+        stop(workers)
+    rows = tasks.results()
+    wn = wntr.network.WaterNetworkModel(str(REPO / "files" / "models" / "Net3.inp"))
+    pressure = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=str(cluster["tmp"] / "net3")).node["pressure"]
+    lowest = pressure[wn.junction_name_list].min()
+    assert rows["node"][1] == lowest.idxmin() and rows["pressure_m"][1] == float(lowest.min())
+    assert rows["pressure_m"][0] > rows["pressure_m"][1] > rows["pressure_m"][2]  # more demand, lower pressure

@@ -11,6 +11,7 @@ value (the one positional argument, as ``multiprocessing.Pool.map`` calls it).
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +50,12 @@ def check_function(function: str, manifest: dict[str, Any] | None) -> None:
     if "cloudburst" not in wheels:
         raise InputError(f"the env the workers run (version {version}) has no cloudburst library, which runs task "
                          "sets: add cloudburst to its Pipfile and push it again")
-    exports = manifest.get("exports") or {}  # the env's own modules; an installed package's are not listed
+    exports = manifest.get("exports") or {}  # the env's own modules and the names each defines
+    top = module.split(".")[0]
+    installed = set(manifest.get("modules", [])) | set(exports) | set(sys.stdlib_module_names)
+    if "modules" in manifest and top not in installed:
+        raise InputError(f"the env the workers run (version {version}) has no module {top} (its own: "
+                         f"{', '.join(sorted(exports)) or 'none'}); push the env that has it, or name one of these")
     if exports.get(module) is not None and name not in exports[module]:
         public = ", ".join(exports[module]) or "nothing public"
         raise InputError(f"the env the workers run (version {version}) has no {name} in {module} (it has: "

@@ -2,15 +2,17 @@
 
 A batch is enqueued as ``worker.run`` with the batch document (schema ``cloudburst.batch/1``) as its one
 argument; statistics as ``worker.statistics`` with the ensemble's name; dropping a deleted ensemble's statistics
-as ``worker.forget``. Connection settings come from the worker
-container's environment (``cloudburst.cluster``).
+as ``worker.forget``; ``worker.lowest_pressure`` is an example of your own function, run as a task set. Connection
+settings come from the worker container's environment (``cloudburst.cluster``).
 """
 from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from typing import Any
 
+import wntr
 from rq import get_current_job
 
 from cloudburst import cluster
@@ -62,3 +64,19 @@ def forget(name: str, db: str) -> int:
     if _statistics is None:
         raise RuntimeError("forgetting statistics needs InfluxDB")
     return cluster_statistics.forget_statistics(name, db, _statistics)
+
+
+def lowest_pressure(model: str, demand_factor: float = 1.0, node: str | None = None) -> dict[str, Any]:
+    """Your own function on the cluster, as a task set runs it (``cloudburst tasks submit worker:lowest_pressure
+    ARGS.jsonl``): the model uploaded with ``cloudburst upload`` (its sha256), every demand times ``demand_factor``,
+    run with wntr as a modeller would; the lowest junction pressure in metres, where and when (or ``node``'s)."""
+    wn = wntr.network.WaterNetworkModel(str(cluster.model_file(model)))
+    for _, junction in wn.junctions():
+        for demand in junction.demand_timeseries_list:
+            demand.base_value *= demand_factor
+    with tempfile.TemporaryDirectory(prefix="lowest-pressure-") as scratch:  # EPANET's files: one run per folder
+        pressure = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=f"{scratch}/run").node["pressure"]
+    pressure = pressure[[node] if node is not None else wn.junction_name_list]
+    where = pressure.min().idxmin()
+    return {"demand_factor": demand_factor, "node": where, "pressure_m": float(pressure[where].min()),
+            "at_s": int(pressure[where].idxmin())}

@@ -167,6 +167,26 @@ def exports(env_dir: Path) -> dict[str, list[str] | None]:
     return found
 
 
+def wheel_modules(wheels: list[Path]) -> list[str]:
+    """The top-level modules the wheels install (packages and single-file modules): with the env's own, what a task
+    can import besides the standard library."""
+    names = set()
+    for wheel in wheels:
+        try:
+            entries = zipfile.ZipFile(wheel).namelist()
+        except zipfile.BadZipFile:
+            continue
+        for entry in entries:
+            top, _, rest = entry.partition("/")
+            if top.endswith((".dist-info", ".data")) or top.endswith(".libs"):
+                continue
+            if rest and entry.endswith(".py") or (not rest and top.endswith(".py")):
+                names.add(top.removesuffix(".py"))
+            elif not rest and top.endswith(".so"):
+                names.add(top.split(".")[0])
+    return sorted(name for name in names if name.isidentifier())
+
+
 def build_zip(env_dir: Path, wheels: list[Path], module: str) -> tuple[bytes, dict]:
     def sha(data: bytes) -> str:
         return hashlib.sha256(data).hexdigest()
@@ -176,7 +196,7 @@ def build_zip(env_dir: Path, wheels: list[Path], module: str) -> tuple[bytes, di
     for name, digest in entries:
         project, version = name.split("-")[:2]
         lock_lines.append(f"{project}=={version} --hash=sha256:{digest}")
-    manifest = {"module": module, "requirements": LOCK, "exports": exports(env_dir),
+    manifest = {"module": module, "requirements": LOCK, "exports": exports(env_dir), "modules": wheel_modules(wheels),
                 "wheels": [{"file": name, "sha256": digest} for name, digest in entries]}
     members = [(str(path.relative_to(env_dir)), path.read_bytes()) for path in code_files(env_dir)]
     members += [(LOCK, ("\n".join(lock_lines) + "\n").encode()),

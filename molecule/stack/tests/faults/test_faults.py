@@ -26,7 +26,7 @@ from rq.serializers import JSONSerializer
 from cloudburst.config import Settings
 from cloudburst.errors import ServiceError
 from cloudburst.api import Client
-from cloudburst.queue import job_id
+from cloudburst.queue import job_id, job_prefix
 from cloudburst.store import MEMBERS_DIR, decode
 from stack_view import MASTER, WORKERS, client_settings, cloudburst, cluster_host
 
@@ -198,6 +198,53 @@ def test_a_worker_host_killed_mid_ensemble(ensemble_named):
     figures.update(in_flight_on_host=len(in_flight), its_jobs_requeued_s=round(requeued_s, 1),
                    host_powered_on_worker_back_s=power_on(victim))
     record("worker host killed", figures)
+
+
+def test_a_worker_host_killed_mid_taskset(tmp_path):
+    """Your own function (the example env's ``worker.lowest_pressure``) as a task set; a worker host killed while
+    it runs some of its packs: every task finished, each has one row in the store, none was lost."""
+    uploaded = cloudburst("upload", str(MODEL))
+    assert uploaded.returncode == 0, uploaded.stderr
+    tasks_file = tmp_path / "tasks.jsonl"
+    count = 480
+    tasks_file.write_text("".join(json.dumps({"model": uploaded.stdout.strip(), "demand_factor": 0.8 + 0.4 * i / count})
+                                  + "\n" for i in range(count)))
+    name = f"fault-taskset-{int(time.time())}"
+    submitted = cloudburst("tasks", "submit", "worker:lowest_pressure", str(tasks_file), "--name", name)
+    assert submitted.returncode == 0, submitted.stderr
+    started = time.monotonic()
+    tasks = Client(settings()).taskset(name)
+    victim = WORKERS[0]
+    prefix = job_prefix(name)
+    running = StartedJobRegistry("cloudburst", connection=connection(), serializer=JSONSerializer)
+
+    def packs_on_victim() -> list[str]:
+        jobs = Job.fetch_many([job for job in running.get_job_ids() if job.startswith(prefix)],
+                              connection=connection(), serializer=JSONSerializer)
+        return [job.id for job in jobs if job is not None and (job.worker_name or "").split(".")[0] == victim]
+
+    wait_for(f"{victim} runs a pack of {name}", packs_on_victim, 300, poll_s=0.2)
+    in_flight = packs_on_victim()
+    docker("kill", victim)
+    wait_for(f"{name}: every task finished", lambda: tasks.status().finished == count, 900, poll_s=2)
+    elapsed = time.monotonic() - started
+    ids = [job_id(name, pack) for pack in tasks.client.ledger.plan(name)]
+    wait_for(f"{name}: RQ settled", lambda: {job.get_status(refresh=False) if job else "missing" for job in
+                                            Job.fetch_many(ids, connection=connection(), serializer=JSONSerializer)}
+             == {"finished"}, 300, poll_s=2)
+    store = tasks.client.store
+    stored = [task for pack in store.batches(name) for task in decode(store.read(name, MEMBERS_DIR, pack))["task"]]
+    assert sorted(task.as_py() for task in stored) == list(range(count)), "a task stored twice, or not at all"
+    results = tasks.results()
+    assert (results["status"] == "finished").all() and results["pressure_m"].notna().all()
+    assert results["pressure_m"].iloc[0] > results["pressure_m"].iloc[-1]  # more demand, lower pressure
+    executions = tasks.executions()
+    assert executions.attrs["lost"] == 0 and (executions["executions"] >= 1).all()
+    record("worker host killed mid task set", {
+        "tasks": count, "packs_in_flight_on_host": len(in_flight), "lost": executions.attrs["lost"],
+        "duplicated": executions.attrs["duplicated"], "taskset_s": round(elapsed, 1),
+        "host_powered_on_worker_back_s": power_on(victim)})
+    tasks.delete()
 
 
 CUT_OFF_RULES = ["INPUT -i eth0 -j DROP", "OUTPUT -o eth0 -j DROP"]
