@@ -49,7 +49,7 @@ def test_delete_asks_unless_told_yes_then_removes_everything_and_list_shows_size
     assert deleted.returncode == 0 and deleted.stdout.startswith("ensemble doomed deleted: 12 queued members removed")
     assert cluster["redis"].llen("rq:queue:cloudburst") == 0 and "doomed" not in cli(cluster, "list").stdout
     gone = cli(cluster, "status", "doomed")
-    assert gone.returncode == 2 and "no ensemble 'doomed'" in gone.stderr
+    assert gone.returncode == 2 and "no ensemble or task set 'doomed'" in gone.stderr
 
 
 def test_prune_deletes_the_ensembles_past_the_retention_period(cluster):

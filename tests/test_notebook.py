@@ -1,5 +1,6 @@
 """The study notebook in docs/ runs end to end against a real Redis, InfluxDB and Nginx with worker runners:
-it submits, waits (its progress line reaches every member), ranks the worst members and draws a fan chart."""
+it submits, waits (its progress line reaches every member), ranks the worst members and draws a fan chart, then
+runs the SWMM example as a task set and summarises its members."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import nbclient
 import nbformat
 
-from local_cluster import start_workers, stop
+from local_cluster import REPO, SWMM_ENV, start_workers, stop
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "study.ipynb"
 
@@ -24,7 +25,8 @@ def test_the_study_notebook_runs_against_the_cluster(cluster, monkeypatch):
     for key, value in cluster["env"].items():
         monkeypatch.setenv(key, value)  # the kernel reads the settings as the CLI does
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    workers = start_workers(cluster)
+    # The EPANET example env's worker.py, and the SWMM env's stormwater.py for the notebook's task set.
+    workers = start_workers(cluster, 2, (REPO / "files" / "env" / "epanet", SWMM_ENV), ("worker", "stormwater"))
     try:
         nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                                 resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
@@ -38,3 +40,8 @@ def test_the_study_notebook_runs_against_the_cluster(cluster, monkeypatch):
     table = "".join(output.get("data", {}).get("text/html", "") for output in code[3].outputs)
     assert "pressure_min_node" in table and table.count("<tr") == 6  # the header and the 5 worst members
     assert any("image/png" in output.get("data", {}) for output in code[4].outputs)
+    storm = outputs(code[5])
+    assert "60/60  finished 60  failed 0" in storm and "Progress(members=60, finished=60, failed=0" in storm
+    quantiles = "".join(output.get("data", {}).get("text/html", "") for output in code[6].outputs)
+    assert "peak_outfall_flow_cms" in quantiles and "flooding_m3" in quantiles and quantiles.count("<tr") == 4
+    assert any("image/png" in output.get("data", {}) for output in code[7].outputs)
