@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PLAYBOOKS := site.yml push-env.yml $(wildcard playbooks/*.yml)
 SCENARIOS ?= $(notdir $(wildcard molecule/*))
 
-.PHONY: venv lint harness pytest molecule test demo lock lock-env clean
+.PHONY: venv lint harness pytest molecule test demo lock lock-env docs clean
 
 venv: $(VENV)/.installed
 
@@ -65,6 +65,10 @@ lock-env:
 	   $(CURDIR)/.pipenv-venv/bin/pipenv lock) || exit 1; \
 	done
 	rm -rf .pipenv-venv
+
+# Copy each role default's comment into its argument spec and regenerate the roles' README variable tables.
+docs: venv
+	$(BIN)/python tools/role_docs.py
 
 clean:
 	rm -rf $(VENV)

@@ -1,5 +1,6 @@
 """The worker image under Docker against a real Nginx and Redis: env versions switch with no job lost or run
-twice, a missing env is waited for, a corrupt env is refused, a killed process's job runs again; push-env refuses an unresolvable env."""
+twice, venvs built with uv (shipped with the env) or pip, a missing env is waited for, a corrupt env is refused, a
+killed process's job runs again; push-env refuses an unresolvable env."""
 from __future__ import annotations
 
 import hashlib
@@ -68,8 +69,9 @@ def cluster(tmp_path, image, build_dir):
     with nginx_server(root, {READER[0]: READER[1]}) as files_url, redis_server(tmp_path) as redis_url:
         worker = WorkerContainer(files_url, redis_url, tmp_path / "secrets")
 
-        def release(version: int) -> str:
-            return publish(package(probe_env(tmp_path / f"env-v{version}", version), build_dir), build_dir, root)
+        def release(version: int, installer: str = "uv") -> str:
+            return publish(package(probe_env(tmp_path / f"env-v{version}", version), build_dir, installer), build_dir,
+                           root)
 
         connection = Redis.from_url(redis_url)
         yield {"worker": worker, "release": release, "root": root, "redis": connection,
@@ -203,6 +205,19 @@ def test_an_env_that_fails_to_install_is_refused_and_the_worker_keeps_its_versio
     job = queue.enqueue("worker.which", "after-install-failure")
     wait_finished([job])
     assert job.return_value() == 1
+
+
+def test_the_venv_is_built_with_uv_shipped_with_the_env_or_with_pip_when_the_env_asks(cluster):
+    queue, worker = cluster["queue"], cluster["worker"]
+    v1 = cluster["release"](1)
+    worker.start().wait_for_log(f"process 1 started on env {v1[:12]}")
+    v2 = cluster["release"](2, installer="pip")
+    logs = worker.wait_for_log(f"process 1 started on env {v2[:12]}")
+    assert re.search(rf"env {v1[:12]} installed \(\d+ wheels, with uv\) in", logs), logs[-2000:]
+    assert re.search(rf"env {v2[:12]} installed \(\d+ wheels, with pip\) in", logs), logs[-2000:]
+    job = queue.enqueue("worker.which", "on-pip")
+    wait_finished([job])
+    assert job.return_value() == 2
 
 
 def test_a_restart_on_the_same_version_installs_nothing(cluster):

@@ -28,8 +28,8 @@ def build_worker_image() -> str:
     return IMAGE
 
 
-def package(env_dir: Path, build_dir: Path) -> dict:
-    result = subprocess.run([sys.executable, str(PACKAGE_ENV), str(env_dir), str(build_dir)],
+def package(env_dir: Path, build_dir: Path, installer: str = "uv") -> dict:
+    result = subprocess.run([sys.executable, str(PACKAGE_ENV), str(env_dir), str(build_dir), "--installer", installer],
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(result.stderr)

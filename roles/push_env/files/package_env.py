@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Package an analysis env for CloudBurst's workers, on the controller: resolve, download wheels, build env.zip.
 
-    package_env.py ENV_DIR OUT_DIR [--python-version 3.11] [--glibc 2.36] [--arch x86_64]
+    package_env.py ENV_DIR OUT_DIR [--python-version 3.11] [--glibc 2.36] [--arch x86_64] [--installer uv|pip]
 
 ENV_DIR holds the env's code (worker.py or a package) and Pipfile.lock, or requirements.txt. Every
 requirement is downloaded as a wheel for the workers' Python and platform (no worker needs an index);
 local path dependencies of a Pipfile are built into wheels. OUT_DIR receives ``wheels/`` and
-``<version>/env.zip``, where the version is env.zip's sha256: env.zip is built byte-for-byte reproducibly
+``<version>/env.zip`` (and uv's wheel, the installer workers build the venv with), where the version is env.zip's
+sha256: env.zip is built byte-for-byte reproducibly
 (sorted entries, fixed timestamps), so an unchanged env keeps its version. env.zip holds the code,
 ``requirements.lock.txt`` (name==version with the wheel's sha256, installed with --require-hashes) and
 ``cloudburst-manifest.json`` (module to preload, wheels and their sha256, and the names each of the env's modules
@@ -30,6 +31,10 @@ from pathlib import Path
 MANIFEST = "cloudburst-manifest.json"
 LOCK = "requirements.lock.txt"
 RUNTIME = ("rq", "redis")  # the worker runs RQ inside the env's own venv
+# The installer workers build env venvs with (shipped like the env's wheels: nodes need no index), by the
+# workers' architecture: uv's wheel carries its binary, checked against this sha256 here and by the workers.
+INSTALLER = "uv==0.13.9"
+INSTALLER_SHA256 = {"x86_64": "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19"}
 SKIP = {"Pipfile", "Pipfile.lock", "requirements.txt", MANIFEST, LOCK}
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -131,6 +136,30 @@ def download(lines: list[str], paths: list[Path], complete: bool, wheels: Path, 
         return kept
 
 
+def download_installer(wheels: Path, python: str, arch: str, platforms: list[str]) -> Path | None:
+    """uv's wheel for the workers (None for an architecture without a pinned one: workers then install with pip)."""
+    digest = INSTALLER_SHA256.get(arch)
+    if digest is None:
+        return None
+    wheels.mkdir(parents=True, exist_ok=True)
+    known = [path for path in wheels.glob(f"{INSTALLER.replace('==', '-')}-*.whl")
+             if hashlib.sha256(path.read_bytes()).hexdigest() == digest]
+    if known:
+        return known[0]
+    with tempfile.TemporaryDirectory() as scratch:
+        requirement = Path(scratch) / "installer.txt"
+        requirement.write_text(f"{INSTALLER} --hash=sha256:{digest}\n")
+        target = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp", "--no-deps",
+                  "--require-hashes"] + [option for tag in platforms for option in ("--platform", tag)]
+        result = pip("download", *target, "-d", scratch, "-r", str(requirement))
+        if result.returncode != 0:
+            raise PackagingError(f"cannot download the workers' installer {INSTALLER}: {unresolvable(result.stderr)}")
+        wheel = next(Path(scratch).glob("*.whl"))
+        destination = wheels / wheel.name
+        destination.write_bytes(wheel.read_bytes())
+        return destination
+
+
 def code_files(env_dir: Path) -> list[Path]:
     files = []
     for path in sorted(env_dir.rglob("*")):
@@ -187,7 +216,7 @@ def wheel_modules(wheels: list[Path]) -> list[str]:
     return sorted(name for name in names if name.isidentifier())
 
 
-def build_zip(env_dir: Path, wheels: list[Path], module: str) -> tuple[bytes, dict]:
+def build_zip(env_dir: Path, wheels: list[Path], module: str, installer: Path | None = None) -> tuple[bytes, dict]:
     def sha(data: bytes) -> str:
         return hashlib.sha256(data).hexdigest()
 
@@ -196,8 +225,11 @@ def build_zip(env_dir: Path, wheels: list[Path], module: str) -> tuple[bytes, di
     for name, digest in entries:
         project, version = name.split("-")[:2]
         lock_lines.append(f"{project}=={version} --hash=sha256:{digest}")
+    shipped = entries + ([(installer.name, sha(installer.read_bytes()))] if installer is not None else [])
     manifest = {"module": module, "requirements": LOCK, "exports": exports(env_dir), "modules": wheel_modules(wheels),
-                "wheels": [{"file": name, "sha256": digest} for name, digest in entries]}
+                "wheels": [{"file": name, "sha256": digest} for name, digest in shipped]}
+    if installer is not None:
+        manifest["installer"] = installer.name  # among the wheels, not in the lock: it builds the venv
     members = [(str(path.relative_to(env_dir)), path.read_bytes()) for path in code_files(env_dir)]
     members += [(LOCK, ("\n".join(lock_lines) + "\n").encode()),
                 (MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())]
@@ -220,15 +252,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--glibc", default="2.36", help="the workers' glibc (Debian 12: 2.36)")
     parser.add_argument("--arch", default="x86_64")
     parser.add_argument("--module", default="worker", help="module the workers import before taking jobs")
+    parser.add_argument("--installer", default="uv", choices=["uv", "pip"],
+                        help="what workers build the env's venv with (uv: shipped with the wheels; pip: the image's)")
     args = parser.parse_args(argv)
     try:
         if not (args.env_dir / f"{args.module}.py").exists() and not (args.env_dir / args.module).is_dir():
             raise PackagingError(f"{args.env_dir} has no {args.module}.py (or package {args.module}/) for the "
                                  "workers to import")
         lines, paths, complete = requirements_of(args.env_dir)
-        wheels = download(lines, paths, complete, args.out_dir / "wheels", args.python_version,
-                          platform_tags(args.glibc, args.arch))
-        archive, manifest = build_zip(args.env_dir, wheels, args.module)
+        platforms = platform_tags(args.glibc, args.arch)
+        wheels = download(lines, paths, complete, args.out_dir / "wheels", args.python_version, platforms)
+        installer = (download_installer(args.out_dir / "wheels", args.python_version, args.arch, platforms)
+                     if args.installer == "uv" else None)
+        archive, manifest = build_zip(args.env_dir, wheels, args.module, installer)
     except PackagingError as error:
         print(f"push-env: {error}.", file=sys.stderr)
         return 2
