@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -309,3 +311,47 @@ def test_the_summary_statistics_span_the_members_lowest_pressures(influx, ensemb
     lowest = sorted(ResultsReader(results_store, None).summaries(ENSEMBLE)["pressure_min"])
     assert len(lowest) == MEMBERS and rows["min"] == lowest[0] and rows["max"] == lowest[-1]
     assert rows["p50"] == lowest[int(np.floor(MEMBERS * 0.5 + 0.5)) - 1]
+
+
+DECIDE = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.import_role:
+        name: images
+        tasks_from: grafana
+    - ansible.builtin.copy:
+        content: "{{ images_grafana_decision | to_json }}"
+        dest: "{{ decision_file }}"
+        mode: "0644"
+"""
+
+
+def grafana_decision(repo: Path, ansible_env: dict, tmp_path: Path, **extra: object) -> dict:
+    playbook = tmp_path / "decide.yml"
+    playbook.write_text(DECIDE)
+    decision = tmp_path / f"decision-{len(list(tmp_path.glob('decision-*')))}.json"
+    result = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook),
+                             "-e", json.dumps({"decision_file": str(decision),
+                                               "ansible_python_interpreter": sys.executable, **extra})],
+                            cwd=repo, env=ansible_env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:]
+    return json.loads(decision.read_text())
+
+
+def test_auto_runs_grafana_only_when_its_image_is_on_the_controller_and_says_why_not(repo, ansible_env, tmp_path):
+    """The image lookup and pull are real Docker calls on this machine (no registry answers here)."""
+    defaults = yaml.safe_load((repo / "roles" / "images" / "defaults" / "main.yml").read_text())
+    here = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "cloudburst/debian"],
+                          capture_output=True, text=True, check=True).stdout.split()[0]
+    present = grafana_decision(repo, ansible_env, tmp_path, images_pull={**defaults["images_pull"], "grafana": here})
+    assert present == {"enabled": True, "shipped": True, "why": f"its image {here} is on the controller"}
+    absent = grafana_decision(repo, ansible_env, tmp_path,
+                              images_pull={**defaults["images_pull"], "grafana": "registry.invalid/grafana:13"})
+    assert absent["enabled"] is False and absent["shipped"] is False
+    assert absent["why"].startswith("its image registry.invalid/grafana:13 is not on the controller and cannot be "
+                                    "pulled (") and absent["why"].endswith("load it there (docker load) and run "
+                                                                            "site.yml again")
+    off = grafana_decision(repo, ansible_env, tmp_path, cloudburst_grafana_enabled=False)
+    assert off == {"enabled": False, "shipped": False, "why": "cloudburst_grafana_enabled is false"}
+    assert defaults["images_pull"]["grafana"] == "grafana/grafana:13.2.3"  # Grafana's current release line

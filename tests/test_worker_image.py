@@ -1,6 +1,7 @@
 """The worker image under Docker against a real Nginx and Redis: env versions switch with no job lost or run
-twice, venvs built with uv (shipped with the env) or pip, a missing env is waited for, a corrupt env is refused, a
-killed process's job runs again; push-env refuses an unresolvable env."""
+twice, venvs built with uv (shipped with the env) or pip, requirements published only as sdists (pure Python and a C
+extension) built for the workers, a missing env is waited for, a corrupt env is refused, a killed process's job runs
+again; push-env refuses an unresolvable env."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import uuid
 import zipfile
 from pathlib import Path
@@ -246,6 +248,61 @@ def test_a_job_whose_process_is_killed_runs_again_and_finishes(cluster):
     assert int(cluster["redis"].get("attempts:victim")) == 2
     assert [entry.decode() for entry in cluster["redis"].lrange("ran", 0, -1)] == ["victim@1"]
     assert "exited with -9; restarting" in worker.logs()
+
+
+C_EXTENSION = r"""
+#include <Python.h>
+static PyObject *twice(PyObject *self, PyObject *args) {
+    long value;
+    if (!PyArg_ParseTuple(args, "l", &value)) return NULL;
+    return PyLong_FromLong(2 * value);
+}
+static PyMethodDef methods[] = {{"twice", twice, METH_VARARGS, "2 x value"}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "cext_probe", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_cext_probe(void) { return PyModule_Create(&module); }
+"""
+SDIST_WORKER = """
+
+import cext_probe
+import docopt
+
+
+def parsed(argv):
+    return f"{docopt.docopt('usage: probe <x>', argv)['<x>']}:{cext_probe.twice(21)}"
+"""
+
+
+def c_extension_sdist(directory: Path) -> Path:
+    """An sdist of a C extension (published as source only), made here."""
+    source = directory / "cext-probe"
+    source.mkdir(parents=True)
+    (source / "cext_probe.c").write_text(C_EXTENSION)
+    (source / "setup.py").write_text("from setuptools import Extension, setup\n"
+                                     "setup(name='cext-probe', version='1.0', "
+                                     "ext_modules=[Extension('cext_probe', ['cext_probe.c'])])\n")
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(directory / "dists")], cwd=source, check=True,
+                   capture_output=True)
+    return directory / "dists"
+
+
+def test_requirements_published_only_as_sdists_are_built_for_the_workers_and_run_there(cluster, tmp_path, build_dir):
+    """docopt 0.6.2 (pure Python) is an sdist on PyPI; cext-probe (a C extension) one made here."""
+    dists = c_extension_sdist(tmp_path)
+    env = probe_env(tmp_path / "env-sdists", 5)
+    (env / "worker.py").write_text((env / "worker.py").read_text() + SDIST_WORKER)
+    (env / "requirements.txt").write_text(RUNTIME + f"docopt==0.6.2\n--find-links {dists}\ncext-probe==1.0\n")
+    info = package(env, build_dir)
+    shipped = {wheel["file"] for wheel in info["wheels"]}
+    assert {"docopt-0.6.2-py2.py3-none-any.whl", "cext_probe-1.0-cp311-cp311-linux_x86_64.whl"} <= shipped, shipped
+    assert re.search(r"docopt-0.6.2.tar.gz: published as source only; built docopt-0.6.2-\S+ for the workers",
+                     info["log"]), info["log"]
+    again = package(env, build_dir)
+    assert again["version"] == info["version"] and again["log"].count("built earlier from the same sdist, reused") == 2
+    publish(info, build_dir, cluster["root"])
+    cluster["worker"].start().wait_for_log(f"process 1 started on env {info['version'][:12]}")
+    job = cluster["queue"].enqueue("worker.parsed", ["seven"])
+    wait_finished([job])
+    assert job.return_value() == "seven:42"  # the compiled extension runs in the worker image's Python
 
 
 def test_push_env_refuses_an_unresolvable_env_naming_the_package_and_uploads_nothing(repo, ansible_env, tmp_path):

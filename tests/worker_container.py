@@ -33,7 +33,7 @@ def package(env_dir: Path, build_dir: Path, installer: str = "uv") -> dict:
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
-    return json.loads(result.stdout)
+    return {**json.loads(result.stdout), "log": result.stderr}
 
 
 def publish(package_info: dict, build_dir: Path, root: Path, current: str | None = None) -> str:

@@ -33,8 +33,11 @@ def defaults_text(role: Path) -> dict[str, str]:
         match = _KEY.match(line)
         if match:
             value = match.group(2).strip()
-            written[match.group(1)] = value if value else yaml.safe_dump(loaded[match.group(1)],
-                                                                          default_flow_style=True).strip()
+            if not value or value[0] in ">|":  # a block value: shown as its content
+                loaded_value = loaded[match.group(1)]
+                value = loaded_value.strip() if isinstance(loaded_value, str) else yaml.safe_dump(
+                    loaded_value, default_flow_style=True).strip()
+            written[match.group(1)] = value
     return written
 
 

@@ -5,7 +5,8 @@
 
 ENV_DIR holds the env's code (worker.py or a package) and Pipfile.lock, or requirements.txt. Every
 requirement is downloaded as a wheel for the workers' Python and platform (no worker needs an index);
-local path dependencies of a Pipfile are built into wheels. OUT_DIR receives ``wheels/`` and
+local path dependencies of a Pipfile are built into wheels, and requirements published only as sdists are built
+into wheels in a container of the workers' own Debian (``sdists.py``). OUT_DIR receives ``wheels/`` and
 ``<version>/env.zip`` (and uv's wheel, the installer workers build the venv with), where the version is env.zip's
 sha256: env.zip is built byte-for-byte reproducibly
 (sorted entries, fixed timestamps), so an unchanged env keeps its version. env.zip holds the code,
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from sdists import SdistBuilder, SdistError, log_to_stderr, requirement_named
 
 MANIFEST = "cloudburst-manifest.json"
 LOCK = "requirements.lock.txt"
@@ -94,8 +97,14 @@ def platform_tags(glibc: str, arch: str) -> list[str]:
     return tags + [f"{name}_{arch}" for m, name in legacy.items() if m <= minor]
 
 
+_NO_WHEEL = re.compile(r"No matching distribution found for (\S+)")
+MAX_SDISTS = 50  # sdist-only requirements built in one packaging run
+
+
 def download(lines: list[str], paths: list[Path], complete: bool, wheels: Path, python: str,
-             platforms: list[str]) -> list[Path]:
+             platforms: list[str], builder: SdistBuilder | None = None) -> list[Path]:
+    """Every requirement's wheel for the workers; a requirement published only as an sdist is built into one by
+    ``builder`` (None: refused, naming it)."""
     wheels.mkdir(parents=True, exist_ok=True)
     target = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
     for tag in platforms:
@@ -109,23 +118,42 @@ def download(lines: list[str], paths: list[Path], complete: bool, wheels: Path, 
                          env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
             if result.returncode != 0:
                 raise PackagingError(f"cannot build a wheel of the local package {path}: {unresolvable(result.stderr)}")
-        requirements = scratch / "requirements.txt"
-        requirements.write_text("\n".join(lines) + "\n")
         fetched = scratch / "fetched"
-        args = ["download", *target, "-d", str(fetched), "-r", str(requirements)]
-        if complete:
-            args += ["--no-deps", "--require-hashes"]
-        if lines:
+        from_sdists: list[Path] = []
+        remaining = list(lines)
+        for _ in range(MAX_SDISTS):
+            if not remaining:
+                break
+            requirements = scratch / "requirements.txt"
+            requirements.write_text("\n".join(remaining) + "\n")
+            args = ["download", *target, "-d", str(fetched), "-r", str(requirements)]
+            if complete:
+                args += ["--no-deps", "--require-hashes"]
+            elif builder is not None and builder.cache.exists():
+                args += ["--find-links", str(builder.cache)]  # wheels built from sdists earlier in this run
             result = pip(*args)
-            if result.returncode != 0:
+            if result.returncode == 0:
+                break
+            missing = _NO_WHEEL.search(result.stderr)
+            if builder is None or missing is None:
                 raise PackagingError(f"cannot resolve {unresolvable(result.stderr)} for the workers "
                                      f"(CPython {python}, {platforms[0]}, wheels only)")
-        files = sorted([*fetched.glob("*.whl"), *built.glob("*.whl")]) if fetched.exists() or built.exists() else []
+            line = requirement_named(missing.group(1), remaining) if complete else missing.group(1)
+            if line is None:
+                raise PackagingError(f"cannot resolve {missing.group(1)} for the workers")
+            try:
+                wheel = builder.wheel_for(builder.fetch(line, scratch / "sdists" / str(len(from_sdists))))
+            except SdistError as error:
+                raise PackagingError(str(error)) from None
+            if complete:  # a locked sdist: its own hash was checked; its wheel joins the others as built
+                from_sdists.append(wheel)
+                remaining.remove(line)
+        files = sorted([*fetched.glob("*.whl"), *built.glob("*.whl"), *from_sdists])
         names = {canonical(f.name.split("-")[0]) for f in files}
-        missing = [name for name in RUNTIME if name not in names]
-        if missing:
-            raise PackagingError(f"the env does not depend on {' and '.join(missing)}: the worker runs RQ inside the "
-                                 "env's venv; add rq and redis to its requirements")
+        missing_runtime = [name for name in RUNTIME if name not in names]
+        if missing_runtime:
+            raise PackagingError(f"the env does not depend on {' and '.join(missing_runtime)}: the worker runs RQ inside "
+                                 "the env's venv; add rq and redis to its requirements")
         kept = []
         for wheel in files:
             destination = wheels / wheel.name
@@ -252,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--glibc", default="2.36", help="the workers' glibc (Debian 12: 2.36)")
     parser.add_argument("--arch", default="x86_64")
     parser.add_argument("--module", default="worker", help="module the workers import before taking jobs")
+    parser.add_argument("--build-base", default="cloudburst/debian:bookworm",
+                        help="the workers' base image, in which requirements published only as sdists are built")
+    parser.add_argument("--no-sdists", action="store_true", help="refuse requirements without a wheel instead")
     parser.add_argument("--installer", default="uv", choices=["uv", "pip"],
                         help="what workers build the env's venv with (uv: shipped with the wheels; pip: the image's)")
     args = parser.parse_args(argv)
@@ -261,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
                                  "workers to import")
         lines, paths, complete = requirements_of(args.env_dir)
         platforms = platform_tags(args.glibc, args.arch)
-        wheels = download(lines, paths, complete, args.out_dir / "wheels", args.python_version, platforms)
+        builder = None if args.no_sdists else SdistBuilder(args.out_dir / "built", args.python_version, platforms,
+                                                           args.build_base, pip, log_to_stderr)
+        # A wheel built on the workers' own Debian is tagged linux_<arch>: accepted beside the manylinux ones.
+        wheels = download(lines, paths, complete, args.out_dir / "wheels", args.python_version,
+                          platforms + [f"linux_{args.arch}"], builder)
         installer = (download_installer(args.out_dir / "wheels", args.python_version, args.arch, platforms)
                      if args.installer == "uv" else None)
         archive, manifest = build_zip(args.env_dir, wheels, args.module, installer)
