@@ -1,4 +1,7 @@
-"""After converge (and an idempotent re-run): every service up, on the right nodes, each behind its credentials."""
+"""After converge (and an idempotent re-run): every service up, on the right nodes, each behind its credentials;
+site.yml in check mode changes nothing."""
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -160,3 +163,18 @@ def test_no_password_is_in_the_repository():
         if path.is_file():
             content = path.read_bytes()
             assert not [secret for secret in secrets if secret in content], name
+
+
+def test_site_in_check_mode_on_the_converged_cluster_changes_nothing_and_fails_nowhere():
+    """``site.yml --check`` against the converged scenario: every probe runs (check_mode: false where it only
+    reads), nothing would change, no task fails. ``--diff`` names what would change if anything did."""
+    repo = Path(__file__).resolve().parents[4]
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(repo / "roles"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_CONFIG": str(repo / "ansible.cfg")}
+    result = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--check", "--diff",
+                             str(repo / "molecule" / "swarm" / "converge.yml")],
+                            env=env, capture_output=True, text=True, timeout=900, cwd=repo)
+    assert result.returncode == 0, result.stdout[-4000:]
+    recap = result.stdout.split("PLAY RECAP", 1)[1]
+    assert set(re.findall(r"changed=(\d+)", recap)) == {"0"}, result.stdout[-6000:]
+    assert set(re.findall(r"failed=(\d+)", recap)) == {"0"}, recap
