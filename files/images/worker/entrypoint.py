@@ -136,7 +136,7 @@ def install(version: str, files: Files, home: Path) -> Path:
 def _installed(command: list[str], version_hint: str, env: dict[str, str] | None = None) -> None:
     completed = subprocess.run(command, capture_output=True, text=True, env=env)
     if completed.returncode != 0:
-        raise EnvRefused(f"installing env {version_hint} failed: {completed.stderr.strip()[-400:]}")
+        raise EnvRefused(f"installing env {version_hint} failed: {' '.join(completed.stderr.split())[-400:]}")
 
 
 def build_venv_with_pip(venv: Path, requirements: Path, home: Path) -> None:

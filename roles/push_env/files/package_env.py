@@ -120,6 +120,7 @@ def download(lines: list[str], paths: list[Path], complete: bool, wheels: Path, 
                 raise PackagingError(f"cannot build a wheel of the local package {path}: {unresolvable(result.stderr)}")
         fetched = scratch / "fetched"
         from_sdists: list[Path] = []
+        sdist_count = 0
         remaining = list(lines)
         for _ in range(MAX_SDISTS):
             if not remaining:
@@ -142,7 +143,9 @@ def download(lines: list[str], paths: list[Path], complete: bool, wheels: Path, 
             if line is None:
                 raise PackagingError(f"cannot resolve {missing.group(1)} for the workers")
             try:
-                wheel = builder.wheel_for(builder.fetch(line, scratch / "sdists" / str(len(from_sdists))))
+                options = [option for option in remaining if option.lstrip().startswith("-")]
+                wheel = builder.wheel_for(builder.fetch(line, scratch / "sdists" / str(sdist_count), options))
+                sdist_count += 1
             except SdistError as error:
                 raise PackagingError(str(error)) from None
             if complete:  # a locked sdist: its own hash was checked; its wheel joins the others as built

@@ -61,11 +61,12 @@ class SdistBuilder:
         self.log = log
         self.index = cache / "built.json"  # sdist sha256 -> the wheel built from it
 
-    def fetch(self, requirement: str, destination: Path) -> Path:
-        """The requirement's sdist (a line of a requirements file: with hashes, they are checked)."""
+    def fetch(self, requirement: str, destination: Path, options: list[str] = ()) -> Path:
+        """The requirement's sdist (a line of a requirements file: with hashes, they are checked), looked for where
+        the requirements file's own ``options`` (``--find-links``, ``--index-url`` ...) say."""
         destination.mkdir(parents=True, exist_ok=True)
         listed = destination / "sdist.txt"
-        listed.write_text(requirement + "\n")
+        listed.write_text("\n".join([*options, requirement]) + "\n")
         args = ["download", "--no-deps", "--no-binary", ":all:", "-d", str(destination), "-r", str(listed)]
         if "--hash=" in requirement:
             args.append("--require-hashes")
