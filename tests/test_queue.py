@@ -120,3 +120,22 @@ def test_a_batch_running_past_its_timeout_is_stopped_and_failed(queue, net3, tmp
     assert stopped.get_status() == "failed"
     assert "Task exceeded maximum timeout value (2 seconds)" in stopped.latest_result().exc_string
     assert after.get_status() == "finished"
+
+
+def test_forgetting_a_job_whose_worker_died_mid_run_removes_it_though_its_execution_record_is_gone(queue):
+    """RQ 3.0 keeps the ID of an execution whose worker died, after the execution's own record expired; its
+    Job.delete then raises. Deleting an ensemble or task set must still remove such a job."""
+    import time
+
+    from rq.executions import ExecutionRegistry
+    from rq.registry import FailedJobRegistry
+
+    from cloudburst.queue import forget_jobs
+    rq_queue = queue[0]
+    job = rq_queue.enqueue("json.dumps", 1, job_id=job_id("died", batch_name(0, 1)))
+    failed = FailedJobRegistry(rq_queue.name, connection=rq_queue.connection)
+    failed.add(job, ttl=600)
+    rq_queue.connection.zadd(ExecutionRegistry(job_id=job.id, connection=rq_queue.connection).key,
+                             {"execution-of-a-dead-worker": time.time()})
+    forget_jobs(rq_queue, "died")
+    assert not rq_queue.connection.exists(job.key) and job.id not in failed.get_job_ids()

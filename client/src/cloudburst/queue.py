@@ -19,6 +19,7 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue
+from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -153,12 +154,22 @@ def failure_reasons(queue: Queue, ensemble: str) -> dict[str, str]:
     return reasons
 
 
+def _drop_lost_executions(connection: Redis, job: str) -> None:
+    """Forget the executions of a job whose record is gone (its worker died mid-job and the record expired): RQ
+    3.0's ``Job.delete`` reads every execution its job lists and raises on a missing one."""
+    listed = ExecutionRegistry(job_id=job, connection=connection)
+    for execution in connection.zrange(listed.key, 0, -1):
+        if not connection.exists(Execution(id=execution.decode(), job_id=job, connection=connection).key):
+            connection.zrem(listed.key, execution)
+
+
 def forget_jobs(queue: Queue, ensemble: str) -> None:
     """Remove the ensemble's jobs from RQ's failed and finished registries (deleting an ensemble)."""
     connection = queue.connection
     for registry in (FailedJobRegistry(queue.name, connection=connection),
                      FinishedJobRegistry(queue.name, connection=connection)):
         for job in _in_registry(registry, ensemble).values():
+            _drop_lost_executions(connection, job)
             registry.remove(job, delete_job=True)
 
 
