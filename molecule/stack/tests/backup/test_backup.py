@@ -17,7 +17,7 @@ from stack_view import MASTER, WORKERS, client_settings, cloudburst, cluster_hos
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
 EARLIER = "e2e-300"  # tests/ensemble's
-QUEUED = "queued-at-backup"
+QUEUED = f"queued-at-backup-{int(time.time())}"
 VOLUMES = ["cloudburst_redis-data", "cloudburst_influxdb-data", "cloudburst_files"]
 
 
