@@ -27,6 +27,7 @@ import wntr
 from redis import Redis
 
 from cloudburst import batches as batching
+from cloudburst import lifecycle
 from cloudburst import resultformat as fmt
 from cloudburst.alterations import apply_run
 from cloudburst.config import Settings
@@ -37,11 +38,11 @@ from cloudburst.influx import InfluxQuery
 from cloudburst.job import parse_job
 from cloudburst.ledger import Ledger, MemberStates, retry_round
 from cloudburst.models import parse_inp, read_model_file
-from cloudburst.progress import Display, Progress, default_display
-from cloudburst.queue import (JobPolicy, cancel_queued, crashed_members, enqueue_batches, forget_jobs, job_prefix,
-                              open_queue, other_jobs, tracked_progress, waiting_members)
+from cloudburst.progress import Display, Progress, default_display, follow
+from cloudburst.queue import (JobPolicy, crashed_members, enqueue_batches, job_prefix, open_queue, other_jobs,
+                              tracked_progress, waiting_members)
 from cloudburst.reader import ResultsReader
-from cloudburst.records import CANCELLED, ENSEMBLE, RETRIED, TASKS, EnsembleRecord, Records
+from cloudburst.records import ENSEMBLE, RETRIED, TASKS, EnsembleRecord, Records
 from cloudburst.scenarios import generate, read_scenario_file
 from cloudburst.statistics import queue_forget
 from cloudburst.store import MEMBERS_DIR, SERIES_DIR, open_store
@@ -251,27 +252,23 @@ class Ensemble:
         waited for); shows progress unless told not to. Ctrl-C stops waiting only: the ensemble runs on. With
         ``timeout_s``, raises TimeoutError (naming the progress) when it passes."""
         display = display or (default_display() if progress else None)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        statistics_deadline = None
-        try:
-            while True:
-                current = self.status()
-                if display is not None:
-                    display.show(current)
-                if current.done:
-                    if self.statistics_current():
-                        return current
-                    statistics_deadline = statistics_deadline or time.monotonic() + statistics_s
-                    if time.monotonic() > statistics_deadline:
-                        log.warning("ensemble %s is done but its statistics do not cover every member after %g s; "
-                                    "`cloudburst results` may show fewer members", self.name, statistics_s)
-                        return current
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"ensemble {self.name!r} not done within {timeout_s:g} s: {current.as_dict()}")
-                time.sleep(poll_s or (display.interval_s if display is not None else 1.0))
-        finally:
-            if display is not None:
-                display.close()
+        statistics_deadline: list[float] = []
+
+        def settled(current: Progress) -> bool:
+            if not current.done:
+                return False
+            if self.statistics_current():
+                return True
+            if not statistics_deadline:
+                statistics_deadline.append(time.monotonic() + statistics_s)
+            if time.monotonic() > statistics_deadline[0]:
+                log.warning("ensemble %s is done but its statistics do not cover every member after %g s; "
+                            "`cloudburst results` may show fewer members", self.name, statistics_s)
+                return True
+            return False
+
+        return follow(self.status, settled, f"ensemble {self.name!r}", display,
+                      poll_s or (display.interval_s if display is not None else 1.0), timeout_s)
 
     @redis_errors
     def failures(self) -> pd.DataFrame:
@@ -291,17 +288,8 @@ class Ensemble:
     def executions(self) -> pd.DataFrame:
         """Per member: how often its batch ran to the end (``executions``), and the ensemble's accounting in
         ``attrs``: ``lost`` (members that never finished) and ``duplicated`` (executions beyond the first)."""
-        members = self.info().members
-        plan = self.client.ledger.plan(self.name)
-        counts = [0] * members
-        for batch, runs in self.client.ledger.executions(self.name).items():
-            for member in plan.get(batch, []):
-                counts[member] += runs
-        finished = self._states().finished
-        table = pd.DataFrame({"member": range(members), "executions": counts})
-        table.attrs["lost"] = members - len(finished)
-        table.attrs["duplicated"] = int((table["executions"] - 1).clip(lower=0).sum())
-        return table
+        return lifecycle.executions(self.client, self.name, self.info().members, len(self._states().finished),
+                                    "member")
 
     def members(self) -> pd.DataFrame:
         """Every member's stored row: status, error, provenance and summary fields."""
@@ -425,10 +413,7 @@ class Ensemble:
     def cancel(self) -> int:
         """Remove the queued members; returns how many. Members already running finish."""
         self.info()
-        plan = self.client.ledger.plan(self.name)
-        removed = sum(len(plan.get(batch, [])) for batch in cancel_queued(self.client.queue, self.name))
-        self.client.records.set_state(self.name, CANCELLED)
-        return removed
+        return lifecycle.cancel(self.client, self.name)
 
     @redis_errors
     def retry(self, timeout_s: int = 3600) -> dict[str, int]:
@@ -458,15 +443,10 @@ class Ensemble:
         worker drops its statistics from InfluxDB (the client only reads InfluxDB). Members running now still
         finish and store their batch: delete again once they are done."""
         record = self.info()
-        plan = self.client.ledger.plan(self.name)
-        removed = sum(len(plan.get(batch, [])) for batch in cancel_queued(self.client.queue, self.name))
-        had_files = self.client.store.delete(self.name)
-        forget_jobs(self.client.queue, self.name)
-        self.client.ledger.forget(self.name)
-        self.client.records.delete(self.name)
+        removed = lifecycle.remove(self.client, self.name)
         queue_forget(self.client.redis, self.name, (record.scenario.get("output") or {}).get(
             "db", self.client.settings.influx_db))
-        return {"dequeued": removed, "files": had_files}
+        return removed
 
 
 def _batch_size(setting: Any, data: bytes, wn: wntr.network.WaterNetworkModel, members: int,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TextIO
 
@@ -96,3 +97,23 @@ def in_notebook() -> bool:
 
 def default_display() -> Display:
     return NotebookDisplay() if in_notebook() else TerminalDisplay()
+
+
+def follow(status: Callable[[], Progress], settled: Callable[[Progress], bool], what: str,
+           display: Display | None, poll_s: float, timeout_s: float | None) -> Progress:
+    """Read ``status`` (showing it) until ``settled`` says so; TimeoutError naming ``what`` and the progress once
+    ``timeout_s`` passes. Ctrl-C stops following only. The display is closed either way."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    try:
+        while True:
+            current = status()
+            if display is not None:
+                display.show(current)
+            if settled(current):
+                return current
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not done within {timeout_s:g} s: {current.as_dict()}")
+            time.sleep(poll_s)
+    finally:
+        if display is not None:
+            display.close()

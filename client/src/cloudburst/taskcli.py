@@ -149,7 +149,7 @@ def add_commands(commands: argparse._SubParsersAction, delete_command) -> None:
         return parser
 
     submit = command("submit", "enqueue a task per line of a JSON-lines file", cmd_submit, True, None)
-    submit.add_argument("function", help="module:function in the pushed env, e.g. swmm_worker:run_member")
+    submit.add_argument("function", help="module:function in the pushed env, e.g. stormwater:run_member")
     submit.add_argument("arguments", help="ARGS.jsonl: per line, a JSON list (positional) or object (keyword)")
     submit.add_argument("--name", help="the task set's name (default: the function's name and the time)")
     submit.add_argument("--wait", action="store_true", help="show progress until every task is done")

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from rq import Worker
 
+from cloudburst import lifecycle
 from cloudburst import tasks as taskformat
 from cloudburst.errors import InputError, redis_errors
 from cloudburst.files import current_env_manifest
 from cloudburst.job import ENSEMBLE_PATTERN
 from cloudburst.ledger import MemberStates, retry_round
-from cloudburst.progress import Display, Progress, default_display
-from cloudburst.queue import (JobPolicy, cancel_queued, crashed_members, enqueue_batches, forget_jobs,
-                              tracked_progress, waiting_members)
-from cloudburst.records import CANCELLED, RETRIED, TaskSetRecord
+from cloudburst.progress import Display, Progress, default_display, follow
+from cloudburst.queue import JobPolicy, crashed_members, enqueue_batches, tracked_progress, waiting_members
+from cloudburst.records import RETRIED, TaskSetRecord
 from cloudburst.store import MEMBERS_DIR
 
 if TYPE_CHECKING:
@@ -119,20 +119,8 @@ class TaskSet:
         """Until every task finished or failed; shows progress unless told not to. Ctrl-C stops waiting only.
         With ``timeout_s``, raises TimeoutError (naming the progress) when it passes."""
         display = display or (default_display() if progress else None)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        try:
-            while True:
-                current = self.status()
-                if display is not None:
-                    display.show(current)
-                if current.done:
-                    return current
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"task set {self.name!r} not done within {timeout_s:g} s: {current.as_dict()}")
-                time.sleep(poll_s or (display.interval_s if display is not None else 0.5))
-        finally:
-            if display is not None:
-                display.close()
+        return follow(self.status, lambda current: current.done, f"task set {self.name!r}", display,
+                      poll_s or (display.interval_s if display is not None else 0.5), timeout_s)
 
     def _rows(self) -> pd.DataFrame:
         store = self.client.store
@@ -168,28 +156,17 @@ class TaskSet:
 
     @redis_errors
     def executions(self) -> pd.DataFrame:
-        """Per task: how often its pack ran to the end; ``attrs``: ``lost`` (tasks never finished) and
+        """Per task: how often its pack ran to the end; ``attrs``: ``lost`` (tasks neither finished nor failed) and
         ``duplicated`` (executions beyond the first)."""
-        tasks = self.info().tasks
-        plan = self.client.ledger.plan(self.name)
-        counts = [0] * tasks
-        for pack, runs in self.client.ledger.executions(self.name).items():
-            for task in plan.get(pack, []):
-                counts[task] += runs
         states = MemberStates.of(self.client.ledger.done(self.name))
-        table = pd.DataFrame({"task": range(tasks), "executions": counts})
-        table.attrs["lost"] = tasks - len(states.finished) - len(states.failed)
-        table.attrs["duplicated"] = int((table["executions"] - 1).clip(lower=0).sum())
-        return table
+        return lifecycle.executions(self.client, self.name, self.info().tasks,
+                                    len(states.finished) + len(states.failed), "task")
 
     @redis_errors
     def cancel(self) -> int:
         """Remove the queued tasks; returns how many. Tasks already running finish."""
         self.info()
-        plan = self.client.ledger.plan(self.name)
-        removed = sum(len(plan.get(pack, [])) for pack in cancel_queued(self.client.queue, self.name))
-        self.client.records.set_state(self.name, CANCELLED)
-        return removed
+        return lifecycle.cancel(self.client, self.name)
 
     @redis_errors
     def retry(self, per_job: int | None = None) -> dict[str, int]:
@@ -212,10 +189,4 @@ class TaskSet:
         """Remove the task set: its queued packs, stored results, ledger, RQ's records of its jobs and its record.
         Tasks running now still finish and store their pack: delete again once they are done."""
         self.info()
-        plan = self.client.ledger.plan(self.name)
-        removed = sum(len(plan.get(pack, [])) for pack in cancel_queued(self.client.queue, self.name))
-        had_files = self.client.store.delete(self.name)
-        forget_jobs(self.client.queue, self.name)
-        self.client.ledger.forget(self.name)
-        self.client.records.delete(self.name)
-        return {"dequeued": removed, "files": had_files}
+        return lifecycle.remove(self.client, self.name)
