@@ -12,7 +12,7 @@ import yaml
 
 from cloudburst.api import Client
 from cloudburst.store import MEMBERS_DIR, SERIES_DIR
-from stack_view import MASTER, WORKERS, client_settings, cloudburst, cluster_host
+from stack_view import MASTER, client_settings, cloudburst, cluster_host
 
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
@@ -51,9 +51,11 @@ def snapshot(client: Client) -> dict:
 
 
 def set_availability(availability: str) -> None:
+    """Every node but the master (the scenario's workers, and the one grow.yml added)."""
     master = cluster_host(MASTER)
-    for worker in WORKERS:
-        master.check_output(f"docker node update --availability {availability} {worker}")
+    for node in master.check_output("docker node ls --format '{{.Hostname}}'").split():
+        if node != MASTER:
+            master.check_output(f"docker node update --availability {availability} {node}")
 
 
 @pytest.fixture(scope="module")
