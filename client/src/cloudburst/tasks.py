@@ -57,13 +57,8 @@ def function_name(module: str, function: str) -> str:
     return f"{module}:{function}"
 
 
-def check_arguments(arguments: Any, where: str) -> Arguments:
-    """A task's arguments as given: a list or tuple (positional) or a dict (keyword), JSON all the way down."""
-    if isinstance(arguments, tuple):
-        arguments = list(arguments)
-    if not isinstance(arguments, (list, dict)):
-        raise InputError(f"{where}: a task's arguments are a list (positional) or an object (keyword), "
-                         f"not {type(arguments).__name__}")
+def check_arguments(arguments: Arguments, where: str) -> Arguments:
+    """A task's arguments (a list or a dict, as ``as_arguments`` makes them), JSON all the way down."""
     if isinstance(arguments, dict) and not all(isinstance(key, str) for key in arguments):
         raise InputError(f"{where}: keyword arguments are named by strings")
     try:
@@ -76,7 +71,9 @@ def check_arguments(arguments: Any, where: str) -> Arguments:
 def as_arguments(item: Any, where: str) -> Arguments:
     """A task's arguments from one item (a line, an element of ``map``'s iterable): a list or tuple (positional), a
     dict (keyword), or any other JSON value (the one positional argument, as ``multiprocessing.Pool.map`` calls)."""
-    if not isinstance(item, (list, tuple, dict)):
+    if isinstance(item, tuple):
+        item = list(item)
+    elif not isinstance(item, (list, dict)):
         item = [item]
     return check_arguments(item, where)
 
