@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PLAYBOOKS := site.yml push-env.yml $(wildcard playbooks/*.yml)
 SCENARIOS ?= $(notdir $(wildcard molecule/*))
 
-.PHONY: venv lint harness pytest molecule test test-fast test-stack demo lock lock-env docs clean
+.PHONY: venv lint harness pytest molecule test test-fast test-stack demo images-publish lock lock-env docs clean
 
 venv: $(VENV)/.installed
 
@@ -57,6 +57,12 @@ demo: venv harness
 	  $(BIN)/cloudburst summary $$ensemble --top 10; \
 	  $(BIN)/cloudburst results $$ensemble --element node:123 --attribute pressure --plot demo-fan-chart.png; \
 	  echo "ensemble $$ensemble: fan chart of pressure at node 123 in demo-fan-chart.png"
+
+# Build CloudBurst's images and push them to REGISTRY (registry/namespace; docker login to it first) for
+# images_mode: pull with images_pull_registry set to the same value.
+images-publish: venv
+	@test -n "$(REGISTRY)" || { echo "images-publish: name the registry: make images-publish REGISTRY=host:port/namespace"; exit 2; }
+	$(BIN)/ansible-playbook playbooks/images-publish.yml -e images_publish_to=$(REGISTRY)
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

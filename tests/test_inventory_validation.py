@@ -80,9 +80,18 @@ def test_host_without_an_advertise_address_is_refused(repo, ansible_env, tmp_pat
 
 def test_unknown_image_mode_is_refused_naming_the_variable(repo, ansible_env, tmp_path):
     result = run_site(repo, ansible_env, tmp_path, {
-        "cloudburst_master": {"hosts": {"m1": host(images_mode="registry")}},
-        "cloudburst_workers": {"hosts": {"w1": host(images_mode="registry")}}})
-    assert_stopped_before_any_change(result, "value of images_mode must be one of: pull, build, got: registry")
+        "cloudburst_master": {"hosts": {"m1": host(images_mode="mirror")}},
+        "cloudburst_workers": {"hosts": {"w1": host(images_mode="mirror")}}})
+    assert_stopped_before_any_change(result, "value of images_mode must be one of: build, registry, pull, got: mirror")
+
+
+def test_pull_mode_without_a_published_registry_is_refused_naming_make_images_publish(repo, ansible_env, tmp_path):
+    result = run_site(repo, ansible_env, tmp_path, {
+        "cloudburst_master": {"hosts": {"m1": host(images_mode="pull")}},
+        "cloudburst_workers": {"hosts": {"w1": host(images_mode="pull")}}})
+    assert_stopped_before_any_change(
+        result, "images_mode is pull but images_pull_registry is empty: publish CloudBurst's images first with "
+                "make images-publish REGISTRY=<registry>/<namespace>")
 
 
 def test_vault_secrets_without_the_password_variables_are_refused_naming_them(repo, ansible_env, tmp_path):
