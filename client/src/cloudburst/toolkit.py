@@ -291,6 +291,36 @@ class Project:
     def set_rule_enabled(self, index: int, enabled: bool) -> None:
         _check(_lib.EN_setruleenabled(self._handle, index, int(enabled)), "enabling a rule")
 
+    def lowest_pressures(self, start_s: int, end_s: int) -> tuple[np.ndarray, bool]:
+        """Each node's lowest pressure (model units) over the report times from start_s to end_s (EPANET's report
+        times: report start + k * report step, as its output file holds them), solving nothing after end_s; and
+        whether every solution up to end_s balanced. A solver failure raises ``EpanetError``."""
+        first, step = self.time(en.REPORTSTART), self.time(en.REPORTSTEP)
+        report_at = first + max(0, -(-(start_s - first) // step)) * step
+        lowest = np.full(self.node_count, np.inf)
+        row = np.empty(self.node_count, dtype=np.float64)
+        now, advance = _L(), _L()
+        balanced = True
+        handle = self._handle
+        _check(_lib.EN_openH(handle), "opening hydraulics")
+        try:
+            _check(_lib.EN_initH(handle, en.NOSAVE), "starting hydraulics")
+            while True:
+                warning = _check(_lib.EN_runH(handle, ctypes.byref(now)), "solving hydraulics")
+                balanced = balanced and warning != 1
+                if now.value >= report_at and report_at <= end_s:
+                    _check(_lib.EN_getnodevalues(handle, en.PRESSURE, row.ctypes.data), "reading pressures")
+                    np.minimum(lowest, row, out=lowest)
+                    report_at += step
+                if now.value >= end_s:
+                    break
+                _check(_lib.EN_nextH(handle, ctypes.byref(advance)), "advancing hydraulics")
+                if advance.value <= 0:
+                    break
+        finally:
+            _lib.EN_closeH(handle)
+        return lowest, balanced
+
     def run(self, properties: Iterable[int], with_quality: bool, save_output: bool = False) -> Capture:
         """Solve hydraulics (and quality, when asked) in memory; node ``properties`` at every report time.
 

@@ -64,7 +64,7 @@ def solve_seconds(inp_path: Path, wn: wntr.network.WaterNetworkModel, run: schem
     sizes batches by)."""
     model = OpenModel(inp_path, wn, toolkit.Project(inp_path))
     try:
-        _apply_settings(run, model, _Changes(model))
+        apply_settings(run, model, Changes(model))
         started = time.perf_counter()
         try:
             model.project.run([en.PRESSURE, en.DEMAND], run.quality.mode != "none")
@@ -112,7 +112,7 @@ class OpenModel:
         self.project = toolkit.Project(self.path)
 
 
-class _Changes:
+class Changes:
     """The toolkit calls a member made, with how to undo each; ``structural`` when only re-opening undoes them."""
 
     def __init__(self, model: OpenModel):
@@ -164,11 +164,11 @@ class _Changes:
             undo()
 
 
-def _si_to_model(model: OpenModel, value: float, parameter: Any) -> float:
+def si_to_model(model: OpenModel, value: float, parameter: Any) -> float:
     return float(from_si(model.flow_units, value, parameter, darcy_weisbach=model.darcy_weisbach))
 
 
-def _apply_settings(run: schema.Run, model: OpenModel, changes: _Changes) -> None:
+def apply_settings(run: schema.Run, model: OpenModel, changes: Changes) -> None:
     project = model.project
     if run.duration_s is not None:
         changes.set_time(en.DURATION, run.duration_s)
@@ -180,9 +180,9 @@ def _apply_settings(run: schema.Run, model: OpenModel, changes: _Changes) -> Non
         kind, minimum, required, exponent = old = project.demand_model()
         kind = {"PDD": en.PDA, "DD": en.DDA, None: kind}[run.demand_model]
         if run.minimum_pressure_m is not None:
-            minimum = _si_to_model(model, run.minimum_pressure_m, HydParam.Pressure)
+            minimum = si_to_model(model, run.minimum_pressure_m, HydParam.Pressure)
         if run.required_pressure_m is not None:
-            required = _si_to_model(model, run.required_pressure_m, HydParam.Pressure)
+            required = si_to_model(model, run.required_pressure_m, HydParam.Pressure)
         project.set_demand_model(kind, minimum, required, exponent)
         changes.undo.append(lambda: project.set_demand_model(*old))
     if run.unbalanced is not None:
@@ -194,7 +194,7 @@ def _apply_settings(run: schema.Run, model: OpenModel, changes: _Changes) -> Non
         changes.structural = True  # the model's chemical name and units come back by re-opening
 
 
-def _window(model: OpenModel, name: str, start_s: int, end_s: int | None) -> str:
+def window_pattern(model: OpenModel, name: str, start_s: int, end_s: int | None) -> str:
     """A 0/1 pattern that is 1 from start_s until end_s, long enough never to wrap within the run."""
     project = model.project
     step = project.time(en.PATTERNSTEP)
@@ -204,7 +204,7 @@ def _window(model: OpenModel, name: str, start_s: int, end_s: int | None) -> str
     return name
 
 
-def _force_status(model: OpenModel, changes: _Changes, link_id: str, status: str, start_s: int,
+def _force_status(model: OpenModel, changes: Changes, link_id: str, status: str, start_s: int,
                   end_s: int | None) -> None:
     """The model's own controls and rules on the link are switched off (else they reopen a closed pump), then
     the status holds from start_s (until end_s, when the opposite status is set)."""
@@ -226,7 +226,7 @@ def _force_status(model: OpenModel, changes: _Changes, link_id: str, status: str
     changes.structural = True
 
 
-def _apply_alterations(run: schema.Run, model: OpenModel, changes: _Changes) -> None:
+def apply_alterations(run: schema.Run, model: OpenModel, changes: Changes) -> None:
     project, wn = model.project, model.wn
     for position, change in enumerate(run.alterations):
         label = f"cb{position}"
@@ -249,7 +249,7 @@ def _apply_alterations(run: schema.Run, model: OpenModel, changes: _Changes) -> 
                 parameter = {"roughness": HydParam.RoughnessCoeff, "diameter": HydParam.PipeDiameter,
                              "length": HydParam.Length}[change.property]
                 names = wn.pipe_name_list if change.pipes == "*" else change.pipes
-                value = None if change.value is None else _si_to_model(model, change.value, parameter)
+                value = None if change.value is None else si_to_model(model, change.value, parameter)
                 for name in names:
                     link = model.link_index[name]
                     changes.set_link(link, what, value if value is not None else changes.link_value(link, what) * change.factor)
@@ -259,15 +259,15 @@ def _apply_alterations(run: schema.Run, model: OpenModel, changes: _Changes) -> 
                 _force_status(model, changes, change.pump, "closed", change.start_s, change.end_s)
             case schema.TankLevel():
                 changes.set_node(model.node_index[change.tank], en.TANKLEVEL,
-                                 _si_to_model(model, change.init_level_m, HydParam.Length))
+                                 si_to_model(model, change.init_level_m, HydParam.Length))
             case schema.FireFlow():
-                pattern = _window(model, f"{label}_fire", change.start_s, change.end_s)
+                pattern = window_pattern(model, f"{label}_fire", change.start_s, change.end_s)
                 project.add_demand(model.node_index[change.node],
-                                   _si_to_model(model, change.flow_m3s, HydParam.Demand), pattern, "fire")
+                                   si_to_model(model, change.flow_m3s, HydParam.Demand), pattern, "fire")
                 changes.structural = True
             case schema.ContaminantSource():
                 node = model.node_index[change.node]
-                pattern = _window(model, f"{label}_source", change.start_s, change.end_s)
+                pattern = window_pattern(model, f"{label}_source", change.start_s, change.end_s)
                 parameter = QualParam.SourceMassInject if change.source_type == "MASS" else QualParam.Concentration
                 strength = float(from_si(model.flow_units, change.strength, parameter, mass_units=MassUnits.mg))
                 project.set_node_value(node, en.SOURCEQUAL, strength)
@@ -326,10 +326,10 @@ class WarmEngine:
             properties.add("quality")
         pressure_driven = (job.run.demand_model or model.wn.options.hydraulic.demand_model) in ("PDD", "PDA")
         codes = [NODE_PROPERTIES[name] for name in sorted(properties)] + ([en.FULLDEMAND] if pressure_driven else [])
-        changes = _Changes(model)
+        changes = Changes(model)
         try:
-            _apply_settings(job.run, model, changes)
-            _apply_alterations(job.run, model, changes)
+            apply_settings(job.run, model, changes)
+            apply_alterations(job.run, model, changes)
             capture = model.project.run(codes, with_quality)
         finally:
             changes.put_back()

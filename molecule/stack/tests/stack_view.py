@@ -21,6 +21,16 @@ def password(name: str) -> str:
     return (SECRETS / name).read_text().strip()
 
 
+# The stack's 8 generated passwords, and the registry's password, password file and two private keys.
+SECRET_COUNT = 12
+
+
+def secret_values() -> list[str]:
+    """Everything in the controller's secrets directory that must not leak: all but the registry's certificates
+    and certificate requests, which are public."""
+    return [path.read_text().strip() for path in sorted(SECRETS.iterdir()) if path.suffix not in (".crt", ".csr")]
+
+
 def host_address(name: str) -> str:
     """A test host's address on the scenario's network."""
     inspected = json.loads(subprocess.check_output(["docker", "inspect", name]))
