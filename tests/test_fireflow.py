@@ -7,8 +7,10 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import wntr
+import yaml
 
 import cloudburst
 from cloudburst import toolkit
@@ -18,7 +20,7 @@ from cloudburst.job import parse_job
 from cloudburst.models import parse_inp
 from cloudburst.scenarios import generate
 from cloudburst.warm import OpenModel
-from local_cluster import client_settings, start_workers, stop
+from local_cluster import cli, client_settings, start_workers, stop
 from waiting import wait_until
 
 NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
@@ -159,3 +161,22 @@ def test_a_study_naming_a_hydrant_the_model_lacks_is_refused_before_anything_is_
     with pytest.raises(InputError, match="not junctions of the model: no-such-node"):
         client.submit(NET3, scenario, name="bad-fire")
     assert client.redis.keys("*bad-fire*") == []
+
+
+def test_the_cli_submits_a_study_from_a_scenario_file_and_prints_each_hydrants_distribution(cluster, tmp_path):
+    scenario = tmp_path / "fire.yml"
+    scenario.write_text(yaml.safe_dump({**STUDY_SCENARIO, "members": 3}))
+    workers = start_workers(cluster, 2)
+    try:
+        submitted = cli(cluster, "submit", str(NET3), str(scenario), "--name", "cli-fire", "--wait", timeout=300)
+    finally:
+        stop(workers)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "fire-flow study cli-fire: 3 tasks enqueued" in submitted.stderr
+    shown = cli(cluster, "fireflow", "cli-fire", "--csv", str(tmp_path / "fire.csv"))
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].split()[:4] == ["hydrant", "p5", "L/s", "p50"] and lines[1].split()[0] == "10"  # lowest first
+    table = pd.read_csv(tmp_path / "fire.csv", index_col="hydrant", dtype={"hydrant": str})
+    assert len(table) == 5 and table.loc["35", "share_ceiling"] == 1.0
+    assert "residual 100%" in next(line for line in lines if line.startswith("10 "))

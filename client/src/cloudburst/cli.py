@@ -17,6 +17,7 @@ from typing import Any
 from cloudburst import __version__, taskcli
 from cloudburst.api import Client, Ensemble, parse_element
 from cloudburst.records import TASKS
+from cloudburst.studies import FireFlow
 from cloudburst.taskset import TaskSet
 from cloudburst.completion import bash_completion
 from cloudburst.errors import InputError, ServiceError
@@ -43,6 +44,8 @@ def follow(ensemble: Ensemble, args: argparse.Namespace) -> Progress:
 
 def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     ensemble = client.submit(args.model, args.scenario, name=args.name, start=args.start, timeout_s=args.timeout)
+    if isinstance(ensemble, FireFlow):
+        return submitted_study(args, ensemble)
     members = ensemble.info().members
     if not args.quiet:
         print(f"model {'uploaded' if ensemble.uploaded else 'already on the cluster'}; {members} members enqueued "
@@ -51,6 +54,36 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     emit(args, {"ensemble": ensemble.name, "members": members, "uploaded": ensemble.uploaded,
                 **({"progress": final.as_dict()} if final else {})}, ensemble.name)
     return EXIT_FAILED if final is not None and final.failed else 0
+
+
+def submitted_study(args: argparse.Namespace, study: FireFlow) -> int:
+    tasks = study.taskset.info().tasks
+    if not args.quiet:
+        print(f"fire-flow study {study.name}: {tasks} tasks enqueued; its answers: cloudburst fireflow {study.name}",
+              file=sys.stderr)
+    final = follow(study.taskset, args) if args.wait else None
+    emit(args, {"study": study.name, "tasks": tasks, **({"progress": final.as_dict()} if final else {})}, study.name)
+    return EXIT_FAILED if final is not None and final.failed else 0
+
+
+def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
+    study = client.study(args.ensemble)
+    availability = study.availability().sort_values("p5_lps")
+    if args.csv:
+        availability.to_csv(args.csv)
+    if args.members_csv:
+        study.table().to_csv(args.members_csv, index=False)
+    lines = [f"{'hydrant':<12} {'p5 L/s':>9} {'p50 L/s':>9} {'p95 L/s':>9} {'members':>8}  limited by (share of members)"]
+    for hydrant, row in availability.head(args.top).iterrows():
+        limits = ", ".join(f"{limit} {row[f'share_{limit}']:.0%}" for limit in ("residual", "system", "ceiling",
+                                                                              "unsolvable") if row[f"share_{limit}"])
+        lines.append(f"{hydrant:<12} {row.p5_lps:>9.2f} {row.p50_lps:>9.2f} {row.p95_lps:>9.2f} {row.members:>8}  "
+                     f"{limits}")
+    left_out = study.left_out()
+    if left_out:
+        lines.append(f"below the system limit without a fire, so not counted elsewhere: {', '.join(left_out[:20])}")
+    emit(args, availability.reset_index().to_dict("records"), "\n".join(lines))
+    return 0
 
 
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
@@ -283,6 +316,11 @@ def parser() -> argparse.ArgumentParser:
     summary = command("summary", "per-member summary metrics, worst first", cmd_summary, True)
     summary.add_argument("--top", type=int, default=20, help="how many members to show (default 20)")
     summary.add_argument("--csv", help="write every member's summary as CSV")
+    fireflow = command("fireflow", "a fire-flow study's available flow per hydrant (p5/p50/p95 over the members), "
+                                   "lowest first", cmd_fireflow, True)
+    fireflow.add_argument("--top", type=int, default=30, help="how many hydrants to show (default 30)")
+    fireflow.add_argument("--csv", help="write every hydrant's row as CSV")
+    fireflow.add_argument("--members-csv", help="write every member's search (one row per member and hydrant) as CSV")
     taskcli.add_commands(commands, cmd_delete)
     completion = command("completion", "print a shell completion script: eval \"$(cloudburst completion bash)\"",
                          None, ensemble=False)
