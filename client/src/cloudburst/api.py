@@ -45,8 +45,7 @@ from cloudburst.reader import ResultsReader
 from cloudburst.records import ENSEMBLE, RETRIED, TASKS, EnsembleRecord, Records
 from cloudburst.scenarios import generate, read_scenario_file
 from cloudburst.statistics import queue_forget
-from cloudburst.studies import (FIRE_FLOW_TASK, FireFlow, fire_flow_tasks, hydrants_per_task, is_fire_flow,
-                                parse_study)
+from cloudburst.studies import TASK_FUNCTIONS, StudyRun, elements_per_task, parse_study, study_run, study_tasks
 from cloudburst.store import MEMBERS_DIR, SERIES_DIR, open_store
 from cloudburst.taskset import TaskSet, submit_map
 from cloudburst.warm import file_path_reason, solve_seconds
@@ -91,9 +90,10 @@ class Client:
 
     @redis_errors
     def submit(self, model: ModelSource, scenario: ScenarioSource, *, name: str | None = None,
-               start: datetime | str | None = None, timeout_s: int = 3600) -> "Ensemble | FireFlow":
+               start: datetime | str | None = None, timeout_s: int = 3600) -> "Ensemble | StudyRun":
         """Draw every member, check each against the model, then upload the model and enqueue the members.
-        A scenario with a ``study`` section submits that study instead (``cloudburst.studies``; a FireFlow).
+        A scenario with a ``study`` section submits that study instead (``cloudburst.studies``: a FireFlow or
+        Segments).
 
         model: an .inp path or a wntr model; scenario: a scenario file's path or its content as a dict;
         name: the ensemble's ID (default: the scenario's ``ensemble`` and the time); start: member 0's start time
@@ -109,7 +109,8 @@ class Client:
         name = name or f"{content.get('ensemble', 'ensemble')}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         sha256 = hashlib.sha256(data).hexdigest()
         if content.get("study") is not None:
-            return self._submit_study(data, wn, content, name, start, timeout_s)
+            base_dir = Path(scenario).parent if isinstance(scenario, (str, Path)) else None
+            return self._submit_study(data, wn, content, name, start, timeout_s, base_dir)
         drawn = generate(content, wn, model_input(self.settings, sha256), name, start)
         size = _batch_size(content.get("batch"), data, wn, len(drawn.documents), drawn.documents[0])
         self.records.refuse_taken(drawn.name)
@@ -125,25 +126,27 @@ class Client:
         return Ensemble(self, record.name, uploaded=uploaded, enqueue_s=time.monotonic() - started)
 
     def _submit_study(self, data: bytes, wn: wntr.network.WaterNetworkModel, content: dict[str, Any], name: str,
-                      start: datetime | str | None, timeout_s: int) -> FireFlow:
+                      start: datetime | str | None, timeout_s: int, base_dir: Path | None) -> StudyRun:
         """The study's tasks: each member's job document with a group of its elements, as a task set of the name."""
-        study = parse_study(content["study"], wn)
+        study = parse_study(content["study"], wn, base_dir)
         sha256 = hashlib.sha256(data).hexdigest()
         drawn = generate({key: value for key, value in content.items() if key != "study"}, wn,
                          model_input(self.settings, sha256), name, start)
-        per_task = hydrants_per_task(data, wn, drawn.documents[0], study)
+        per_task = elements_per_task(data, wn, drawn.documents[0], study)
         self.records.refuse_taken(drawn.name)
         self.models.upload(data, sha256)
-        tasks = fire_flow_tasks(drawn.documents, study, per_task)
-        return FireFlow(submit_map(self, FIRE_FLOW_TASK, tasks, drawn.name, timeout_s, per_job=None))
+        tasks = study_tasks(drawn.documents, study, per_task)
+        taskset = submit_map(self, TASK_FUNCTIONS[study.kind], tasks, drawn.name, timeout_s, per_job=None)
+        return study_run(TASK_FUNCTIONS[study.kind], taskset)
 
     @redis_errors
-    def study(self, name: str) -> FireFlow:
-        """A study submitted earlier; raises InputError when there is none of that name."""
+    def study(self, name: str) -> StudyRun:
+        """A study submitted earlier (FireFlow or Segments); raises InputError when there is none of that name."""
         record = self.records.get_taskset(name)
-        if not is_fire_flow(record.function):
+        found = study_run(record.function, TaskSet(self, name))
+        if found is None:
             raise InputError(f"{name} is a task set of {record.function}, not a study")
-        return FireFlow(TaskSet(self, name))
+        return found
 
     @redis_errors
     def ensemble(self, name: str) -> "Ensemble":

@@ -17,7 +17,7 @@ from typing import Any
 from cloudburst import __version__, taskcli
 from cloudburst.api import Client, Ensemble, parse_element
 from cloudburst.records import TASKS
-from cloudburst.studies import FireFlow
+from cloudburst.studies import FireFlow, Segments, StudyRun
 from cloudburst.taskset import TaskSet
 from cloudburst.completion import bash_completion
 from cloudburst.errors import InputError, ServiceError
@@ -44,7 +44,7 @@ def follow(ensemble: Ensemble, args: argparse.Namespace) -> Progress:
 
 def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     ensemble = client.submit(args.model, args.scenario, name=args.name, start=args.start, timeout_s=args.timeout)
-    if isinstance(ensemble, FireFlow):
+    if isinstance(ensemble, StudyRun):
         return submitted_study(args, ensemble)
     members = ensemble.info().members
     if not args.quiet:
@@ -56,18 +56,42 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     return EXIT_FAILED if final is not None and final.failed else 0
 
 
-def submitted_study(args: argparse.Namespace, study: FireFlow) -> int:
+def submitted_study(args: argparse.Namespace, study: StudyRun) -> int:
     tasks = study.taskset.info().tasks
     if not args.quiet:
-        print(f"fire-flow study {study.name}: {tasks} tasks enqueued; its answers: cloudburst fireflow {study.name}",
-              file=sys.stderr)
+        command = "fireflow" if isinstance(study, FireFlow) else "segments"
+        print(f"{study.kind.replace('_', '-')} study {study.name}: {tasks} tasks enqueued; its answers: cloudburst "
+              f"{command} {study.name}", file=sys.stderr)
     final = follow(study.taskset, args) if args.wait else None
     emit(args, {"study": study.name, "tasks": tasks, **({"progress": final.as_dict()} if final else {})}, study.name)
     return EXIT_FAILED if final is not None and final.failed else 0
 
 
+def study_of(client: Client, name: str, kind: type) -> Any:
+    study = client.study(name)
+    if not isinstance(study, kind):
+        raise InputError(f"{name} is a {study.kind.replace('_', '-')} study")
+    return study
+
+
+def cmd_segments(args: argparse.Namespace, client: Client) -> int:
+    study = study_of(client, args.ensemble, Segments)
+    criticality = study.criticality()
+    if args.csv:
+        criticality.to_csv(args.csv)
+    if args.members_csv:
+        study.table().to_csv(args.members_csv, index=False)
+    lines = [f"{'segment':>8} {'unserved m3 (mean)':>19} {'p95':>9} {'junctions dry':>14} {'hours':>6}  nodes"]
+    for segment, row in criticality.head(args.top).iterrows():
+        nodes = row.nodes if len(row.nodes) <= 40 else row.nodes[:37] + "..."
+        lines.append(f"{segment:>8} {row.mean_unserved_m3:>19.1f} {row.p95_unserved_m3:>9.1f} "
+                     f"{row.nodes_without_water:>14} {row.hours_without_water:>6.1f}  {nodes}")
+    emit(args, criticality.reset_index().to_dict("records"), "\n".join(lines))
+    return 0
+
+
 def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
-    study = client.study(args.ensemble)
+    study = study_of(client, args.ensemble, FireFlow)
     availability = study.availability().sort_values("p5_lps")
     if args.csv:
         availability.to_csv(args.csv)
@@ -321,6 +345,11 @@ def parser() -> argparse.ArgumentParser:
     fireflow.add_argument("--top", type=int, default=30, help="how many hydrants to show (default 30)")
     fireflow.add_argument("--csv", help="write every hydrant's row as CSV")
     fireflow.add_argument("--members-csv", help="write every member's search (one row per member and hydrant) as CSV")
+    segments = command("segments", "a segment criticality study: per valve segment, the demand not served while it is "
+                                   "isolated, most first", cmd_segments, True)
+    segments.add_argument("--top", type=int, default=30, help="how many segments to show (default 30)")
+    segments.add_argument("--csv", help="write every segment's row as CSV")
+    segments.add_argument("--members-csv", help="write every member's isolations as CSV")
     taskcli.add_commands(commands, cmd_delete)
     completion = command("completion", "print a shell completion script: eval \"$(cloudburst completion bash)\"",
                          None, ensemble=False)

@@ -9,13 +9,19 @@ workers as a task set (one task per member and group of elements), their results
       residual_pressure_m: 14      # at the hydrant (default 14 m, 20 psi)
       system_pressure_m: 14        # everywhere else (default 14 m)
 
+    study:
+      type: segments               # what isolating each valve segment costs (cloudburst.segments)
+      valves: {generate: strategic, n: 1, seed: 1}   # or [[link, node], ...] or a CSV file (link, node)
+      required_pressure_m: 14      # pressure-driven runs: full demand from here (default 14 m) ...
+      minimum_pressure_m: 0        # ... nothing below this (default 0)
+
 The scenario's members are its draws (``members``, ``alterations`` with distributions, ``sampling``): each
-member's searches run with that member's alterations, so the answer per hydrant is a distribution over them.
+member's runs use that member's alterations, so each answer is a distribution over them.
 """
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,16 +31,17 @@ import wntr
 
 from cloudburst.errors import EpanetError, InputError
 from cloudburst.fireflow import FireFlowSettings
+from cloudburst.segments import Segment, SegmentSettings, segments_of, valve_layer
 from cloudburst.job import parse_job
 from cloudburst.warm import solve_seconds
 
 if TYPE_CHECKING:
     from cloudburst.taskset import TaskSet
 
-FIRE_FLOW = "fire_flow"
-FIRE_FLOW_TASK = "cloudburst.fireflow:run_task"
+FIRE_FLOW, SEGMENTS = "fire_flow", "segments"
+TASK_FUNCTIONS = {FIRE_FLOW: "cloudburst.fireflow:run_task", SEGMENTS: "cloudburst.segments:run_task"}
 TASK_SECONDS = 3.0         # aim for tasks of about this long
-RUNS_PER_HYDRANT = 12      # a search's runs, about (the bracket and the regula falsi)
+RUNS_PER_ELEMENT = {FIRE_FLOW: 12, SEGMENTS: 1}  # about: a hydrant's search; a segment's isolation
 PERCENTILES = (5, 50, 95)  # of each hydrant's available flow over the members (numpy's linear interpolation)
 
 
@@ -42,12 +49,45 @@ PERCENTILES = (5, 50, 95)  # of each hydrant's available flow over the members (
 class FireFlowStudy:
     hydrants: list[str]
     settings: FireFlowSettings
+    kind: str = FIRE_FLOW
+
+    @property
+    def elements(self) -> list[Any]:
+        return self.hydrants
+
+    @property
+    def end_s(self) -> int:
+        return self.settings.start_s + self.settings.duration_s
 
 
-def parse_study(section: Any, wn: wntr.network.WaterNetworkModel) -> FireFlowStudy:
+@dataclass(frozen=True)
+class SegmentStudy:
+    segments: list[Segment]
+    settings: SegmentSettings
+    kind: str = SEGMENTS
+
+    @property
+    def elements(self) -> list[Any]:
+        return [[segment.segment, segment.closes, segment.nodes] for segment in self.segments]
+
+    @property
+    def end_s(self) -> int:
+        return 0
+
+
+Study = FireFlowStudy | SegmentStudy
+
+
+def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path | None = None) -> Study:
     """The scenario's ``study`` section, checked against the model; raises InputError."""
-    if not isinstance(section, dict) or section.get("type") != FIRE_FLOW:
-        raise InputError(f"$.study: give type: {FIRE_FLOW} and its settings (see docs/studies.md)")
+    if not isinstance(section, dict) or section.get("type") not in TASK_FUNCTIONS:
+        raise InputError(f"$.study: give type ({', '.join(TASK_FUNCTIONS)}) and its settings (see docs/studies.md)")
+    if section["type"] == SEGMENTS:
+        raw = {key: value for key, value in section.items() if key not in ("type", "valves")}
+        if "valves" not in section:
+            raise InputError("$.study.valves: give the valve layer (a list of [link, node], a CSV file, or "
+                             "{generate: strategic, n: 1})")
+        return SegmentStudy(segments_of(wn, valve_layer(section["valves"], wn, base_dir)), SegmentSettings.parse(raw))
     raw = {key: value for key, value in section.items() if key not in ("type", "hydrants")}
     hydrants = section.get("hydrants", "*")
     if hydrants == "*":
@@ -61,27 +101,27 @@ def parse_study(section: Any, wn: wntr.network.WaterNetworkModel) -> FireFlowStu
     return FireFlowStudy(hydrants, FireFlowSettings.parse(raw))
 
 
-def hydrants_per_task(data: bytes, wn: wntr.network.WaterNetworkModel, member: dict[str, Any],
-                      study: FireFlowStudy) -> int:
-    """Hydrants per task for tasks of about TASK_SECONDS, by one timed run here of the unaltered model up to the
-    end of the fire."""
+def elements_per_task(data: bytes, wn: wntr.network.WaterNetworkModel, member: dict[str, Any], study: Study) -> int:
+    """Hydrants or segments per task for tasks of about TASK_SECONDS, by one timed run here of the unaltered model
+    (up to the end of the fire for a fire-flow study)."""
     run = parse_job(member).run
-    run = run.model_copy(update={"alterations": [],
-                                 "duration_s": max(run.duration_s or 0, study.settings.start_s + study.settings.duration_s)})
+    run = run.model_copy(update={"alterations": [], "duration_s": max(run.duration_s or 0, study.end_s) or None})
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "model.inp"
         path.write_bytes(data)
         try:
             seconds = solve_seconds(path, wn, run)
         except EpanetError as refused:
-            raise InputError(f"fire flow runs on EPANET's toolkit, which does not open the model: {refused}") from None
-    return max(1, min(len(study.hydrants), int(TASK_SECONDS / max(seconds * RUNS_PER_HYDRANT, 1e-6))))
+            raise InputError(f"studies run on EPANET's toolkit, which does not open the model: {refused}") from None
+    per_element = max(seconds * RUNS_PER_ELEMENT[study.kind], 1e-6)
+    return max(1, min(len(study.elements), int(TASK_SECONDS / per_element)))
 
 
-def fire_flow_tasks(documents: list[dict[str, Any]], study: FireFlowStudy, per_task: int) -> list[list[Any]]:
-    """Each task's arguments: a member's job document, a group of hydrants, the settings."""
-    settings = {key: getattr(study.settings, key) for key in FireFlowSettings.__dataclass_fields__}
-    groups = [study.hydrants[i:i + per_task] for i in range(0, len(study.hydrants), per_task)]
+def study_tasks(documents: list[dict[str, Any]], study: Study, per_task: int) -> list[list[Any]]:
+    """Each task's arguments: a member's job document, a group of hydrants or segments, the settings."""
+    settings = asdict(study.settings)
+    elements = study.elements
+    groups = [elements[i:i + per_task] for i in range(0, len(elements), per_task)]
     return [[document, group, settings] for document in documents for group in groups]
 
 
@@ -107,15 +147,41 @@ def fire_flow_availability(table: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-class FireFlow:
-    """A submitted fire-flow study: its task set, and its answers once the tasks finished."""
+def segment_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per member and segment (member, segment, unserved_m3, nodes_without_water, hours_without_water,
+    balanced, nodes) from a segments task set's results."""
+    rows = [{"member": member, **row} for member, segments in zip(results["member"], results["segments"])
+            for row in segments]
+    table = pd.DataFrame(rows, columns=["member", "segment", "unserved_m3", "nodes_without_water",
+                                        "hours_without_water", "balanced", "nodes"])
+    return table.sort_values(["segment", "member"], kind="stable").reset_index(drop=True)
+
+
+def segment_criticality(table: pd.DataFrame) -> pd.DataFrame:
+    """Per segment over the members, most unserved demand first: mean and p95 of the demand not served (m3),
+    the most junctions left without water, the longest time without it, and the segment's nodes."""
+    grouped = table.groupby("segment", sort=False)
+    frame = pd.DataFrame({
+        "mean_unserved_m3": grouped["unserved_m3"].mean(),
+        "p95_unserved_m3": grouped["unserved_m3"].quantile(0.95, interpolation="linear"),
+        "nodes_without_water": grouped["nodes_without_water"].max(),
+        "hours_without_water": grouped["hours_without_water"].max(),
+        "members": grouped.size(),
+        "nodes": grouped["nodes"].first().map(lambda nodes: " ".join(map(str, nodes))),
+    })
+    return frame.sort_values("mean_unserved_m3", ascending=False, kind="stable")
+
+
+class StudyRun:
+    """A submitted study: its task set, and its answers once every task finished."""
+    kind = ""
 
     def __init__(self, taskset: "TaskSet"):
         self.taskset = taskset
         self.name = taskset.name
 
     def __repr__(self) -> str:
-        return f"FireFlow({self.name!r})"
+        return f"{type(self).__name__}({self.name!r})"
 
     def wait(self, **options: Any) -> Any:
         return self.taskset.wait(**options)
@@ -123,14 +189,25 @@ class FireFlow:
     def status(self) -> Any:
         return self.taskset.status()
 
-    def table(self) -> pd.DataFrame:
-        """One row per member and hydrant; raises InputError while tasks have not finished or some failed."""
+    def finished_results(self) -> pd.DataFrame:
+        """The task set's results; raises InputError while tasks have not finished or some failed."""
         results = self.taskset.results()
-        unfinished = results[results["status"] != "finished"]
-        if len(unfinished):
-            raise InputError(f"{self.name}: {len(unfinished)} of {len(results)} tasks have not finished "
-                             f"(first: {unfinished['error'].dropna().head(1).tolist() or 'still queued'})")
-        return fire_flow_table(results)
+        total = self.taskset.info().tasks
+        done = int((results["status"] == "finished").sum()) if len(results) else 0
+        if done < total:
+            errors = results.loc[results["status"] != "finished", "error"].dropna().head(1).tolist() if len(results) else []
+            raise InputError(f"{self.name}: {total - done} of {total} tasks have not finished"
+                             + (f" (first error: {errors[0]})" if errors else ""))
+        return results
+
+
+class FireFlow(StudyRun):
+    """A fire-flow study (cloudburst.fireflow)."""
+    kind = FIRE_FLOW
+
+    def table(self) -> pd.DataFrame:
+        """One row per member and hydrant."""
+        return fire_flow_table(self.finished_results())
 
     def availability(self) -> pd.DataFrame:
         """Per hydrant: p5/p50/p95 of its available flow over the members, and which limits stopped it."""
@@ -138,9 +215,27 @@ class FireFlow:
 
     def left_out(self) -> list[str]:
         """Junctions below the system limit without a fire in some member (not counted as "elsewhere")."""
-        results = self.taskset.results()
+        results = self.finished_results()
         return sorted({name for names in results["left_out"].dropna() for name in names}, key=str)
 
 
-def is_fire_flow(function: str) -> bool:
-    return function == FIRE_FLOW_TASK
+class Segments(StudyRun):
+    """A segment criticality study (cloudburst.segments)."""
+    kind = SEGMENTS
+
+    def table(self) -> pd.DataFrame:
+        """One row per member and segment."""
+        return segment_table(self.finished_results())
+
+    def criticality(self) -> pd.DataFrame:
+        """Per segment, most demand not served first."""
+        return segment_criticality(self.table())
+
+
+STUDY_RUNS = {FIRE_FLOW: FireFlow, SEGMENTS: Segments}
+
+
+def study_run(function: str, taskset: "TaskSet") -> StudyRun | None:
+    """The study a task set is, by the function its tasks call; None for a task set of your own."""
+    kinds = {task: kind for kind, task in TASK_FUNCTIONS.items()}
+    return STUDY_RUNS[kinds[function]](taskset) if function in kinds else None

@@ -321,6 +321,37 @@ class Project:
             _lib.EN_closeH(handle)
         return lowest, balanced
 
+    def demand_volumes(self, short_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Per node over the whole run, each hydraulic solution weighted by how long it holds: the volume
+        delivered and the volume asked for (model flow units x seconds; they differ under a pressure-driven
+        demand model), and the seconds the node got less than ``short_fraction`` of what it asked for; and whether
+        every solution balanced."""
+        delivered = np.zeros(self.node_count)
+        asked = np.zeros(self.node_count)
+        short_s = np.zeros(self.node_count)
+        demand = np.empty(self.node_count, dtype=np.float64)
+        full = np.empty(self.node_count, dtype=np.float64)
+        now, advance = _L(), _L()
+        balanced = True
+        handle = self._handle
+        _check(_lib.EN_openH(handle), "opening hydraulics")
+        try:
+            _check(_lib.EN_initH(handle, en.NOSAVE), "starting hydraulics")
+            while True:
+                warning = _check(_lib.EN_runH(handle, ctypes.byref(now)), "solving hydraulics")
+                balanced = balanced and warning != 1
+                _check(_lib.EN_getnodevalues(handle, en.DEMAND, demand.ctypes.data), "reading demands")
+                _check(_lib.EN_getnodevalues(handle, en.FULLDEMAND, full.ctypes.data), "reading full demands")
+                _check(_lib.EN_nextH(handle, ctypes.byref(advance)), "advancing hydraulics")
+                if advance.value <= 0:
+                    break
+                delivered += np.clip(demand, 0, None) * advance.value
+                asked += np.clip(full, 0, None) * advance.value
+                short_s += np.where((full > 0) & (demand < short_fraction * full), advance.value, 0)
+        finally:
+            _lib.EN_closeH(handle)
+        return delivered, asked, short_s, balanced
+
     def run(self, properties: Iterable[int], with_quality: bool, save_output: bool = False) -> Capture:
         """Solve hydraulics (and quality, when asked) in memory; node ``properties`` at every report time.
 

@@ -204,7 +204,7 @@ def window_pattern(model: OpenModel, name: str, start_s: int, end_s: int | None)
     return name
 
 
-def _force_status(model: OpenModel, changes: Changes, link_id: str, status: str, start_s: int,
+def force_status(model: OpenModel, changes: Changes, link_id: str, status: str, start_s: int,
                   end_s: int | None) -> None:
     """The model's own controls and rules on the link are switched off (else they reopen a closed pump), then
     the status holds from start_s (until end_s, when the opposite status is set)."""
@@ -254,9 +254,9 @@ def apply_alterations(run: schema.Run, model: OpenModel, changes: Changes) -> No
                     link = model.link_index[name]
                     changes.set_link(link, what, value if value is not None else changes.link_value(link, what) * change.factor)
             case schema.LinkStatus():
-                _force_status(model, changes, change.link, change.status, change.start_s, change.end_s)
+                force_status(model, changes, change.link, change.status, change.start_s, change.end_s)
             case schema.PumpOutage():
-                _force_status(model, changes, change.pump, "closed", change.start_s, change.end_s)
+                force_status(model, changes, change.pump, "closed", change.start_s, change.end_s)
             case schema.TankLevel():
                 changes.set_node(model.node_index[change.tank], en.TANKLEVEL,
                                  si_to_model(model, change.init_level_m, HydParam.Length))
