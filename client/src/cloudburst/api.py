@@ -27,6 +27,7 @@ import wntr
 from redis import Redis
 
 from cloudburst import batches as batching
+from cloudburst.adaptive import output_requests, parse_adaptive
 from cloudburst import lifecycle
 from cloudburst import resultformat as fmt
 from cloudburst.alterations import apply_run
@@ -48,6 +49,7 @@ from cloudburst.statistics import queue_forget
 from cloudburst.studies import TASK_FUNCTIONS, StudyRun, elements_per_task, parse_study, study_run, study_tasks
 from cloudburst.store import MEMBERS_DIR, SERIES_DIR, open_store
 from cloudburst.taskset import TaskSet, submit_map
+from cloudburst.waves import Waves
 from cloudburst.warm import file_path_reason, solve_seconds
 
 log = logging.getLogger(__name__)
@@ -111,18 +113,30 @@ class Client:
         if content.get("study") is not None:
             base_dir = Path(scenario).parent if isinstance(scenario, (str, Path)) else None
             return self._submit_study(data, wn, content, name, start, timeout_s, base_dir)
+        plan = None
+        if content.get("adaptive") is not None:
+            plan = parse_adaptive(content["adaptive"], int(content.get("members") or 0))
+            output = content["output"]
+            content = {**content, "output": {**output, "series": list(output.get("series") or [])
+                                              + output_requests(plan)}}
         drawn = generate(content, wn, model_input(self.settings, sha256), name, start)
         size = _batch_size(content.get("batch"), data, wn, len(drawn.documents), drawn.documents[0])
         self.records.refuse_taken(drawn.name)
         # The model first: a record is only made for an ensemble whose model the workers (and retry) can fetch.
         uploaded = self.models.upload(data, sha256)
+        first = len(drawn.documents) if plan is None else min(plan.cap, 2 * plan.wave)  # adaptive: a wave queued ahead
         record = self.records.create(EnsembleRecord(
-            name=drawn.name, members=len(drawn.documents), seed=drawn.seed, model_sha256=sha256, scenario=content,
+            name=drawn.name, members=first, seed=drawn.seed, model_sha256=sha256, scenario=content,
             start_time_utc=drawn.documents[0]["input"]["start_time_utc"],
             start_every_s=int(content.get("start_every_s", 0))))
         started = time.monotonic()
-        jobs = (batching.make_batch(record.name, part) for part in batching.split(drawn.documents, size))
-        enqueue_batches(self.queue, self.ledger, record.name, jobs, JobPolicy(timeout_s=timeout_s))
+        policy = JobPolicy(timeout_s=timeout_s)
+        jobs = (batching.make_batch(record.name, part) for part in batching.split(drawn.documents[:first], size))
+        enqueue_batches(self.queue, self.ledger, record.name, jobs, policy)
+        if plan is not None:
+            ensemble = Ensemble(self, record.name, uploaded=uploaded, enqueue_s=time.monotonic() - started)
+            ensemble.waves = Waves(ensemble, drawn.documents, plan, size, policy)
+            return ensemble
         return Ensemble(self, record.name, uploaded=uploaded, enqueue_s=time.monotonic() - started)
 
     def _submit_study(self, data: bytes, wn: wntr.network.WaterNetworkModel, content: dict[str, Any], name: str,
@@ -250,6 +264,7 @@ class Ensemble:
         self.name = name
         self.uploaded = uploaded    # set by submit: whether the model was uploaded (False: the cluster had it)
         self.enqueue_s = enqueue_s  # set by submit: seconds spent enqueueing
+        self.waves: Waves | None = None  # set by submit for an adaptive scenario: what adapt() drives
 
     def __repr__(self) -> str:
         return f"<Ensemble {self.name!r}>"
@@ -257,6 +272,27 @@ class Ensemble:
     @redis_errors
     def info(self) -> EnsembleRecord:
         return self.client.records.get(self.name)
+
+    def adaptive(self) -> dict[str, Any] | None:
+        """An adaptive ensemble's latest intervals, members enqueued and why it stopped (None when not adaptive)."""
+        return self.client.records.adaptive(self.name)
+
+    @redis_errors
+    def adapt(self, poll_s: float = 1.0, report: Any = None) -> dict[str, Any]:
+        """Drive an adaptive ensemble (``adaptive`` in its scenario) until every target's interval is as narrow as
+        asked or its member cap has run: waves enqueued, intervals recorded for ``status``; returns the last state.
+        Resumes an ensemble submitted by another process (its members are drawn again from the same scenario)."""
+        if self.waves is None:
+            record = self.info()
+            if record.scenario.get("adaptive") is None:
+                raise InputError(f"{self.name} is not adaptive: its scenario has no adaptive section")
+            plan = parse_adaptive(record.scenario["adaptive"], int(record.scenario.get("members") or 0))
+            data, wn = self._model()
+            drawn = generate(record.scenario, wn, model_input(self.client.settings, record.model_sha256), self.name,
+                             record.start_time_utc)
+            size = _batch_size(record.scenario.get("batch"), data, wn, len(drawn.documents), drawn.documents[0])
+            self.waves = Waves(self, drawn.documents, plan, size, JobPolicy())
+        return self.waves.run(poll_s, report)
 
     def _states(self) -> MemberStates:
         return MemberStates.of(self.client.ledger.done(self.name))

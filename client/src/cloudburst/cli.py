@@ -50,6 +50,15 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     if not args.quiet:
         print(f"model {'uploaded' if ensemble.uploaded else 'already on the cluster'}; {members} members enqueued "
               f"in {ensemble.enqueue_s:.1f} s", file=sys.stderr)
+    if ensemble.waves is not None:  # adaptive: --wait drives the waves; without it, `cloudburst adapt` does
+        if not args.quiet:
+            print(f"adaptive: {members} members in the first waves; "
+                  + ("driving the waves until the targets are met" if args.wait
+                     else f"run `cloudburst adapt {ensemble.name}` to drive the rest"), file=sys.stderr)
+        state = follow_adaptive(args, ensemble) if args.wait else None
+        emit(args, {"ensemble": ensemble.name, "members": ensemble.info().members, "uploaded": ensemble.uploaded,
+                    **({"adaptive": state} if state else {})}, ensemble.name)
+        return 0
     final = follow(ensemble, args) if args.wait else None
     emit(args, {"ensemble": ensemble.name, "members": members, "uploaded": ensemble.uploaded,
                 **({"progress": final.as_dict()} if final else {})}, ensemble.name)
@@ -110,6 +119,32 @@ def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def adaptive_lines(state: dict) -> list[str]:
+    """An adaptive ensemble's members enqueued, why it stopped, and each target's interval."""
+    stopped = f"stopped: {state['stopped']}" if state.get("stopped") else "running"
+    lines = [f"adaptive: {state['enqueued']} of at most {state['cap']} members enqueued; {stopped}"]
+    for item in state["intervals"]:
+        width = "unbounded yet" if item["half_width"] == float("inf") else f"+/- {item['half_width']:.3f}"
+        lines.append(f"  {item['target']}: {item['estimate']:.3f} [{item['low']:.3f}, {item['high']:.3f}] {width} "
+                     f"over {item['members']} members (asked +/- {item['wanted']}: "
+                     f"{'met' if item['precise'] else 'not yet'})")
+    return lines
+
+
+def follow_adaptive(args: argparse.Namespace, ensemble: Ensemble) -> dict:
+    def report(state: dict) -> None:
+        if not args.quiet:
+            print(f"{state['settled']} members settled; " + "; ".join(
+                f"{item['target']} +/- {item['half_width']:.3f}" for item in state["intervals"]), file=sys.stderr)
+    return ensemble.adapt(report=report)
+
+
+def cmd_adapt(args: argparse.Namespace, client: Client) -> int:
+    state = follow_adaptive(args, client.ensemble(args.ensemble))
+    emit(args, state, "\n".join(adaptive_lines(state)))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
     if client.records.kind(args.ensemble) == TASKS:
         data, text, code = taskcli.status_lines(client.taskset(args.ensemble))
@@ -124,13 +159,16 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
              f"unbalanced {progress.unbalanced}  running {progress.running}  queued {progress.queued}"]
     if failures is not None:
         lines += [f"  member {row.member}: {row.error}" for row in failures.head(10).itertuples()]
+    adaptive = ensemble.adaptive()
+    if adaptive is not None:
+        lines += adaptive_lines(adaptive)
     if unbalanced is not None:
         lines += [f"{progress.unbalanced} unbalanced members are left out of the statistics (the model says UNBALANCED "
                   "STOP; `unbalanced: continue` in the scenario's run keeps them):"]
         lines += [f"  member {row.member}: {row.error}" for row in unbalanced.head(10).itertuples()]
     emit(args, {"ensemble": record.name, "state": record.state, "created_at": record.created_at,
                 "model_sha256": record.model_sha256, "seed": record.seed, **progress.as_dict(),
-                "failures": [] if failures is None else failures.to_dict("records"),
+                "failures": [] if failures is None else failures.to_dict("records"), "adaptive": adaptive,
                 "unbalanced_members": [] if unbalanced is None else unbalanced.to_dict("records")}, "\n".join(lines))
     return EXIT_FAILED if progress.failed else 0
 
@@ -302,6 +340,8 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout", type=int, default=3600, help="seconds a member may run (default 3600)")
     command("status", "progress and failures of an ensemble (or a task set)", cmd_status, True)
     command("cancel", "remove an ensemble's queued members", cmd_cancel)
+    command("adapt", "drive an adaptive ensemble's waves until its targets are met (what submit --wait does)",
+            cmd_adapt, True)
     retry = command("retry", "re-enqueue the failed or missing members", cmd_retry)
     retry.add_argument("--wait", action="store_true", help="show progress until every member is done")
     retry.add_argument("--timeout", type=int, default=3600, help="seconds a member may run (default 3600)")

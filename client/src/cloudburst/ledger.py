@@ -88,6 +88,11 @@ class Ledger:
         pipeline.hset(key_for(name, PLAN), mapping={batch: json.dumps(ranges(members))
                                                     for batch, members in batches.items()})
 
+    def drop_batches(self, name: str, batches: list[str]) -> None:
+        """Forget batches removed from the queue before they ran (an adaptive ensemble that stopped early)."""
+        if batches:
+            self.redis.hdel(key_for(name, PLAN), *batches)
+
     def plan(self, name: str) -> dict[str, list[int]]:
         return {batch.decode(): expand(json.loads(members))
                 for batch, members in self.redis.hgetall(key_for(name, PLAN)).items()}

@@ -130,6 +130,18 @@ class Records:
     def set_state(self, name: str, state: str) -> None:
         self.redis.hset(key_for(name), "state", state)
 
+    def set_members(self, name: str, members: int) -> None:
+        """An adaptive ensemble's member count: the members enqueued so far, and at its end those that ran."""
+        self.redis.hset(key_for(name), "members", members)
+
+    def set_adaptive(self, name: str, state: dict[str, Any]) -> None:
+        """An adaptive ensemble's latest intervals and progress (``cloudburst.adaptive.state_text``)."""
+        self.redis.hset(key_for(name), "adaptive", json.dumps(state))
+
+    def adaptive(self, name: str) -> dict[str, Any] | None:
+        text = self.redis.hget(key_for(name), "adaptive")
+        return None if text is None else json.loads(text)
+
     def delete(self, name: str) -> None:
         pipeline = self.redis.pipeline(transaction=True)
         pipeline.delete(key_for(name))

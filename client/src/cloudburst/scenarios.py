@@ -20,6 +20,7 @@
     batch: {seconds: 3}            # optional: members per queue job, sized to run about this long (or {members: N})
     budget: {values: 2e9, bytes: 1e10}   # optional: the whole ensemble's stored series values and bytes
     study: {type: fire_flow, ...}  # optional: a study over the members instead of their series (cloudburst.studies)
+    adaptive: {targets: [...]}     # optional: enqueue in waves until the targets are precise (cloudburst.adaptive)
 
 Distributions and designs: ``cloudburst.sampling``. Every member is checked against the schema and the model
 (``cloudburst.checks``) before the ensemble is returned, so nothing is uploaded or enqueued for a bad one.
@@ -42,7 +43,7 @@ from cloudburst.errors import InputError
 from cloudburst.job import DEFAULT_START, ENSEMBLE_PATTERN, SCHEMA, parse_job, parse_start
 
 KNOWN_KEYS = ("ensemble", "members", "seed", "sampling", "start_time_utc", "start_every_s", "run", "alterations",
-              "sweep", "output", "batch", "budget", "study")
+              "sweep", "output", "batch", "budget", "study", "adaptive")
 SWEEPS = {  # sweep "over" -> (wntr name list, the alteration field that takes the element)
     "pipes": ("pipe_name_list", ("link", "pipes")),
     "pumps": ("pump_name_list", ("pump", "link")),

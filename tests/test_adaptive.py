@@ -1,0 +1,108 @@
+"""Adaptive Monte Carlo (cloudburst.adaptive, cloudburst.waves): the intervals' coverage, and adaptive ensembles
+on a real Redis, Nginx (the results store) and runner processes: stopped once precise (queued members removed),
+or at the cap; `status` shows the interval."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wntr
+from scipy import stats
+
+import cloudburst
+from cloudburst.adaptive import Target, interval, parse_adaptive
+from cloudburst.errors import InputError
+from local_cluster import cli, client_settings, start_workers, stop
+
+NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
+
+
+def test_a_percentiles_interval_covers_the_true_percentile_at_least_as_often_as_asked():
+    rng = np.random.default_rng(11)
+    target = Target("node:1", "pressure", "min", "p95", 0.1)
+    truth = stats.norm.ppf(0.95)
+    covered = [(found.low <= truth <= found.high)
+               for found in (interval(rng.normal(size=300), target, 0.95) for _ in range(2000))]
+    assert 0.95 <= np.mean(covered) <= 0.985  # order statistics: at least the level, a little above it
+
+
+def test_the_means_interval_is_students_t():
+    values = np.random.default_rng(3).normal(10, 2, size=50)
+    found = interval(values, Target("node:1", "pressure", "min", "mean", 0.1), 0.9)
+    low, high = stats.t.interval(0.9, 49, loc=values.mean(), scale=stats.sem(values))
+    assert (found.low, found.high) == pytest.approx((low, high))
+
+
+def test_too_few_members_give_an_unbounded_interval():
+    found = interval(np.arange(10.0), Target("node:1", "pressure", "min", "p99", 0.1), 0.95)
+    assert found.half_width == np.inf and not found.precise
+
+
+def test_bad_adaptive_sections_are_refused_naming_each_problem():
+    with pytest.raises(InputError) as refused:
+        parse_adaptive({"wave": 1, "targets": [{"element": "123", "statistic": "p150", "half_width": -1, "of": "sum"}]},
+                       100)
+    text = str(refused.value)
+    for problem in ("$.adaptive.wave", "targets[0].element", "targets[0].statistic", "targets[0].of",
+                    "targets[0].half_width"):
+        assert problem in text
+
+
+def scenario(cap: int, wave: int, half_width: float) -> dict:
+    return {"ensemble": "net3-adaptive", "members": cap, "seed": 4,
+            "alterations": [{"type": "demand_scale",
+                             "factor": {"distribution": "truncnorm", "mean": 1.0, "std": 0.25, "low": 0.3, "high": 2}}],
+            "batch": {"members": 10},
+            "adaptive": {"wave": wave, "targets": [
+                {"element": "node:123", "statistic": "p50", "of": "min", "half_width": half_width}]}}
+
+
+def own_interval(values: np.ndarray, q: float, confidence: float) -> tuple[float, float]:
+    """The test's own order-statistic interval: the smallest symmetric rank window whose binomial probability
+    reaches the confidence."""
+    values, n = np.sort(values), len(values)
+    tail = (1 - confidence) / 2
+    cdf = stats.binom.cdf(np.arange(n + 1), n, q)
+    lower = int(np.argmax(cdf >= tail))        # first k with P(B <= k) >= tail: rank k (1-based) below
+    upper = int(np.argmax(cdf >= 1 - tail)) + 1
+    return values[lower - 1], values[upper - 1]
+
+
+def test_an_adaptive_ensemble_stops_once_precise_and_removes_what_was_queued(cluster):
+    client = cloudburst.Client(client_settings(cluster))
+    workers = start_workers(cluster, 2)
+    try:
+        ensemble = client.submit(NET3, scenario(cap=2000, wave=40, half_width=0.6), name="adaptive-precise")
+        state = ensemble.adapt(poll_s=0.3)
+    finally:
+        stop(workers)
+    assert state["stopped"] == "precise"
+    members = ensemble.info().members
+    assert members < 2000 and members == state["enqueued"]
+    progress = ensemble.status()
+    assert (progress.finished, progress.failed, progress.running, progress.queued) == (members, 0, 0, 0)
+    assert client.queue.count == 0  # the queued wave was removed
+    assert state["decided_at"] < members  # the queued wave went, the running batches finished
+    # The last interval covers every member that ran: what the stored series give, by the test's own order
+    # statistics.
+    reported = state["intervals"][0]
+    lowest = ensemble.series("node:123").groupby("member")["value"].min()
+    assert reported["members"] == len(lowest) == members
+    low, high = own_interval(lowest.to_numpy(), 0.5, 0.95)
+    assert (reported["low"], reported["high"]) == pytest.approx((low, high))
+    assert reported["estimate"] == pytest.approx(np.percentile(lowest, 50))
+    shown = cli(cluster, "status", "adaptive-precise")
+    assert "p50 of min pressure at node:123" in shown.stdout and "stopped: precise" in shown.stdout, shown.stdout
+
+
+def test_an_adaptive_ensemble_that_never_gets_precise_enough_stops_at_its_cap(cluster):
+    client = cloudburst.Client(client_settings(cluster))
+    workers = start_workers(cluster, 2)
+    try:
+        ensemble = client.submit(NET3, scenario(cap=90, wave=30, half_width=1e-6), name="adaptive-cap")
+        state = ensemble.adapt(poll_s=0.3)
+    finally:
+        stop(workers)
+    assert state["stopped"] == "cap" and state["enqueued"] == 90 and ensemble.info().members == 90
+    assert state["intervals"][0]["members"] == 90 and not state["intervals"][0]["precise"]
