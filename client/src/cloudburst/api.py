@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import wntr
 from redis import Redis
@@ -44,7 +45,8 @@ from cloudburst.queue import (JobPolicy, crashed_members, enqueue_batches, job_p
                               tracked_progress, waiting_members)
 from cloudburst.reader import ResultsReader
 from cloudburst.records import ENSEMBLE, RETRIED, TASKS, EnsembleRecord, Records
-from cloudburst.scenarios import generate, read_scenario_file
+from cloudburst.scenarios import factor_names, generate, read_scenario_file
+from cloudburst.sensitivity import parse_sensitivity, sobol_indices
 from cloudburst.statistics import queue_forget
 from cloudburst.studies import TASK_FUNCTIONS, StudyRun, elements_per_task, parse_study, study_run, study_tasks
 from cloudburst.store import MEMBERS_DIR, SERIES_DIR, open_store
@@ -273,6 +275,30 @@ class Ensemble:
     def info(self) -> EnsembleRecord:
         return self.client.records.get(self.name)
 
+    @redis_errors
+    def sensitivity(self) -> pd.DataFrame:
+        """Sobol' indices (S1, ST, with bootstrap half-widths) of the scenario's sensitivity metric per factor, from
+        the finished members (a member that did not finish drops its design row)."""
+        record = self.info()
+        if record.scenario.get("sensitivity") is None:
+            raise InputError(f"{self.name} has no sensitivity section in its scenario")
+        plan = parse_sensitivity(record.scenario["sensitivity"])
+        factors = factor_names(record.scenario)
+        numbers = np.full(record.members, np.nan)
+        if isinstance(plan.metric, str):
+            members = self.members()
+            if plan.metric not in members.columns:
+                raise InputError(f"sensitivity: the members have no summary field {plan.metric} (they have: "
+                                 f"{', '.join(column for column in members.columns if column != 'member')})")
+            finished = members[members["status"] == "finished"]
+            numbers[finished["member"].to_numpy()] = finished[plan.metric].to_numpy(dtype=float)
+        else:
+            series = self.series(plan.metric["element"], plan.metric["attribute"])
+            reduced = series.groupby("member")["value"].agg(plan.metric["of"])
+            numbers[reduced.index.to_numpy()] = reduced.to_numpy()
+        return sobol_indices(numbers, factors, plan.base_samples, plan.confidence, seed=record.seed)
+
+    @redis_errors
     def adaptive(self) -> dict[str, Any] | None:
         """An adaptive ensemble's latest intervals, members enqueued and why it stopped (None when not adaptive)."""
         return self.client.records.adaptive(self.name)

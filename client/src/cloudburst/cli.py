@@ -145,6 +145,20 @@ def cmd_adapt(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_sensitivity(args: argparse.Namespace, client: Client) -> int:
+    ensemble = client.ensemble(args.ensemble)
+    found = ensemble.sensitivity()
+    if args.csv:
+        found.to_csv(args.csv)
+    metric = ensemble.info().scenario["sensitivity"].get("metric", "pressure_min")
+    lines = [f"Sobol' indices of {metric} ({found.attrs['rows_used']} design rows; +/- the bootstrap interval):",
+             f"{'factor':<40} {'first order':>18} {'total':>18}"]
+    for factor, row in found.sort_values("ST", ascending=False).iterrows():
+        lines.append(f"{factor:<40} {row.S1:>9.3f} +/- {row.S1_conf:<5.3f} {row.ST:>9.3f} +/- {row.ST_conf:<5.3f}")
+    emit(args, found.reset_index().to_dict("records"), "\n".join(lines))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
     if client.records.kind(args.ensemble) == TASKS:
         data, text, code = taskcli.status_lines(client.taskset(args.ensemble))
@@ -340,6 +354,9 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout", type=int, default=3600, help="seconds a member may run (default 3600)")
     command("status", "progress and failures of an ensemble (or a task set)", cmd_status, True)
     command("cancel", "remove an ensemble's queued members", cmd_cancel)
+    sensitivity = command("sensitivity", "Sobol' indices (first order, total) of a sensitivity study's metric per "
+                                         "factor", cmd_sensitivity, True)
+    sensitivity.add_argument("--csv", help="write the indices as CSV")
     command("adapt", "drive an adaptive ensemble's waves until its targets are met (what submit --wait does)",
             cmd_adapt, True)
     retry = command("retry", "re-enqueue the failed or missing members", cmd_retry)

@@ -18,6 +18,8 @@ import numpy as np
 from scipy import stats
 from scipy.stats import qmc
 
+from cloudburst.sensitivity import DESIGN as SALTELLI, saltelli_design
+
 log = logging.getLogger(__name__)
 
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {  # name -> required parameters
@@ -115,6 +117,8 @@ def design(members: int, dimensions: int, kind: str, seed: int) -> np.ndarray:
         return rng.random((members, dimensions))
     if kind == "lhs":
         return qmc.LatinHypercube(d=dimensions, rng=rng).random(members)
+    if kind == SALTELLI:  # set by a sensitivity study: members is base_samples x (dimensions + 2)
+        return saltelli_design(members // (dimensions + 2), dimensions, seed)
     with warnings.catch_warnings(record=True) as caught:  # Sobol' warns when members is not a power of 2
         warnings.simplefilter("always")
         points = qmc.Sobol(d=dimensions, scramble=True, rng=rng).random(members)

@@ -21,6 +21,7 @@
     budget: {values: 2e9, bytes: 1e10}   # optional: the whole ensemble's stored series values and bytes
     study: {type: fire_flow, ...}  # optional: a study over the members instead of their series (cloudburst.studies)
     adaptive: {targets: [...]}     # optional: enqueue in waves until the targets are precise (cloudburst.adaptive)
+    sensitivity: {base_samples: 256, metric: pressure_min}  # optional: a Saltelli design (cloudburst.sensitivity)
 
 Distributions and designs: ``cloudburst.sampling``. Every member is checked against the schema and the model
 (``cloudburst.checks``) before the ensemble is returned, so nothing is uploaded or enqueued for a bad one.
@@ -41,9 +42,10 @@ from cloudburst import sampling
 from cloudburst.checks import budget_problems, job_problems, planned_points
 from cloudburst.errors import InputError
 from cloudburst.job import DEFAULT_START, ENSEMBLE_PATTERN, SCHEMA, parse_job, parse_start
+from cloudburst.sensitivity import DESIGN as SALTELLI, members_for, parse_sensitivity
 
 KNOWN_KEYS = ("ensemble", "members", "seed", "sampling", "start_time_utc", "start_every_s", "run", "alterations",
-              "sweep", "output", "batch", "budget", "study", "adaptive")
+              "sweep", "output", "batch", "budget", "study", "adaptive", "sensitivity")
 SWEEPS = {  # sweep "over" -> (wntr name list, the alteration field that takes the element)
     "pipes": ("pipe_name_list", ("link", "pipes")),
     "pumps": ("pump_name_list", ("pump", "link")),
@@ -148,15 +150,31 @@ def _plan(scenario: Any, model: wntr.network.WaterNetworkModel, name: str | None
     sampling.find_specs(templates, "$.alterations", found)
     problems += [problem for path, spec in found for problem in sampling.spec_problems(spec, path)]
     sweep_ids: list[str] | None = None
-    if scenario.get("sweep") is not None:
+    specs = sampling.columns(found)
+    factors = len({spec.column for spec in specs})
+    if scenario.get("sensitivity") is not None:
+        try:
+            sensitivity_plan = parse_sensitivity(scenario["sensitivity"])
+        except InputError as refused:
+            problems += refused.problems
+        else:
+            if scenario.get("members") is not None or scenario.get("sweep") is not None:
+                problems.append("$.members: a sensitivity study sets the member count (base_samples x (factors + 2))")
+            if factors == 0:
+                problems.append("$.sensitivity: the scenario draws no value from a distribution: there is no factor")
+            design = SALTELLI
+    elif scenario.get("sweep") is not None:
         sweep_ids, sweep_problems = _sweep_elements(scenario["sweep"], model)
         problems += sweep_problems
     elif not _whole(scenario.get("members"), 1):
         problems.append(f"$.members: must be a whole number >= 1 (got {scenario.get('members')!r})")
     if problems:
         raise InputError(problems)
-    count = len(sweep_ids) if sweep_ids is not None else scenario["members"]
-    return _Plan(name, seed, design, first_start, every, templates, sampling.columns(found), sweep_ids, count)
+    if scenario.get("sensitivity") is not None:
+        count = members_for(sensitivity_plan.base_samples, factors)
+    else:
+        count = len(sweep_ids) if sweep_ids is not None else scenario["members"]
+    return _Plan(name, seed, design, first_start, every, templates, specs, sweep_ids, count)
 
 
 def _whole(value: Any, minimum: int) -> bool:
@@ -238,3 +256,13 @@ def _drawn_hint(problem: str, specs: dict[str, sampling.Spec], fixed: int) -> st
         return ""
     return (f" (drawn from {sampling.describe(spec.parameters)}; a bounded distribution such as truncnorm "
             "with low and high keeps every draw in range)")
+
+
+def factor_names(scenario: dict[str, Any]) -> list[str]:
+    """The scenario's factors, one per design column: its shared draw's name, or the path of the value drawn."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    sampling.find_specs(scenario.get("alterations", []), "$.alterations", found)
+    names: dict[int, str] = {}
+    for spec in sampling.columns(found):
+        names.setdefault(spec.column, spec.parameters.get("draw") or spec.path.removeprefix("$."))
+    return [names[column] for column in sorted(names)]

@@ -1,0 +1,93 @@
+"""Sobol' sensitivity (cloudburst.sensitivity): the estimators against the Ishigami function's known indices, and
+a study on the cluster (real Redis, Nginx, runner processes, EPANET): its indices from the stored summaries, by
+the test's own estimator."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wntr
+
+import cloudburst
+from cloudburst.errors import InputError
+from cloudburst.scenarios import generate
+from cloudburst.sensitivity import members_for, saltelli_design, sobol_indices
+from local_cluster import cli, client_settings, start_workers, stop
+from waiting import wait_until
+
+NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
+
+
+def ishigami(x: np.ndarray, a: float = 7.0, b: float = 0.1) -> np.ndarray:
+    return np.sin(x[:, 0]) + a * np.sin(x[:, 1]) ** 2 + b * x[:, 2] ** 4 * np.sin(x[:, 0])
+
+
+def test_the_estimators_find_the_ishigami_functions_known_indices():
+    n = 4096
+    x = saltelli_design(n, 3, seed=1) * 2 * np.pi - np.pi
+    found = sobol_indices(ishigami(x), ["x1", "x2", "x3"], n)
+    # Analytic (a = 7, b = 0.1): V = a^2/8 + b pi^4/5 + b^2 pi^8/18 + 1/2.
+    a, b = 7.0, 0.1
+    variance = a ** 2 / 8 + b * np.pi ** 4 / 5 + b ** 2 * np.pi ** 8 / 18 + 0.5
+    v1 = 0.5 * (1 + b * np.pi ** 4 / 5) ** 2
+    v2 = a ** 2 / 8
+    v13 = b ** 2 * np.pi ** 8 * (1 / 18 - 1 / 50)
+    expected_first = np.array([v1, v2, 0.0]) / variance
+    expected_total = np.array([v1 + v13, v2, v13]) / variance
+    assert np.all(np.abs(found["S1"] - expected_first) <= np.maximum(found["S1_conf"], 0.02)), found
+    assert np.all(np.abs(found["ST"] - expected_total) <= np.maximum(found["ST_conf"], 0.02)), found
+    assert (found["S1_conf"] > 0).all() and (found["S1_conf"] < 0.1).all()
+
+
+def test_the_design_is_a_then_b_then_a_with_each_column_from_b():
+    design = saltelli_design(8, 2, seed=3)
+    a, b = design[:8], design[8:16]
+    assert len(design) == members_for(8, 2) == 32
+    assert np.array_equal(design[16:24][:, 0], b[:, 0]) and np.array_equal(design[16:24][:, 1], a[:, 1])
+    assert np.array_equal(design[24:32][:, 1], b[:, 1]) and np.array_equal(design[24:32][:, 0], a[:, 0])
+
+
+SCENARIO = {
+    "ensemble": "net3-sobol", "seed": 9,
+    "alterations": [
+        {"type": "demand_scale", "factor": {"distribution": "uniform", "low": 0.6, "high": 1.4}},
+        {"type": "pipe_property", "property": "roughness", "factor": {"distribution": "uniform", "low": 0.95,
+                                                                         "high": 1.05}}],
+    "sensitivity": {"base_samples": 32, "metric": "pressure_mean"},
+}
+
+
+def test_a_sensitivity_study_on_the_cluster_ranks_the_factors_from_the_members_summaries(cluster):
+    client = cloudburst.Client(client_settings(cluster))
+    workers = start_workers(cluster, 2)
+    try:
+        ensemble = client.submit(NET3, SCENARIO, name="net3-sobol")
+        wait_until("the design's members to finish", ensemble.status, timeout_s=300,
+                   done=lambda progress: progress.finished + progress.failed == progress.members)
+    finally:
+        stop(workers)
+    assert ensemble.info().members == 32 * 4
+    found = ensemble.sensitivity()
+    assert list(found.index) == ["alterations[0].factor", "alterations[1].factor"]
+    # The test's own estimators over the stored summaries, in the design's layout.
+    members = ensemble.members().sort_values("member")
+    y = members["pressure_mean"].to_numpy(dtype=float)
+    f_a, f_b, f_ab = y[:32], y[32:64], y[64:].reshape(2, 32)
+    variance = np.var(np.concatenate([f_a, f_b]), ddof=1)
+    first = [np.mean(f_b * (f_ab[i] - f_a)) / variance for i in range(2)]
+    total = [np.mean((f_a - f_ab[i]) ** 2) / (2 * variance) for i in range(2)]
+    assert found["S1"].tolist() == pytest.approx(first) and found["ST"].tolist() == pytest.approx(total)
+    # Demand drives the mean pressure far more than a +/-5 % roughness does.
+    assert found.loc["alterations[0].factor", "ST"] > 0.8 > found.loc["alterations[1].factor", "ST"]
+    shown = cli(cluster, "sensitivity", "net3-sobol")
+    assert shown.returncode == 0 and "alterations[0].factor" in shown.stdout, shown.stderr
+
+
+def test_a_sensitivity_scenario_with_members_or_without_factors_is_refused():
+    wn = wntr.network.WaterNetworkModel(str(NET3))
+    with pytest.raises(InputError, match="a sensitivity study sets the member count"):
+        generate({**SCENARIO, "members": 10}, wn, {"url": "http://m.invalid/x.inp", "sha256": "0" * 64})
+    with pytest.raises(InputError, match="there is no factor"):
+        generate({**SCENARIO, "alterations": [{"type": "demand_scale", "factor": 1.1}]}, wn,
+                 {"url": "http://m.invalid/x.inp", "sha256": "0" * 64})
