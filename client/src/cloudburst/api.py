@@ -29,6 +29,7 @@ from redis import Redis
 
 from cloudburst import batches as batching
 from cloudburst.adaptive import output_requests, parse_adaptive
+from cloudburst.alternatives import bands, summary_table, variants
 from cloudburst import lifecycle
 from cloudburst import resultformat as fmt
 from cloudburst.alterations import apply_run
@@ -94,10 +95,10 @@ class Client:
 
     @redis_errors
     def submit(self, model: ModelSource, scenario: ScenarioSource, *, name: str | None = None,
-               start: datetime | str | None = None, timeout_s: int = 3600) -> "Ensemble | StudyRun":
+               start: datetime | str | None = None, timeout_s: int = 3600) -> "Ensemble | StudyRun | Alternatives":
         """Draw every member, check each against the model, then upload the model and enqueue the members.
         A scenario with a ``study`` section submits that study instead (``cloudburst.studies``: a FireFlow or
-        Segments).
+        Segments); one with ``alternatives`` each variant as its own ensemble (``cloudburst.alternatives``).
 
         model: an .inp path or a wntr model; scenario: a scenario file's path or its content as a dict;
         name: the ensemble's ID (default: the scenario's ``ensemble`` and the time); start: member 0's start time
@@ -112,6 +113,8 @@ class Client:
         content = {**content, "output": {"db": self.settings.influx_db, **(content.get("output") or {})}}
         name = name or f"{content.get('ensemble', 'ensemble')}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         sha256 = hashlib.sha256(data).hexdigest()
+        if content.get("alternatives") is not None:
+            return self._submit_alternatives(model, content, name, start, timeout_s)
         if content.get("study") is not None:
             base_dir = Path(scenario).parent if isinstance(scenario, (str, Path)) else None
             return self._submit_study(data, wn, content, name, start, timeout_s, base_dir)
@@ -140,6 +143,35 @@ class Client:
             ensemble.waves = Waves(ensemble, drawn.documents, plan, size, policy)
             return ensemble
         return Ensemble(self, record.name, uploaded=uploaded, enqueue_s=time.monotonic() - started)
+
+    def _submit_alternatives(self, model: ModelSource, content: dict[str, Any], name: str,
+                             start: datetime | str | None, timeout_s: int) -> "Alternatives":
+        """Every variant drawn and checked first, then each submitted as its own ensemble."""
+        found = variants(content, name)
+        data, wn = _model(model)
+        sha256 = hashlib.sha256(data).hexdigest()
+        for ensemble, scenario in found.items():
+            self.records.refuse_taken(ensemble)
+            generate({key: value for key, value in scenario.items() if key != "adaptive"}, wn,
+                     model_input(self.settings, sha256), ensemble, start)
+        return Alternatives([self.submit(model, scenario, name=ensemble, start=start, timeout_s=timeout_s)
+                             for ensemble, scenario in found.items()])
+
+    @redis_errors
+    def compare(self, names: Iterable[str]) -> "Alternatives":
+        """Ensembles to compare: each name an ensemble, or the name alternatives were submitted under (its
+        variants, ``<name>.<variant>``)."""
+        known = set(self.records.names())
+        chosen: list[str] = []
+        for name in names:
+            if name in known:
+                chosen.append(name)
+                continue
+            family = sorted(other for other in known if other.startswith(f"{name}."))
+            if not family:
+                raise InputError(f"no ensemble {name!r}, nor variants {name}.*")
+            chosen += family
+        return Alternatives([self.ensemble(name) for name in chosen])
 
     def _submit_study(self, data: bytes, wn: wntr.network.WaterNetworkModel, content: dict[str, Any], name: str,
                       start: datetime | str | None, timeout_s: int, base_dir: Path | None) -> StudyRun:
@@ -583,3 +615,25 @@ def _model(model: ModelSource) -> tuple[bytes, wntr.network.WaterNetworkModel]:
             wntr.network.write_inpfile(model, str(path))
             return read_model_file(path)
     return read_model_file(Path(model))
+
+
+class Alternatives:
+    """Ensembles submitted together (a scenario's alternatives) or chosen to compare."""
+
+    def __init__(self, ensembles: list[Ensemble]):
+        self.ensembles = ensembles
+
+    def __repr__(self) -> str:
+        return f"<Alternatives {[ensemble.name for ensemble in self.ensembles]}>"
+
+    def __iter__(self):
+        return iter(self.ensembles)
+
+    def summaries(self) -> pd.DataFrame:
+        """Per ensemble: finished members and p5/p50/p95 of the member summaries (pressure_min, pressure_mean,
+        nodes_below_threshold)."""
+        return summary_table({ensemble.name: ensemble.summaries() for ensemble in self.ensembles})
+
+    def bands(self, element: str, attribute: str = "pressure") -> pd.DataFrame:
+        """Per ensemble and report time: p5/p50/p95 of one element's stored values over the members."""
+        return bands({ensemble.name: ensemble.series(element, attribute) for ensemble in self.ensembles})

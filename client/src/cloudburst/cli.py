@@ -15,13 +15,13 @@ import sys
 from typing import Any
 
 from cloudburst import __version__, taskcli
-from cloudburst.api import Client, Ensemble, parse_element
+from cloudburst.api import Alternatives, Client, Ensemble, parse_element
 from cloudburst.records import TASKS
 from cloudburst.studies import FireFlow, Segments, StudyRun
 from cloudburst.taskset import TaskSet
 from cloudburst.completion import bash_completion
 from cloudburst.errors import InputError, ServiceError
-from cloudburst.plots import plot_fan, plot_risk_map
+from cloudburst.plots import plot_bands, plot_fan, plot_risk_map
 from cloudburst.progress import Progress, TerminalDisplay
 
 EXIT_FAILED, EXIT_INPUT, EXIT_SERVICE, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -46,6 +46,15 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     ensemble = client.submit(args.model, args.scenario, name=args.name, start=args.start, timeout_s=args.timeout)
     if isinstance(ensemble, StudyRun):
         return submitted_study(args, ensemble)
+    if isinstance(ensemble, Alternatives):
+        names = [member.name for member in ensemble]
+        if not args.quiet:
+            print(f"{len(names)} alternatives enqueued: {', '.join(names)}; compare them with: cloudburst compare "
+                  f"{args.name or names[0].rsplit('.', 1)[0]}", file=sys.stderr)
+        finals = [follow(member, args) for member in ensemble] if args.wait else []
+        emit(args, {"ensembles": names, **({"progress": [final.as_dict() for final in finals]} if finals else {})},
+             "\n".join(names))
+        return EXIT_FAILED if any(final.failed for final in finals) else 0
     members = ensemble.info().members
     if not args.quiet:
         print(f"model {'uploaded' if ensemble.uploaded else 'already on the cluster'}; {members} members enqueued "
@@ -142,6 +151,30 @@ def follow_adaptive(args: argparse.Namespace, ensemble: Ensemble) -> dict:
 def cmd_adapt(args: argparse.Namespace, client: Client) -> int:
     state = follow_adaptive(args, client.ensemble(args.ensemble))
     emit(args, state, "\n".join(adaptive_lines(state)))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, client: Client) -> int:
+    chosen = client.compare(args.ensembles)
+    table = chosen.summaries()
+    if args.csv:
+        table.to_csv(args.csv)
+    columns = [column for column in table.columns if column.startswith(("pressure_min_", "nodes_below_threshold_"))]
+    lines = [f"{'ensemble':<36} {'members':>8} " + " ".join(f"{column:>26}" for column in columns)]
+    lines += [f"{name:<36} {int(row.members):>8} " + " ".join(f"{row[column]:>26.3f}" for column in columns)
+              for name, row in table.iterrows()]
+    data: dict = {"summaries": table.reset_index().to_dict("records")}
+    if args.element:
+        banded = chosen.bands(args.element, args.attribute)
+        data["bands"] = banded.to_dict("records")
+        if args.bands_csv:
+            banded.to_csv(args.bands_csv, index=False)
+        if args.plot:
+            plot_bands(banded, f"{args.attribute} at {args.element}", args.attribute, args.plot)
+            lines.append(f"bands of {args.attribute} at {args.element} drawn in {args.plot}")
+    elif args.plot or args.bands_csv:
+        raise InputError("--plot and --bands-csv need --element (node:ID or link:ID)")
+    emit(args, data, "\n".join(lines))
     return 0
 
 
@@ -354,6 +387,14 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout", type=int, default=3600, help="seconds a member may run (default 3600)")
     command("status", "progress and failures of an ensemble (or a task set)", cmd_status, True)
     command("cancel", "remove an ensemble's queued members", cmd_cancel)
+    compare = command("compare", "ensembles side by side: member summaries, and an element's bands (alternatives: "
+                                 "give the name they were submitted under)", cmd_compare, True, False)
+    compare.add_argument("ensembles", nargs="+", help="ensemble names, or the alternatives' common name")
+    compare.add_argument("--element", help="node:ID or link:ID: also compare its bands over time")
+    compare.add_argument("--attribute", default="pressure", help="the element's result (default pressure)")
+    compare.add_argument("--plot", help="draw the bands (PNG), one colour per ensemble")
+    compare.add_argument("--csv", help="write the summaries table as CSV")
+    compare.add_argument("--bands-csv", help="write the bands as CSV")
     sensitivity = command("sensitivity", "Sobol' indices (first order, total) of a sensitivity study's metric per "
                                          "factor", cmd_sensitivity, True)
     sensitivity.add_argument("--csv", help="write the indices as CSV")

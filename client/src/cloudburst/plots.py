@@ -58,3 +58,25 @@ def plot_risk_map(wn: wntr.network.WaterNetworkModel, table: pd.DataFrame, title
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def plot_bands(table: pd.DataFrame, title: str, attribute: str, path: str) -> None:
+    """Each ensemble's p5-p95 band and median over hours since the start (``Alternatives.bands``' table), one
+    colour per ensemble."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(10, 5))
+    for index, (name, rows) in enumerate(table.groupby("ensemble", sort=False)):
+        colour = f"C{index % 10}"
+        hours = rows["elapsed_s"] / 3600
+        axes.fill_between(hours, rows["p5"], rows["p95"], color=colour, alpha=0.25)
+        axes.plot(hours, rows["p50"], color=colour, label=f"{name} ({int(rows['members'].max())} members)")
+    axes.set_xlabel("hours from the start of the run")
+    axes.set_ylabel(UNITS.get(attribute, attribute))
+    axes.set_title(f"{title}: median and p5-p95")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
