@@ -1,6 +1,6 @@
 """The study notebook in docs/ runs end to end against a real Redis, InfluxDB and Nginx with worker runners:
 it submits, waits (its progress line reaches every member), ranks the worst members and draws a fan chart, then
-runs the SWMM example as a task set and summarises its members."""
+runs the SWMM example as a task set and summarises its members, then a fire-flow study's availability table."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,3 +45,6 @@ def test_the_study_notebook_runs_against_the_cluster(cluster, monkeypatch):
     quantiles = "".join(output.get("data", {}).get("text/html", "") for output in code[6].outputs)
     assert "peak_outfall_flow_cms" in quantiles and "flooding_m3" in quantiles and quantiles.count("<tr") == 4
     assert any("image/png" in output.get("data", {}) for output in code[7].outputs)
+    fire = outputs(code[8]) + "".join(output.get("data", {}).get("text/html", "") for output in code[8].outputs)
+    assert "p50_lps" in fire and "share_residual" in fire and "8/8  finished 8  failed 0" in fire
+    assert fire.count("<tr") == 7  # two header rows (the columns, the index name) and the five hydrants
