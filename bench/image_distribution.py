@@ -3,8 +3,9 @@ baseline) against the cluster's own registry (images_mode registry), in the same
 
 For each mode, on fresh hosts of Molecule's stack scenario (one master, two workers; Debian 12 and 13;
 Docker-in-Docker): Docker Engine and the swarm are converged first (not timed), then site.yml's image layer
-(`--tags images`) is timed, and each host's network counters (eth0, received and sent bytes) are read before and
-after it. The controller's images are built once beforehand (not timed), so both modes start from the same
+(`--tags images`) is timed. Bytes each host received: its network counters (eth0) over the layer (the registry's
+pushes and pulls), plus the size of any archive the controller sent it (Molecule copies files through Docker's
+API, which the counters do not see). The controller's images are built once beforehand (not timed), so both modes start from the same
 built images. Prints the two side by side, then what the figures give for 10 and 100 workers (the model in
 docs/scaling.md).
 
@@ -80,6 +81,24 @@ class Delivery:
         return sum(self.received[w] for w in WORKERS) / len(WORKERS)
 
 
+def archive_bytes(host: str) -> int:
+    """Bytes of the archive the controller sent the host: the export of the local-named (cloudburst/...) images it
+    holds, as docker_image_export writes it. Molecule's hosts receive files through Docker's API, not their
+    network, so their counters do not see archives."""
+    refs = [ref for ref in subprocess.check_output(["docker", "exec", host, "docker", "image", "ls", "--format",
+                                                    "{{.Repository}}:{{.Tag}}"], text=True).split()
+            if ref.startswith("cloudburst/")]
+    if not refs:
+        return 0
+    save = subprocess.Popen(["docker", "image", "save", *refs], stdout=subprocess.PIPE)
+    total = 0
+    assert save.stdout is not None
+    while chunk := save.stdout.read(1 << 20):
+        total += len(chunk)
+    save.wait()
+    return total
+
+
 def deliver(mode: str) -> Delivery:
     molecule("destroy")
     molecule("create")
@@ -87,8 +106,8 @@ def deliver(mode: str) -> Delivery:
     before = {host: counters(host) for host in [MASTER, *WORKERS]}
     seconds = site(mode, "--tags", "images")
     after = {host: counters(host) for host in [MASTER, *WORKERS]}
-    return Delivery(mode, seconds, {host: after[host][0] - before[host][0] for host in before},
-                    {host: after[host][1] - before[host][1] for host in before})
+    received = {host: after[host][0] - before[host][0] + archive_bytes(host) for host in before}
+    return Delivery(mode, seconds, received, {host: after[host][1] - before[host][1] for host in before})
 
 
 def model(delivery: Delivery, workers: int, bandwidth: float) -> float:
