@@ -12,28 +12,15 @@ intervals (the fixed ensemble's computed the same way, over all its members).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import yaml
-from redis import Redis
-from rq import Worker
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from services import nginx_server, redis_server  # noqa: E402
+from local_master import REPO, local_master
 
-import cloudburst  # noqa: E402
 from cloudburst.adaptive import interval, parse_adaptive  # noqa: E402
-from cloudburst.config import Settings  # noqa: E402
 
-RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
-EPANET_ENV = REPO / "files" / "env" / "epanet"
 NET3 = REPO / "files" / "models" / "Net3.inp"
 NODES = ["123", "247", "255", "15"]
 
@@ -55,40 +42,18 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args()
     fixed, adaptive = scenarios(args.cap, args.wave, args.half_width)
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        (scratch / "password").write_text("worker-secret")
-        with nginx_server(scratch, {"worker": "worker-secret"}, uploads=True, results_writers=("worker",)) as files, \
-                redis_server(scratch) as redis_url:
-            settings = Settings(redis_url=redis_url, redis_password="", influx_url="http://127.0.0.1:1",
-                                influx_user="", influx_password="", influx_db="bench", files_url=files,
-                                files_user="worker", files_password="worker-secret", cluster_files_url=files)
-            client = cloudburst.Client(settings, check=False)
-            env = {**os.environ, "PYTHONPATH": str(EPANET_ENV), "CLOUDBURST_PRELOAD": "worker",
-                   "CLOUDBURST_LOG_LEVEL": "WARNING", "CLOUDBURST_FILES_URL": files, "CLOUDBURST_FILES_USER": "worker",
-                   "CLOUDBURST_FILES_PASSWORD_FILE": str(scratch / "password"),
-                   "CLOUDBURST_RESULTS_URL": f"{files}/results", "CLOUDBURST_MODEL_CACHE": str(scratch / "cache")}
-            runners = [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url], env=env)
-                       for _ in range(args.processes)]
-            try:
-                while len(Worker.all(connection=Redis.from_url(redis_url))) < args.processes:
-                    time.sleep(0.05)
-                started = time.perf_counter()
-                ensemble = client.submit(NET3, adaptive, name="bench-adaptive")
-                state = ensemble.adapt(poll_s=0.5)
-                adaptive_s = time.perf_counter() - started
-                started = time.perf_counter()
-                whole = client.submit(NET3, fixed, name="bench-fixed")
-                whole.wait(progress=False, poll_s=0.5)
-                fixed_s = time.perf_counter() - started
-                plan = parse_adaptive(adaptive["adaptive"], args.cap)
-                fixed_intervals = [interval(whole.series(target.element).groupby("member")["value"].min().to_numpy(),
-                                            target, plan.confidence) for target in plan.targets]
-            finally:
-                for runner in runners:
-                    runner.terminate()
-                for runner in runners:
-                    runner.wait()
+    with local_master(args.processes) as client:
+        started = time.perf_counter()
+        ensemble = client.submit(NET3, adaptive, name="bench-adaptive")
+        state = ensemble.adapt(poll_s=0.5)
+        adaptive_s = time.perf_counter() - started
+        started = time.perf_counter()
+        whole = client.submit(NET3, fixed, name="bench-fixed")
+        whole.wait(progress=False, poll_s=0.5)
+        fixed_s = time.perf_counter() - started
+        plan = parse_adaptive(adaptive["adaptive"], args.cap)
+        fixed_intervals = [interval(whole.series(target.element).groupby("member")["value"].min().to_numpy(),
+                                    target, plan.confidence) for target in plan.targets]
     members = state["enqueued"]
     print(f"adaptive Monte Carlo, the demo's scenario (Net3, demand and roughness draws), {args.processes} processes: "
           f"p95 of the lowest pressure at nodes {', '.join(NODES)} within +/- {args.half_width} m at 95 %")

@@ -18,9 +18,6 @@ import argparse
 import copy
 import hashlib
 import multiprocessing
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,24 +25,16 @@ from pathlib import Path
 import numpy as np
 import wntr
 import yaml
-from redis import Redis
-from rq import Worker
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from services import nginx_server, redis_server  # noqa: E402
+from local_master import REPO, local_master
 
-import cloudburst  # noqa: E402
 from cloudburst import toolkit  # noqa: E402
-from cloudburst.config import Settings  # noqa: E402
 from cloudburst.fireflow import FireFlowSettings, search_member  # noqa: E402
 from cloudburst.job import parse_job  # noqa: E402
 from cloudburst.models import parse_inp  # noqa: E402
 from cloudburst.scenarios import generate  # noqa: E402
 from cloudburst.warm import OpenModel  # noqa: E402
 
-RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
-EPANET_ENV = REPO / "files" / "env" / "epanet"
 NET3 = REPO / "files" / "models" / "Net3.inp"
 START_S, DURATION_S, LIMIT_M, CEILING, TOLERANCE = 18 * 3600, 2 * 3600, 14.0, 500.0, 0.01
 
@@ -123,34 +112,15 @@ def main() -> None:
     content = scenario(args.draws)
     wn = parse_inp(NET3, str(NET3))
     hydrants = list(wn.junction_name_list)
+    with local_master(args.processes) as client:
+        started = time.perf_counter()
+        study = client.submit(NET3, content, name="bench-fire")
+        study.wait(progress=False, poll_s=0.1)
+        table = study.table()
+        cluster_s = time.perf_counter() - started
+        availability = study.availability()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        (scratch / "password").write_text("worker-secret")
-        with nginx_server(scratch, {"worker": "worker-secret"}, uploads=True, results_writers=("worker",)) as files, \
-                redis_server(scratch) as redis_url:
-            settings = Settings(redis_url=redis_url, redis_password="", influx_url="http://127.0.0.1:1",
-                                influx_user="", influx_password="", influx_db="bench", files_url=files,
-                                files_user="worker", files_password="worker-secret", cluster_files_url=files)
-            client = cloudburst.Client(settings, check=False)
-            env = {**os.environ, "PYTHONPATH": str(EPANET_ENV), "CLOUDBURST_PRELOAD": "worker",
-                   "CLOUDBURST_LOG_LEVEL": "WARNING", "CLOUDBURST_FILES_URL": files, "CLOUDBURST_FILES_USER": "worker",
-                   "CLOUDBURST_FILES_PASSWORD_FILE": str(scratch / "password"),
-                   "CLOUDBURST_RESULTS_URL": f"{files}/results", "CLOUDBURST_MODEL_CACHE": str(scratch / "cache")}
-            runners = [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url], env=env)
-                       for _ in range(args.processes)]
-            try:
-                while len(Worker.all(connection=Redis.from_url(redis_url))) < args.processes:
-                    time.sleep(0.05)
-                started = time.perf_counter()
-                study = client.submit(NET3, content, name="bench-fire")
-                study.wait(progress=False, poll_s=0.1)
-                table = study.table()
-                cluster_s = time.perf_counter() - started
-            finally:
-                for runner in runners:
-                    runner.terminate()
-                for runner in runners:
-                    runner.wait()
         sha = hashlib.sha256(NET3.read_bytes()).hexdigest()
         documents = generate({key: value for key, value in content.items() if key != "study"}, wn,
                              {"url": "http://models.invalid/net3.inp", "sha256": sha}, "bench-fire").documents
@@ -164,7 +134,6 @@ def main() -> None:
         baseline_s = serial_baseline(documents, hydrants, args.baseline_searches, scratch)
     searches = args.draws * len(hydrants)
     serial_s = baseline_s / args.baseline_searches * searches
-    availability = study.availability()
     print(f"fire-flow availability, Net3: {len(hydrants)} hydrants x {args.draws} demand draws = {searches:,} "
           f"searches (2 h fire at 18:00, 14 m residual and system limits), {args.processes} processes")
     print(f"  CloudBurst study (submit to answers collected): {cluster_s:9.1f} s  "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -291,6 +291,29 @@ class Project:
     def set_rule_enabled(self, index: int, enabled: bool) -> None:
         _check(_lib.EN_setruleenabled(self._handle, index, int(enabled)), "enabling a rule")
 
+    def _solutions(self, until_s: int | None = None) -> Iterator[tuple[int, int]]:
+        """Each hydraulic solution in turn (report times and the intermediate ones): its time and EPANET's warning
+        code, its node values readable until the next is asked for; none after until_s. Opens and closes the
+        hydraulics solver."""
+        now, advance = _L(), _L()
+        handle = self._handle
+        _check(_lib.EN_openH(handle), "opening hydraulics")
+        try:
+            _check(_lib.EN_initH(handle, en.NOSAVE), "starting hydraulics")
+            while True:
+                warning = _check(_lib.EN_runH(handle, ctypes.byref(now)), "solving hydraulics")
+                yield now.value, warning
+                if until_s is not None and now.value >= until_s:
+                    break
+                _check(_lib.EN_nextH(handle, ctypes.byref(advance)), "advancing hydraulics")
+                if advance.value <= 0:
+                    break
+        finally:
+            _lib.EN_closeH(handle)
+
+    def _read(self, what: int, row: np.ndarray) -> None:
+        _check(_lib.EN_getnodevalues(self._handle, what, row.ctypes.data), "reading node results")
+
     def lowest_pressures(self, start_s: int, end_s: int) -> tuple[np.ndarray, bool]:
         """Each node's lowest pressure (model units) over the report times from start_s to end_s (EPANET's report
         times: report start + k * report step, as its output file holds them), solving nothing after end_s; and
@@ -299,26 +322,13 @@ class Project:
         report_at = first + max(0, -(-(start_s - first) // step)) * step
         lowest = np.full(self.node_count, np.inf)
         row = np.empty(self.node_count, dtype=np.float64)
-        now, advance = _L(), _L()
         balanced = True
-        handle = self._handle
-        _check(_lib.EN_openH(handle), "opening hydraulics")
-        try:
-            _check(_lib.EN_initH(handle, en.NOSAVE), "starting hydraulics")
-            while True:
-                warning = _check(_lib.EN_runH(handle, ctypes.byref(now)), "solving hydraulics")
-                balanced = balanced and warning != 1
-                if now.value >= report_at and report_at <= end_s:
-                    _check(_lib.EN_getnodevalues(handle, en.PRESSURE, row.ctypes.data), "reading pressures")
-                    np.minimum(lowest, row, out=lowest)
-                    report_at += step
-                if now.value >= end_s:
-                    break
-                _check(_lib.EN_nextH(handle, ctypes.byref(advance)), "advancing hydraulics")
-                if advance.value <= 0:
-                    break
-        finally:
-            _lib.EN_closeH(handle)
+        for now, warning in self._solutions(until_s=end_s):
+            balanced = balanced and warning != 1
+            if now >= report_at and report_at <= end_s:
+                self._read(en.PRESSURE, row)
+                np.minimum(lowest, row, out=lowest)
+                report_at += step
         return lowest, balanced
 
     def demand_volumes(self, short_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -326,30 +336,19 @@ class Project:
         delivered and the volume asked for (model flow units x seconds; they differ under a pressure-driven
         demand model), and the seconds the node got less than ``short_fraction`` of what it asked for; and whether
         every solution balanced."""
-        delivered = np.zeros(self.node_count)
-        asked = np.zeros(self.node_count)
-        short_s = np.zeros(self.node_count)
-        demand = np.empty(self.node_count, dtype=np.float64)
-        full = np.empty(self.node_count, dtype=np.float64)
-        now, advance = _L(), _L()
-        balanced = True
-        handle = self._handle
-        _check(_lib.EN_openH(handle), "opening hydraulics")
-        try:
-            _check(_lib.EN_initH(handle, en.NOSAVE), "starting hydraulics")
-            while True:
-                warning = _check(_lib.EN_runH(handle, ctypes.byref(now)), "solving hydraulics")
-                balanced = balanced and warning != 1
-                _check(_lib.EN_getnodevalues(handle, en.DEMAND, demand.ctypes.data), "reading demands")
-                _check(_lib.EN_getnodevalues(handle, en.FULLDEMAND, full.ctypes.data), "reading full demands")
-                _check(_lib.EN_nextH(handle, ctypes.byref(advance)), "advancing hydraulics")
-                if advance.value <= 0:
-                    break
-                delivered += np.clip(demand, 0, None) * advance.value
-                asked += np.clip(full, 0, None) * advance.value
-                short_s += np.where((full > 0) & (demand < short_fraction * full), advance.value, 0)
-        finally:
-            _lib.EN_closeH(handle)
+        delivered, asked, short_s = (np.zeros(self.node_count) for _ in range(3))
+        demand, full = np.empty(self.node_count), np.empty(self.node_count)
+        balanced, previous = True, None
+        for now, warning in self._solutions():
+            if previous is not None:  # the previous solution held until now
+                held = now - previous
+                delivered += np.clip(demand, 0, None) * held
+                asked += np.clip(full, 0, None) * held
+                short_s += np.where((full > 0) & (demand < short_fraction * full), held, 0)
+            balanced = balanced and warning != 1
+            self._read(en.DEMAND, demand)
+            self._read(en.FULLDEMAND, full)
+            previous = now
         return delivered, asked, short_s, balanced
 
     def run(self, properties: Iterable[int], with_quality: bool, save_output: bool = False) -> Capture:
