@@ -101,7 +101,7 @@ def cmd_segments(args: argparse.Namespace, client: Client) -> int:
         study.table().to_csv(args.members_csv, index=False)
     lines = [f"{'segment':>8} {'unserved m3 (mean)':>19} {'p95':>9} {'junctions dry':>14} {'hours':>6}  nodes"]
     for segment, row in criticality.head(args.top).iterrows():
-        nodes = row.nodes if len(row.nodes) <= 40 else row.nodes[:37] + "..."
+        nodes = (row.nodes if len(row.nodes) <= 40 else row.nodes[:37] + "...") or "(pipes only)"
         lines.append(f"{segment:>8} {row.mean_unserved_m3:>19.1f} {row.p95_unserved_m3:>9.1f} "
                      f"{row.nodes_without_water:>14} {row.hours_without_water:>6.1f}  {nodes}")
     emit(args, criticality.reset_index().to_dict("records"), "\n".join(lines))
@@ -119,7 +119,7 @@ def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
     for hydrant, row in availability.head(args.top).iterrows():
         limits = ", ".join(f"{limit} {row[f'share_{limit}']:.0%}" for limit in ("residual", "system", "ceiling",
                                                                               "unsolvable") if row[f"share_{limit}"])
-        lines.append(f"{hydrant:<12} {row.p5_lps:>9.2f} {row.p50_lps:>9.2f} {row.p95_lps:>9.2f} {row.members:>8}  "
+        lines.append(f"{hydrant:<12} {row.p5_lps:>9.2f} {row.p50_lps:>9.2f} {row.p95_lps:>9.2f} {int(row.members):>8}  "
                      f"{limits}")
     left_out = study.left_out()
     if left_out:
