@@ -128,10 +128,16 @@ def study_tasks(documents: list[dict[str, Any]], study: Study, per_task: int) ->
 def fire_flow_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per member and hydrant (member, hydrant, flow_lps, limited_by, critical_node, runs) from a fire-flow
     task set's results (``TaskSet.results()``: a member, hydrants and left_out column per finished task)."""
-    rows = [{"member": member, **row} for member, hydrants in zip(results["member"], results["hydrants"])
-            for row in hydrants]
-    table = pd.DataFrame(rows, columns=["member", "hydrant", "flow_lps", "limited_by", "critical_node", "runs"])
-    return table.sort_values(["hydrant", "member"], kind="stable").reset_index(drop=True)
+    return _member_rows(results, "hydrants", ["hydrant", "flow_lps", "limited_by", "critical_node", "runs"])
+
+
+def _member_rows(results: pd.DataFrame, column: str, fields: list[str]) -> pd.DataFrame:
+    """The rows each task returned in ``column`` (a list per member), one per member and element, ordered by the
+    element (``fields[0]``) then the member."""
+    rows = [{"member": member, **row} for member, elements in zip(results["member"], results[column])
+            for row in elements]
+    table = pd.DataFrame(rows, columns=["member", *fields])
+    return table.sort_values([fields[0], "member"], kind="stable").reset_index(drop=True)
 
 
 def fire_flow_availability(table: pd.DataFrame) -> pd.DataFrame:
@@ -150,11 +156,8 @@ def fire_flow_availability(table: pd.DataFrame) -> pd.DataFrame:
 def segment_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per member and segment (member, segment, unserved_m3, nodes_without_water, hours_without_water,
     balanced, nodes) from a segments task set's results."""
-    rows = [{"member": member, **row} for member, segments in zip(results["member"], results["segments"])
-            for row in segments]
-    table = pd.DataFrame(rows, columns=["member", "segment", "unserved_m3", "nodes_without_water",
-                                        "hours_without_water", "balanced", "nodes"])
-    return table.sort_values(["segment", "member"], kind="stable").reset_index(drop=True)
+    return _member_rows(results, "segments", ["segment", "unserved_m3", "nodes_without_water", "hours_without_water",
+                                              "balanced", "nodes"])
 
 
 def segment_criticality(table: pd.DataFrame) -> pd.DataFrame:
