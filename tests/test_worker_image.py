@@ -1,10 +1,12 @@
 """The worker image under Docker against a real Nginx and Redis: env versions switch with no job lost or run
 twice, venvs built with uv (shipped with the env) or pip, requirements published only as sdists (pure Python and a C
-extension) built for the workers, a missing env is waited for, a corrupt env is refused, a killed process's job runs
+extension) built for the workers, the wheels' bytecode compiled on the controller and imported as shipped, a missing
+env is waited for, a corrupt env is refused, a killed process's job runs
 again; push-env refuses an unresolvable env."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -23,7 +25,7 @@ from rq.serializers import JSONSerializer
 
 from services import nginx_server, redis_server
 from waiting import wait_until
-from worker_container import READER, WorkerContainer, build_worker_image, package, point, publish
+from worker_container import READER, WORKER_CONTEXT, WorkerContainer, build_worker_image, package, point, publish
 
 PROBE_WORKER = '''
 import os
@@ -220,6 +222,71 @@ def test_the_venv_is_built_with_uv_shipped_with_the_env_or_with_pip_when_the_env
     job = queue.enqueue("worker.which", "on-pip")
     wait_finished([job])
     assert job.return_value() == 2
+
+
+def site_packages(version: str) -> str:
+    return f"/var/lib/cloudburst/envs/{version}/venv/lib/python3.11/site-packages"
+
+
+def test_the_wheels_bytecode_compiled_on_the_controller_is_what_the_workers_import(cluster, build_dir):
+    queue, worker = cluster["queue"], cluster["worker"]
+    v1 = cluster["release"](1)
+    logs = worker.start().wait_for_log(f"process 1 started on env {v1[:12]}")
+    job = queue.enqueue("worker.which", "compiled")
+    wait_finished([job])
+    manifest = json.loads(zipfile.ZipFile(cluster["root"] / "env" / v1 / "env.zip").read("cloudburst-manifest.json"))
+    archive = zipfile.ZipFile(build_dir / "wheels" / manifest["bytecode"]["file"])
+    unpacked = int(re.search(r"bytecode for (\d+) modules unpacked into the venv", logs).group(1))
+    assert unpacked == len(archive.namelist()) > 20  # rq's, redis's and async-timeout's modules, every one installed
+    for module in ("rq/__pycache__/job.cpython-311.pyc", "redis/__pycache__/client.cpython-311.pyc"):
+        in_venv = subprocess.run(["docker", "exec", worker.name, "cat", f"{site_packages(v1)}/{module}"],
+                                 capture_output=True, check=True).stdout
+        # Imported by the runner, and still the shipped file: a .pyc Python had rejected would have been rewritten
+        # (timestamp-based, flags 0). Flags 1: hash-based, unchecked (PEP 552).
+        assert in_venv == archive.read(module) and int.from_bytes(in_venv[4:8], "little") == 1, module
+
+
+def test_the_bytecode_is_the_same_from_any_controller_and_is_not_built_for_another_python(tmp_path, build_dir):
+    env = probe_env(tmp_path / "env-bytecode", 1)
+    first = package(env, build_dir)
+    elsewhere = package(env, tmp_path / "another-build")
+    assert elsewhere["version"] == first["version"]  # the same env, compiled again, keeps its version
+    other_python = package(env, tmp_path / "build-312", "uv", "--python-version", "3.12")
+    assert "bytecode" not in other_python and "bytecode" in first
+    assert "no bytecode shipped: this controller runs Python 3.11, the workers 3.12" in other_python["log"]
+    without = package(env, build_dir, "uv", "--bytecode", "off")
+    assert "bytecode" not in without and without["version"] != first["version"]
+
+
+def load_entrypoint():
+    spec = importlib.util.spec_from_file_location("worker_entrypoint", WORKER_CONTEXT / "entrypoint.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bytecode_for_another_python_is_skipped_and_an_archive_reaching_outside_the_venv_is_refused(tmp_path):
+    entrypoint = load_entrypoint()
+    venv = tmp_path / "venv"
+    site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    package_dir = site / "probe"
+    package_dir.mkdir(parents=True)
+    (package_dir / "mod.py").write_text("VALUE = 1\n")
+    archive = tmp_path / "pyc.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr(f"probe/__pycache__/mod.{sys.implementation.cache_tag}.pyc", b"compiled elsewhere")
+        bundle.writestr(f"absent/__pycache__/gone.{sys.implementation.cache_tag}.pyc", b"no such module")
+    entrypoint.unpack_bytecode(archive, "00000000", venv)
+    assert not (package_dir / "__pycache__").exists()  # another magic number: nothing written
+    entrypoint.unpack_bytecode(archive, importlib.util.MAGIC_NUMBER.hex(), venv)
+    unpacked = [path.name for path in (package_dir / "__pycache__").iterdir()]
+    assert unpacked == [f"mod.{sys.implementation.cache_tag}.pyc"]
+    assert not (site / "absent").exists()  # no .pyc for a module the venv does not have
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr(f"../../__pycache__/evil.{sys.implementation.cache_tag}.pyc", b"outside")
+    with pytest.raises(entrypoint.EnvRefused, match="holds '../../__pycache__/evil"):
+        entrypoint.unpack_bytecode(archive, importlib.util.MAGIC_NUMBER.hex(), venv)
 
 
 def test_a_restart_on_the_same_version_installs_nothing(cluster):

@@ -28,9 +28,9 @@ def build_worker_image() -> str:
     return IMAGE
 
 
-def package(env_dir: Path, build_dir: Path, installer: str = "uv") -> dict:
-    result = subprocess.run([sys.executable, str(PACKAGE_ENV), str(env_dir), str(build_dir), "--installer", installer],
-                            capture_output=True, text=True)
+def package(env_dir: Path, build_dir: Path, installer: str = "uv", *options: str) -> dict:
+    result = subprocess.run([sys.executable, str(PACKAGE_ENV), str(env_dir), str(build_dir), "--installer", installer,
+                             *options], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
     return {**json.loads(result.stdout), "log": result.stderr}

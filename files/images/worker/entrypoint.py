@@ -6,7 +6,9 @@ Standard library only (the image has Python and nothing else). Every step is one
   with none published yet it waits with backoff and says so.
 - Downloads ``env/<version>/env.zip``, checks its sha256 against the version, downloads the wheels its
   manifest lists (each sha256-checked; kept in a shared wheel cache) and installs them into a venv of its
-  own with no index, with uv when the manifest ships its wheel (pip otherwise). An env is installed once per version: a restart on the same version installs nothing.
+  own with no index, with uv when the manifest ships its wheel (pip otherwise), then unpacks the wheels' bytecode
+  compiled on the controller, when shipped, so the first import compiles nothing. An env is installed once per
+  version: a restart on the same version installs nothing.
   A version that fails any check is refused with the reason, and the running version keeps serving.
 - Runs ``CLOUDBURST_PROCESSES`` runner processes (0: one per CPU this container may use); each imports the
   env's module before it takes jobs (runner.py).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -29,7 +32,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 RUNNER = Path(__file__).with_name("runner.py")
 
@@ -121,6 +124,9 @@ def install(version: str, files: Files, home: Path) -> Path:
                                code / manifest["requirements"], home)
         else:
             build_venv_with_pip(staging / "venv", code / manifest["requirements"], home)
+        if "bytecode" in manifest:
+            unpack_bytecode(home / "wheels" / manifest["bytecode"]["file"], manifest["bytecode"]["magic"],
+                            staging / "venv")
         (staging / "ready").write_text(json.dumps(manifest))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
@@ -169,6 +175,27 @@ def build_venv_with_uv(uv: Path, venv: Path, requirements: Path, home: Path) -> 
     _installed([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], hint, env)
     _installed([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--no-index",
                 "--find-links", str(home / "wheels"), "--require-hashes", "-r", str(requirements)], hint, env)
+
+
+def unpack_bytecode(archive_path: Path, magic: str, venv: Path) -> None:
+    """Put the bytecode compiled on the controller beside the venv's modules (each .pyc only where its module is
+    installed); a Python with another magic number skips it and compiles on import."""
+    if importlib.util.MAGIC_NUMBER.hex() != magic:
+        log(f"bytecode {archive_path.name} is for another Python (magic {magic}): modules compile on first import")
+        return
+    site_packages = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    unpacked = 0
+    with zipfile.ZipFile(archive_path) as archive:
+        for entry in archive.infolist():
+            path = PurePosixPath(entry.filename)
+            if path.is_absolute() or ".." in path.parts or path.parent.name != "__pycache__":
+                raise EnvRefused(f"bytecode archive {archive_path.name} holds {entry.filename!r}")
+            source = site_packages / path.parent.parent / f"{path.name.split('.')[0]}.py"
+            if source.exists():
+                (site_packages / path).parent.mkdir(exist_ok=True)
+                (site_packages / path).write_bytes(archive.read(entry))
+                unpacked += 1
+    log(f"bytecode for {unpacked} modules unpacked into the venv")
 
 
 def fetch_wheels(wheels: list[dict], files: Files, cache: Path) -> list[Path]:

@@ -11,6 +11,7 @@ found abandoned within ``--heartbeat-s`` x 3 and re-queued by RQ's own registry 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -115,12 +116,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def preload(modules: list[str]) -> None:
+    """Import the env's modules with the cyclic garbage collector paused: an import of wntr allocates hundreds of
+    thousands of objects that live as long as the process, and collecting them as they pile up is a sixth of the
+    import's time. Frozen afterwards, the collector never walks them again."""
+    gc.disable()
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stdout,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for module in args.preload:
-        importlib.import_module(module)
+    preload(args.preload)
     log.info("preloaded %s", ", ".join(args.preload))
     connection = Redis.from_url(args.redis_url, password=read_secret(args.redis_password_file))
     worker = PreloadedWorker(

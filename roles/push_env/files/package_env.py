@@ -2,6 +2,7 @@
 """Package an analysis env for CloudBurst's workers, on the controller: resolve, download wheels, build env.zip.
 
     package_env.py ENV_DIR OUT_DIR [--python-version 3.11] [--glibc 2.36] [--arch x86_64] [--installer uv|pip]
+                   [--bytecode on|off]
 
 ENV_DIR holds the env's code (worker.py or a package) and Pipfile.lock, or requirements.txt. Every
 requirement is downloaded as a wheel for the workers' Python and platform (no worker needs an index);
@@ -12,7 +13,8 @@ sha256: env.zip is built byte-for-byte reproducibly
 (sorted entries, fixed timestamps), so an unchanged env keeps its version. env.zip holds the code,
 ``requirements.lock.txt`` (name==version with the wheel's sha256, installed with --require-hashes) and
 ``cloudburst-manifest.json`` (module to preload, wheels and their sha256, and the names each of the env's modules
-exports). Prints the manifest as JSON.
+exports). The wheels' modules are compiled to bytecode once here and shipped beside them (``bytecode.py``).
+Prints the manifest as JSON.
 Exits 2 with one sentence on stderr when the env cannot be packaged.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from bytecode import build_bytecode, magic_number
 from sdists import SdistBuilder, SdistError, log_to_stderr, requirement_named
 
 MANIFEST = "cloudburst-manifest.json"
@@ -247,20 +250,26 @@ def wheel_modules(wheels: list[Path]) -> list[str]:
     return sorted(name for name in names if name.isidentifier())
 
 
-def build_zip(env_dir: Path, wheels: list[Path], module: str, installer: Path | None = None) -> tuple[bytes, dict]:
-    def sha(data: bytes) -> str:
-        return hashlib.sha256(data).hexdigest()
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
-    entries = [(wheel.name, sha(wheel.read_bytes())) for wheel in wheels]
+
+def build_zip(env_dir: Path, wheels: list[Path], module: str, installer: Path | None = None,
+              bytecode: Path | None = None) -> tuple[bytes, dict]:
+    entries = [(wheel.name, sha256_of(wheel)) for wheel in wheels]
     lock_lines = []
     for name, digest in entries:
         project, version = name.split("-")[:2]
         lock_lines.append(f"{project}=={version} --hash=sha256:{digest}")
-    shipped = entries + ([(installer.name, sha(installer.read_bytes()))] if installer is not None else [])
+    # uv's wheel and the bytecode travel with the wheels (fetched and sha256-checked alike), outside the lock.
+    extras = [path for path in (installer, bytecode) if path is not None]
+    shipped = entries + [(path.name, sha256_of(path)) for path in extras]
     manifest = {"module": module, "requirements": LOCK, "exports": exports(env_dir), "modules": wheel_modules(wheels),
                 "wheels": [{"file": name, "sha256": digest} for name, digest in shipped]}
     if installer is not None:
-        manifest["installer"] = installer.name  # among the wheels, not in the lock: it builds the venv
+        manifest["installer"] = installer.name
+    if bytecode is not None:
+        manifest["bytecode"] = {"file": bytecode.name, "magic": magic_number()}
     members = [(str(path.relative_to(env_dir)), path.read_bytes()) for path in code_files(env_dir)]
     members += [(LOCK, ("\n".join(lock_lines) + "\n").encode()),
                 (MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())]
@@ -288,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sdists", action="store_true", help="refuse requirements without a wheel instead")
     parser.add_argument("--installer", default="uv", choices=["uv", "pip"],
                         help="what workers build the env's venv with (uv: shipped with the wheels; pip: the image's)")
+    parser.add_argument("--bytecode", default="on", choices=["on", "off"],
+                        help="ship the wheels' modules compiled (off: workers compile them on first import)")
     args = parser.parse_args(argv)
     try:
         if not (args.env_dir / f"{args.module}.py").exists() and not (args.env_dir / args.module).is_dir():
@@ -302,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
                           platforms + [f"linux_{args.arch}"], builder)
         installer = (download_installer(args.out_dir / "wheels", args.python_version, args.arch, platforms)
                      if args.installer == "uv" else None)
-        archive, manifest = build_zip(args.env_dir, wheels, args.module, installer)
+        bytecode = (None if args.bytecode == "off" else
+                    build_bytecode(wheels, [sha256_of(wheel) for wheel in wheels], args.out_dir / "wheels",
+                                   args.python_version, log_to_stderr))
+        archive, manifest = build_zip(args.env_dir, wheels, args.module, installer, bytecode)
     except PackagingError as error:
         print(f"push-env: {error}.", file=sys.stderr)
         return 2

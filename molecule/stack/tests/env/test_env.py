@@ -47,9 +47,10 @@ def test_nginx_serves_the_current_env_and_every_wheel_with_the_manifests_hashes(
     # Exactly the lock's packages (the path dependency built into a wheel of its own), each once.
     locked = json.loads((REPO / "files" / "env" / "epanet" / "Pipfile.lock").read_text())["default"]
     shipped = [canonical(wheel["file"].split("-")[0]) for wheel in manifest["wheels"]
-               if wheel["file"] != manifest["installer"]]
+               if wheel["file"] not in (manifest["installer"], manifest["bytecode"]["file"])]
     assert sorted(shipped) == sorted(canonical(name) for name in locked)
     assert manifest["installer"].startswith("uv-")  # the workers build the venv with uv, shipped like the wheels
+    assert manifest["bytecode"]["file"].startswith("pyc-cpython-311-")  # compiled once on the controller
     for wheel in manifest["wheels"]:
         assert hashlib.sha256(files(f"wheels/{wheel['file']}").content).hexdigest() == wheel["sha256"], wheel["file"]
 
