@@ -390,16 +390,24 @@ def test_push_env_refuses_an_unresolvable_env_naming_the_package_and_uploads_not
 
 def test_push_env_keeps_the_newest_versions_it_is_told_to_and_prunes_the_rest(repo, ansible_env, tmp_path):
     """push-env.yml against a files volume on this machine's Docker (the stack's layout): four older versions
-    published earlier, keep 2: the new one is current, the 2 newest older ones stay, the 2 oldest go."""
+    published earlier, keep 2: the new one is current, the 2 newest older ones stay, the 2 oldest go, and with them
+    the wheels only they needed (and one no version lists)."""
     stack = f"prune{uuid.uuid4().hex[:8]}"
     subprocess.run(["docker", "volume", "create", f"{stack}_files"], check=True, capture_output=True)
     try:
         mountpoint = Path(subprocess.run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", f"{stack}_files"],
                                          check=True, capture_output=True, text=True).stdout.strip())
         older = [f"{index:x}" * 64 for index in range(1, 5)]
+        (mountpoint / "wheels").mkdir()
         for age, version in enumerate(older):  # the first is the oldest
             (mountpoint / "env" / version).mkdir(parents=True)
+            wheel = f"probe{age}-1.0-py3-none-any.whl"
+            (mountpoint / "wheels" / wheel).write_bytes(b"wheel")
+            needs = [wheel, "shared-1.0-py3-none-any.whl"]
+            (mountpoint / "env" / version / "wheels.json").write_text(json.dumps(needs))
             os.utime(mountpoint / "env" / version, (1_700_000_000 + age, 1_700_000_000 + age))
+        for wheel in ("shared-1.0-py3-none-any.whl", "orphan-1.0-py3-none-any.whl"):
+            (mountpoint / "wheels" / wheel).write_bytes(b"wheel")
         env_dir = probe_env(tmp_path / "env", 9)
         result = subprocess.run(["ansible-playbook", "-i", "inventory/local", "push-env.yml",
                                  "-e", f"push_env_dir={env_dir}", "-e", f"push_env_build_dir={tmp_path / 'build'}",
@@ -410,5 +418,10 @@ def test_push_env_keeps_the_newest_versions_it_is_told_to_and_prunes_the_rest(re
         kept = {path.name for path in (mountpoint / "env").iterdir() if path.is_dir()}
         assert kept == {current, older[3], older[2]}
         assert (mountpoint / "env" / current / "env.zip").is_file()
+        current_wheels = json.loads((mountpoint / "env" / current / "wheels.json").read_text())
+        assert any(wheel.startswith("rq-") for wheel in current_wheels)
+        present = {path.name for path in (mountpoint / "wheels").iterdir()}
+        assert present == set(current_wheels) | {"probe3-1.0-py3-none-any.whl", "probe2-1.0-py3-none-any.whl",
+                                                 "shared-1.0-py3-none-any.whl"}
     finally:
         subprocess.run(["docker", "volume", "rm", "-f", f"{stack}_files"], capture_output=True)
