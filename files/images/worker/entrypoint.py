@@ -192,8 +192,12 @@ def unpack_bytecode(archive_path: Path, magic: str, venv: Path) -> None:
                 raise EnvRefused(f"bytecode archive {archive_path.name} holds {entry.filename!r}")
             source = site_packages / path.parent.parent / f"{path.name.split('.')[0]}.py"
             if source.exists():
-                (site_packages / path).parent.mkdir(exist_ok=True)
-                (site_packages / path).write_bytes(archive.read(entry))
+                compiled = site_packages / path
+                compiled.parent.mkdir(exist_ok=True)
+                # Renamed into place: a .pyc a wheel shipped is a hard link into uv's cache, not to be written through.
+                part = compiled.with_suffix(".part")
+                part.write_bytes(archive.read(entry))
+                part.replace(compiled)
                 unpacked += 1
     log(f"bytecode for {unpacked} modules unpacked into the venv")
 
