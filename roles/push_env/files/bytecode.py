@@ -24,7 +24,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+from reproducible import write_zip
+
 # Where a wheel's files land: its root, or its .data/purelib and .data/platlib directories, in site-packages.
 _INSTALLED_AT_ROOT = re.compile(r"^[^/]+\.data/(purelib|platlib)/")
 _TEST_SUITES = re.compile(r"(^|/)tests?/")
@@ -78,12 +79,7 @@ def build_bytecode(wheels: list[Path], digests: list[str], directory: Path, pyth
         compiled = sorted(str(path.relative_to(root)) for path in root.rglob("*.pyc"))
         directory.mkdir(parents=True, exist_ok=True)
         part = target.with_suffix(".part")
-        with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name in compiled:
-                info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-                info.external_attr = 0o644 << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, (root / name).read_bytes())
+        write_zip(part, ((name, (root / name).read_bytes()) for name in compiled))
         part.rename(target)
     log(f"push-env: bytecode compiled for the workers: {len(compiled)} modules, {target.stat().st_size / 1e6:.1f} MB")
     return target

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ import zipfile
 from pathlib import Path
 
 from bytecode import build_bytecode, magic_number
+from reproducible import SOURCE_DATE_EPOCH, write_zip
 from sdists import SdistBuilder, SdistError, log_to_stderr, requirement_named
 
 MANIFEST = "cloudburst-manifest.json"
@@ -42,7 +44,6 @@ RUNTIME = ("rq", "redis")  # the worker runs RQ inside the env's own venv
 INSTALLER = "uv==0.13.9"
 INSTALLER_SHA256 = {"x86_64": "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19"}
 SKIP = {"Pipfile", "Pipfile.lock", "requirements.txt", MANIFEST, LOCK}
-FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 class PackagingError(RuntimeError):
@@ -118,7 +119,7 @@ def download(lines: list[str], paths: list[Path], complete: bool, wheels: Path, 
         for path in paths:
             # SOURCE_DATE_EPOCH: the same source builds the same wheel bytes, so the env's version is stable.
             result = pip("wheel", "--no-deps", "-w", str(built), str(path),
-                         env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
+                         env={**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
             if result.returncode != 0:
                 raise PackagingError(f"cannot build a wheel of the local package {path}: {unresolvable(result.stderr)}")
         fetched = scratch / "fetched"
@@ -250,6 +251,7 @@ def wheel_modules(wheels: list[Path]) -> list[str]:
     return sorted(name for name in names if name.isidentifier())
 
 
+@functools.cache  # a wheel is hashed once per run: for the bytecode's key and for the lock
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -274,12 +276,7 @@ def build_zip(env_dir: Path, wheels: list[Path], module: str, installer: Path | 
     members += [(LOCK, ("\n".join(lock_lines) + "\n").encode()),
                 (MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())]
     with tempfile.SpooledTemporaryFile() as buffer:
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, data in sorted(members):
-                info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-                info.external_attr = 0o644 << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, data)
+        write_zip(buffer, members)
         buffer.seek(0)
         return buffer.read(), manifest
 

@@ -23,10 +23,11 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from reproducible import SOURCE_DATE_EPOCH
+
 BUILDER_IMAGE = "cloudburst/env-builder:bookworm"
 BUILDER_CONTEXT = Path(__file__).with_name("builder")
 DEFAULT_BUILD_REQUIRES = ["setuptools>=61", "wheel"]
-SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, as env.zip's entries
 
 
 class SdistError(RuntimeError):
