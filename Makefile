@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PLAYBOOKS := site.yml push-env.yml $(wildcard playbooks/*.yml)
 SCENARIOS ?= $(notdir $(wildcard molecule/*))
 
-.PHONY: venv lint harness pytest molecule test test-fast test-stack demo images-publish lock lock-env docs clean
+.PHONY: venv lint harness pytest molecule test test-fast test-stack test-fresh demo images-publish lock lock-env docs clean
 
 venv: $(VENV)/.installed
 
@@ -28,7 +28,7 @@ harness:
 	tests/harness/build-test-images.sh
 
 pytest: venv harness
-	$(BIN)/python -m pytest tests -v --durations=15
+	$(BIN)/python -m pytest tests --ignore=tests/fresh -v --durations=15
 
 molecule: venv harness
 	set -e; for scenario in $(SCENARIOS); do \
@@ -46,11 +46,15 @@ test-fast: lint pytest
 test-stack: venv harness
 	$(MAKE) molecule SCENARIOS=stack
 
-test: test-fast test-stack
+# test-fresh: the README's set-up and `make demo` on a bare Debian 12 container, from `git archive HEAD`.
+test-fresh: venv harness
+	$(BIN)/python -m pytest tests/fresh -v --durations=5
+
+test: test-fast test-stack test-fresh
 
 # One host: deploy, publish the example env, run a 200-member Net3 ensemble, print its worst members and
 # draw a fan chart (demo-fan-chart.png). Each run submits a new ensemble.
-demo: venv harness
+demo: venv
 	$(BIN)/ansible-playbook -i inventory/local site.yml
 	$(BIN)/ansible-playbook -i inventory/local push-env.yml
 	@set -e; ensemble=$$($(BIN)/cloudburst submit files/models/Net3.inp files/scenarios/net3-demand-roughness.yml --wait); \
