@@ -155,3 +155,23 @@ def test_make_demo_again_submits_a_new_ensemble_without_redeploying(bare_host, f
     assert bare_host.run(services).stdout == before.stdout  # no service updated
     ensembles = [re.findall(r"^ensemble (\S+): fan chart", run.stdout, re.M) for run in (first_demo, again)]
     assert ensembles[0] and ensembles[1] and ensembles[0] != ensembles[1]
+
+
+def test_a_stack_that_cannot_converge_fails_naming_service_node_and_error(bare_host, first_demo):
+    """On the demo's one-host cluster: site.yml reports a stack that cannot converge with the service, the node and
+    the task's error, and a normal re-run brings it back."""
+    site = ".venv/bin/ansible-playbook -i inventory/local site.yml --tags stack"
+    # More CPUs than this machine has: swarm accepts the service, but Docker rejects every worker container.
+    broken = bare_host.run(f"{site} -e stack_worker_cpus=64 -e stack_converge_timeout_s=20", timeout=1200,
+                           workdir=CHECKOUT)
+    try:
+        output = re.sub(r"\s+", " ", broken.stdout)
+        assert broken.returncode != 0
+        match = re.search(r"msg: 'The stack did not converge within 20 s: (.*?)'", output)
+        assert match, output[-3000:]
+        assert "service worker on node cb-fresh is not running (rejected: " in match.group(1), match.group(1)
+        assert "range of cpus" in match.group(1).lower()  # Docker's own error: "Range of CPUs is from 0.01 to ..."
+        assert "service redis" not in match.group(1)  # the healthy services are not blamed
+    finally:
+        restored = bare_host.run(site, timeout=1200, workdir=CHECKOUT)
+    assert restored.returncode == 0, restored.stdout[-4000:]
