@@ -61,7 +61,8 @@ class BareHost:
                               capture_output=True, text=True, timeout=timeout)
 
     def copy_in(self, source: Path, target: str) -> None:
-        subprocess.run(["docker", "cp", str(source), f"{self.name}:{target}"], check=True, capture_output=True)
+        copied = subprocess.run(["docker", "cp", str(source), f"{self.name}:{target}"], capture_output=True, text=True)
+        assert copied.returncode == 0, f"docker cp {source} {target}: {copied.stderr}"
 
     def remove(self) -> None:
         subprocess.run(["docker", "rm", "-f", "-v", self.name], capture_output=True)
@@ -69,6 +70,7 @@ class BareHost:
 
 def trust_host_registries(host: BareHost) -> None:
     """This machine reaches the package registries through its extra CAs: give the host the same trust."""
+    assert host.run(f"mkdir -p {HOST_CA_DIR}").returncode == 0
     for certificate in sorted(HOST_CA_DIR.glob("*.crt")):
         host.copy_in(certificate, f"{HOST_CA_DIR}/{certificate.name}")
     trusted = host.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ca-certificates"
