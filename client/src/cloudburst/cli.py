@@ -12,17 +12,18 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudburst import __version__, taskcli
-from cloudburst.api import Alternatives, Client, Ensemble, parse_element
-from cloudburst.records import TASKS
-from cloudburst.studies import FireFlow, Segments, StudyRun
-from cloudburst.taskset import TaskSet
 from cloudburst.completion import bash_completion
 from cloudburst.errors import InputError, ServiceError
-from cloudburst.plots import plot_bands, plot_fan, plot_risk_map
-from cloudburst.progress import Progress, TerminalDisplay
+
+# The CLI starts in a fraction of a second: what a command needs (pandas, wntr, matplotlib through the API) is
+# imported by that command, not here.
+if TYPE_CHECKING:
+    from cloudburst.api import Client, Ensemble
+    from cloudburst.progress import Progress
+    from cloudburst.studies import StudyRun
 
 EXIT_FAILED, EXIT_INPUT, EXIT_SERVICE, EXIT_INTERRUPTED = 1, 2, 3, 130
 SUMMARY_COLUMNS = ("member", "pressure_min", "pressure_min_node", "nodes_below_threshold", "pressure_mean",
@@ -35,6 +36,7 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def follow(ensemble: Ensemble, args: argparse.Namespace) -> Progress:
+    from cloudburst.progress import TerminalDisplay
     try:
         return ensemble.wait(progress=not args.quiet, display=None if args.quiet else TerminalDisplay())
     except KeyboardInterrupt:
@@ -43,6 +45,8 @@ def follow(ensemble: Ensemble, args: argparse.Namespace) -> Progress:
 
 
 def cmd_submit(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.api import Alternatives
+    from cloudburst.studies import StudyRun
     ensemble = client.submit(args.model, args.scenario, name=args.name, start=args.start, timeout_s=args.timeout)
     if isinstance(ensemble, StudyRun):
         return submitted_study(args, ensemble)
@@ -75,6 +79,7 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
 
 
 def submitted_study(args: argparse.Namespace, study: StudyRun) -> int:
+    from cloudburst.studies import FireFlow
     tasks = study.taskset.info().tasks
     if not args.quiet:
         command = "fireflow" if isinstance(study, FireFlow) else "segments"
@@ -93,6 +98,7 @@ def study_of(client: Client, name: str, kind: type) -> Any:
 
 
 def cmd_segments(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.studies import Segments
     study = study_of(client, args.ensemble, Segments)
     criticality = study.criticality()
     if args.csv:
@@ -109,6 +115,7 @@ def cmd_segments(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.studies import FireFlow
     study = study_of(client, args.ensemble, FireFlow)
     availability = study.availability().sort_values("p5_lps")
     if args.csv:
@@ -155,6 +162,7 @@ def cmd_adapt(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.plots import plot_bands
     chosen = client.compare(args.ensembles)
     table = chosen.summaries()
     if args.csv:
@@ -193,6 +201,7 @@ def cmd_sensitivity(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.records import TASKS
     if client.records.kind(args.ensemble) == TASKS:
         data, text, code = taskcli.status_lines(client.taskset(args.ensemble))
         emit(args, data, text)
@@ -259,6 +268,7 @@ def human_bytes(count: int) -> str:
 
 
 def cmd_delete(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.taskset import TaskSet
     name = getattr(args, "ensemble", None) or args.taskset
     submitted = client.submitted(name)
     what, parts = ("task set", "tasks") if isinstance(submitted, TaskSet) else ("ensemble", "members")
@@ -296,6 +306,8 @@ def cmd_prune(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_results(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.api import parse_element
+    from cloudburst.plots import plot_fan
     kind, element = parse_element(args.element)
     if args.plot and args.member is not None:
         raise InputError("--plot draws the percentiles across members; leave out --member to plot")
@@ -321,6 +333,7 @@ def cmd_results(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_risk(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.plots import plot_risk_map
     ensemble = client.ensemble(args.ensemble)
     table = ensemble.risk(args.attribute, below=args.below, above=args.above, kind=args.kind)
     if args.csv:
@@ -469,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configure_logging(args)
     try:
+        from cloudburst.api import Client
         return args.run(args, Client(profile=args.profile))
     except InputError as error:
         for problem in error.problems:

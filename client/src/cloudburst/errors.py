@@ -20,10 +20,10 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
-import requests
+if TYPE_CHECKING:
+    import requests
 
 
 class CloudBurstError(Exception):
@@ -57,6 +57,9 @@ class MemberFailed(CloudBurstError, RuntimeError):
 @contextlib.contextmanager
 def service_errors(service: str, url: str) -> Iterator[None]:
     """Turn Redis and HTTP client failures inside the block into a ServiceError naming the service and URL."""
+    # Imported here: the CLI's first steps (--help, --version) raise and catch these errors without either client.
+    import redis
+    import requests
     try:
         yield
     except redis.AuthenticationError:
@@ -81,7 +84,7 @@ def redis_errors(method: _Method) -> _Method:
     return wrapper  # type: ignore[return-value]
 
 
-def refused(service: str, url: str, response: requests.Response, what: str, user: str) -> ServiceError:
+def refused(service: str, url: str, response: "requests.Response", what: str, user: str) -> ServiceError:
     """The error for an HTTP answer that is not the one expected: the user refused, or another status."""
     if response.status_code in (401, 403):
         return ServiceError(f"{service} at {url} refused user {user!r}")

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from cloudburst.errors import InputError
 from cloudburst.progress import Progress, TerminalDisplay
-from cloudburst.tasks import parse_function, read_task_lines
 
 if TYPE_CHECKING:
     from cloudburst.api import Client
@@ -39,6 +38,7 @@ def _follow(tasks: "TaskSet", args: argparse.Namespace) -> Progress:
 def read_task_file(path: str) -> list:
     try:
         with open(path, encoding="utf-8") as lines:
+            from cloudburst.tasks import read_task_lines  # pandas: only when a task file is read
             return read_task_lines(lines, Path(path).name)
     except OSError as error:
         raise InputError(f"{path}: cannot read it ({error.strerror})") from None
@@ -47,6 +47,7 @@ def read_task_file(path: str) -> list:
 
 
 def cmd_submit(args: argparse.Namespace, client: "Client") -> int:
+    from cloudburst.tasks import parse_function
     parse_function(args.function)  # before reading a file that may be large
     tasks = client.map(args.function, read_task_file(args.arguments), name=args.name, timeout_s=args.timeout,
                        per_job=args.per_job)
