@@ -4,6 +4,7 @@ store, the cluster's statistics, failures, cancel, retry, delete, dated runs and
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ def test_a_study_in_python_submits_batches_waits_and_reads_the_store_and_the_sta
     assert sorted(client.ledger.plan("rolling")) == [batch_name(0, 2), batch_name(3, 5), batch_name(6, 7)]
     listed = client.ensembles()
     assert listed[["ensemble", "members", "finished", "failed", "state"]].values.tolist() == \
-        [["rolling", 8, 8, 0, "submitted"]]
+        [["rolling", 8, 8, 0, "finished"]]
     assert listed["bytes"].iloc[0] == sum(path.stat().st_size for path in
                                           (cluster["root"] / "results" / "rolling").rglob("*.parquet"))
 
@@ -158,6 +159,34 @@ def test_unbalanced_members_are_counted_apart_left_out_of_statistics_and_not_ret
     members = kept.members()
     assert (members["status"] == "finished").all()
     assert members["warnings"].str.startswith("system hydraulically unbalanced from 0:00:00").all()
+
+
+def test_ensembles_say_running_finished_finished_with_failures_cancelled_or_deleted(cluster, client, tmp_path):
+    stiff = tmp_path / "stiff-net3.inp"  # every member stops unbalanced at its first step (see the test above)
+    stiff.write_text(NET3.read_text().replace(" Trials             \t40", " Trials             \t4")
+                     .replace(" Unbalanced         \tContinue 10", " Unbalanced         \tSTOP"))
+    client.submit(NET3, scenario(members=3), name="waiting")
+    client.submit(NET3, scenario(members=3), name="stopped").cancel()
+    states = lambda: dict(client.ensembles()[["ensemble", "state"]].values.tolist())  # noqa: E731
+    assert states() == {"waiting": "running", "stopped": "cancelled"}
+    client.ensemble("waiting").delete()
+    workers = start_workers(cluster)
+    try:
+        client.submit(NET3, scenario(members=3), name="done").wait(progress=False, timeout_s=120)
+        client.submit(stiff, scenario(members=2), name="unsolved").wait(progress=False, timeout_s=120)
+    finally:
+        stop(workers)
+    assert states() == {"waiting": "deleted", "stopped": "cancelled", "done": "finished",
+                        "unsolved": "finished with failures"}
+    listed = cli(cluster, "list").stdout
+    assert re.search(r"^waiting .* deleted$", listed, re.M) and re.search(r"^unsolved .* finished with failures$",
+                                                                          listed, re.M)
+    status = cli(cluster, "status", "done")
+    assert status.returncode == 0 and status.stdout.startswith("done: finished, submitted ")
+    gone = cli(cluster, "status", "waiting")
+    assert gone.returncode == 2 and "'waiting' was deleted at " in gone.stderr
+    client.submit(NET3, scenario(members=3), name="waiting")  # a deleted name is free again
+    assert states()["waiting"] == "running"
 
 
 def test_bad_input_raises_input_error_and_nothing_is_uploaded_or_enqueued(cluster, client):

@@ -174,6 +174,7 @@ def test_cancel_retry_and_delete_know_task_sets(cluster, client, tmp_path):
     assert tasks.status().queued == 3
     assert tasks.cancel() == 3 and client.redis.llen(client.queue.key) == 0
     assert tasks.info().state == "cancelled"
+    assert client.tasksets()["state"].tolist() == ["cancelled"]
     workers = start_workers(cluster, 1, ENV_DIRS, PRELOAD)
     try:
         assert tasks.retry() == {"enqueued": 3, "finished": 0, "waiting": 0}
@@ -185,13 +186,15 @@ def test_cancel_retry_and_delete_know_task_sets(cluster, client, tmp_path):
     finally:
         stop(workers)
     listed = cli(cluster, "list")
-    assert "later" in listed.stdout and "probe_tasks:fail" in listed.stdout
+    assert "later" in listed.stdout and "finished with failures  probe_tasks:fail" in listed.stdout
+    assert client.tasksets()["state"].tolist() == ["finished with failures"]
     assert cli(cluster, "status", "later").stdout.splitlines()[1] == (
         "tasks 3  finished 0  failed 3  running 0  queued 0")
     deleted = cli(cluster, "delete", "later", "--yes")
     assert deleted.returncode == 0 and "task set later deleted" in deleted.stdout
     assert client.records.names() == [] and client.store.batches("later") == []
     assert not [key for key in client.redis.keys("cloudburst:ensemble:later*")]
+    assert client.tasksets()[["taskset", "tasks", "state"]].values.tolist() == [["later", 3, "deleted"]]
 
 
 def test_a_job_enqueued_with_rq_directly_runs_on_the_workers_and_shows_in_tasks_status(cluster, client, workers):

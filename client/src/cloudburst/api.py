@@ -45,7 +45,7 @@ from cloudburst.progress import Display, Progress, default_display, follow
 from cloudburst.queue import (JobPolicy, crashed_members, enqueue_batches, job_prefix, open_queue, other_jobs,
                               tracked_progress, waiting_members)
 from cloudburst.reader import ResultsReader
-from cloudburst.records import ENSEMBLE, RETRIED, TASKS, EnsembleRecord, Records
+from cloudburst.records import DELETED, ENSEMBLE, RETRIED, TASKS, EnsembleRecord, Records, shown_state
 from cloudburst.scenarios import factor_names, generate, read_scenario_file
 from cloudburst.sensitivity import parse_sensitivity, sobol_indices
 from cloudburst.statistics import queue_forget
@@ -245,7 +245,11 @@ class Client:
             record, progress = tasks.info(), tasks.status()
             rows.append({"taskset": name, "created_at": record.created_at, "function": record.function,
                          "tasks": record.tasks, "finished": progress.finished, "failed": progress.failed,
-                         "running": progress.running, "state": record.state, "bytes": self.store.size(name)})
+                         "running": progress.running, "state": shown_state(record.state, progress),
+                         "bytes": self.store.size(name)})
+        rows += [{"taskset": name, "created_at": gone["created_at"], "function": gone["function"],
+                  "tasks": gone["members"], "finished": 0, "failed": 0, "running": 0, "state": DELETED, "bytes": 0}
+                 for name, gone in self.records.deleted().items() if gone["kind"] == TASKS]
         columns = ["taskset", "created_at", "function", "tasks", "finished", "failed", "running", "state", "bytes"]
         return pd.DataFrame(rows, columns=columns).sort_values(["created_at", "taskset"]).reset_index(drop=True)
 
@@ -285,7 +289,10 @@ class Client:
             record, progress = ensemble.info(), ensemble.status()
             rows.append({"ensemble": name, "created_at": record.created_at, "members": record.members,
                          "finished": progress.finished, "failed": progress.failed, "running": progress.running,
-                         "state": record.state, "bytes": self.store.size(name)})
+                         "state": shown_state(record.state, progress), "bytes": self.store.size(name)})
+        rows += [{"ensemble": name, "created_at": gone["created_at"], "members": gone["members"], "finished": 0,
+                  "failed": 0, "running": 0, "state": DELETED, "bytes": 0}
+                 for name, gone in self.records.deleted().items() if gone["kind"] == ENSEMBLE]
         columns = ["ensemble", "created_at", "members", "finished", "failed", "running", "state", "bytes"]
         return pd.DataFrame(rows, columns=columns).sort_values(["created_at", "ensemble"]).reset_index(drop=True)
 

@@ -201,7 +201,7 @@ def cmd_sensitivity(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
-    from cloudburst.records import TASKS
+    from cloudburst.records import TASKS, shown_state
     if client.records.kind(args.ensemble) == TASKS:
         data, text, code = taskcli.status_lines(client.taskset(args.ensemble))
         emit(args, data, text)
@@ -210,7 +210,8 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     record, progress = ensemble.info(), ensemble.status()
     failures = ensemble.failures() if progress.failed else None
     unbalanced = ensemble.unbalanced() if progress.unbalanced else None
-    lines = [f"{record.name}: {record.state} {record.created_at}, model {record.model_sha256[:12]}, seed {record.seed}",
+    state = shown_state(record.state, progress)
+    lines = [f"{record.name}: {state}, submitted {record.created_at}, model {record.model_sha256[:12]}, seed {record.seed}",
              f"members {progress.members}  finished {progress.finished}  failed {progress.failed}  "
              f"unbalanced {progress.unbalanced}  running {progress.running}  queued {progress.queued}"]
     if failures is not None:
@@ -222,7 +223,7 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
         lines += [f"{progress.unbalanced} unbalanced members are left out of the statistics (the model says UNBALANCED "
                   "STOP; `unbalanced: continue` in the scenario's run keeps them):"]
         lines += [f"  member {row.member}: {row.error}" for row in unbalanced.head(10).itertuples()]
-    emit(args, {"ensemble": record.name, "state": record.state, "created_at": record.created_at,
+    emit(args, {"ensemble": record.name, "state": state, "created_at": record.created_at,
                 "model_sha256": record.model_sha256, "seed": record.seed, **progress.as_dict(),
                 "failures": [] if failures is None else failures.to_dict("records"), "adaptive": adaptive,
                 "unbalanced_members": [] if unbalanced is None else unbalanced.to_dict("records")}, "\n".join(lines))

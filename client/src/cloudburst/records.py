@@ -2,29 +2,48 @@
 sets (which function, how many tasks). One namespace holds both, told apart by the record's ``kind``, so a name
 is either an ensemble or a task set and the ledger, queue and store serve both alike.
 
-The keys are owned here, as RQ's ``Job.key_for`` owns a job's: ``cloudburst:ensemble:<name>`` (a hash) and the
-index ``cloudburst:ensembles`` (a set of names). Nothing else writes them.
+The keys are owned here, as RQ's ``Job.key_for`` owns a job's: ``cloudburst:ensemble:<name>`` (a hash), the
+index ``cloudburst:ensembles`` (a set of names) and ``cloudburst:deleted`` (a hash: name -> what was deleted and
+when, so that a deleted name still answers "deleted"; submitting that name again takes it back). Nothing else
+writes them.
+
+What a person is told of an ensemble or task set (``shown_state``) comes from the stored stamp (submitted,
+retried, cancelled) and its progress: running, finished, finished with failures, cancelled, deleted.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 
 from cloudburst.errors import InputError
 from cloudburst.job import DEFAULT_START
 
+if TYPE_CHECKING:
+    from cloudburst.progress import Progress
+
 RECORD_PREFIX = "cloudburst:ensemble:"
 INDEX_KEY = "cloudburst:ensembles"
-SUBMITTED, RETRIED, CANCELLED = "submitted", "retried", "cancelled"
+DELETED_KEY = "cloudburst:deleted"
+SUBMITTED, RETRIED, CANCELLED = "submitted", "retried", "cancelled"  # the stamps a record stores
+# What is shown: derived from the stamp and the progress.
+RUNNING, FINISHED, FINISHED_WITH_FAILURES, DELETED = "running", "finished", "finished with failures", "deleted"
 ENSEMBLE, TASKS = "ensemble", "tasks"  # a record's kind (records written before task sets have none: ensembles)
 
 
 def key_for(name: str) -> str:
     return f"{RECORD_PREFIX}{name}"
+
+
+def shown_state(stamp: str, progress: "Progress") -> str:
+    """Running until every member (task) has an outcome, unless cancelled; then finished, or finished with
+    failures when any failed (or, for an ensemble, stopped unbalanced)."""
+    if progress.done:
+        return FINISHED_WITH_FAILURES if progress.failed or progress.unbalanced else FINISHED
+    return CANCELLED if stamp == CANCELLED else RUNNING
 
 
 @dataclass(frozen=True)
@@ -95,9 +114,11 @@ class Records:
             raise _taken(name)
 
     def create(self, record: Record) -> Record:
-        """Store a new record, stamped now; refuses a name already taken (the index entry is claimed first)."""
+        """Store a new record, stamped now; refuses a name already taken (the index entry is claimed first). A
+        deleted name is free again."""
         if not self.redis.sadd(INDEX_KEY, record.name):
             raise _taken(record.name)
+        self.redis.hdel(DELETED_KEY, record.name)
         created = type(record)(**{**asdict(record), "created_at":
                                   datetime.now(timezone.utc).isoformat(timespec="seconds")})
         self.redis.hset(key_for(record.name), mapping=created.to_redis())
@@ -118,6 +139,9 @@ class Records:
         """ENSEMBLE or TASKS; InputError when nothing has that name."""
         kind = self.redis.hget(key_for(name), "kind")
         if kind is None and not self.redis.exists(key_for(name)):
+            gone = self.redis.hget(DELETED_KEY, name)
+            if gone is not None:
+                raise InputError(f"{name!r} was deleted at {json.loads(gone)['deleted_at']}")
             raise InputError(f"no ensemble or task set {name!r}; `cloudburst list` shows them")
         return kind.decode() if kind is not None else ENSEMBLE
 
@@ -143,10 +167,20 @@ class Records:
         return None if text is None else json.loads(text)
 
     def delete(self, name: str) -> None:
+        """Remove the record, leaving what it was (kind, creation, size) and when it was deleted."""
+        fields = {key.decode(): value.decode() for key, value in self.redis.hgetall(key_for(name)).items()}
+        gone = {"kind": fields.get("kind", ENSEMBLE), "created_at": fields.get("created_at", ""),
+                "members": int(fields.get("members", fields.get("tasks", 0))), "function": fields.get("function", ""),
+                "deleted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         pipeline = self.redis.pipeline(transaction=True)
         pipeline.delete(key_for(name))
         pipeline.srem(INDEX_KEY, name)
+        pipeline.hset(DELETED_KEY, name, json.dumps(gone))
         pipeline.execute()
+
+    def deleted(self) -> dict[str, dict[str, Any]]:
+        """Names deleted and not submitted again: kind, created_at, members (tasks), function, deleted_at."""
+        return {name.decode(): json.loads(text) for name, text in sorted(self.redis.hgetall(DELETED_KEY).items())}
 
     def names(self) -> list[str]:
         return sorted(name.decode() for name in self.redis.smembers(INDEX_KEY))

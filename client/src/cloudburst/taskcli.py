@@ -63,12 +63,14 @@ def cmd_submit(args: argparse.Namespace, client: "Client") -> int:
 def status_lines(tasks: "TaskSet") -> tuple[dict, str, int]:
     record, progress = tasks.info(), tasks.status()
     failures = tasks.failures() if progress.failed else None
-    lines = [f"{record.name}: {record.state} {record.created_at}, {record.function}, timeout {record.timeout_s} s",
+    from cloudburst.records import shown_state
+    state = shown_state(record.state, progress)
+    lines = [f"{record.name}: {state}, submitted {record.created_at}, {record.function}, timeout {record.timeout_s} s",
              f"tasks {progress.members}  finished {progress.finished}  failed {progress.failed}  "
              f"running {progress.running}  queued {progress.queued}"]
     if failures is not None:
         lines += [f"  task {row.task}: {row.error}" for row in failures.head(10).itertuples()]
-    data = {"taskset": record.name, "state": record.state, "created_at": record.created_at,
+    data = {"taskset": record.name, "state": state, "created_at": record.created_at,
             "function": record.function, **progress.as_dict(),
             "failures": [] if failures is None else failures.to_dict("records")}
     return data, "\n".join(lines), EXIT_FAILED if progress.failed else 0
