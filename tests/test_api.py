@@ -256,36 +256,44 @@ def test_delete_removes_the_files_ledger_jobs_record_and_statistics(cluster, cli
 
 
 def test_risk_query_and_export_answer_network_wide_questions(cluster, client, tmp_path):
-    every_junction = {"series": [{"element": "node", "attributes": ["pressure"], "types": ["junction"]}],
-                      "statistics": {"below": {"pressure": [50]}}}
+    every_node = {"series": [{"element": "node", "attributes": ["pressure"]}],
+                  "statistics": {"below": {"pressure": [50]}}}
     workers = start_workers(cluster)
     try:
-        ensemble = client.submit(NET3, scenario(members=10, output=every_junction), name="network")
+        ensemble = client.submit(NET3, scenario(members=10, output=every_node), name="network")
         ensemble.wait(progress=False, timeout_s=120)
     finally:
         stop(workers)
-    junctions = wntr.network.WaterNetworkModel(str(NET3)).junction_name_list
-    risk = ensemble.risk("pressure", below=50)
-    assert sorted(risk["element"]) == sorted(junctions) and risk["probability"].is_monotonic_decreasing
+    model = wntr.network.WaterNetworkModel(str(NET3))
+    nodes, tanks = model.node_name_list, model.tank_name_list + model.reservoir_name_list
+    customers = [name for name, junction in model.junctions() if junction.base_demand > 0]  # Net3: one demand each
+    risk = ensemble.risk("pressure", below=50)  # by default the junctions customers draw from
+    assert sorted(risk["element"]) == sorted(customers) and risk["probability"].is_monotonic_decreasing
+    assert risk.attrs["elements"] == "junctions with demand"
+    assert sorted(ensemble.risk("pressure", below=50, types=["tank", "reservoir"])["element"]) == sorted(tanks)
+    every = ensemble.risk("pressure", below=50, types=["junction", "tank", "reservoir"])
+    assert sorted(every["element"]) == sorted(nodes) and every["probability"].iloc[0] == 1.0  # a tank's depth
     # Each node's probability is the largest fraction of members below 50 m at any one time, from the stored values.
     stored = ensemble.query("SELECT element, elapsed_s, avg(CASE WHEN value < 50 THEN 1.0 ELSE 0.0 END) AS share "
                             "FROM series GROUP BY element, elapsed_s")
     expected = stored.groupby("element")["share"].max()
-    assert dict(zip(risk["element"], risk["probability"])) == pytest.approx(expected.to_dict(), abs=1e-12)
+    assert dict(zip(every["element"], every["probability"])) == pytest.approx(expected.to_dict(), abs=1e-12)
     assert 0 < risk["probability"].iloc[0] and risk["probability"].iloc[-1] < 1
     counts = ensemble.query("SELECT count(*) AS n, count(DISTINCT member) AS members FROM series")
-    assert counts.values.tolist() == [[10 * len(junctions) * 7, 10]]
+    assert counts.values.tolist() == [[10 * len(nodes) * 7, 10]]
     with pytest.raises(InputError, match=r"output.statistics.below: \{pressure: \[30\]\}"):
         ensemble.risk("pressure", below=30)
     with pytest.raises(InputError, match="the query failed"):
         ensemble.query("SELECT nothing FROM nowhere")
     series_csv, members_csv = ensemble.export(tmp_path / "csv", "csv")
-    assert len(pd.read_csv(series_csv)) == 10 * len(junctions) * 7 and len(pd.read_csv(members_csv)) == 10
+    assert len(pd.read_csv(series_csv)) == 10 * len(nodes) * 7 and len(pd.read_csv(members_csv)) == 10
     parquet = ensemble.export(tmp_path / "parquet")
     assert sorted(path.parent.name for path in parquet) == ["members"] * 4 + ["series"] * 4  # 10 members, 4 batches
     drawn = cli(cluster, "risk", "network", "--below", "50", "--top", "3", "--plot", str(tmp_path / "map.png"))
     assert drawn.returncode == 0, drawn.stderr
-    assert drawn.stdout.startswith(f"{len(junctions)} nodes, highest probability of pressure below 50 first:")
+    assert drawn.stdout.startswith(f"{len(customers)} nodes (junctions with demand; --types to include tanks or "
+                                   "reservoirs), highest probability of pressure below 50 first:")
+    assert not set(tanks) & {line.split()[0] for line in drawn.stdout.splitlines()[2:]}
     assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

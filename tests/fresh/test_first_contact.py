@@ -99,8 +99,9 @@ def bare_host(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def first_demo(bare_host):
-    """The README's set-up lines, in order, up to and including `make demo` (not `make test`)."""
+def first_demo(bare_host, tmp_path_factory):
+    """The README's set-up lines, in order, up to and including `make demo` (not `make test`). What the demo printed
+    is kept in demo-output.txt under pytest's temporary directory (the README quotes it)."""
     runs = []
     for line in readme_block("## Two commands"):
         if line.startswith("make test"):
@@ -108,6 +109,9 @@ def first_demo(bare_host):
         result = bare_host.run(line, timeout=3600, workdir=CHECKOUT)
         runs.append(result)
         assert result.returncode == 0, f"`{line}` failed on a bare Debian 12 host:\n{(result.stdout + result.stderr)[-6000:]}"
+    kept = tmp_path_factory.mktemp("demo") / "demo-output.txt"
+    kept.write_text(runs[-1].stderr[-3000:] + "\n" + runs[-1].stdout)
+    print(f"the demo's output: {kept}")
     return runs[-1]
 
 

@@ -459,10 +459,14 @@ class Ensemble:
         return table[[c for c in ordered if c in table.columns] + rest]
 
     def risk(self, attribute: str = "pressure", *, below: float | None = None, above: float | None = None,
-             kind: str = fmt.NODE) -> pd.DataFrame:
+             kind: str = fmt.NODE, types: Iterable[str] | None = None) -> pd.DataFrame:
         """Per element, the highest fraction of members below (or above) the threshold at any time, and when:
         columns element, probability, elapsed_s; worst first. The threshold must be one the scenario's
-        ``output.statistics`` named (the cluster computes it for every element and time)."""
+        ``output.statistics`` named (the cluster computes it for every element and time).
+
+        Nodes: ``types`` (junction, tank, reservoir) chooses which; by default pressure is asked of the junctions
+        customers draw from (those with demand, where the model has any: a tank's "pressure" is its water depth),
+        any other attribute of every node. ``table.attrs["elements"]`` says which were kept."""
         if (below is None) == (above is None):
             raise InputError("give one threshold: below or above")
         statistic = fmt.below_name(below) if below is not None else fmt.above_name(above)
@@ -475,7 +479,13 @@ class Ensemble:
         frame["elapsed_s"] = frame["time"].astype(int) - record.member_start(0)
         worst = frame.sort_values([attribute, "elapsed_s"], ascending=[False, True]).drop_duplicates(fmt.ELEMENT)
         table = worst.rename(columns={attribute: "probability"})[[fmt.ELEMENT, "probability", "elapsed_s"]]
-        return table.sort_values(["probability", fmt.ELEMENT], ascending=[False, True]).reset_index(drop=True)
+        described = f"every {kind}"
+        if kind == fmt.NODE and (types is not None or attribute == "pressure"):
+            kept, described = _risk_nodes(self.model(), types)
+            table = table[table[fmt.ELEMENT].isin(kept)]
+        table = table.sort_values(["probability", fmt.ELEMENT], ascending=[False, True]).reset_index(drop=True)
+        table.attrs["elements"] = described
+        return table
 
     def download(self, directory: str | Path) -> Path:
         """Copy the ensemble's files from the store into directory/<name>/{series,members}/; returns that folder."""
@@ -612,6 +622,24 @@ def _batch_size(setting: Any, data: bytes, wn: wntr.network.WaterNetworkModel, m
         seconds = time.perf_counter() - started
     return batching.batch_size(seconds, float(setting.get("seconds", batching.DEFAULT_BATCH_S)), members,
                                workers=batching.SPREAD_OVER)
+
+
+NODE_TYPES = ("junction", "tank", "reservoir")
+
+
+def _risk_nodes(wn: wntr.network.WaterNetworkModel, types: Iterable[str] | None) -> tuple[set[str], str]:
+    """The nodes a risk table keeps and how to say which: the types asked for, or junctions with demand."""
+    if types is not None:
+        wanted = [kind.lower() for kind in types]
+        unknown = sorted(set(wanted) - set(NODE_TYPES))
+        if unknown:
+            raise InputError(f"unknown node type {', '.join(unknown)}; known: {', '.join(NODE_TYPES)}")
+        return ({name for name, node in wn.nodes() if node.node_type.lower() in wanted},
+                " and ".join(f"{kind}s" for kind in wanted))
+    junctions = {name: node for name, node in wn.junctions()}
+    with_demand = {name for name, junction in junctions.items()
+                   if any(demand.base_value > 0 for demand in junction.demand_timeseries_list)}
+    return (with_demand, "junctions with demand") if with_demand else (set(junctions), "junctions")
 
 
 def _model(model: ModelSource) -> tuple[bytes, wntr.network.WaterNetworkModel]:

@@ -336,7 +336,8 @@ def cmd_results(args: argparse.Namespace, client: Client) -> int:
 def cmd_risk(args: argparse.Namespace, client: Client) -> int:
     from cloudburst.plots import plot_risk_map
     ensemble = client.ensemble(args.ensemble)
-    table = ensemble.risk(args.attribute, below=args.below, above=args.above, kind=args.kind)
+    types = args.types.split(",") if args.types else None
+    table = ensemble.risk(args.attribute, below=args.below, above=args.above, kind=args.kind, types=types)
     if args.csv:
         table.to_csv(args.csv, index=False)
     if args.plot:
@@ -344,8 +345,10 @@ def cmd_risk(args: argparse.Namespace, client: Client) -> int:
         plot_risk_map(ensemble.model(), table, f"{args.ensemble}: P({args.attribute} {side}) at any time", args.plot)
     shown = table.head(args.top)
     side = f"below {args.below:g}" if args.below is not None else f"above {args.above:g}"
-    emit(args, shown.to_dict("records"), f"{len(table)} {args.kind}s, highest probability of {args.attribute} {side} "
-         f"first:\n" + shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    hint = "; --types to include tanks or reservoirs" if table.attrs["elements"] == "junctions with demand" else ""
+    emit(args, shown.to_dict("records"), f"{len(table)} {args.kind}s ({table.attrs['elements']}{hint}), highest "
+         f"probability of {args.attribute} {side} first:\n"
+         + shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     return 0
 
 
@@ -440,6 +443,8 @@ def parser() -> argparse.ArgumentParser:
     side.add_argument("--above", type=float, help="the threshold the value rises above")
     risk.add_argument("--attribute", default="pressure", help="a node or link result (default pressure)")
     risk.add_argument("--kind", default="node", choices=["node", "link"], help="element kind (default node)")
+    risk.add_argument("--types", help="node types, comma-separated: junction, tank, reservoir (default for pressure: "
+                                      "junctions with demand; for other attributes: every node)")
     risk.add_argument("--top", type=int, default=20, help="how many elements to show (default 20)")
     risk.add_argument("--csv", help="write every element's probability as CSV")
     risk.add_argument("--plot", help="write a network map coloured by probability (PNG)")

@@ -29,9 +29,11 @@ def plot_fan(table: pd.DataFrame, title: str, attribute: str, path: str) -> None
     plt.close(figure)
 
 
-def plot_risk_map(wn: wntr.network.WaterNetworkModel, table: pd.DataFrame, title: str, path: str) -> None:
+def plot_risk_map(wn: wntr.network.WaterNetworkModel, table: pd.DataFrame, title: str, path: str,
+                  labelled: int = 5) -> None:
     """The network from the model's coordinates: links as lines, nodes coloured by ``Ensemble.risk``'s
-    probability (nodes without one grey)."""
+    probability (nodes without one grey), tanks as squares and reservoirs as triangles, the ``labelled`` worst
+    elements named."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -41,16 +43,29 @@ def plot_risk_map(wn: wntr.network.WaterNetworkModel, table: pd.DataFrame, title
         link = wn.get_link(name)
         (x1, y1), (x2, y2) = link.start_node.coordinates, link.end_node.coordinates
         axes.plot([x1, x2], [y1, y2], color="0.75", linewidth=0.6, zorder=1)
-    nodes = wn.node_name_list
-    known = [name for name in nodes if name in probability]
-    other = [name for name in nodes if name not in probability]
-    if other:
-        axes.scatter([wn.get_node(n).coordinates[0] for n in other], [wn.get_node(n).coordinates[1] for n in other],
-                     s=6, color="0.6", zorder=2)
-    points = axes.scatter([wn.get_node(n).coordinates[0] for n in known],
-                          [wn.get_node(n).coordinates[1] for n in known],
-                          c=[probability[n] for n in known], cmap="YlOrRd", vmin=0, vmax=1, s=18, zorder=3)
-    figure.colorbar(points, ax=axes, label="probability")
+    points = None
+    for node_type, marker, size in (("Junction", "o", 18), ("Tank", "s", 60), ("Reservoir", "^", 70)):
+        names = [name for name, node in wn.nodes() if node.node_type == node_type]
+        known = [name for name in names if name in probability]
+        other = [name for name in names if name not in probability]
+        label = f"{node_type.lower()}s" if node_type != "Junction" else None
+        if other:
+            axes.scatter([wn.get_node(n).coordinates[0] for n in other], [wn.get_node(n).coordinates[1] for n in other],
+                         s=size / 3 if node_type == "Junction" else size, marker=marker, color="0.6", zorder=2,
+                         label=label if not known else None)
+        if known:
+            points = axes.scatter([wn.get_node(n).coordinates[0] for n in known],
+                                  [wn.get_node(n).coordinates[1] for n in known], marker=marker, s=size,
+                                  c=[probability[n] for n in known], cmap="YlOrRd", vmin=0, vmax=1, zorder=3,
+                                  label=label)
+    for name in table["element"].head(labelled):
+        if name in wn.node_name_list:
+            x, y = wn.get_node(name).coordinates
+            axes.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8, zorder=4)
+    if points is not None:
+        figure.colorbar(points, ax=axes, label="probability")
+    if axes.get_legend_handles_labels()[1]:
+        axes.legend(loc="best", fontsize=8)
     axes.set_title(title)
     axes.set_aspect("equal", adjustable="datalim")
     axes.set_xticks([])
