@@ -152,13 +152,16 @@ def test_make_demo_prints_what_the_readme_says_a_user_sees(bare_host, first_demo
 
 
 def test_make_demo_again_submits_a_new_ensemble_without_redeploying(bare_host, first_demo):
-    services = "docker service ls -q | sort | xargs docker service inspect -f '{{.ID}} {{.Version.Index}}'"
-    before = bare_host.run(services)
+    # A re-deploy replaces containers (a changed image, config or secret restarts the service's tasks); `docker
+    # stack deploy` bumps each service's version even when nothing changed, so the containers are what is compared.
+    containers = "docker ps --no-trunc --format '{{.ID}} {{.Image}} {{.CreatedAt}}' | sort"
+    before = bare_host.run(containers)
+    assert before.returncode == 0 and len(before.stdout.splitlines()) >= 5, before.stdout + before.stderr
     again = bare_host.run("make demo", timeout=1800, workdir=CHECKOUT)
     assert again.returncode == 0, (again.stdout + again.stderr)[-6000:]
     recaps = re.findall(r"^localhost\s+: ok=\d+\s+changed=(\d+)", again.stdout, re.M)
     assert recaps and set(recaps) == {"0"}, f"site.yml and push-env changed something on a re-run: {recaps}"
-    assert bare_host.run(services).stdout == before.stdout  # no service updated
+    assert bare_host.run(containers).stdout == before.stdout  # no container replaced
     ensembles = [re.findall(r"^ensemble (\S+): fan chart", run.stdout, re.M) for run in (first_demo, again)]
     assert ensembles[0] and ensembles[1] and ensembles[0] != ensembles[1]
 
