@@ -327,14 +327,16 @@ DECIDE = """
 """
 
 
-def grafana_decision(repo: Path, ansible_env: dict, tmp_path: Path, **extra: object) -> dict:
+def grafana_decision(repo: Path, ansible_env: dict, tmp_path: Path, docker_host: str | None = None,
+                     **extra: object) -> dict:
     playbook = tmp_path / "decide.yml"
     playbook.write_text(DECIDE)
     decision = tmp_path / f"decision-{len(list(tmp_path.glob('decision-*')))}.json"
     result = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook),
                              "-e", json.dumps({"decision_file": str(decision),
                                                "ansible_python_interpreter": sys.executable, **extra})],
-                            cwd=repo, env=ansible_env, capture_output=True, text=True, timeout=300)
+                            cwd=repo, env={**ansible_env, **({"DOCKER_HOST": docker_host} if docker_host else {})},
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:]
     return json.loads(decision.read_text())
 
@@ -352,6 +354,10 @@ def test_auto_runs_grafana_only_when_its_image_is_on_the_controller_and_says_why
     assert absent["why"].startswith("its image registry.invalid/grafana:13 is not on the controller and cannot be "
                                     "pulled (") and absent["why"].endswith("load it there (docker load) and run "
                                                                             "site.yml again")
+    # A controller without a Docker engine (pull mode needs none; a bare host before its engine layer): an answer.
+    no_engine = grafana_decision(repo, ansible_env, tmp_path, docker_host=f"unix://{tmp_path}/no-docker.sock")
+    assert no_engine["enabled"] is False and no_engine["shipped"] is False
+    assert "cannot be pulled (no Docker engine answers on the controller: " in no_engine["why"]
     off = grafana_decision(repo, ansible_env, tmp_path, cloudburst_grafana_enabled=False)
     assert off == {"enabled": False, "shipped": False, "why": "cloudburst_grafana_enabled is false"}
     assert defaults["images_pull"]["grafana"] == "grafana/grafana:13.2.3"  # Grafana's current release line
