@@ -4,6 +4,7 @@ store, the cluster's statistics, failures, cancel, retry, delete, dated runs and
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import numpy as np
@@ -187,6 +188,40 @@ def test_ensembles_say_running_finished_finished_with_failures_cancelled_or_dele
     assert gone.returncode == 2 and "'waiting' was deleted at " in gone.stderr
     client.submit(NET3, scenario(members=3), name="waiting")  # a deleted name is free again
     assert states()["waiting"] == "running"
+
+
+def test_a_check_says_what_submit_would_do_and_writes_nothing(cluster, client, tmp_path):
+    plan = client.check_submission(NET3, scenario(), name="planned")
+    assert list((cluster["root"] / "models").iterdir()) == [] and client.records.names() == []
+    assert cluster["redis"].llen("rq:queue:cloudburst") == 0
+    assert (plan["ensemble"], plan["members"], plan["members_per_batch"], plan["model_on_cluster"]) == \
+        ("planned", 8, 3, False)
+    workers = start_workers(cluster)
+    try:
+        ensemble = client.submit(NET3, scenario(), name="planned")
+        ensemble.wait(progress=False, timeout_s=120)
+    finally:
+        stop(workers)
+    # What the check announced is what the submission did and stored.
+    assert plan["batches"] == len(client.ledger.plan("planned"))
+    assert plan["series_values"] == int(ensemble.query("SELECT count(*) AS n FROM series")["n"].iloc[0])
+    stored = sum(path.stat().st_size for path in (cluster["root"] / "results" / "planned").rglob("*.parquet"))
+    assert stored <= plan["store_bytes_estimate"]  # an upper estimate
+    assert client.check_submission(NET3, scenario(), name="planned-again")["model_on_cluster"] is True
+    with pytest.raises(InputError, match="an ensemble or task set named 'planned' exists"):
+        client.check_submission(NET3, scenario(), name="planned")
+    scenario_path = tmp_path / "big.yml"
+    scenario_path.write_text(json.dumps(scenario(members=100, budget={"values": 1000})))
+    refused = cli(cluster, "submit", str(NET3), str(scenario_path), "--check", "--name", "big")
+    assert refused.returncode == 2 and "$.budget.values: the ensemble asks for 1,400 series values" in refused.stderr
+    scenario_path.write_text(json.dumps(scenario(members=100)))
+    checked = cli(cluster, "submit", str(NET3), str(scenario_path), "--check", "--name", "big")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines()[:4] == [
+        "big: every check passed; nothing was uploaded or enqueued", "  members 100",
+        f"  batches {-(-100 // plan['members_per_batch'])} of up to {plan['members_per_batch']} members",
+        "  series values 1,400 (budget 2,000,000,000)"]
+    assert client.records.names() == ["planned"] and cluster["redis"].llen("rq:queue:cloudburst") == 0
 
 
 def test_bad_input_raises_input_error_and_nothing_is_uploaded_or_enqueued(cluster, client):

@@ -13,6 +13,7 @@ only ``cloudburst.errors`` exceptions for bad input and services.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import tempfile
@@ -33,6 +34,7 @@ from cloudburst.alternatives import bands, summary_table, variants
 from cloudburst import lifecycle
 from cloudburst import resultformat as fmt
 from cloudburst.alterations import apply_run
+from cloudburst.checks import budget_limits, store_bytes
 from cloudburst.config import Settings
 from cloudburst.engine import simulate
 from cloudburst.errors import EpanetError, InputError, MemberFailed, redis_errors
@@ -106,34 +108,21 @@ class Client:
         Members go to the queue in batches sized by the scenario's ``batch`` (default: about 3 s of work each,
         timed on the unaltered model here).
         """
-        data, wn = _model(model)
-        content = read_scenario_file(Path(scenario)) if isinstance(scenario, (str, Path)) else scenario
-        if not isinstance(content, dict):
-            raise InputError("$: a scenario holds a mapping (ensemble, members, seed, alterations ...)")
-        content = {**content, "output": {"db": self.settings.influx_db, **(content.get("output") or {})}}
-        name = name or f"{content.get('ensemble', 'ensemble')}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-        sha256 = hashlib.sha256(data).hexdigest()
-        if content.get("alternatives") is not None:
-            return self._submit_alternatives(model, content, name, start, timeout_s)
-        if content.get("study") is not None:
+        prepared = self._prepare(model, scenario, name, start)
+        if prepared.delegated is not None:
+            kind, content, name = prepared.delegated
+            if kind == "alternatives":
+                return self._submit_alternatives(model, content, name, start, timeout_s)
             base_dir = Path(scenario).parent if isinstance(scenario, (str, Path)) else None
-            return self._submit_study(data, wn, content, name, start, timeout_s, base_dir)
-        plan = None
-        if content.get("adaptive") is not None:
-            plan = parse_adaptive(content["adaptive"], int(content.get("members") or 0))
-            output = content["output"]
-            content = {**content, "output": {**output, "series": list(output.get("series") or [])
-                                              + output_requests(plan)}}
-        drawn = generate(content, wn, model_input(self.settings, sha256), name, start)
-        size = _batch_size(content.get("batch"), data, wn, len(drawn.documents), drawn.documents[0])
-        self.records.refuse_taken(drawn.name)
+            return self._submit_study(prepared.data, prepared.wn, content, name, start, timeout_s, base_dir)
+        drawn, plan, size, sha256 = prepared.drawn, prepared.plan, prepared.batch_members, prepared.sha256
         # The model first: a record is only made for an ensemble whose model the workers (and retry) can fetch.
-        uploaded = self.models.upload(data, sha256)
-        first = len(drawn.documents) if plan is None else min(plan.cap, 2 * plan.wave)  # adaptive: a wave queued ahead
+        uploaded = self.models.upload(prepared.data, sha256)
+        first = prepared.first_members
         record = self.records.create(EnsembleRecord(
-            name=drawn.name, members=first, seed=drawn.seed, model_sha256=sha256, scenario=content,
+            name=drawn.name, members=first, seed=drawn.seed, model_sha256=sha256, scenario=prepared.content,
             start_time_utc=drawn.documents[0]["input"]["start_time_utc"],
-            start_every_s=int(content.get("start_every_s", 0))))
+            start_every_s=int(prepared.content.get("start_every_s", 0))))
         started = time.monotonic()
         policy = JobPolicy(timeout_s=timeout_s)
         jobs = (batching.make_batch(record.name, part) for part in batching.split(drawn.documents[:first], size))
@@ -143,6 +132,53 @@ class Client:
             ensemble.waves = Waves(ensemble, drawn.documents, plan, size, policy)
             return ensemble
         return Ensemble(self, record.name, uploaded=uploaded, enqueue_s=time.monotonic() - started)
+
+    @redis_errors
+    def check_submission(self, model: ModelSource, scenario: ScenarioSource, *, name: str | None = None,
+              start: datetime | str | None = None) -> dict[str, Any]:
+        """Everything ``submit`` checks, without uploading or enqueueing anything: every member drawn and checked
+        against the model, the name, the ensemble budget; returns what it would submit: ensemble, members (and
+        those queued first, for an adaptive one), batches and members per batch, series values, the store's
+        estimated bytes, the budget's limits, and whether the cluster has the model already. Raises InputError as
+        ``submit`` would. Scenarios with alternatives or a study are not covered yet (InputError says so)."""
+        prepared = self._prepare(model, scenario, name, start)
+        if prepared.delegated is not None:
+            raise InputError(f"$.{prepared.delegated[0]}: a check without submitting covers ensembles; "
+                             f"a scenario with {prepared.delegated[0]} is checked when submitted")
+        drawn, members = prepared.drawn, len(prepared.drawn.documents)
+        batches = -(-prepared.first_members // prepared.batch_members)
+        return {"ensemble": drawn.name, "members": members, "members_enqueued_first": prepared.first_members,
+                "batches": batches, "members_per_batch": prepared.batch_members, "series_values": drawn.series_values,
+                "store_bytes_estimate": store_bytes(drawn.series_values, members,
+                                                    -(-members // prepared.batch_members)),
+                "budget": budget_limits(prepared.content.get("budget")), "model_sha256": prepared.sha256,
+                "model_on_cluster": self.models.has(prepared.sha256)}
+
+    def _prepare(self, model: ModelSource, scenario: ScenarioSource, name: str | None,
+                 start: datetime | str | None) -> "_Prepared":
+        """submit's checks, in submit's order, with nothing written: the members drawn and checked, the batch size,
+        the name free. Alternatives and studies are handed back (``delegated``) for their own paths."""
+        data, wn = _model(model)
+        content = read_scenario_file(Path(scenario)) if isinstance(scenario, (str, Path)) else scenario
+        if not isinstance(content, dict):
+            raise InputError("$: a scenario holds a mapping (ensemble, members, seed, alterations ...)")
+        content = {**content, "output": {"db": self.settings.influx_db, **(content.get("output") or {})}}
+        name = name or f"{content.get('ensemble', 'ensemble')}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+        sha256 = hashlib.sha256(data).hexdigest()
+        for kind in ("alternatives", "study"):
+            if content.get(kind) is not None:
+                return _Prepared(data, wn, content, sha256, delegated=(kind, content, name))
+        plan = None
+        if content.get("adaptive") is not None:
+            plan = parse_adaptive(content["adaptive"], int(content.get("members") or 0))
+            output = content["output"]
+            content = {**content, "output": {**output, "series": list(output.get("series") or [])
+                                              + output_requests(plan)}}
+        drawn = generate(content, wn, model_input(self.settings, sha256), name, start)
+        size = _batch_size(content.get("batch"), data, wn, len(drawn.documents), drawn.documents[0])
+        self.records.refuse_taken(drawn.name)
+        first = len(drawn.documents) if plan is None else min(plan.cap, 2 * plan.wave)  # adaptive: a wave queued ahead
+        return _Prepared(data, wn, content, sha256, drawn=drawn, plan=plan, batch_members=size, first_members=first)
 
     def _submit_alternatives(self, model: ModelSource, content: dict[str, Any], name: str,
                              start: datetime | str | None, timeout_s: int) -> "Alternatives":
@@ -622,6 +658,20 @@ def _batch_size(setting: Any, data: bytes, wn: wntr.network.WaterNetworkModel, m
         seconds = time.perf_counter() - started
     return batching.batch_size(seconds, float(setting.get("seconds", batching.DEFAULT_BATCH_S)), members,
                                workers=batching.SPREAD_OVER)
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """What submit's checks produced (``Client._prepare``)."""
+    data: bytes
+    wn: wntr.network.WaterNetworkModel
+    content: dict[str, Any]
+    sha256: str
+    drawn: Any = None                # scenarios.Ensemble: the members' job documents
+    plan: Any = None                 # an adaptive scenario's plan
+    batch_members: int = 0
+    first_members: int = 0           # members enqueued at once (an adaptive ensemble's first waves)
+    delegated: tuple[str, dict[str, Any], str] | None = None  # ("alternatives" or "study", scenario, name)
 
 
 NODE_TYPES = ("junction", "tank", "reservoir")

@@ -147,20 +147,36 @@ def _model_problems(job: schema.Job, wn: wntr.network.WaterNetworkModel) -> list
 # 2-3.4 B on Net6; the larger figure, so the estimate does not undershoot) and per member (its members row).
 BYTES_PER_VALUE = 3.5
 BYTES_PER_MEMBER = 600
+# Per batch: its two Parquet files' schemas and footers (measured 2.1 kB series + 8.1 kB members on Net3, 3 members).
+BYTES_PER_BATCH = 10_500
 DEFAULT_BUDGET = {"values": 2_000_000_000, "bytes": 10_000_000_000}
 
 
-def budget_problems(values: int, members: int, budget: object) -> list[str]:
-    """The ensemble budget: the whole ensemble's series values and estimated store bytes against the limits the
-    scenario's ``budget`` sets (default ``DEFAULT_BUDGET``)."""
+def store_bytes(values: int, members: int, batches: int = 0) -> int:
+    """The results store's estimated bytes for an ensemble's series values, members and batches (an upper
+    estimate; the budget counts values and members, known before the batches are sized)."""
+    return int(values * BYTES_PER_VALUE + members * BYTES_PER_MEMBER + batches * BYTES_PER_BATCH)
+
+
+def budget_limits(budget: object) -> dict[str, float] | None:
+    """The scenario's ``budget`` over ``DEFAULT_BUDGET``; None when it is not a valid budget."""
     limits = dict(DEFAULT_BUDGET)
     if budget is not None:
         if not isinstance(budget, dict) or set(budget) - set(limits) or not all(
                 isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
                 for value in budget.values()):
-            return ["$.budget: give values and/or bytes, each a number > 0, e.g. {values: 2e9, bytes: 1e10}"]
+            return None
         limits.update(budget)
-    size = int(values * BYTES_PER_VALUE + members * BYTES_PER_MEMBER)
+    return limits
+
+
+def budget_problems(values: int, members: int, budget: object) -> list[str]:
+    """The ensemble budget: the whole ensemble's series values and estimated store bytes against the limits the
+    scenario's ``budget`` sets (default ``DEFAULT_BUDGET``)."""
+    limits = budget_limits(budget)
+    if limits is None:
+        return ["$.budget: give values and/or bytes, each a number > 0, e.g. {values: 2e9, bytes: 1e10}"]
+    size = store_bytes(values, members)
     problems = []
     if values > limits["values"]:
         problems.append(f"$.budget.values: the ensemble asks for {values:,} series values in all ({members:,} "

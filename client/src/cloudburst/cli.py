@@ -45,6 +45,8 @@ def follow(ensemble: Ensemble, args: argparse.Namespace) -> Progress:
 
 
 def cmd_submit(args: argparse.Namespace, client: Client) -> int:
+    if args.check:
+        return checked_submission(args, client)
     from cloudburst.api import Alternatives
     from cloudburst.studies import StudyRun
     ensemble = client.submit(args.model, args.scenario, name=args.name, start=args.start, timeout_s=args.timeout)
@@ -76,6 +78,23 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     emit(args, {"ensemble": ensemble.name, "members": members, "uploaded": ensemble.uploaded,
                 **({"progress": final.as_dict()} if final else {})}, ensemble.name)
     return EXIT_FAILED if final is not None and final.failed else 0
+
+
+def checked_submission(args: argparse.Namespace, client: Client) -> int:
+    plan = client.check_submission(args.model, args.scenario, name=args.name, start=args.start)
+    budget = plan["budget"]
+    first = plan["members_enqueued_first"]
+    lines = [f"{plan['ensemble']}: every check passed; nothing was uploaded or enqueued",
+             f"  members {plan['members']:,}" + (f" ({first:,} enqueued first: adaptive waves)"
+                                                 if first != plan["members"] else ""),
+             f"  batches {plan['batches']:,} of up to {plan['members_per_batch']:,} members",
+             f"  series values {plan['series_values']:,} (budget {int(budget['values']):,})",
+             f"  results store about {human_bytes(plan['store_bytes_estimate'])} (budget "
+             f"{human_bytes(int(budget['bytes']))})",
+             f"  model {plan['model_sha256'][:12]} " + ("already on the cluster" if plan["model_on_cluster"]
+                                                        else "would be uploaded")]
+    emit(args, plan, "\n".join(lines))
+    return 0
 
 
 def submitted_study(args: argparse.Namespace, study: StudyRun) -> int:
@@ -398,6 +417,9 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("model", help="the base EPANET model (.inp)")
     submit.add_argument("scenario", help="the scenario file (YAML)")
     submit.add_argument("--wait", action="store_true", help="show progress until every member is done")
+    submit.add_argument("--check", action="store_true", help="run every check and print what would be submitted "
+                                                             "(members, batches, values, bytes); upload and enqueue "
+                                                             "nothing")
     submit.add_argument("--name", help="the ensemble's name (default: the scenario's name and the time)")
     submit.add_argument("--start", help="member 0's start time, e.g. 2024-06-01T00:00:00Z (default: the "
                                         "scenario's start_time_utc, else 2000-01-01T00:00:00Z)")

@@ -45,15 +45,20 @@ class ModelStore:
         self.auth = (settings.files_user, settings.files_password)
         self.session = session or requests.Session()
 
+    def has(self, sha256: str) -> bool:
+        """Whether the store holds the model already."""
+        with service_errors("Nginx", self.url):
+            present = self.session.head(f"{self.url}/{model_path(sha256)}", auth=self.auth, timeout=30)
+        if present.status_code in (401, 403):
+            raise refused("Nginx", self.url, present, "a model check", self.auth[0])
+        return present.status_code == 200
+
     def upload(self, data: bytes, sha256: str) -> bool:
         """Upload the model unless the store has it already; returns whether it was uploaded."""
+        if self.has(sha256):
+            return False
         location = f"{self.url}/{model_path(sha256)}"
         with service_errors("Nginx", self.url):
-            present = self.session.head(location, auth=self.auth, timeout=30)
-            if present.status_code in (401, 403):
-                raise refused("Nginx", self.url, present, "a model check", self.auth[0])
-            if present.status_code == 200:
-                return False
             put = self.session.put(location, data=data, auth=self.auth, timeout=300)
         if put.status_code not in (201, 204):
             raise refused("Nginx", self.url, put, "the model upload", self.auth[0])

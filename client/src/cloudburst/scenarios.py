@@ -63,6 +63,7 @@ class Ensemble:
     name: str
     seed: int
     documents: list[dict[str, Any]]
+    series_values: int = 0  # every member's series values together (what the budget counts)
 
 
 def read_scenario_file(path: Path) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def generate(scenario: dict[str, Any], model: wntr.network.WaterNetworkModel, mo
     problems = budget_problems(values, len(documents), scenario.get("budget"))
     if problems:
         raise InputError(problems)
-    return Ensemble(name=plan.name, seed=plan.seed, documents=documents)
+    return Ensemble(name=plan.name, seed=plan.seed, documents=documents, series_values=values)
 
 
 def _plan(scenario: Any, model: wntr.network.WaterNetworkModel, name: str | None,
