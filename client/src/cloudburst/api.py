@@ -13,6 +13,7 @@ only ``cloudburst.errors`` exceptions for bad input and services.
 from __future__ import annotations
 
 import copy
+import functools
 import dataclasses
 import hashlib
 import logging
@@ -21,45 +22,51 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import numpy as np
-import pandas as pd
-import wntr
 from redis import Redis
 
-from cloudburst import batches as batching
-from cloudburst.adaptive import output_requests, parse_adaptive
-from cloudburst.alternatives import bands, summary_table, variants
-from cloudburst import lifecycle
 from cloudburst import resultformat as fmt
-from cloudburst.alterations import apply_run
-from cloudburst.checks import budget_limits, store_bytes
 from cloudburst.config import Settings
-from cloudburst.engine import simulate
 from cloudburst.errors import EpanetError, InputError, MemberFailed, redis_errors
 from cloudburst.files import ModelStore, model_input, results_credentials, results_url
 from cloudburst.influx import InfluxQuery
-from cloudburst.job import parse_job
+from cloudburst.lazy import lazy
 from cloudburst.ledger import Ledger, MemberStates, retry_round
-from cloudburst.models import parse_inp, read_model_file
 from cloudburst.progress import Display, Progress, default_display, follow
 from cloudburst.queue import (JobPolicy, crashed_members, enqueue_batches, job_prefix, open_queue, other_jobs,
                               tracked_progress, waiting_members)
-from cloudburst.reader import ResultsReader
 from cloudburst.records import DELETED, ENSEMBLE, RETRIED, TASKS, EnsembleRecord, Records, shown_state
-from cloudburst.scenarios import factor_names, generate, read_scenario_file
-from cloudburst.sensitivity import parse_sensitivity, sobol_indices
-from cloudburst.statistics import queue_forget
-from cloudburst.studies import TASK_FUNCTIONS, StudyRun, elements_per_task, parse_study, study_run, study_tasks
 from cloudburst.store import MEMBERS_DIR, SERIES_DIR, open_store
-from cloudburst.taskset import TaskSet, submit_map
-from cloudburst.waves import Waves
-from cloudburst.warm import file_path_reason, solve_seconds
+
+# What only submitting, reading results or studies need is imported when first used (cloudburst.lazy): `cloudburst
+# list` and `status` start in a fraction of a second.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import wntr
+
+    from cloudburst import adaptive, alterations, alternatives, checks, engine, lifecycle, models, reader, scenarios
+    from cloudburst import batches as batching
+    from cloudburst import job as jobschema
+    from cloudburst import sensitivity as sobol
+    from cloudburst import statistics, studies, waves, warm
+    from cloudburst import taskset as task_sets
+else:
+    np, pd, wntr = lazy("numpy"), lazy("pandas"), lazy("wntr")
+    adaptive, alterations, alternatives = lazy("cloudburst.adaptive"), lazy("cloudburst.alterations"), \
+        lazy("cloudburst.alternatives")
+    checks, engine, lifecycle, models = lazy("cloudburst.checks"), lazy("cloudburst.engine"), \
+        lazy("cloudburst.lifecycle"), lazy("cloudburst.models")
+    reader, scenarios, statistics = lazy("cloudburst.reader"), lazy("cloudburst.scenarios"), \
+        lazy("cloudburst.statistics")
+    studies, waves, warm = lazy("cloudburst.studies"), lazy("cloudburst.waves"), lazy("cloudburst.warm")
+    batching, jobschema, sobol = lazy("cloudburst.batches"), lazy("cloudburst.job"), lazy("cloudburst.sensitivity")
+    task_sets = lazy("cloudburst.taskset")
 
 log = logging.getLogger(__name__)
-ModelSource = str | Path | wntr.network.WaterNetworkModel
-ScenarioSource = str | Path | dict[str, Any]
+ModelSource: TypeAlias = "str | Path | wntr.network.WaterNetworkModel"
+ScenarioSource: TypeAlias = "str | Path | dict[str, Any]"
 
 
 def parse_element(element: str) -> tuple[str, str]:
@@ -85,9 +92,13 @@ class Client:
                                 self.settings.results_endpoint)
         self.influx = InfluxQuery(self.settings.influx_url, self.settings.influx_db, self.settings.influx_user,
                                   self.settings.influx_password)
-        self.results = ResultsReader(self.store, self.influx)
         if check:
             self.check()
+
+    @functools.cached_property
+    def results(self) -> "reader.ResultsReader":
+        """The results store's and InfluxDB's reader (pandas and pyarrow: made when first asked for)."""
+        return reader.ResultsReader(self.store, self.influx)
 
     @redis_errors
     def check(self) -> None:
@@ -97,7 +108,7 @@ class Client:
 
     @redis_errors
     def submit(self, model: ModelSource, scenario: ScenarioSource, *, name: str | None = None,
-               start: datetime | str | None = None, timeout_s: int = 3600) -> "Ensemble | StudyRun | Alternatives":
+               start: datetime | str | None = None, timeout_s: int = 3600) -> "Ensemble | studies.StudyRun | Alternatives":
         """Draw every member, check each against the model, then upload the model and enqueue the members.
         A scenario with a ``study`` section submits that study instead (``cloudburst.studies``: a FireFlow or
         Segments); one with ``alternatives`` each variant as its own ensemble (``cloudburst.alternatives``).
@@ -129,7 +140,7 @@ class Client:
         enqueue_batches(self.queue, self.ledger, record.name, jobs, policy)
         if plan is not None:
             ensemble = Ensemble(self, record.name, uploaded=uploaded, enqueue_s=time.monotonic() - started)
-            ensemble.waves = Waves(ensemble, drawn.documents, plan, size, policy)
+            ensemble.waves = waves.Waves(ensemble, drawn.documents, plan, size, policy)
             return ensemble
         return Ensemble(self, record.name, uploaded=uploaded, enqueue_s=time.monotonic() - started)
 
@@ -149,9 +160,9 @@ class Client:
         batches = -(-prepared.first_members // prepared.batch_members)
         return {"ensemble": drawn.name, "members": members, "members_enqueued_first": prepared.first_members,
                 "batches": batches, "members_per_batch": prepared.batch_members, "series_values": drawn.series_values,
-                "store_bytes_estimate": store_bytes(drawn.series_values, members,
+                "store_bytes_estimate": checks.store_bytes(drawn.series_values, members,
                                                     -(-members // prepared.batch_members)),
-                "budget": budget_limits(prepared.content.get("budget")), "model_sha256": prepared.sha256,
+                "budget": checks.budget_limits(prepared.content.get("budget")), "model_sha256": prepared.sha256,
                 "model_on_cluster": self.models.has(prepared.sha256)}
 
     def _prepare(self, model: ModelSource, scenario: ScenarioSource, name: str | None,
@@ -159,7 +170,7 @@ class Client:
         """submit's checks, in submit's order, with nothing written: the members drawn and checked, the batch size,
         the name free. Alternatives and studies are handed back (``delegated``) for their own paths."""
         data, wn = _model(model)
-        content = read_scenario_file(Path(scenario)) if isinstance(scenario, (str, Path)) else scenario
+        content = scenarios.read_scenario_file(Path(scenario)) if isinstance(scenario, (str, Path)) else scenario
         if not isinstance(content, dict):
             raise InputError("$: a scenario holds a mapping (ensemble, members, seed, alterations ...)")
         content = {**content, "output": {"db": self.settings.influx_db, **(content.get("output") or {})}}
@@ -170,11 +181,11 @@ class Client:
                 return _Prepared(data, wn, content, sha256, delegated=(kind, content, name))
         plan = None
         if content.get("adaptive") is not None:
-            plan = parse_adaptive(content["adaptive"], int(content.get("members") or 0))
+            plan = adaptive.parse_adaptive(content["adaptive"], int(content.get("members") or 0))
             output = content["output"]
             content = {**content, "output": {**output, "series": list(output.get("series") or [])
-                                              + output_requests(plan)}}
-        drawn = generate(content, wn, model_input(self.settings, sha256), name, start)
+                                              + adaptive.output_requests(plan)}}
+        drawn = scenarios.generate(content, wn, model_input(self.settings, sha256), name, start)
         size = _batch_size(content.get("batch"), data, wn, len(drawn.documents), drawn.documents[0])
         self.records.refuse_taken(drawn.name)
         first = len(drawn.documents) if plan is None else min(plan.cap, 2 * plan.wave)  # adaptive: a wave queued ahead
@@ -183,12 +194,12 @@ class Client:
     def _submit_alternatives(self, model: ModelSource, content: dict[str, Any], name: str,
                              start: datetime | str | None, timeout_s: int) -> "Alternatives":
         """Every variant drawn and checked first, then each submitted as its own ensemble."""
-        found = variants(content, name)
+        found = alternatives.variants(content, name)
         data, wn = _model(model)
         sha256 = hashlib.sha256(data).hexdigest()
         for ensemble, scenario in found.items():
             self.records.refuse_taken(ensemble)
-            generate({key: value for key, value in scenario.items() if key != "adaptive"}, wn,
+            scenarios.generate({key: value for key, value in scenario.items() if key != "adaptive"}, wn,
                      model_input(self.settings, sha256), ensemble, start)
         return Alternatives([self.submit(model, scenario, name=ensemble, start=start, timeout_s=timeout_s)
                              for ensemble, scenario in found.items()])
@@ -210,24 +221,24 @@ class Client:
         return Alternatives([self.ensemble(name) for name in chosen])
 
     def _submit_study(self, data: bytes, wn: wntr.network.WaterNetworkModel, content: dict[str, Any], name: str,
-                      start: datetime | str | None, timeout_s: int, base_dir: Path | None) -> StudyRun:
+                      start: datetime | str | None, timeout_s: int, base_dir: Path | None) -> studies.StudyRun:
         """The study's tasks: each member's job document with a group of its elements, as a task set of the name."""
-        study = parse_study(content["study"], wn, base_dir)
+        study = studies.parse_study(content["study"], wn, base_dir)
         sha256 = hashlib.sha256(data).hexdigest()
-        drawn = generate({key: value for key, value in content.items() if key != "study"}, wn,
+        drawn = scenarios.generate({key: value for key, value in content.items() if key != "study"}, wn,
                          model_input(self.settings, sha256), name, start)
-        per_task = elements_per_task(data, wn, drawn.documents[0], study)
+        per_task = studies.elements_per_task(data, wn, drawn.documents[0], study)
         self.records.refuse_taken(drawn.name)
         self.models.upload(data, sha256)
-        tasks = study_tasks(drawn.documents, study, per_task)
-        taskset = submit_map(self, TASK_FUNCTIONS[study.kind], tasks, drawn.name, timeout_s, per_job=None)
-        return study_run(TASK_FUNCTIONS[study.kind], taskset)
+        tasks = studies.study_tasks(drawn.documents, study, per_task)
+        taskset = task_sets.submit_map(self, studies.TASK_FUNCTIONS[study.kind], tasks, drawn.name, timeout_s, per_job=None)
+        return studies.study_run(studies.TASK_FUNCTIONS[study.kind], taskset)
 
     @redis_errors
-    def study(self, name: str) -> StudyRun:
+    def study(self, name: str) -> studies.StudyRun:
         """A study submitted earlier (FireFlow or Segments); raises InputError when there is none of that name."""
         record = self.records.get_taskset(name)
-        found = study_run(record.function, TaskSet(self, name))
+        found = studies.study_run(record.function, task_sets.TaskSet(self, name))
         if found is None:
             raise InputError(f"{name} is a task set of {record.function}, not a study")
         return found
@@ -253,7 +264,7 @@ class Client:
 
     @redis_errors
     def map(self, function: str, iterable: Iterable[Any], *, name: str | None = None, timeout_s: int = 3600,
-            per_job: int | None = None) -> TaskSet:
+            per_job: int | None = None) -> task_sets.TaskSet:
         """Call ``function`` (``module:function`` of the pushed env) once per item of ``iterable`` on the cluster's
         workers, first in first out; returns the task set to follow and collect.
 
@@ -262,23 +273,23 @@ class Client:
         tasks spread over about four jobs per listening worker process, at most 500 per job). Every argument is
         checked first, and the function against the pushed env's manifest: nothing is enqueued when anything is
         wrong."""
-        return submit_map(self, function, iterable, name, timeout_s, per_job)
+        return task_sets.submit_map(self, function, iterable, name, timeout_s, per_job)
 
     @redis_errors
-    def taskset(self, name: str) -> TaskSet:
+    def taskset(self, name: str) -> task_sets.TaskSet:
         """A task set submitted earlier; raises InputError when there is none of that name."""
         self.records.get_taskset(name)
-        return TaskSet(self, name)
+        return task_sets.TaskSet(self, name)
 
     @redis_errors
-    def tasksets(self) -> pd.DataFrame:
-        """Every task set with its progress, oldest first."""
+    def taskset_rows(self) -> list[dict[str, Any]]:
+        """Every task set with its progress, oldest first, as plain rows (``tasksets`` without pandas)."""
         rows = []
         for name in self.records.names():
             if self.records.kind(name) != TASKS:
                 continue
-            tasks = TaskSet(self, name)
-            record, progress = tasks.info(), tasks.status()
+            record = self.records.get_taskset(name)
+            progress = tracked_progress(self.queue, self.ledger, name, record.tasks)
             rows.append({"taskset": name, "created_at": record.created_at, "function": record.function,
                          "tasks": record.tasks, "finished": progress.finished, "failed": progress.failed,
                          "running": progress.running, "state": shown_state(record.state, progress),
@@ -286,13 +297,17 @@ class Client:
         rows += [{"taskset": name, "created_at": gone["created_at"], "function": gone["function"],
                   "tasks": gone["members"], "finished": 0, "failed": 0, "running": 0, "state": DELETED, "bytes": 0}
                  for name, gone in self.records.deleted().items() if gone["kind"] == TASKS]
+        return sorted(rows, key=lambda row: (row["created_at"], row["taskset"]))
+
+    def tasksets(self) -> pd.DataFrame:
+        """Every task set with its progress, oldest first."""
         columns = ["taskset", "created_at", "function", "tasks", "finished", "failed", "running", "state", "bytes"]
-        return pd.DataFrame(rows, columns=columns).sort_values(["created_at", "taskset"]).reset_index(drop=True)
+        return pd.DataFrame(self.taskset_rows(), columns=columns)
 
     @redis_errors
-    def submitted(self, name: str) -> "Ensemble | TaskSet":
+    def submitted(self, name: str) -> "Ensemble | task_sets.TaskSet":
         """The ensemble or task set of that name; InputError when there is neither."""
-        return Ensemble(self, name) if self.records.kind(name) == ENSEMBLE else TaskSet(self, name)
+        return Ensemble(self, name) if self.records.kind(name) == ENSEMBLE else task_sets.TaskSet(self, name)
 
     @redis_errors
     def other_jobs(self, limit: int = 100) -> pd.DataFrame:
@@ -315,8 +330,8 @@ class Client:
         return sha256
 
     @redis_errors
-    def ensembles(self) -> pd.DataFrame:
-        """Every ensemble with its progress, oldest first."""
+    def ensemble_rows(self) -> list[dict[str, Any]]:
+        """Every ensemble with its progress, oldest first, as plain rows (``ensembles`` without pandas)."""
         rows = []
         for name in self.records.names():
             if self.records.kind(name) != ENSEMBLE:
@@ -329,8 +344,12 @@ class Client:
         rows += [{"ensemble": name, "created_at": gone["created_at"], "members": gone["members"], "finished": 0,
                   "failed": 0, "running": 0, "state": DELETED, "bytes": 0}
                  for name, gone in self.records.deleted().items() if gone["kind"] == ENSEMBLE]
+        return sorted(rows, key=lambda row: (row["created_at"], row["ensemble"]))
+
+    def ensembles(self) -> pd.DataFrame:
+        """Every ensemble with its progress, oldest first."""
         columns = ["ensemble", "created_at", "members", "finished", "failed", "running", "state", "bytes"]
-        return pd.DataFrame(rows, columns=columns).sort_values(["created_at", "ensemble"]).reset_index(drop=True)
+        return pd.DataFrame(self.ensemble_rows(), columns=columns)
 
 
 class Ensemble:
@@ -341,7 +360,7 @@ class Ensemble:
         self.name = name
         self.uploaded = uploaded    # set by submit: whether the model was uploaded (False: the cluster had it)
         self.enqueue_s = enqueue_s  # set by submit: seconds spent enqueueing
-        self.waves: Waves | None = None  # set by submit for an adaptive scenario: what adapt() drives
+        self.waves: waves.Waves | None = None  # set by submit for an adaptive scenario: what adapt() drives
 
     def __repr__(self) -> str:
         return f"<Ensemble {self.name!r}>"
@@ -357,8 +376,8 @@ class Ensemble:
         record = self.info()
         if record.scenario.get("sensitivity") is None:
             raise InputError(f"{self.name} has no sensitivity section in its scenario")
-        plan = parse_sensitivity(record.scenario["sensitivity"])
-        factors = factor_names(record.scenario)
+        plan = sobol.parse_sensitivity(record.scenario["sensitivity"])
+        factors = scenarios.factor_names(record.scenario)
         numbers = np.full(record.members, np.nan)
         if isinstance(plan.metric, str):
             members = self.members()
@@ -371,7 +390,7 @@ class Ensemble:
             series = self.series(plan.metric["element"], plan.metric["attribute"])
             reduced = series.groupby("member")["value"].agg(plan.metric["of"])
             numbers[reduced.index.to_numpy()] = reduced.to_numpy()
-        return sobol_indices(numbers, factors, plan.base_samples, plan.confidence, seed=record.seed)
+        return sobol.sobol_indices(numbers, factors, plan.base_samples, plan.confidence, seed=record.seed)
 
     @redis_errors
     def adaptive(self) -> dict[str, Any] | None:
@@ -387,12 +406,12 @@ class Ensemble:
             record = self.info()
             if record.scenario.get("adaptive") is None:
                 raise InputError(f"{self.name} is not adaptive: its scenario has no adaptive section")
-            plan = parse_adaptive(record.scenario["adaptive"], int(record.scenario.get("members") or 0))
+            plan = adaptive.parse_adaptive(record.scenario["adaptive"], int(record.scenario.get("members") or 0))
             data, wn = self._model()
-            drawn = generate(record.scenario, wn, model_input(self.client.settings, record.model_sha256), self.name,
+            drawn = scenarios.generate(record.scenario, wn, model_input(self.client.settings, record.model_sha256), self.name,
                              record.start_time_utc)
             size = _batch_size(record.scenario.get("batch"), data, wn, len(drawn.documents), drawn.documents[0])
-            self.waves = Waves(self, drawn.documents, plan, size, JobPolicy())
+            self.waves = waves.Waves(self, drawn.documents, plan, size, JobPolicy())
         return self.waves.run(poll_s, report)
 
     def _states(self) -> MemberStates:
@@ -583,7 +602,7 @@ class Ensemble:
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "model.inp"
             path.write_bytes(data)
-            return data, parse_inp(path, f"model {sha256[:12]}")
+            return data, models.parse_inp(path, f"model {sha256[:12]}")
 
     @redis_errors
     def cancel(self) -> int:
@@ -597,7 +616,7 @@ class Ensemble:
         of a new retry round."""
         record = self.info()
         data, wn = self._model()
-        drawn = generate(record.scenario, wn, model_input(self.client.settings, record.model_sha256), self.name,
+        drawn = scenarios.generate(record.scenario, wn, model_input(self.client.settings, record.model_sha256), self.name,
                          record.start_time_utc)
         plan = self.client.ledger.plan(self.name)
         waiting = waiting_members(self.client.queue, self.client.ledger, self.name)
@@ -620,7 +639,7 @@ class Ensemble:
         finish and store their batch: delete again once they are done."""
         record = self.info()
         removed = lifecycle.remove(self.client, self.name)
-        queue_forget(self.client.redis, self.name, (record.scenario.get("output") or {}).get(
+        statistics.queue_forget(self.client.redis, self.name, (record.scenario.get("output") or {}).get(
             "db", self.client.settings.influx_db))
         return removed
 
@@ -636,23 +655,23 @@ def _batch_size(setting: Any, data: bytes, wn: wntr.network.WaterNetworkModel, m
         raise InputError("$.batch: give members (a whole number > 0) or seconds (> 0), e.g. {seconds: 3}")
     if "members" in setting:
         return min(int(setting["members"]), batching.MAX_BATCH_MEMBERS)
-    job = parse_job(member)
+    job = jobschema.parse_job(member)
     settings = job.run.model_copy(update={"alterations": []})
     seconds = None
-    if file_path_reason(job) is None:
+    if warm.file_path_reason(job) is None:
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "model.inp"
             path.write_bytes(data)
             try:
-                seconds = solve_seconds(path, wn, settings)
+                seconds = warm.solve_seconds(path, wn, settings)
             except EpanetError:
                 pass  # EPANET 2.3 does not open it: the members run on the file path, timed below
     if seconds is None:
         timed = copy.deepcopy(wn)
-        apply_run(settings, timed)
+        alterations.apply_run(settings, timed)
         started = time.perf_counter()
         try:
-            simulate(settings, timed)
+            engine.simulate(settings, timed)
         except MemberFailed:
             pass  # the unaltered model does not run; its members' failures will say why, and timing it still tells
         seconds = time.perf_counter() - started
@@ -698,8 +717,8 @@ def _model(model: ModelSource) -> tuple[bytes, wntr.network.WaterNetworkModel]:
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "model.inp"
             wntr.network.write_inpfile(model, str(path))
-            return read_model_file(path)
-    return read_model_file(Path(model))
+            return models.read_model_file(path)
+    return models.read_model_file(Path(model))
 
 
 class Alternatives:
@@ -717,8 +736,8 @@ class Alternatives:
     def summaries(self) -> pd.DataFrame:
         """Per ensemble: finished members and p5/p50/p95 of the member summaries (pressure_min, pressure_mean,
         nodes_below_threshold)."""
-        return summary_table({ensemble.name: ensemble.summaries() for ensemble in self.ensembles})
+        return alternatives.summary_table({ensemble.name: ensemble.summaries() for ensemble in self.ensembles})
 
     def bands(self, element: str, attribute: str = "pressure") -> pd.DataFrame:
         """Per ensemble and report time: p5/p50/p95 of one element's stored values over the members."""
-        return bands({ensemble.name: ensemble.series(element, attribute) for ensemble in self.ensembles})
+        return alternatives.bands({ensemble.name: ensemble.series(element, attribute) for ensemble in self.ensembles})

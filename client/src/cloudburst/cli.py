@@ -266,16 +266,17 @@ def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_list(args: argparse.Namespace, client: Client) -> int:
-    table, tasks = client.ensembles(), client.tasksets()
+    ensembles, tasks = client.ensemble_rows(), client.taskset_rows()
     lines = [f"{'ensemble':<32} {'created':<26} {'members':>8} {'finished':>9} {'failed':>7} {'size':>9}  state"]
-    lines += [f"{row.ensemble:<32} {row.created_at:<26} {row.members:>8} {row.finished:>9} {row.failed:>7} "
-              f"{human_bytes(row.bytes):>9}  {row.state}" for row in table.itertuples()]
-    if len(tasks):
+    lines += [f"{row['ensemble']:<32} {row['created_at']:<26} {row['members']:>8} {row['finished']:>9} "
+              f"{row['failed']:>7} {human_bytes(row['bytes']):>9}  {row['state']}" for row in ensembles]
+    if tasks:
         lines += ["", f"{'task set':<32} {'created':<26} {'tasks':>8} {'finished':>9} {'failed':>7} {'size':>9}  "
                       "state  function"]
-        lines += [f"{row.taskset:<32} {row.created_at:<26} {row.tasks:>8} {row.finished:>9} {row.failed:>7} "
-                  f"{human_bytes(row.bytes):>9}  {row.state}  {row.function}" for row in tasks.itertuples()]
-    emit(args, table.to_dict("records") + tasks.to_dict("records"), "\n".join(lines))
+        lines += [f"{row['taskset']:<32} {row['created_at']:<26} {row['tasks']:>8} {row['finished']:>9} "
+                  f"{row['failed']:>7} {human_bytes(row['bytes']):>9}  {row['state']}  {row['function']}"
+                  for row in tasks]
+    emit(args, ensembles + tasks, "\n".join(lines))
     return 0
 
 

@@ -9,12 +9,13 @@ from itertools import chain
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import requests
 
-from cloudburst.batches import split
+if TYPE_CHECKING:
+    import pandas as pd
+
 from cloudburst.errors import InfluxWriteError, ServiceError, refused, service_errors
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class InfluxWriter:
         producing line protocol and InfluxDB's ingest (which parses requests on several cores) overlap. Order
         between batches does not matter: each point is keyed by its series and timestamp.
         """
+        from cloudburst.batches import split
         pending = split(lines, self.batch_lines)
         first, second = next(pending, None), next(pending, None)
         if first is None:
@@ -122,8 +124,9 @@ class InfluxQuery:
             raise ServiceError(f"InfluxDB refused the query: {result['error']}")
         return result.get("series", [])
 
-    def frame(self, query: str) -> pd.DataFrame:
+    def frame(self, query: str) -> "pd.DataFrame":
         """The query's points, one row each, tags as columns."""
+        import pandas as pd
         rows = []
         for series in self.series(query):
             tags = series.get("tags", {})

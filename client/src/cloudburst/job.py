@@ -12,12 +12,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from cloudburst.defaults import DEFAULT_START, ENSEMBLE_PATTERN  # noqa: F401 (part of the schema's face)
 from cloudburst.errors import InputError
 
 SCHEMA = "cloudburst.job/1"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
-ENSEMBLE_PATTERN = r"[A-Za-z0-9_.\-]{1,128}"
-DEFAULT_START = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
 class _Strict(BaseModel):

@@ -25,7 +25,6 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
-from cloudburst.batches import split
 from cloudburst.ledger import Ledger, MemberStates
 from cloudburst.progress import Progress
 
@@ -96,6 +95,7 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
         common.update(retries_left=policy.retries, retry_intervals="[0]")
     count = 0
     connection = queue.connection
+    from cloudburst.batches import split  # the batch schema (pydantic): only when enqueueing
     for part in split(batches, chunk):
         pipeline = connection.pipeline(transaction=False)
         ids, plan = [], {}

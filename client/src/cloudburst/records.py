@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from redis import Redis
 
 from cloudburst.errors import InputError
-from cloudburst.job import DEFAULT_START
+from cloudburst.defaults import DEFAULT_START
 
 if TYPE_CHECKING:
     from cloudburst.progress import Progress

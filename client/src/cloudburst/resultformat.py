@@ -17,9 +17,10 @@ and ``progress`` (tag ensemble; fields members, finished, failed, unbalanced).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 NODE, LINK = "node", "link"
 SERIES_KINDS = (NODE, LINK)
@@ -71,6 +72,7 @@ def escape_string_field(value: str) -> str:
 
 
 def format_fields(fields: dict[str, Any]) -> str:
+    import numpy as np  # here: the client reads the format's names without numpy
     parts = []
     for key, value in fields.items():
         if value is None:
@@ -103,6 +105,7 @@ def element_stats_lines(measurement: str, ensemble: str, statistic: str, attribu
                         seconds: list[int], values: np.ndarray) -> list[str]:
     """``stats_line`` for every finite value of an (elements, times) array of one statistic and attribute, the tags
     escaped once per element rather than once per point."""
+    import numpy as np
     head = f"{measurement},{ENSEMBLE_TAG}={escape_tag(ensemble)},{ELEMENT_TAG}="
     tail = f",{STATISTIC_TAG}={escape_tag(statistic)} {escape_tag(attribute)}="
     stamps = [f" {at}" for at in seconds]

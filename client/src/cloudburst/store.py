@@ -23,12 +23,13 @@ import io
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import quote
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import requests
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from cloudburst.errors import ConfigError, ServiceError, refused, service_errors
 
@@ -40,9 +41,10 @@ SERVICE = "the results store"
 _WRITE_OPTIONS = {"compression": "zstd", "compression_level": 9}
 
 
-def encode(table: pa.Table, float_columns: Iterable[str] = ()) -> bytes:
+def encode(table: "pa.Table", float_columns: Iterable[str] = ()) -> bytes:
     """A table as Parquet bytes: no dictionary pages for the float columns (they are nearly all distinct), whose
     bytes are split by position before compression; every other column dictionary-encoded."""
+    import pyarrow.parquet as pq  # here: the client's list and status never write Parquet
     floats = [name for name in float_columns if name in table.column_names]
     sink = io.BytesIO()
     pq.write_table(table, sink, use_dictionary=[name for name in table.column_names if name not in floats],
@@ -50,7 +52,8 @@ def encode(table: pa.Table, float_columns: Iterable[str] = ()) -> bytes:
     return sink.getvalue()
 
 
-def decode(data: bytes, columns: list[str] | None = None, filters: list | None = None) -> pa.Table:
+def decode(data: bytes, columns: list[str] | None = None, filters: list | None = None) -> "pa.Table":
+    import pyarrow.parquet as pq
     return pq.read_table(io.BytesIO(data), columns=columns, filters=filters)
 
 
