@@ -241,6 +241,11 @@ def test_bad_members_fail_with_a_recorded_reason_and_the_batch_goes_on(cache, st
         assert rows.loc[member, "status"] == "failed" and reason in rows.loc[member, "error"], name
     series = decode(store.read("bad-members", SERIES_DIR, batch["batch"])).to_pandas()
     assert set(series[fmt.MEMBER]) == {good["member"]}  # only the finished member has series
+    # The batch's first rows are failures without summaries: the file still has the finished member's summary.
+    model = wntr.network.WaterNetworkModel(str(NETWORKS / "Net3.inp"))
+    lowest = direct_run(lambda wn: None).node["pressure"][model.junction_name_list].min()
+    assert rows.loc[good["member"], "pressure_min"] == float(np.float32(lowest.min()))
+    assert rows.loc[good["member"], "pressure_min_node"] == lowest.idxmin()
 
 
 # --- a batch whose worker dies: only the members it had not kept run again ---------------------------------

@@ -221,9 +221,12 @@ def series_table(results: list[MemberResult]) -> pa.Table | None:
 
 
 def members_table(batch: str, results: list[MemberResult]) -> pa.Table:
+    """One row per member; the columns are every key any member has (a failed or unbalanced member has no summary:
+    its cells are null), each column's type read from all its values, never from the first row alone."""
     rows = [{fmt.MEMBER: result.member, fmt.BATCH: batch, fmt.START: result.start_s, **result.status,
              **result.summary} for result in results]
-    return pa.Table.from_pylist(rows)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return pa.table({column: [row.get(column) for row in rows] for column in columns})
 
 
 def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore | None,
