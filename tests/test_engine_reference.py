@@ -153,16 +153,19 @@ def test_a_value_nudged_by_1e_9_on_the_reference_side_fails_the_comparison(store
     assert differences(engine, nudged) > 0
 
 
-def test_a_contaminant_source_reaches_exactly_the_nodes_the_reference_says(stored):
-    engine = stored({"quality": {"mode": "chemical", "threshold": 0.01}, "alterations": [
-        {"type": "contaminant_source", "node": "River", "strength": 100.0, "start_s": 0, "end_s": 6 * HOUR}]},
-        [{"element": "node", "attributes": ["pressure", "quality"]}])
-    wn, results = reference(lambda wn: wn.add_source("spill", "River", "SETPOINT", 100.0, window(wn, "spill", 0, 6)),
-                            quality="CHEMICAL")
+# Strengths are SI (kg/m³, or kg/s for MASS): 0.024 kg/m³ is 24 mg/L; the threshold is mg/L.
+@pytest.mark.parametrize("source_type, strength", [("SETPOINT", 0.024), ("CONCEN", 0.024), ("MASS", 0.01)])
+def test_a_contaminant_source_reaches_exactly_the_nodes_the_reference_says(stored, source_type, strength):
+    engine = stored({"quality": {"mode": "chemical", "threshold": 12.0}, "alterations": [
+        {"type": "contaminant_source", "node": "River", "source_type": source_type, "strength": strength,
+         "start_s": 0, "end_s": 6 * HOUR}]}, [{"element": "node", "attributes": ["pressure", "quality"]}])
+    wn, results = reference(lambda wn: wn.add_source("spill", "River", source_type, strength,
+                                                     window(wn, "spill", 0, 6)), quality="CHEMICAL")
     assert differences(engine, results) == 0
     peak = results.node["quality"][wn.junction_name_list].max(axis=0)
     assert engine["summary"]["quality_max"] == float(peak.max())
-    assert engine["summary"]["nodes_reached"] == int((peak > 0.01).sum())
+    # A 12 mg/L threshold; wntr's concentrations are kg/m³ (1 mg/L = 0.001 kg/m³).
+    assert engine["summary"]["nodes_reached"] == int((peak * 1000 > 12.0).sum())
     assert 0 < engine["summary"]["nodes_reached"] < len(wn.junction_name_list)
 
 

@@ -259,22 +259,23 @@ def test_members_after_altered_ones_see_the_model_as_it_was(stored, tmp_path):
 
 
 def test_a_contaminant_source_with_chemical_quality_equals_the_reference(stored, tmp_path):
-    engine = stored({"quality": {"mode": "chemical", "threshold": 0.01}, "alterations": [
-        {"type": "contaminant_source", "node": "River", "strength": 100.0, "start_s": 0, "end_s": 6 * HOUR}]},
+    engine = stored({"quality": {"mode": "chemical", "threshold": 12.0}, "alterations": [
+        {"type": "contaminant_source", "node": "River", "strength": 0.024, "start_s": 0, "end_s": 6 * HOUR}]},
         ["pressure", "quality"])
 
     def spill(project):
         tk.setqualtype(project, tk.CHEM, "Chemical", "mg/L", "")
         node = tk.getnodeindex(project, "River")
         tk.setnodevalue(project, node, tk.SOURCEQUAL,
-                        from_si(GPM, 100.0, QualParam.Concentration, mass_units=MassUnits.mg))
+                        from_si(GPM, 0.024, QualParam.Concentration, mass_units=MassUnits.mg))
         tk.setnodevalue(project, node, tk.SOURCEPAT, add_window(project, "spill", 0, 6))
         tk.setnodevalue(project, node, tk.SOURCETYPE, tk.SETPOINT)
     expected = reference(spill, tmp_path, quality="chemical")
     assert differences(engine, expected) == 0
     peak = expected["quality"].iloc[:, :92].max(axis=0)
     assert engine["row"]["quality_max"] == float(peak.max())
-    assert 0 < engine["row"]["nodes_reached"] == int((peak > 0.01).sum()) < 92
+    # 24 mg/L at the source, a 12 mg/L threshold; the reference's concentrations are SI, kg/m³ (1 mg/L = 0.001 kg/m³).
+    assert 0 < engine["row"]["nodes_reached"] == int((peak * 1000 > 12.0).sum()) < 92
 
 
 def test_water_age_and_trace_equal_the_reference(stored, tmp_path):

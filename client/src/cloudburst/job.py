@@ -132,7 +132,8 @@ Alteration = Annotated[
 class Quality(_Strict):
     mode: Literal["none", "age", "trace", "chemical"] = "none"
     trace_node: str | None = None
-    # Concentration (mg/L) above which a node counts as reached by a contaminant; percent for trace.
+    # Concentration (mg/L, converted to the results' kg/m³ in resultformat) above which a node counts as reached by a
+    # contaminant; percent for trace.
     threshold: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")

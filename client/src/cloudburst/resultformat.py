@@ -22,6 +22,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+# Units: results are SI as wntr gives them; a chemical's concentration is kg/m³ (= g/L). A scenario's concentration
+# threshold (run.quality.threshold) is in mg/L, as modellers state limits: this converts it, and nothing else does.
+KG_PER_M3_PER_MG_PER_L = 0.001
+
 NODE, LINK = "node", "link"
 SERIES_KINDS = (NODE, LINK)
 FINISHED, FAILED, UNBALANCED = "finished", "failed", "unbalanced"

@@ -13,6 +13,7 @@ import pandas as pd
 import wntr
 
 from cloudburst import job as schema
+from cloudburst import resultformat as fmt
 from cloudburst.resultformat import NODE
 
 
@@ -147,5 +148,7 @@ def summary_fields(job: schema.Job, junctions: list[str], node: Frames, service:
             fields["age_mean_h"] = float(quality.astype(np.float64).mean()) / 3600.0
         else:
             fields["quality_max"] = float(peak.max())
-            fields["nodes_reached"] = int((peak > job.run.quality.threshold).sum())
+            # chemical: the threshold is mg/L and the values kg/m³; trace: both percent
+            scale = fmt.KG_PER_M3_PER_MG_PER_L if mode == "chemical" else 1.0
+            fields["nodes_reached"] = int((peak > job.run.quality.threshold * scale).sum())
     return fields
