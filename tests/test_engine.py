@@ -170,6 +170,29 @@ def test_a_pump_outage_stops_the_pump(cache, store, net3):
     assert out["10"].max() > 0.01
 
 
+def test_a_pump_outage_holds_against_the_pumps_own_speed_control_on_both_engines(cache, store, model_dir,
+                                                                                   model_server):
+    """Net1 with its pump's OPEN control written as a speed setting (wntr reads `LINK 9 1.0 IF ...` as a speed
+    action, not a status one): out of service 06-18 h, the pump carries no flow then, on the file path (a link
+    series) and on the warm engine (node series only) alike."""
+    text = (NETWORKS / "Net1.inp").read_text().replace(" LINK 9 OPEN IF NODE 2 BELOW 110", " LINK 9 1.0 IF NODE 2 BELOW 110")
+    assert " LINK 9 1.0 IF NODE 2 BELOW 110" in text
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    (model_dir / f"{sha}.inp").write_text(text)
+    source = {"url": f"{model_server}/{sha}.inp", "sha256": sha}
+    outage = {"alterations": [{"type": "pump_outage", "pump": "9", "start_s": 6 * 3600, "end_s": 18 * 3600}]}
+    file_path = run_and_read(job_for(source, run=outage, output={"series": [
+        {"element": "link", "attributes": ["flowrate"], "ids": ["9"]}]}), cache, store, "flowrate")["9"]
+    window = (file_path.index >= 6 * 3600) & (file_path.index < 18 * 3600)
+    assert (file_path[window] == 0.0).all(), file_path[window].tolist()
+    assert file_path[~window].max() > 0.01
+    warm = run_and_read(job_for(source, run=outage, output={"series": [
+        {"element": "node", "attributes": ["demand"], "ids": ["9"]}]}), cache, store, "demand")["9"]
+    # The pump's downstream junction 10 is fed only through it: the tank alone supplies the network meanwhile, so
+    # the pump's suction node 9 (a reservoir) delivers nothing in the window.
+    assert (warm[window] == 0.0).all(), warm[window].tolist()
+
+
 def test_pipe_and_tank_alterations_change_the_model_as_asked(cache, store, net3):
     document = job_for(net3, run={"alterations": [
         {"type": "pipe_property", "property": "roughness", "factor": 0.5},

@@ -25,11 +25,13 @@ def _window_pattern(wn: wntr.network.WaterNetworkModel, name: str, start_s: int,
     return name
 
 
-def _remove_status_controls(wn: wntr.network.WaterNetworkModel, link: object) -> None:
-    """Drop the model's own controls and rules that set this link's status: otherwise a closed pump or
-    pipe is reopened by them (Net3's pump 335 follows tank 1's level) and the closure never shows."""
+def _remove_link_controls(wn: wntr.network.WaterNetworkModel, link: object) -> None:
+    """Drop the model's own controls and rules with any action on this link, whatever it sets (status, or a
+    pump's speed: wntr reads `LINK PU1 1.0 IF ...` as a speed action): otherwise a closed pump or pipe is reopened
+    by them (Net3's pump 335 follows tank 1's level) and the closure never shows. The warm engine applies the same
+    rule to EPANET's controls and rules (``warm``: every control and rule whose actions name the link)."""
     for name in list(wn.control_name_list):
-        if any(action.target() == (link, "status") for action in wn.get_control(name).actions()):
+        if any(action.target()[0] is link for action in wn.get_control(name).actions()):
             wn.remove_control(name)
 
 
@@ -37,7 +39,7 @@ def _set_status(wn: wntr.network.WaterNetworkModel, name: str, status: str, star
                 end_s: int | None, label: str) -> None:
     """Force a link's status from start_s (until end_s, when the opposite status is set and kept)."""
     link = wn.get_link(name)
-    _remove_status_controls(wn, link)
+    _remove_link_controls(wn, link)
     wanted = WntrLinkStatus.Closed if status == "closed" else WntrLinkStatus.Open
     other = WntrLinkStatus.Open if status == "closed" else WntrLinkStatus.Closed
     if start_s == 0:
