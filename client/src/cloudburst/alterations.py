@@ -4,24 +4,28 @@
 """
 from __future__ import annotations
 
-import math
 
 import wntr
 from wntr.network import LinkStatus as WntrLinkStatus
 from wntr.network.controls import Control, ControlAction, SimTimeCondition
 
 from cloudburst import job as schema
+from cloudburst import windows
 
 QUALITY_PARAMETER = {"none": "NONE", "age": "AGE", "trace": "TRACE", "chemical": "CHEMICAL"}
 
 
 def _window_pattern(wn: wntr.network.WaterNetworkModel, name: str, start_s: int, end_s: int | None) -> str:
-    """A 0/1 pattern that is 1 from start_s until end_s, long enough never to wrap within the run."""
-    step = wn.options.time.pattern_timestep
-    steps = max(1, math.ceil(max(wn.options.time.duration, end_s or 0, start_s) / step) + 1)
-    multipliers = [1.0 if start_s <= i * step and (end_s is None or i * step < end_s) else 0.0
-                   for i in range(steps)]
-    wn.add_pattern(name, multipliers)
+    """A 0/1 pattern that holds exactly from start_s until end_s on the model's pattern clock (``windows``); the
+    model's patterns are re-expressed at a finer step when the edges fall between its periods."""
+    times = wn.options.time
+    old_step, pattern_start = int(times.pattern_timestep), int(times.pattern_start)
+    step = windows.finer_step(old_step, pattern_start, start_s, end_s)
+    if step < old_step:
+        for _, pattern in wn.patterns():
+            pattern.multipliers = windows.repeated(pattern.multipliers, old_step // step)
+        times.pattern_timestep = step
+    wn.add_pattern(name, windows.window_multipliers(step, pattern_start, int(times.duration), start_s, end_s))
     return name
 
 

@@ -16,7 +16,6 @@ its output file holds the solver's flow and headloss per 1,000 units), and link 
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import wntr
 from wntr.epanet.util import FlowUnits, HydParam, MassUnits, QualParam, QualType, from_si
 
 from cloudburst import job as schema
-from cloudburst import toolkit
+from cloudburst import toolkit, windows
 from cloudburst.checks import RunTimes, check_job
 from cloudburst.epanet_output import to_si
 from cloudburst.errors import EpanetError, MemberFailed, MemberUnbalanced
@@ -195,12 +194,18 @@ def apply_settings(run: schema.Run, model: OpenModel, changes: Changes) -> None:
 
 
 def window_pattern(model: OpenModel, name: str, start_s: int, end_s: int | None) -> str:
-    """A 0/1 pattern that is 1 from start_s until end_s, long enough never to wrap within the run."""
+    """A 0/1 pattern that holds exactly from start_s until end_s on the model's pattern clock (``windows``); the
+    model's patterns are re-expressed at a finer step when the edges fall between its periods. Structural: the
+    caller re-opens the model to undo it."""
     project = model.project
-    step = project.time(en.PATTERNSTEP)
-    steps = max(1, math.ceil(max(project.time(en.DURATION), end_s or 0, start_s) / step) + 1)
-    project.add_pattern(name, [1.0 if start_s <= i * step and (end_s is None or i * step < end_s) else 0.0
-                               for i in range(steps)])
+    step, pattern_start = project.time(en.PATTERNSTEP), project.time(en.PATTERNSTART)
+    finer = windows.finer_step(step, pattern_start, start_s, end_s)
+    if finer < step:
+        for index in range(1, project.count(en.PATCOUNT) + 1):
+            project.set_pattern(index, windows.repeated(project.pattern(index), step // finer))
+        project.set_time(en.PATTERNSTEP, finer)
+    project.add_pattern(name, windows.window_multipliers(finer, pattern_start, project.time(en.DURATION), start_s,
+                                                         end_s))
     return name
 
 

@@ -1,0 +1,153 @@
+"""A fire flow "from start_s until end_s" holds exactly [start_s, end_s) of simulated time on models whose pattern
+clock is not Net3's: a 07:00 pattern start (with two run durations) and a 3 h pattern step with a window between
+two steps, on both engines.
+
+The reference side uses no CloudBurst code: owa-epanet's own wrapper opens the same .inp, adds the fire demand with
+a 0/1 pattern worked out by hand in each test (which of the model's pattern periods the window covers), and EPANET
+writes its own binary output (read by test_engine_toolkit's reader). The warm engine (EPANET 2.3.5, the same
+stepping) must equal it bit for bit; wntr's file path (EPANET 2.2) within 1 mm.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+from pathlib import Path
+
+import epanet.toolkit as tk
+import numpy as np
+import pandas as pd
+import pytest
+from wntr.epanet.util import FlowUnits, HydParam, from_si
+
+from cloudburst.batches import make_batch
+from cloudburst.engine import run_batch
+from cloudburst.models import ModelCache
+from cloudburst.warm import WarmEngine
+from test_engine import stored_batch, values
+from test_engine_reference import NET3
+from test_engine_toolkit import _read_output, set_pattern
+
+HOUR = 3600
+FIRE_NODE, FIRE_M3S = "123", 0.05  # 50 L/s at a junction near the pumps' discharge
+_members = itertools.count()
+
+
+def model_with(tmp_path: Path, pattern_step: str = "1:00", pattern_start: str = "0:00") -> Path:
+    text = NET3.read_text()
+    text = text.replace(" Pattern Timestep   \t1:00 ", f" Pattern Timestep   \t{pattern_step} ")
+    text = text.replace(" Pattern Start      \t0:00 ", f" Pattern Start      \t{pattern_start} ")
+    assert f"Pattern Timestep   \t{pattern_step} " in text and f"Pattern Start      \t{pattern_start} " in text
+    path = tmp_path / f"net3-step-{pattern_step.replace(':', '')}-start-{pattern_start.replace(':', '')}.inp"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cache(model_session, tmp_path_factory) -> ModelCache:
+    return ModelCache(tmp_path_factory.mktemp("windows-cache"), session=model_session)
+
+
+@pytest.fixture(scope="module")
+def engine(cache):
+    engine = WarmEngine(cache)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def run_fire(results_store, model_dir, model_server, cache, engine):
+    """The member (a fire flow at node 123 from start_s to end_s) on the warm engine, or on the file path (it asks
+    for a link series too); the stored pressures, a row per report time and a column per node."""
+    def run(model: Path, duration_s: int, start_s: int, end_s: int, warm: bool) -> pd.DataFrame:
+        data = model.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        (model_dir / f"{sha}.inp").write_bytes(data)
+        series = [{"element": "node", "attributes": ["pressure"]}]
+        if not warm:
+            series.append({"element": "link", "attributes": ["flowrate"], "ids": ["10"]})
+        batch = make_batch("windows", [{
+            "schema": "cloudburst.job/1", "ensemble": "windows", "member": next(_members), "seed": 1,
+            "input": {"url": f"{model_server}/{sha}.inp", "sha256": sha, "start_time_utc": "2024-01-01T00:00:00Z"},
+            "run": {"duration_s": duration_s, "alterations": [{"type": "fire_flow", "node": FIRE_NODE,
+                                                               "flow_m3s": FIRE_M3S, "start_s": start_s,
+                                                               "end_s": end_s}]},
+            "output": {"series": series}}])
+        outcome = run_batch(batch, cache, results_store, None, engine if warm else None)
+        assert outcome.finished, outcome
+        _, frame = stored_batch(results_store, "windows", batch["batch"])
+        return values(frame, "pressure")
+    return run
+
+
+def reference(model: Path, duration_s: int, fire_pattern: list[float], tmp_path: Path,
+              pattern_step_s: int | None = None) -> pd.DataFrame:
+    """EPANET's own run of the model with the fire as a demand on a hand-made pattern (and, where asked, the model's
+    patterns written out at a finer step by repeating each multiplier); its pressures in metres."""
+    out = tmp_path / f"reference-{next(_members)}.out"
+    project = tk.createproject()
+    tk.open(project, str(model), "/dev/null", str(out))
+    tk.settimeparam(project, tk.DURATION, duration_s)
+    if pattern_step_s is not None:
+        factor = tk.gettimeparam(project, tk.PATTERNSTEP) // pattern_step_s
+        for index in range(1, tk.getcount(project, tk.PATCOUNT) + 1):
+            multipliers = [tk.getpatternvalue(project, index, period)
+                           for period in range(1, tk.getpatternlen(project, index) + 1)]
+            set_pattern(project, index, list(np.repeat(multipliers, factor)))
+        tk.settimeparam(project, tk.PATTERNSTEP, pattern_step_s)
+    tk.addpattern(project, "fire")
+    set_pattern(project, tk.getpatternindex(project, "fire"), fire_pattern)
+    node = tk.getnodeindex(project, FIRE_NODE)
+    tk.adddemand(project, node, float(from_si(FlowUnits.GPM, FIRE_M3S, HydParam.Demand)), "fire", "fire")
+    tk.openH(project)
+    tk.initH(project, tk.SAVE)
+    tk.openQ(project)
+    tk.initQ(project, tk.SAVE)
+    while True:
+        tk.runH(project)
+        tk.runQ(project)
+        tk.nextH(project)
+        if tk.nextQ(project) <= 0:
+            break
+    tk.closeQ(project)
+    tk.closeH(project)
+    tk.close(project)
+    tk.deleteproject(project)
+    return HydParam.Pressure._to_si(FlowUnits.GPM, _read_output(out)["pressure"])
+
+
+def assert_equal(stored: pd.DataFrame, expected: pd.DataFrame, tolerance_m: float = 0.0) -> None:
+    expected = expected.loc[stored.index, stored.columns]
+    if tolerance_m == 0.0:
+        assert (stored.to_numpy(np.float64) == expected.to_numpy(np.float64)).all()
+    else:
+        assert np.abs(stored.to_numpy(np.float64) - expected.to_numpy(np.float64)).max() < tolerance_m
+
+
+@pytest.mark.parametrize("duration_h", [24, 12])
+def test_a_fire_holds_its_hours_on_a_model_with_a_07_00_pattern_start(run_fire, tmp_path, duration_h):
+    model = model_with(tmp_path, pattern_start="7:00")
+    # Hours 3-5 of the run are the model's clock 10:00-12:00: its 1 h periods 10 and 11 (period 0 is clock 0:00).
+    periods = 7 + duration_h + 1
+    fire = [0.0] * 10 + [1.0, 1.0] + [0.0] * (periods - 12)
+    expected = reference(model, duration_h * HOUR, fire, tmp_path)
+    stored = run_fire(model, duration_h * HOUR, 3 * HOUR, 5 * HOUR, warm=True)
+    assert_equal(stored, expected)
+    assert_equal(run_fire(model, duration_h * HOUR, 3 * HOUR, 5 * HOUR, warm=False), expected, tolerance_m=1e-3)
+    # Against the same model without a fire: equal until hour 3, lower at node 123 (by more than 10 cm) during hours 3 and 4.
+    quiet = reference(model, duration_h * HOUR, [0.0] * periods, tmp_path)
+    assert (stored.loc[:2 * HOUR] == quiet.loc[:2 * HOUR, stored.columns]).all().all()
+    assert (stored.loc[[3 * HOUR, 4 * HOUR], FIRE_NODE] < quiet.loc[[3 * HOUR, 4 * HOUR], FIRE_NODE] - 0.1).all()
+
+
+def test_a_fire_between_pattern_steps_burns_exactly_its_two_hours(run_fire, tmp_path):
+    model = model_with(tmp_path, pattern_step="3:00")
+    # 07:00-09:00 falls inside the 3 h periods 2 (06-09): the model's patterns at 1 h (each multiplier three times),
+    # the fire on 1 h periods 7 and 8.
+    fire = [0.0] * 7 + [1.0, 1.0] + [0.0] * (25 - 9)
+    expected = reference(model, 24 * HOUR, fire, tmp_path, pattern_step_s=HOUR)
+    stored = run_fire(model, 24 * HOUR, 7 * HOUR, 9 * HOUR, warm=True)
+    assert_equal(stored, expected)
+    assert_equal(run_fire(model, 24 * HOUR, 7 * HOUR, 9 * HOUR, warm=False), expected, tolerance_m=1e-3)
+    quiet = reference(model, 24 * HOUR, [0.0] * 25, tmp_path, pattern_step_s=HOUR)
+    assert (stored.loc[:6 * HOUR] == quiet.loc[:6 * HOUR, stored.columns]).all().all()
+    assert (stored.loc[[7 * HOUR, 8 * HOUR], FIRE_NODE] < quiet.loc[[7 * HOUR, 8 * HOUR], FIRE_NODE] - 0.1).all()
