@@ -64,7 +64,8 @@ def test_prune_deletes_the_ensembles_past_the_retention_period(cluster):
     assert refused.returncode == 2 and "pruning deletes 1 ensembles for good (old)" in refused.stderr
     pruned = cli(kept, "prune", "--yes")
     assert pruned.returncode == 0 and pruned.stdout.strip() == "1 ensembles deleted: old"
-    assert [line.split()[0] for line in cli(cluster, "list").stdout.splitlines()[1:]] == ["new"]
+    listed = cli(cluster, "list").stdout.splitlines()[1:]  # oldest first; a pruned one is shown deleted
+    assert [(line.split()[0], line.split()[-1]) for line in listed] == [("old", "deleted"), ("new", "running")]
 
 
 def test_quiet_shows_no_progress_and_verbose_shows_wntr_load_warnings(cluster, tmp_path):
@@ -120,8 +121,8 @@ def completions(cluster, *words: str) -> list[str]:
 def test_bash_completion_offers_commands_and_each_commands_options(cluster):
     assert completions(cluster, "cloudburst", "su") == ["submit", "summary"]
     assert completions(cluster, "cloudburst", "--profile", "lab", "results", "--el") == ["--element"]
-    assert completions(cluster, "cloudburst", "-v", "submit", "--") == ["--help", "--json", "--wait", "--name",
-                                                                       "--start", "--timeout"]
+    assert completions(cluster, "cloudburst", "-v", "submit", "--") == ["--help", "--json", "--wait", "--check",
+                                                                       "--name", "--start", "--timeout"]
 
 
 def test_ctrl_c_while_waiting_leaves_the_ensemble_running(cluster):
