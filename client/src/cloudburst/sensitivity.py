@@ -13,7 +13,10 @@ The design (Saltelli 2010): a scrambled Sobol' sequence of N points in 2D dimens
 (N x D each, uniform, then each column through its factor's inverse CDF); A_B(i) is A with column i from B.
 Members 0..N-1 run A, N..2N-1 run B, then N members per factor its A_B(i). The estimators: first order
 S1_i = mean(f(B) (f(A_B(i)) - f(A))) / Var (Saltelli 2010), total ST_i = mean((f(A) - f(A_B(i)))^2) / (2 Var)
-(Jansen 1999), Var the variance of f over A and B together; their intervals from resampling the N rows.
+(Jansen 1999), Var the variance of f over A and B together; their intervals from resampling the N rows. f is
+centred first (its mean over the whole design subtracted, as SALib does): the indices do not change, but without it
+the first-order estimator's spread grows with the output's mean (a pressure of 40 m gave intervals ten times
+SALib's on the same runs).
 """
 from __future__ import annotations
 
@@ -103,6 +106,8 @@ def sobol_indices(values: np.ndarray, factors: list[str], base_samples: int, con
     f_a, f_b, f_ab = f_a[usable], f_b[usable], f_ab[:, usable]
     if usable.sum() < 4:
         raise InputError(f"sensitivity: only {int(usable.sum())} of {n} design rows ran completely")
+    centre = np.mean(np.concatenate([f_a, f_b, f_ab.ravel()]))
+    f_a, f_b, f_ab = f_a - centre, f_b - centre, f_ab - centre
     first, total = _estimates(f_a, f_b, f_ab)
     rng = np.random.default_rng(seed)
     rows = len(f_a)
