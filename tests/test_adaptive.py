@@ -3,6 +3,8 @@ on a real Redis, Nginx (the results store) and runner processes: stopped once pr
 or at the cap; `status` shows the interval."""
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,11 @@ def test_an_adaptive_ensemble_stops_once_precise_and_removes_what_was_queued(clu
     assert reported["estimate"] == pytest.approx(np.percentile(lowest, 50))
     shown = cli(cluster, "status", "adaptive-precise")
     assert "p50 of min pressure at node:123" in shown.stdout and "stopped: precise" in shown.stdout, shown.stdout
+    # Both ends of the (asymmetric) interval, each as far as it reaches from the estimate.
+    found = re.search(r": (\S+) \[(\S+), (\S+)\] -(\S+)/\+(\S+) \(half width (\S+)\)", shown.stdout)
+    estimate, low, high, below, above, half = map(float, found.groups())
+    # (the printed ends are rounded to 3 decimals: their differences agree to within rounding)
+    assert (below, above, half) == pytest.approx((estimate - low, high - estimate, (high - low) / 2), abs=0.0015)
 
 
 def test_an_adaptive_ensemble_that_never_gets_precise_enough_stops_at_its_cap(cluster):

@@ -180,3 +180,4 @@ def test_the_cli_submits_a_study_from_a_scenario_file_and_prints_each_hydrants_d
     table = pd.read_csv(tmp_path / "fire.csv", index_col="hydrant", dtype={"hydrant": str})
     assert len(table) == 5 and table.loc["35", "share_ceiling"] == 1.0
     assert "residual 100%" in next(line for line in lines if line.startswith("10 "))
+    assert "ceiling (500 L/s held) 100%" in next(line for line in lines if line.startswith("35 "))  # the default

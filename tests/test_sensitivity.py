@@ -108,6 +108,14 @@ def test_a_sensitivity_study_on_the_cluster_ranks_the_factors_from_the_members_s
     assert shown.returncode == 0 and "alterations[0].factor" in shown.stdout, shown.stderr
 
 
+def test_a_metric_on_a_nodes_series_stores_that_series_though_the_output_did_not_ask_for_it(cluster):
+    client = cloudburst.Client(client_settings(cluster))
+    scenario = {**SCENARIO, "run": {"duration_s": 86400},
+                "sensitivity": {"base_samples": 8, "metric": {"element": "node:10", "attribute": "pressure"}}}
+    plan = client.check_submission(NET3, scenario, name="by-node")
+    assert plan["members"] == 8 * 4 and plan["series_values"] == 8 * 4 * 25  # node 10's 25 hourly pressures
+
+
 def test_a_sensitivity_scenario_with_members_or_without_factors_is_refused():
     wn = wntr.network.WaterNetworkModel(str(NET3))
     with pytest.raises(InputError, match="a sensitivity study sets the member count"):

@@ -180,6 +180,10 @@ class Client:
             if content.get(kind) is not None:
                 return _Prepared(data, wn, content, sha256, delegated=(kind, content, name))
         plan = None
+        if content.get("sensitivity") is not None:  # a metric on an element's series: that series is stored
+            output = content["output"]
+            content = {**content, "output": {**output, "series": list(output.get("series") or [])
+                                              + sobol.output_requests(content["sensitivity"])}}
         if content.get("adaptive") is not None:
             plan = adaptive.parse_adaptive(content["adaptive"], int(content.get("members") or 0))
             output = content["output"]

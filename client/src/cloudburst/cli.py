@@ -136,15 +136,18 @@ def cmd_segments(args: argparse.Namespace, client: Client) -> int:
 def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
     from cloudburst.studies import FireFlow
     study = study_of(client, args.ensemble, FireFlow)
+    table = study.table()
     availability = study.availability().sort_values("p5_lps")
     if args.csv:
         availability.to_csv(args.csv)
     if args.members_csv:
-        study.table().to_csv(args.members_csv, index=False)
+        table.to_csv(args.members_csv, index=False)
+    held = table.loc[table["limited_by"] == "ceiling", "flow_lps"]
+    ceiling = f" ({held.max():g} L/s held)" if len(held) else ""  # the search's ceiling_lps
     lines = [f"{'hydrant':<12} {'p5 L/s':>9} {'p50 L/s':>9} {'p95 L/s':>9} {'members':>8}  limited by (share of members)"]
     for hydrant, row in availability.head(args.top).iterrows():
-        limits = ", ".join(f"{limit} {row[f'share_{limit}']:.0%}" for limit in ("residual", "system", "ceiling",
-                                                                              "unsolvable") if row[f"share_{limit}"])
+        limits = ", ".join(f"{limit}{ceiling if limit == 'ceiling' else ''} {row[f'share_{limit}']:.0%}"
+                           for limit in ("residual", "system", "ceiling", "unsolvable") if row[f"share_{limit}"])
         lines.append(f"{hydrant:<12} {row.p5_lps:>9.2f} {row.p50_lps:>9.2f} {row.p95_lps:>9.2f} {int(row.members):>8}  "
                      f"{limits}")
     left_out = study.left_out()
@@ -159,18 +162,26 @@ def adaptive_lines(state: dict) -> list[str]:
     stopped = f"stopped: {state['stopped']}" if state.get("stopped") else "running"
     lines = [f"adaptive: {state['enqueued']} of at most {state['cap']} members enqueued; {stopped}"]
     for item in state["intervals"]:
-        width = "unbounded yet" if item["half_width"] == float("inf") else f"+/- {item['half_width']:.3f}"
-        lines.append(f"  {item['target']}: {item['estimate']:.3f} [{item['low']:.3f}, {item['high']:.3f}] {width} "
-                     f"over {item['members']} members (asked +/- {item['wanted']}: "
+        lines.append(f"  {item['target']}: {item['estimate']:.3f} [{item['low']:.3f}, {item['high']:.3f}] "
+                     f"{interval_sides(item)} over {item['members']} members (asked a half width of {item['wanted']}: "
                      f"{'met' if item['precise'] else 'not yet'})")
     return lines
+
+
+def interval_sides(item: dict) -> str:
+    """How far the interval reaches below and above the estimate (an order-statistic interval is not symmetric),
+    and its half width, which the target is held against."""
+    if item["half_width"] == float("inf"):
+        return "unbounded yet"
+    return (f"-{item['estimate'] - item['low']:.3f}/+{item['high'] - item['estimate']:.3f} "
+            f"(half width {item['half_width']:.3f})")
 
 
 def follow_adaptive(args: argparse.Namespace, ensemble: Ensemble) -> dict:
     def report(state: dict) -> None:
         if not args.quiet:
             print(f"{state['settled']} members settled; " + "; ".join(
-                f"{item['target']} +/- {item['half_width']:.3f}" for item in state["intervals"]), file=sys.stderr)
+                f"{item['target']} {interval_sides(item)}" for item in state["intervals"]), file=sys.stderr)
     return ensemble.adapt(report=report)
 
 

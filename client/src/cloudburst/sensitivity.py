@@ -65,6 +65,16 @@ def parse_sensitivity(section: Any) -> SensitivityPlan:
     return SensitivityPlan(int(samples), metric, float(confidence))
 
 
+def output_requests(section: Any) -> list[dict[str, Any]]:
+    """The series a metric on an element's result needs (``{element: node:123, attribute: pressure}``), added to the
+    scenario's output so the metric can be read once the members have run; none for a summary field."""
+    metric = section.get("metric") if isinstance(section, dict) else None
+    if not isinstance(metric, dict) or not str(metric.get("element", "")).startswith(("node:", "link:")):
+        return []
+    kind, element = str(metric["element"]).split(":", 1)
+    return [{"element": kind, "attributes": [str(metric.get("attribute", "pressure"))], "ids": [element]}]
+
+
 def members_for(base_samples: int, factors: int) -> int:
     return base_samples * (factors + 2)
 
