@@ -24,14 +24,15 @@ HOURS = 6
 DEMAND_M3S = 0.001  # 1 L/s at each junction
 
 
-def small_model(path: Path) -> Path:
-    """R -p1- J1 -p2- J2 -p3- J3, and J2 -p4- J4: a reservoir at 50 m feeding four junctions of 1 L/s."""
+def small_model(path: Path, check_valves: tuple[str, ...] = ()) -> Path:
+    """R -p1- J1 -p2- J2 -p3- J3, and J2 -p4- J4: a reservoir at 50 m feeding four junctions of 1 L/s; the pipes
+    named in check_valves have one (CV), open towards the junctions."""
     wn = wntr.network.WaterNetworkModel()
     wn.add_reservoir("R", base_head=50.0)
     for name in ("J1", "J2", "J3", "J4"):
         wn.add_junction(name, base_demand=DEMAND_M3S, elevation=0.0)
     for name, start, end in (("p1", "R", "J1"), ("p2", "J1", "J2"), ("p3", "J2", "J3"), ("p4", "J2", "J4")):
-        wn.add_pipe(name, start, end, length=100.0, diameter=0.3, roughness=100.0)
+        wn.add_pipe(name, start, end, length=100.0, diameter=0.3, roughness=100.0, check_valve=name in check_valves)
     wn.options.time.duration = HOURS * 3600
     wn.options.time.hydraulic_timestep = 3600
     wn.options.time.report_timestep = 3600
@@ -80,6 +81,36 @@ def test_isolating_each_segment_costs_exactly_the_demand_it_cuts_off(tmp_path):
         assert outage.unserved_m3 == pytest.approx(junctions * DEMAND_M3S * HOURS * 3600, rel=1e-4), (nodes, outage)
         assert outage.nodes_without_water == junctions
         assert outage.hours_without_water == HOURS
+
+
+def test_segments_with_check_valve_pipes_are_isolated_like_any_other(tmp_path):
+    """EPANET refuses to set a CV pipe's status (error 207): isolating a segment that holds one still closes it."""
+    path = small_model(tmp_path / "small-cv.inp", check_valves=("p3", "p4"))
+    assert " CV" in path.read_text()  # the model as EPANET reads it has the check valves
+    wn = parse_inp(path, str(path))
+    model = OpenModel(path, wn, toolkit.Project(path))
+    try:
+        runs = SegmentRuns(model, job_for(path), SegmentSettings())
+        outages = {tuple(segment.nodes): runs.isolate(segment.segment, segment.closes)
+                   for segment in segments_of(wn, valve_layer(VALVES, wn))}
+    finally:
+        model.project.close()
+    for nodes, junctions in {("J1", "R"): 4, ("J2",): 3, ("J3",): 1, ("J4",): 1}.items():
+        assert outages[nodes].unserved_m3 == pytest.approx(junctions * DEMAND_M3S * HOURS * 3600, rel=1e-4), nodes
+        assert outages[nodes].nodes_without_water == junctions
+
+
+def test_a_segments_study_on_a_steady_state_run_is_refused_saying_why(tmp_path):
+    path = small_model(tmp_path / "small.inp")
+    wn = parse_inp(path, str(path))
+    from cloudburst.studies import parse_study
+    study = {"type": "segments", "valves": VALVES}
+    with pytest.raises(InputError, match=r"steady-state snapshot \(duration 0\): set run.duration_s"):
+        parse_study(study, wn, duration_s=0)
+    wn.options.time.duration = 0
+    with pytest.raises(InputError, match="steady-state snapshot"):
+        parse_study(study, wn)
+    assert len(parse_study(study, wn, duration_s=3600).segments) == 4  # the scenario's run sets a duration
 
 
 def test_net3_with_wntrs_strategic_layer_puts_each_junction_in_one_segment_and_isolations_cost_something():

@@ -227,7 +227,7 @@ class Client:
     def _submit_study(self, data: bytes, wn: wntr.network.WaterNetworkModel, content: dict[str, Any], name: str,
                       start: datetime | str | None, timeout_s: int, base_dir: Path | None) -> studies.StudyRun:
         """The study's tasks: each member's job document with a group of its elements, as a task set of the name."""
-        study = studies.parse_study(content["study"], wn, base_dir)
+        study = studies.parse_study(content["study"], wn, base_dir, (content.get("run") or {}).get("duration_s"))
         sha256 = hashlib.sha256(data).hexdigest()
         drawn = scenarios.generate({key: value for key, value in content.items() if key != "study"}, wn,
                          model_input(self.settings, sha256), name, start)

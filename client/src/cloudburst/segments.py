@@ -146,6 +146,8 @@ class SegmentRuns:
                                            si_to_model(model, settings.required_pressure_m, HydParam.Pressure),
                                            exponent)
             for link in closes:
+                if model.project.link_type(model.link_index[link]) == en.CVPIPE:
+                    model.project.make_plain_pipe(model.link_index[link])  # closed: no check valve to keep
                 force_status(model, changes, link, "closed", 0, None)
             return model.project.demand_volumes(settings.short_fraction)
         finally:

@@ -78,8 +78,10 @@ class SegmentStudy:
 Study = FireFlowStudy | SegmentStudy
 
 
-def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path | None = None) -> Study:
-    """The scenario's ``study`` section, checked against the model; raises InputError."""
+def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path | None = None,
+                duration_s: int | None = None) -> Study:
+    """The scenario's ``study`` section, checked against the model (and the run's ``duration_s``, when the scenario
+    sets one); raises InputError."""
     if not isinstance(section, dict) or section.get("type") not in TASK_FUNCTIONS:
         raise InputError(f"$.study: give type ({', '.join(TASK_FUNCTIONS)}) and its settings (see docs/studies.md)")
     if section["type"] == SEGMENTS:
@@ -87,6 +89,10 @@ def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path
         if "valves" not in section:
             raise InputError("$.study.valves: give the valve layer (a list of [link, node], a CSV file, or "
                              "{generate: strategic, n: 1})")
+        if (duration_s if duration_s is not None else wn.options.time.duration) == 0:
+            raise InputError("$.study: a segments study measures the water not served over the run, and this run is a "
+                             "steady-state snapshot (duration 0): set run.duration_s (e.g. 86400) for an extended "
+                             "period run")
         return SegmentStudy(segments_of(wn, valve_layer(section["valves"], wn, base_dir)), SegmentSettings.parse(raw))
     raw = {key: value for key, value in section.items() if key not in ("type", "hydrants")}
     hydrants = section.get("hydrants", "*")

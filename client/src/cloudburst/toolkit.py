@@ -33,7 +33,7 @@ _SIGNATURES: dict[str, list[type]] = {
     "EN_getversion": [_PI], "EN_geterror": [_I, _S, _I], "EN_getcount": [_P, _I, _PI],
     "EN_getnodeid": [_P, _I, _S], "EN_getlinkid": [_P, _I, _S], "EN_getpatternid": [_P, _I, _S],
     "EN_getpatternindex": [_P, _S, _PI],
-    "EN_getnodetype": [_P, _I, _PI], "EN_getlinktype": [_P, _I, _PI],
+    "EN_getnodetype": [_P, _I, _PI], "EN_getlinktype": [_P, _I, _PI], "EN_setlinktype": [_P, _PI, _I, _I],
     "EN_getnodevalue": [_P, _I, _I, _PD], "EN_setnodevalue": [_P, _I, _I, _D],
     "EN_getlinkvalue": [_P, _I, _I, _PD], "EN_setlinkvalue": [_P, _I, _I, _D],
     "EN_getnodevalues": [_P, _I, _P],  # the row's address: numpy rows are filled without a ctypes cast each
@@ -164,6 +164,15 @@ class Project:
         value = _I()
         _check(_lib.EN_getlinktype(self._handle, index, ctypes.byref(value)), "reading a link type")
         return value.value
+
+    def make_plain_pipe(self, index: int) -> None:
+        """A check-valve pipe becomes a plain pipe, in place (EPANET keeps a pipe's index and properties when only
+        its pipe type changes): EPANET refuses to set a CV's status (error 207)."""
+        inout = _I(index)
+        _check(_lib.EN_setlinktype(self._handle, ctypes.byref(inout), en.PIPE, en.UNCONDITIONAL),
+               f"making link {self.link_ids[index - 1]} a plain pipe")
+        if inout.value != index:  # not expected for a pipe; a re-numbered network would break every cached index
+            raise EpanetError(f"EPANET re-numbered link {self.link_ids[index - 1]} when its check valve was removed")
 
     def node_value(self, index: int, what: int) -> float:
         value = _D()
