@@ -190,6 +190,9 @@ class Client:
             content = {**content, "output": {**output, "series": list(output.get("series") or [])
                                               + adaptive.output_requests(plan)}}
         drawn = scenarios.generate(content, wn, model_input(self.settings, sha256), name, start)
+        refusal = models.file_path_refusal(wn, warm.file_path_reason(jobschema.parse_job(drawn.documents[0])))
+        if refusal is not None:
+            raise InputError(f"$.output: {refusal}")
         size = _batch_size(content.get("batch"), data, wn, len(drawn.documents), drawn.documents[0])
         self.records.refuse_taken(drawn.name)
         first = len(drawn.documents) if plan is None else min(plan.cap, 2 * plan.wave)  # adaptive: a wave queued ahead

@@ -37,7 +37,7 @@ from cloudburst.epanet_output import reader_for
 from cloudburst.errors import InputError, MemberFailed, MemberUnbalanced
 from cloudburst.job import DEFAULT_START, MemberId, Run, parse_job, parse_start
 from cloudburst.ledger import BatchOutcome, Ledger
-from cloudburst.models import ModelCache, load_model
+from cloudburst.models import ModelCache, file_path_refusal, load_model
 from cloudburst.results import Frames, SeriesBlock, results_needed, series_blocks, summary_fields, water_service
 from cloudburst.store import ResultsStore, encode
 from cloudburst import toolkit, warm
@@ -171,6 +171,9 @@ def run_member(document: dict[str, Any], cache: ModelCache, engine: WarmEngine |
             return MemberResult(job.member, job.start_timestamp, record, summary, blocks)
         provenance["engine_reason"] = reason
         wn = load_model(job.input, cache)
+        refusal = file_path_refusal(wn, reason)
+        if refusal is not None:
+            raise InputError(refusal)
         check_job(job, wn)
         apply_run(job.run, wn)
         results = simulate(job.run, wn, results_needed(job))
