@@ -21,7 +21,8 @@ from wntr.epanet.util import FlowUnits, HydParam, from_si
 
 from cloudburst.batches import make_batch
 from cloudburst.engine import run_batch
-from cloudburst.models import ModelCache
+from cloudburst.models import ModelCache, parse_inp
+from cloudburst.scenarios import generate
 from cloudburst.warm import WarmEngine
 from test_engine import stored_batch, values
 from test_engine_reference import NET3
@@ -79,14 +80,18 @@ def run_fire(results_store, model_dir, model_server, cache, engine):
     return run
 
 
-def reference(model: Path, duration_s: int, fire_pattern: list[float], tmp_path: Path,
-              pattern_step_s: int | None = None) -> pd.DataFrame:
+def reference(model: Path, duration_s: int, fire_pattern: list[float] | None, tmp_path: Path,
+              pattern_step_s: int | None = None, pattern_start_s: int | None = None) -> pd.DataFrame:
     """EPANET's own run of the model with the fire as a demand on a hand-made pattern (and, where asked, the model's
-    patterns written out at a finer step by repeating each multiplier); its pressures in metres."""
+    patterns written out at a finer step by repeating each multiplier, or its pattern start and start clock time
+    set); its pressures in metres."""
     out = tmp_path / f"reference-{next(_members)}.out"
     project = tk.createproject()
     tk.open(project, str(model), "/dev/null", str(out))
     tk.settimeparam(project, tk.DURATION, duration_s)
+    if pattern_start_s is not None:
+        tk.settimeparam(project, tk.PATTERNSTART, pattern_start_s)
+        tk.settimeparam(project, tk.STARTTIME, pattern_start_s)
     if pattern_step_s is not None:
         factor = tk.gettimeparam(project, tk.PATTERNSTEP) // pattern_step_s
         for index in range(1, tk.getcount(project, tk.PATCOUNT) + 1):
@@ -94,10 +99,11 @@ def reference(model: Path, duration_s: int, fire_pattern: list[float], tmp_path:
                            for period in range(1, tk.getpatternlen(project, index) + 1)]
             set_pattern(project, index, list(np.repeat(multipliers, factor)))
         tk.settimeparam(project, tk.PATTERNSTEP, pattern_step_s)
-    tk.addpattern(project, "fire")
-    set_pattern(project, tk.getpatternindex(project, "fire"), fire_pattern)
-    node = tk.getnodeindex(project, FIRE_NODE)
-    tk.adddemand(project, node, float(from_si(FlowUnits.GPM, FIRE_M3S, HydParam.Demand)), "fire", "fire")
+    if fire_pattern is not None:
+        tk.addpattern(project, "fire")
+        set_pattern(project, tk.getpatternindex(project, "fire"), fire_pattern)
+        node = tk.getnodeindex(project, FIRE_NODE)
+        tk.adddemand(project, node, float(from_si(FlowUnits.GPM, FIRE_M3S, HydParam.Demand)), "fire", "fire")
     tk.openH(project)
     tk.initH(project, tk.SAVE)
     tk.openQ(project)
@@ -151,3 +157,37 @@ def test_a_fire_between_pattern_steps_burns_exactly_its_two_hours(run_fire, tmp_
     quiet = reference(model, 24 * HOUR, [0.0] * 25, tmp_path, pattern_step_s=HOUR)
     assert (stored.loc[:6 * HOUR] == quiet.loc[:6 * HOUR, stored.columns]).all().all()
     assert (stored.loc[[7 * HOUR, 8 * HOUR], FIRE_NODE] < quiet.loc[[7 * HOUR, 8 * HOUR], FIRE_NODE] - 0.1).all()
+
+
+def test_members_dated_00_00_and_06_00_start_the_models_clock_at_their_time_of_day(results_store, model_dir,
+                                                                                  model_server, cache, engine,
+                                                                                  tmp_path):
+    """A rolling forecast: member i dated t0 + i x 6 h (the client's own drawing of the members). Net3's clock starts
+    at 12 am with pattern start 0: the member dated 06:00 equals Net3 run with its pattern start and start clock
+    time set to 6:00 by hand, bit for bit on the warm engine, within 1 mm on the file path."""
+    data = NET3.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    (model_dir / f"{sha}.inp").write_bytes(data)
+    scenario = {"ensemble": "rolling", "members": 2, "start_time_utc": "2024-06-01T00:00:00Z",
+                "start_every_s": 6 * HOUR, "run": {"duration_s": 24 * HOUR},
+                "output": {"series": [{"element": "node", "attributes": ["pressure"]}]}}
+    documents = generate(scenario, parse_inp(NET3, "Net3"), {"url": f"{model_server}/{sha}.inp", "sha256": sha}
+                         ).documents
+    assert [document["run"]["clock_start_s"] for document in documents] == [0, 6 * HOUR]
+    stored = {}
+    for warm in (True, False):
+        for document in documents:
+            if not warm:  # a link series: wntr's file path
+                document = {**document, "output": {"series": [*scenario["output"]["series"], {
+                    "element": "link", "attributes": ["flowrate"], "ids": ["10"]}]}}
+            batch = make_batch("rolling", [document])
+            run_batch(batch, cache, results_store, None, engine if warm else None)
+            stored[warm, document["member"]] = values(stored_batch(results_store, "rolling", batch["batch"])[1],
+                                                      "pressure")
+    midnight = reference(NET3, 24 * HOUR, None, tmp_path)
+    six = reference(NET3, 24 * HOUR, None, tmp_path, pattern_start_s=6 * HOUR)
+    assert_equal(stored[True, 0], midnight)
+    assert_equal(stored[True, 1], six)
+    assert_equal(stored[False, 0], midnight, tolerance_m=1e-3)
+    assert_equal(stored[False, 1], six, tolerance_m=1e-3)
+    assert np.abs(stored[True, 0].to_numpy(np.float64) - stored[True, 1].to_numpy(np.float64)).max() > 1.0

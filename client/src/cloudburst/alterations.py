@@ -58,6 +58,10 @@ def _set_status(wn: wntr.network.WaterNetworkModel, name: str, status: str, star
 
 def _apply_run_settings(run: schema.Run, wn: wntr.network.WaterNetworkModel) -> None:
     times = wn.options.time
+    if run.clock_start_s is not None:
+        times.pattern_start = int(times.pattern_start) + windows.clock_shift(int(times.start_clocktime),
+                                                                            run.clock_start_s)
+        times.start_clocktime = run.clock_start_s
     if run.duration_s is not None:
         times.duration = run.duration_s
     if run.hydraulic_timestep_s is not None:

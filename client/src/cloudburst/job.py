@@ -155,6 +155,9 @@ class Run(_Strict):
     # What EPANET does when the hydraulics stop balancing: the model's own UNBALANCED option (None), stop the
     # member there (an "unbalanced" member, left out of the statistics) or continue with the last trial's state.
     unbalanced: Literal["stop", "continue"] | None = None
+    # The model's clock at the run's start (seconds after midnight; a dated member's time of day): its pattern
+    # start and start clock time move there from the model's own (``windows.clock_shift``). None: the model's clock.
+    clock_start_s: Annotated[int, Field(ge=0, lt=86400)] | None = None
     alterations: list[Alteration] = []
 
 

@@ -4,7 +4,7 @@
     members: 200                   # count (a sweep sets it from the model instead)
     seed: 2024                     # the same seed and file give the same values
     sampling: lhs                  # random (default), lhs (Latin hypercube) or sobol, over all drawn values
-    start_time_utc: 2024-06-01T00:00:00Z   # dates the results (default 2000-01-01T00:00:00Z)
+    start_time_utc: 2024-06-01T00:00:00Z   # dates the results and starts the model's clock at that time of day
     start_every_s: 3600            # optional: member i starts at start_time_utc + i * start_every_s
     run: {duration_s: 86400}       # simulator settings shared by every member (job schema "run")
     alterations:                   # templates: any number may be a distribution
@@ -93,6 +93,7 @@ class _Plan:
     specs: list[sampling.Spec]
     sweep_ids: list[str] | None
     count: int
+    dated: bool = False  # the scenario (or the submission) dates its members: each starts at its time of day
 
 
 def generate(scenario: dict[str, Any], model: wntr.network.WaterNetworkModel, model_input: dict[str, Any],
@@ -112,15 +113,21 @@ def generate(scenario: dict[str, Any], model: wntr.network.WaterNetworkModel, mo
         if plan.sweep_ids is not None:
             alterations.append(_swept(scenario["sweep"]["alteration"], plan.sweep_ids[member]))
         member_start = plan.first_start + timedelta(seconds=member * plan.every_s)
+        clock = {"clock_start_s": _time_of_day(member_start)} if plan.dated and "clock_start_s" not in base_run else {}
         documents.append({"schema": SCHEMA, "ensemble": plan.name, "member": member, "seed": plan.seed,
                           "input": {**model_input, "start_time_utc": member_start.isoformat()},
-                          "run": {**base_run, "alterations": fixed + alterations},
+                          "run": {**base_run, **clock, "alterations": fixed + alterations},
                           "output": scenario.get("output") or {}})
     values = _check_members(documents, model, {spec.path: spec for spec in plan.specs}, len(fixed))
     problems = budget_problems(values, len(documents), scenario.get("budget"))
     if problems:
         raise InputError(problems)
     return Ensemble(name=plan.name, seed=plan.seed, documents=documents, series_values=values)
+
+
+def _time_of_day(moment: datetime) -> int:
+    """Seconds after midnight of a member's start (UTC, read as the model's clock)."""
+    return moment.hour * 3600 + moment.minute * 60 + moment.second
 
 
 def _plan(scenario: Any, model: wntr.network.WaterNetworkModel, name: str | None,
@@ -175,7 +182,8 @@ def _plan(scenario: Any, model: wntr.network.WaterNetworkModel, name: str | None
         count = members_for(sensitivity_plan.base_samples, factors)
     else:
         count = len(sweep_ids) if sweep_ids is not None else scenario["members"]
-    return _Plan(name, seed, design, first_start, every, templates, specs, sweep_ids, count)
+    dated = start is not None or scenario.get("start_time_utc") is not None or bool(every)
+    return _Plan(name, seed, design, first_start, every, templates, specs, sweep_ids, count, dated)
 
 
 def _whole(value: Any, minimum: int) -> bool:

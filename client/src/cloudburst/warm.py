@@ -169,6 +169,10 @@ def si_to_model(model: OpenModel, value: float, parameter: Any) -> float:
 
 def apply_settings(run: schema.Run, model: OpenModel, changes: Changes) -> None:
     project = model.project
+    if run.clock_start_s is not None:
+        shift = windows.clock_shift(project.time(en.STARTTIME), run.clock_start_s)
+        changes.set_time(en.PATTERNSTART, project.time(en.PATTERNSTART) + shift)
+        changes.set_time(en.STARTTIME, run.clock_start_s)
     if run.duration_s is not None:
         changes.set_time(en.DURATION, run.duration_s)
     if run.hydraulic_timestep_s is not None:

@@ -14,6 +14,12 @@ import math
 from collections.abc import Iterable
 
 
+def clock_shift(model_clock_start_s: int, clock_start_s: int) -> int:
+    """How far a run starting at clock time ``clock_start_s`` is from the model's own start clock time: the seconds
+    its pattern start moves on (the time of day only, so within a day, forward)."""
+    return (clock_start_s - model_clock_start_s) % 86400
+
+
 def finer_step(step_s: int, pattern_start_s: int, start_s: int, end_s: int | None) -> int:
     """The longest pattern step that divides ``step_s`` and puts the window's edges on period boundaries."""
     finer = step_s
