@@ -79,13 +79,9 @@ def _read_output(path: Path) -> dict[str, pd.DataFrame]:
             for name, block in NODE_BLOCKS.items()}
 
 
-def reference(alter: Callable[[object], None], tmp_path: Path, quality: str = "none") -> dict[str, pd.DataFrame]:
-    """Net3 for 24 h altered by plain owa-epanet calls; EPANET's own output file, converted to SI by wntr."""
-    out = tmp_path / f"reference-{next(_members)}.out"
-    project = tk.createproject()
-    tk.open(project, str(NET3), "/dev/null", str(out))
-    tk.settimeparam(project, tk.DURATION, 24 * HOUR)
-    alter(project)
+def save_run(project) -> None:
+    """Hydraulics and quality stepped together (EN_SAVE): EPANET writes its output file from the in-memory values,
+    as the warm engine steps; then the project is closed and freed."""
     tk.openH(project)
     tk.initH(project, tk.SAVE)
     tk.openQ(project)
@@ -100,6 +96,16 @@ def reference(alter: Callable[[object], None], tmp_path: Path, quality: str = "n
     tk.closeH(project)
     tk.close(project)
     tk.deleteproject(project)
+
+
+def reference(alter: Callable[[object], None], tmp_path: Path, quality: str = "none") -> dict[str, pd.DataFrame]:
+    """Net3 for 24 h altered by plain owa-epanet calls; EPANET's own output file, converted to SI by wntr."""
+    out = tmp_path / f"reference-{next(_members)}.out"
+    project = tk.createproject()
+    tk.open(project, str(NET3), "/dev/null", str(out))
+    tk.settimeparam(project, tk.DURATION, 24 * HOUR)
+    alter(project)
+    save_run(project)
     frames = _read_output(out)
     converted = {name: TO_SI[name]._to_si(GPM, frame) for name, frame in frames.items() if name in TO_SI}
     if quality == "age":

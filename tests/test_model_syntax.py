@@ -23,7 +23,7 @@ from cloudburst.models import ModelCache
 from cloudburst.warm import WarmEngine
 from local_cluster import client_settings
 from test_engine import stored_batch, values
-from test_engine_toolkit import _read_output
+from test_engine_toolkit import _read_output, save_run
 
 NET1 = Path(wntr.__file__).parent / "library" / "networks" / "Net1.inp"
 CLOCK_RULE = "RULE 1\nIF SYSTEM CLOCKTIME >= 6 AM\nAND SYSTEM CLOCKTIME < 6 PM\nTHEN LINK 9 STATUS IS CLOSED\n\n"
@@ -47,20 +47,7 @@ def epanet_pressures(path: Path, tmp_path: Path) -> pd.DataFrame:
     project = tk.createproject()
     tk.open(project, str(path), "/dev/null", str(out))
     tk.settimeparam(project, tk.DURATION, 86400)
-    tk.openH(project)
-    tk.initH(project, tk.SAVE)
-    tk.openQ(project)
-    tk.initQ(project, tk.SAVE)
-    while True:
-        tk.runH(project)
-        tk.runQ(project)
-        tk.nextH(project)
-        if tk.nextQ(project) <= 0:
-            break
-    tk.closeQ(project)
-    tk.closeH(project)
-    tk.close(project)
-    tk.deleteproject(project)
+    save_run(project)
     return HydParam.Pressure._to_si(FlowUnits.GPM, _read_output(out)["pressure"])
 
 

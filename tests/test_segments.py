@@ -56,6 +56,18 @@ def job_for(path: Path, alterations: list | None = None) -> object:
                       "run": {"alterations": alterations or []}})
 
 
+def isolate_each(path: Path) -> dict:
+    """Each segment of VALVES' layer isolated in turn on the warm engine: its outage by the segment's nodes."""
+    wn = parse_inp(path, str(path))
+    model = OpenModel(path, wn, toolkit.Project(path))
+    try:
+        runs = SegmentRuns(model, job_for(path), SegmentSettings())
+        return {tuple(segment.nodes): runs.isolate(segment.segment, segment.closes)
+                for segment in segments_of(wn, valve_layer(VALVES, wn))}
+    finally:
+        model.project.close()
+
+
 def test_segments_are_the_hand_computed_ones(tmp_path):
     path = small_model(tmp_path / "small.inp")
     wn = parse_inp(path, str(path))
@@ -64,15 +76,7 @@ def test_segments_are_the_hand_computed_ones(tmp_path):
 
 
 def test_isolating_each_segment_costs_exactly_the_demand_it_cuts_off(tmp_path):
-    path = small_model(tmp_path / "small.inp")
-    wn = parse_inp(path, str(path))
-    model = OpenModel(path, wn, toolkit.Project(path))
-    try:
-        runs = SegmentRuns(model, job_for(path), SegmentSettings())
-        outages = {tuple(segment.nodes): runs.isolate(segment.segment, segment.closes)
-                   for segment in segments_of(wn, valve_layer(VALVES, wn))}
-    finally:
-        model.project.close()
+    outages = isolate_each(small_model(tmp_path / "small.inp"))
     cut_off = {("J1", "R"): 4, ("J2",): 3, ("J3",): 1, ("J4",): 1}  # junctions left without a path to R
     for nodes, junctions in cut_off.items():
         outage = outages[nodes]
@@ -87,14 +91,7 @@ def test_segments_with_check_valve_pipes_are_isolated_like_any_other(tmp_path):
     """EPANET refuses to set a CV pipe's status (error 207): isolating a segment that holds one still closes it."""
     path = small_model(tmp_path / "small-cv.inp", check_valves=("p3", "p4"))
     assert " CV" in path.read_text()  # the model as EPANET reads it has the check valves
-    wn = parse_inp(path, str(path))
-    model = OpenModel(path, wn, toolkit.Project(path))
-    try:
-        runs = SegmentRuns(model, job_for(path), SegmentSettings())
-        outages = {tuple(segment.nodes): runs.isolate(segment.segment, segment.closes)
-                   for segment in segments_of(wn, valve_layer(VALVES, wn))}
-    finally:
-        model.project.close()
+    outages = isolate_each(path)
     for nodes, junctions in {("J1", "R"): 4, ("J2",): 3, ("J3",): 1, ("J4",): 1}.items():
         assert outages[nodes].unserved_m3 == pytest.approx(junctions * DEMAND_M3S * HOURS * 3600, rel=1e-4), nodes
         assert outages[nodes].nodes_without_water == junctions

@@ -21,12 +21,11 @@ from wntr.epanet.util import FlowUnits, HydParam, from_si
 
 from cloudburst.batches import make_batch
 from cloudburst.engine import run_batch
-from cloudburst.models import ModelCache, parse_inp
+from cloudburst.models import parse_inp
 from cloudburst.scenarios import generate
-from cloudburst.warm import WarmEngine
 from test_engine import stored_batch, values
 from test_engine_reference import NET3
-from test_engine_toolkit import _read_output, set_pattern
+from test_engine_toolkit import _read_output, engine, save_run, set_pattern, warm_cache  # noqa: F401 (fixtures)
 
 HOUR = 3600
 FIRE_NODE, FIRE_M3S = "123", 0.05  # 50 L/s at a junction near the pumps' discharge
@@ -43,20 +42,8 @@ def model_with(tmp_path: Path, pattern_step: str = "1:00", pattern_start: str = 
     return path
 
 
-@pytest.fixture(scope="module")
-def cache(model_session, tmp_path_factory) -> ModelCache:
-    return ModelCache(tmp_path_factory.mktemp("windows-cache"), session=model_session)
-
-
-@pytest.fixture(scope="module")
-def engine(cache):
-    engine = WarmEngine(cache)
-    yield engine
-    engine.close()
-
-
 @pytest.fixture
-def run_fire(results_store, model_dir, model_server, cache, engine):
+def run_fire(results_store, model_dir, model_server, warm_cache, engine):
     """The member (a fire flow at node 123 from start_s to end_s) on the warm engine, or on the file path (it asks
     for a link series too); the stored pressures, a row per report time and a column per node."""
     def run(model: Path, duration_s: int, start_s: int, end_s: int, warm: bool) -> pd.DataFrame:
@@ -73,7 +60,7 @@ def run_fire(results_store, model_dir, model_server, cache, engine):
                                                                "flow_m3s": FIRE_M3S, "start_s": start_s,
                                                                "end_s": end_s}]},
             "output": {"series": series}}])
-        outcome = run_batch(batch, cache, results_store, None, engine if warm else None)
+        outcome = run_batch(batch, warm_cache, results_store, None, engine if warm else None)
         assert outcome.finished, outcome
         _, frame = stored_batch(results_store, "windows", batch["batch"])
         return values(frame, "pressure")
@@ -104,20 +91,7 @@ def reference(model: Path, duration_s: int, fire_pattern: list[float] | None, tm
         set_pattern(project, tk.getpatternindex(project, "fire"), fire_pattern)
         node = tk.getnodeindex(project, FIRE_NODE)
         tk.adddemand(project, node, float(from_si(FlowUnits.GPM, FIRE_M3S, HydParam.Demand)), "fire", "fire")
-    tk.openH(project)
-    tk.initH(project, tk.SAVE)
-    tk.openQ(project)
-    tk.initQ(project, tk.SAVE)
-    while True:
-        tk.runH(project)
-        tk.runQ(project)
-        tk.nextH(project)
-        if tk.nextQ(project) <= 0:
-            break
-    tk.closeQ(project)
-    tk.closeH(project)
-    tk.close(project)
-    tk.deleteproject(project)
+    save_run(project)
     return HydParam.Pressure._to_si(FlowUnits.GPM, _read_output(out)["pressure"])
 
 
@@ -160,7 +134,7 @@ def test_a_fire_between_pattern_steps_burns_exactly_its_two_hours(run_fire, tmp_
 
 
 def test_members_dated_00_00_and_06_00_start_the_models_clock_at_their_time_of_day(results_store, model_dir,
-                                                                                  model_server, cache, engine,
+                                                                                  model_server, warm_cache, engine,
                                                                                   tmp_path):
     """A rolling forecast: member i dated t0 + i x 6 h (the client's own drawing of the members). Net3's clock starts
     at 12 am with pattern start 0: the member dated 06:00 equals Net3 run with its pattern start and start clock
@@ -181,7 +155,7 @@ def test_members_dated_00_00_and_06_00_start_the_models_clock_at_their_time_of_d
                 document = {**document, "output": {"series": [*scenario["output"]["series"], {
                     "element": "link", "attributes": ["flowrate"], "ids": ["10"]}]}}
             batch = make_batch("rolling", [document])
-            run_batch(batch, cache, results_store, None, engine if warm else None)
+            run_batch(batch, warm_cache, results_store, None, engine if warm else None)
             stored[warm, document["member"]] = values(stored_batch(results_store, "rolling", batch["batch"])[1],
                                                       "pressure")
     midnight = reference(NET3, 24 * HOUR, None, tmp_path)
