@@ -2,8 +2,8 @@
 residual pressure at the hydrant and the lowest pressure elsewhere stay at or above their limits.
 
 One search per hydrant and member (a member is one draw of the scenario's alterations), on the model open in
-this process's EPANET toolkit: the fire is an extra demand category at the hydrant, on from the fire's start for
-its duration; each trial flow solves hydraulics from the start of the run to the end of the fire and reads every
+this process's EPANET toolkit: the fire is an extra demand category at the hydrant, on exactly from the fire's
+start for its duration whatever the model's pattern step and start (``cloudburst.windows``); each trial flow solves hydraulics from the start of the run to the end of the fire and reads every
 node's lowest pressure over the report times within the fire, both ends included (EPANET's report times, as its
 report and output file show them: set the scenario's ``run.report_timestep_s`` for a finer check). The runs are
 demand-driven (a pressure-driven run would deliver less than the trial flow and hide the shortfall).
