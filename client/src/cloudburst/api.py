@@ -146,7 +146,7 @@ class Client:
 
     @redis_errors
     def check_submission(self, model: ModelSource, scenario: ScenarioSource, *, name: str | None = None,
-              start: datetime | str | None = None) -> dict[str, Any]:
+                         start: datetime | str | None = None) -> dict[str, Any]:
         """Everything ``submit`` checks, without uploading or enqueueing anything: every member drawn and checked
         against the model, the name, the ensemble budget; returns what it would submit: ensemble, members (and
         those queued first, for an adaptive one), batches and members per batch, series values, the store's
@@ -238,8 +238,9 @@ class Client:
         self.records.refuse_taken(drawn.name)
         self.models.upload(data, sha256)
         tasks = studies.study_tasks(drawn.documents, study, per_task)
-        taskset = task_sets.submit_map(self, studies.TASK_FUNCTIONS[study.kind], tasks, drawn.name, timeout_s, per_job=None)
-        return studies.study_run(studies.TASK_FUNCTIONS[study.kind], taskset)
+        function = studies.TASK_FUNCTIONS[study.kind]
+        taskset = task_sets.submit_map(self, function, tasks, drawn.name, timeout_s, per_job=None)
+        return studies.study_run(function, taskset)
 
     @redis_errors
     def study(self, name: str) -> studies.StudyRun:

@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 import wntr
 
-from cloudburst.errors import InputError
+from cloudburst.errors import EpanetError, InputError
 from cloudburst.job import ModelInput
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,6 @@ def _wntr_model(path: Path, shown_as: str) -> wntr.network.WaterNetworkModel:
 def _epanet_refusal(path: Path) -> str | None:
     """EPANET 2.3's own word on the file (owa-epanet's library): None when it opens it."""
     from cloudburst import toolkit  # the EPANET library: loaded only for a model wntr cannot read
-    from cloudburst.errors import EpanetError
     try:
         toolkit.Project(path).close()
     except EpanetError as refused:
