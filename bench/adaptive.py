@@ -19,7 +19,7 @@ import yaml
 
 from local_master import REPO, local_master
 
-from cloudburst.adaptive import interval, parse_adaptive  # noqa: E402
+from cloudburst.plan.adaptive import interval, parse_adaptive  # noqa: E402
 
 NET3 = REPO / "files" / "models" / "Net3.inp"
 DEMO_NODES = "123,247,255,15"  # the demo's series

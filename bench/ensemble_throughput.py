@@ -42,9 +42,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from services import nginx_server, redis_server  # noqa: E402
 from verdict import verdict  # noqa: E402
 
-from cloudburst.batches import DEFAULT_BATCH_S, SPREAD_OVER, batch_size, make_batch, split  # noqa: E402
-from cloudburst.ledger import Ledger  # noqa: E402
-from cloudburst.queue import enqueue_batches  # noqa: E402
+from cloudburst.schema.batch import DEFAULT_BATCH_S, SPREAD_OVER, batch_size, make_batch, split  # noqa: E402
+from cloudburst.state.ledger import Ledger  # noqa: E402
+from cloudburst.api.queue import enqueue_batches  # noqa: E402
 
 NETWORKS = Path(wntr.__file__).parent / "library" / "networks"
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
@@ -94,7 +94,7 @@ _bare: dict = {}
 
 def _open_bare(path: str, duration_s: int | None) -> None:
     import epanet.toolkit as en
-    from cloudburst import toolkit
+    from cloudburst.engine import toolkit
     project = toolkit.Project(path)
     if duration_s is not None:
         project.set_time(en.DURATION, duration_s)
@@ -173,8 +173,8 @@ def run_cloudburst(jobs: list[dict], processes: int, redis_url: str, worker_env:
 def main() -> None:
     from big_model import write as write_big_model
 
-    from cloudburst.job import Run
-    from cloudburst.warm import solve_seconds
+    from cloudburst.schema.job import Run
+    from cloudburst.engine.warm import solve_seconds
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="net3,net6,big", help="comma-separated: net3, net6, big")

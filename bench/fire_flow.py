@@ -28,12 +28,12 @@ import yaml
 
 from local_master import REPO, local_master
 
-from cloudburst import toolkit  # noqa: E402
-from cloudburst.fireflow import FireFlowSettings, search_member  # noqa: E402
-from cloudburst.job import parse_job  # noqa: E402
-from cloudburst.models import parse_inp  # noqa: E402
-from cloudburst.scenarios import generate  # noqa: E402
-from cloudburst.warm import OpenModel  # noqa: E402
+from cloudburst.engine import toolkit  # noqa: E402
+from cloudburst.engine.fireflow import FireFlowSettings, search_member  # noqa: E402
+from cloudburst.schema.job import parse_job  # noqa: E402
+from cloudburst.engine.models import parse_inp  # noqa: E402
+from cloudburst.plan.scenarios import generate  # noqa: E402
+from cloudburst.engine.warm import OpenModel  # noqa: E402
 
 NET3 = REPO / "files" / "models" / "Net3.inp"
 START_S, DURATION_S, LIMIT_M, CEILING, TOLERANCE = 18 * 3600, 2 * 3600, 14.0, 500.0, 0.01

@@ -32,10 +32,10 @@ from services import influxdb  # noqa: E402
 from verdict import verdict  # noqa: E402
 
 import cloudburst  # noqa: E402
-from cloudburst import resultformat as fmt  # noqa: E402
-from cloudburst.engine import MemberResult, series_table  # noqa: E402
-from cloudburst.results import SeriesBlock  # noqa: E402
-from cloudburst.store import encode  # noqa: E402
+from cloudburst.schema import resultformat as fmt  # noqa: E402
+from cloudburst.engine.batch import MemberResult, series_table  # noqa: E402
+from cloudburst.engine.results import SeriesBlock  # noqa: E402
+from cloudburst.schema.resultformat import encode  # noqa: E402
 
 MODEL = REPO / "files" / "models" / "Net3.inp"
 FULL_SERIES = [{"element": "node", "attributes": ["pressure", "head"]}, {"element": "link", "attributes": ["flowrate"]}]

@@ -30,11 +30,11 @@ from bench_cluster import bench_cluster  # noqa: E402
 from verdict import verdict  # noqa: E402
 
 import cloudburst  # noqa: E402
-from cloudburst import resultformat as fmt  # noqa: E402
-from cloudburst.engine import MemberResult, series_table  # noqa: E402
-from cloudburst.influx import InfluxWriter  # noqa: E402
-from cloudburst.results import SeriesBlock  # noqa: E402
-from cloudburst.store import encode  # noqa: E402
+from cloudburst.schema import resultformat as fmt  # noqa: E402
+from cloudburst.engine.batch import MemberResult, series_table  # noqa: E402
+from cloudburst.state.influx import InfluxWriter  # noqa: E402
+from cloudburst.engine.results import SeriesBlock  # noqa: E402
+from cloudburst.schema.resultformat import encode  # noqa: E402
 
 NET6 = Path(wntr.__file__).parent / "library" / "networks" / "Net6.inp"
 

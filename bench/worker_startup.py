@@ -30,7 +30,7 @@ from services import nginx_server, redis_server  # noqa: E402
 from verdict import verdict  # noqa: E402
 from worker_container import READER, WorkerContainer, build_worker_image, package, publish  # noqa: E402
 
-from cloudburst.batches import make_batch  # noqa: E402
+from cloudburst.schema.batch import make_batch  # noqa: E402
 
 NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
 

@@ -84,7 +84,7 @@ RESULTS_WRITER = ("worker", "worker-secret")
 @pytest.fixture(scope="session")
 def results_store(tmp_path_factory):
     """The results store as workers write to it: Nginx's /results/ (WebDAV) with the workers' write credentials."""
-    from cloudburst.store import WebDavStore
+    from cloudburst.state.store import WebDavStore
     from services import nginx_server
     root = tmp_path_factory.mktemp("store") / "files"
     root.mkdir()

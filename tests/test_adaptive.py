@@ -13,7 +13,7 @@ import wntr
 from scipy import stats
 
 import cloudburst
-from cloudburst.adaptive import Target, interval, parse_adaptive
+from cloudburst.plan.adaptive import Target, interval, parse_adaptive
 from cloudburst.errors import InputError
 from local_cluster import cli, client_settings, start_workers, stop
 

@@ -11,7 +11,7 @@ import wntr
 import yaml
 
 import cloudburst
-from cloudburst.alternatives import variants
+from cloudburst.plan.alternatives import variants
 from cloudburst.errors import InputError
 from local_cluster import cli, client_settings, start_workers, stop
 

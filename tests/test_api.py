@@ -14,9 +14,9 @@ import wntr
 from rq.job import Job
 
 import cloudburst
-from cloudburst.batches import batch_name
+from cloudburst.schema.batch import batch_name
 from cloudburst.errors import InputError
-from cloudburst.queue import job_id
+from cloudburst.schema.queues import job_id
 from local_cluster import cli, client_settings, start_workers, stop
 from test_client import NET3
 from waiting import wait_until

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import wntr
 
-from cloudburst.checks import planned_points
+from cloudburst.engine.checks import planned_points
 from cloudburst.errors import InputError
-from cloudburst.engine import run_member
-from cloudburst.job import parse_job
-from cloudburst.models import ModelCache
-from cloudburst.scenarios import generate
+from cloudburst.engine.batch import run_member
+from cloudburst.schema.job import parse_job
+from cloudburst.state.models import ModelCache
+from cloudburst.plan.scenarios import generate
 
 REPO = Path(__file__).resolve().parents[1]
 NET3 = REPO / "files" / "models" / "Net3.inp"  # 97 nodes, 168 h at a 1 h report step
@@ -86,7 +86,7 @@ def test_a_finer_report_step_that_breaks_the_budget_is_refused_by_the_client_as_
 
 
 def test_a_model_file_that_is_not_a_model_is_named_without_wntr_templates(tmp_path):
-    from cloudburst.models import read_model_file
+    from cloudburst.engine.models import read_model_file
     csv = tmp_path / "pressures.csv"
     csv.write_text("node,pressure\n10,42.0\n")
     with pytest.raises(InputError) as refused:

@@ -13,9 +13,9 @@ import yaml
 
 import cloudburst
 from cloudburst.errors import InputError
-from cloudburst.ledger import Ledger
-from cloudburst.queue import job_id
-from cloudburst.scenarios import generate
+from cloudburst.state.ledger import Ledger
+from cloudburst.schema.queues import job_id
+from cloudburst.plan.scenarios import generate
 from local_cluster import cli, client_settings, start_workers, stop
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,12 +15,13 @@ import pandas as pd
 import pytest
 import wntr
 
-from cloudburst import resultformat as fmt
-from cloudburst.batches import make_batch
-from cloudburst.engine import run_batch, run_member
-from cloudburst.models import ModelCache
-from cloudburst.reader import member_rows
-from cloudburst.store import SERIES_DIR, ResultsStore, decode
+from cloudburst.schema import resultformat as fmt
+from cloudburst.schema.batch import make_batch
+from cloudburst.engine.batch import run_batch, run_member
+from cloudburst.state.models import ModelCache
+from cloudburst.state.reader import member_rows
+from cloudburst.state.store import SERIES_DIR, ResultsStore
+from cloudburst.schema.resultformat import decode
 from test_engine_reference import reference, scale_demands, set_pipes
 
 NETWORKS = Path(wntr.__file__).parent / "library" / "networks"
@@ -276,10 +277,10 @@ def test_bad_members_fail_with_a_recorded_reason_and_the_batch_goes_on(cache, st
 _KILLED_RUN = """
 import json, sys, requests
 from redis import Redis
-from cloudburst.engine import run_batch
-from cloudburst.ledger import Ledger
-from cloudburst.models import ModelCache
-from cloudburst.store import WebDavStore
+from cloudburst.engine.batch import run_batch
+from cloudburst.state.ledger import Ledger
+from cloudburst.state.models import ModelCache
+from cloudburst.state.store import WebDavStore
 batch, redis_url, store_url, cache_dir = json.loads(sys.argv[1])
 session = requests.Session()
 session.auth = ("cloudburst", "reader-secret")
@@ -290,8 +291,8 @@ run_batch(batch, ModelCache(cache_dir, session=session), WebDavStore(store_url, 
 
 def test_a_batch_whose_worker_died_runs_only_the_members_it_had_not_kept(cache, store, net3, tmp_path):
     from redis import Redis
-    from cloudburst.engine import MemberResult
-    from cloudburst.ledger import Ledger
+    from cloudburst.engine.batch import MemberResult
+    from cloudburst.state.ledger import Ledger
     from services import redis_server
 
     # Four days at a one-minute step with water age: long enough members that the kill lands mid-batch.

@@ -16,10 +16,10 @@ import wntr
 from wntr.network import LinkStatus
 from wntr.network.controls import Control, ControlAction, SimTimeCondition
 
-from cloudburst import resultformat as fmt
-from cloudburst.batches import make_batch
-from cloudburst.engine import run_batch
-from cloudburst.models import ModelCache
+from cloudburst.schema import resultformat as fmt
+from cloudburst.schema.batch import make_batch
+from cloudburst.engine.batch import run_batch
+from cloudburst.state.models import ModelCache
 
 NET3 = Path(__file__).resolve().parents[1] / "files" / "models" / "Net3.inp"
 START = 1704067200  # 2024-01-01T00:00:00Z

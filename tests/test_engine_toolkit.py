@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 from wntr.epanet.util import FlowUnits, HydParam, MassUnits, QualParam, from_si
 
-from cloudburst import resultformat as fmt
-from cloudburst.batches import make_batch
-from cloudburst.engine import run_batch
-from cloudburst.models import ModelCache
-from cloudburst.warm import WarmEngine
+from cloudburst.schema import resultformat as fmt
+from cloudburst.schema.batch import make_batch
+from cloudburst.engine.batch import run_batch
+from cloudburst.state.models import ModelCache
+from cloudburst.engine.warm import WarmEngine
 from test_engine_reference import NET3
 
 HOUR = 3600
@@ -357,5 +357,5 @@ def test_a_member_that_stops_balancing_is_unbalanced_not_failed_and_continue_kee
 
 
 def member_rows_of(store, batch: str) -> dict[int, dict]:
-    from cloudburst.reader import member_rows
+    from cloudburst.state.reader import member_rows
     return {int(row["member"]): row for row in member_rows(store, "stiff", [batch]).to_dict("records")}

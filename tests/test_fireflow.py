@@ -13,13 +13,13 @@ import wntr
 import yaml
 
 import cloudburst
-from cloudburst import toolkit
+from cloudburst.engine import toolkit
 from cloudburst.errors import InputError
-from cloudburst.fireflow import FireFlowSettings, search_member
-from cloudburst.job import parse_job
-from cloudburst.models import parse_inp
-from cloudburst.scenarios import generate
-from cloudburst.warm import OpenModel
+from cloudburst.engine.fireflow import FireFlowSettings, search_member
+from cloudburst.schema.job import parse_job
+from cloudburst.engine.models import parse_inp
+from cloudburst.plan.scenarios import generate
+from cloudburst.engine.warm import OpenModel
 from local_cluster import cli, client_settings, start_workers, stop
 from waiting import wait_until
 

@@ -17,13 +17,13 @@ import wntr
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from cloudburst import aggregate
-from cloudburst import resultformat as fmt
-from cloudburst.batches import make_batch
-from cloudburst.engine import run_batch
-from cloudburst.influx import InfluxWriter
-from cloudburst.models import ModelCache
-from cloudburst.reader import ResultsReader
+from cloudburst.worker import aggregate
+from cloudburst.schema import resultformat as fmt
+from cloudburst.schema.batch import make_batch
+from cloudburst.engine.batch import run_batch
+from cloudburst.state.influx import InfluxWriter
+from cloudburst.state.models import ModelCache
+from cloudburst.state.reader import ResultsReader
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "files" / "grafana"

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from cloudburst.influx import InfluxWriteError, InfluxWriter
+from cloudburst.state.influx import InfluxWriteError, InfluxWriter
 from services import free_port, influxdb
 from waiting import wait_until
 

@@ -2,7 +2,7 @@
 import pytest
 
 from cloudburst.errors import InputError
-from cloudburst.job import from_original, parse_job
+from cloudburst.schema.job import from_original, parse_job
 
 SHA = "a" * 64
 

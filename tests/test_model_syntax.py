@@ -16,11 +16,11 @@ import wntr
 from wntr.epanet.util import FlowUnits, HydParam
 
 import cloudburst
-from cloudburst.batches import make_batch
-from cloudburst.engine import run_batch
+from cloudburst.schema.batch import make_batch
+from cloudburst.engine.batch import run_batch
 from cloudburst.errors import InputError
-from cloudburst.models import ModelCache
-from cloudburst.warm import WarmEngine
+from cloudburst.state.models import ModelCache
+from cloudburst.engine.warm import WarmEngine
 from local_cluster import client_settings
 from test_engine import stored_batch, values
 from test_engine_toolkit import _read_output, save_run

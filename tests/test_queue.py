@@ -15,9 +15,10 @@ import wntr
 from redis import Redis
 from rq import Retry
 
-from cloudburst.batches import batch_name, make_batch, split
-from cloudburst.ledger import Ledger
-from cloudburst.queue import JobPolicy, enqueue_batches, job_id, open_queue
+from cloudburst.schema.batch import batch_name, make_batch, split
+from cloudburst.state.ledger import Ledger
+from cloudburst.schema.queues import JobPolicy, job_id, open_queue
+from cloudburst.api.queue import enqueue_batches
 from conftest import MODEL_READER
 from services import redis_server
 
@@ -130,7 +131,7 @@ def test_forgetting_a_job_whose_worker_died_mid_run_removes_it_though_its_execut
     from rq.executions import ExecutionRegistry
     from rq.registry import FailedJobRegistry
 
-    from cloudburst.queue import forget_jobs
+    from cloudburst.api.queue import forget_jobs
     rq_queue = queue[0]
     job = rq_queue.enqueue("json.dumps", 1, job_id=job_id("died", batch_name(0, 1)))
     failed = FailedJobRegistry(rq_queue.name, connection=rq_queue.connection)

@@ -11,9 +11,9 @@ import pytest
 import wntr
 from scipy import stats
 
-from cloudburst import sampling
+from cloudburst.plan import sampling
 from cloudburst.errors import InputError
-from cloudburst.scenarios import generate
+from cloudburst.plan.scenarios import generate
 
 NET3 = Path(__file__).resolve().parents[1] / "files" / "models" / "Net3.inp"
 SOURCE = {"url": "http://nginx:8080/models/x.inp", "sha256": "0" * 64}

@@ -11,13 +11,13 @@ import yaml
 
 import cloudburst
 
-from cloudburst import toolkit
+from cloudburst.engine import toolkit
 from cloudburst.errors import InputError
-from cloudburst.job import parse_job
-from cloudburst.models import parse_inp
-from cloudburst.scenarios import generate
-from cloudburst.segments import SegmentRuns, SegmentSettings, segments_of, valve_layer
-from cloudburst.warm import OpenModel
+from cloudburst.schema.job import parse_job
+from cloudburst.engine.models import parse_inp
+from cloudburst.plan.scenarios import generate
+from cloudburst.engine.segments import SegmentRuns, SegmentSettings, segments_of, valve_layer
+from cloudburst.engine.warm import OpenModel
 from local_cluster import cli, client_settings, start_workers, stop
 
 HOURS = 6
@@ -100,7 +100,7 @@ def test_segments_with_check_valve_pipes_are_isolated_like_any_other(tmp_path):
 def test_a_segments_study_on_a_steady_state_run_is_refused_saying_why(tmp_path):
     path = small_model(tmp_path / "small.inp")
     wn = parse_inp(path, str(path))
-    from cloudburst.studies import parse_study
+    from cloudburst.plan.studies import parse_study
     study = {"type": "segments", "valves": VALVES}
     with pytest.raises(InputError, match=r"steady-state snapshot \(duration 0\): set run.duration_s"):
         parse_study(study, wn, duration_s=0)

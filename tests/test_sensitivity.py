@@ -11,8 +11,8 @@ import wntr
 
 import cloudburst
 from cloudburst.errors import InputError
-from cloudburst.scenarios import generate
-from cloudburst.sensitivity import members_for, saltelli_design, sobol_indices
+from cloudburst.plan.scenarios import generate
+from cloudburst.plan.sensitivity import members_for, saltelli_design, sobol_indices
 from local_cluster import cli, client_settings, start_workers, stop
 from waiting import wait_until
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import cloudburst
-from cloudburst import aggregate
+from cloudburst.worker import aggregate
 from local_cluster import client_settings, local_cluster, start_workers, stop
 from services import influxdb
 from test_client import NET3
@@ -90,11 +90,11 @@ def test_an_ensemble_past_influxdbs_lowered_limits_is_stored_whole(tmp_path, lim
 
 
 def test_a_process_reading_only_new_batches_computes_what_reading_every_batch_computes(results_store):
-    from cloudburst import resultformat as fmt
-    from cloudburst.batches import batch_name
-    from cloudburst.engine import MemberResult, members_table, series_table
-    from cloudburst.results import SeriesBlock
-    from cloudburst.store import encode
+    from cloudburst.schema import resultformat as fmt
+    from cloudburst.schema.batch import batch_name
+    from cloudburst.engine.batch import MemberResult, members_table, series_table
+    from cloudburst.engine.results import SeriesBlock
+    from cloudburst.schema.resultformat import encode
 
     generator = np.random.default_rng(7)
     elements, elapsed = ["J1", "J2", "J3"], np.array([0, 3600, 7200], dtype=np.int32)

@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from cloudburst.errors import ServiceError
-from cloudburst.store import MEMBERS_DIR, SERIES_DIR, WebDavStore, decode, encode, open_store
+from cloudburst.state.store import MEMBERS_DIR, SERIES_DIR, WebDavStore, open_store
+from cloudburst.schema.resultformat import decode, encode
 from services import nginx_server, s3_server
 
 USERS = {"worker": "worker-secret", "reader": "reader-secret"}

@@ -14,7 +14,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 import cloudburst
-from cloudburst import tasks as taskformat
+from cloudburst.schema import taskpack as taskformat
 from cloudburst.errors import InputError
 from local_cluster import REPO, SWMM_ENV, TASK_PROBES, cli, client_settings, start_workers, stop
 from waiting import wait_until

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 from wntr.epanet.util import FlowUnits, HydParam, from_si
 
-from cloudburst.batches import make_batch
-from cloudburst.engine import run_batch
-from cloudburst.models import parse_inp
-from cloudburst.scenarios import generate
+from cloudburst.schema.batch import make_batch
+from cloudburst.engine.batch import run_batch
+from cloudburst.engine.models import parse_inp
+from cloudburst.plan.scenarios import generate
 from test_engine import stored_batch, values
 from test_engine_reference import NET3
 from test_engine_toolkit import _read_output, engine, save_run, set_pattern, warm_cache  # noqa: F401 (fixtures)

@@ -3,7 +3,7 @@ import os
 import time
 from pathlib import Path
 
-from cloudburst import cluster
+from cloudburst import worker as cloudburst_worker
 
 
 def square(x):
@@ -40,7 +40,7 @@ def mark(directory, task):
 
 
 def record(measurement, value, tag):
-    return cluster.write_points(measurement, [{"fields": {"value": value}, "tags": {"probe": tag}}])
+    return cloudburst_worker.write_points(measurement, [{"fields": {"value": value}, "tags": {"probe": tag}}])
 
 
 NOT_A_FUNCTION = 42

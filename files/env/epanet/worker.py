@@ -3,7 +3,7 @@
 A batch is enqueued as ``worker.run`` with the batch document (schema ``cloudburst.batch/1``) as its one
 argument; statistics as ``worker.statistics`` with the ensemble's name; dropping a deleted ensemble's statistics
 as ``worker.forget``; ``worker.lowest_pressure`` is an example of your own function, run as a task set. Connection
-settings come from the worker container's environment (``cloudburst.cluster``).
+settings come from the worker container's environment (``cloudburst.worker``).
 """
 from __future__ import annotations
 
@@ -15,19 +15,14 @@ from typing import Any
 import wntr
 from rq import get_current_job
 
-from cloudburst import cluster
-from cloudburst import statistics as cluster_statistics
-from cloudburst.engine import run_batch
-from cloudburst.errors import InputError
-from cloudburst.ledger import Ledger
-from cloudburst.warm import WarmEngine
+from cloudburst import worker as cloudburst_worker
 
 
-_cache = cluster.model_cache()
+_cache = cloudburst_worker.model_cache()
 # Models stay open in this process's EPANET toolkit between jobs (CLOUDBURST_ENGINE=file: wntr's file path only).
-_engine = WarmEngine(_cache) if os.environ.get("CLOUDBURST_ENGINE", "toolkit") == "toolkit" else None
-_results = cluster.results_store()
-_statistics = cluster.influx_writer()
+_engine = cloudburst_worker.WarmEngine(_cache) if os.environ.get("CLOUDBURST_ENGINE", "toolkit") == "toolkit" else None
+_results = cloudburst_worker.results_store()
+_statistics = cloudburst_worker.influx_writer()
 
 
 def run(batch: dict[str, Any]) -> dict[str, Any]:
@@ -38,15 +33,15 @@ def run(batch: dict[str, Any]) -> dict[str, Any]:
     what a re-run can fix: a worker or host that died mid-batch, or a store that stayed away through every retry.
     """
     current = get_current_job()
-    ledger = Ledger(current.connection) if current is not None and _results is not None else None
+    ledger = cloudburst_worker.Ledger(current.connection) if current is not None and _results is not None else None
     try:
-        outcome = run_batch(batch, _cache, _results, ledger, _engine)
-    except InputError:  # not a batch: the same every time, so not retried
+        outcome = cloudburst_worker.run_batch(batch, _cache, _results, ledger, _engine)
+    except cloudburst_worker.InputError:  # not a batch: the same every time, so not retried
         if current is not None:
             current.retries_left = 0
         raise
     if ledger is not None and _statistics is not None:
-        cluster_statistics.after_batch(current.connection, batch["ensemble"], outcome.members_done)
+        cloudburst_worker.after_batch(current.connection, batch["ensemble"], outcome.members_done)
     return {"finished": len(outcome.finished), "failed": len(outcome.failed), "unbalanced": len(outcome.unbalanced),
             "worker": socket.gethostname()}
 
@@ -56,21 +51,21 @@ def statistics(name: str) -> int:
     current = get_current_job()
     if current is None or _results is None or _statistics is None:
         raise RuntimeError("statistics need the results store, InfluxDB and the queue's Redis")
-    return cluster_statistics.run_statistics(current.connection, name, _results, _statistics)
+    return cloudburst_worker.run_statistics(current.connection, name, _results, _statistics)
 
 
 def forget(name: str, db: str) -> int:
     """Drop a deleted ensemble's statistics from InfluxDB; returns the statements run."""
     if _statistics is None:
         raise RuntimeError("forgetting statistics needs InfluxDB")
-    return cluster_statistics.forget_statistics(name, db, _statistics)
+    return cloudburst_worker.forget_statistics(name, db, _statistics)
 
 
 def lowest_pressure(model: str, demand_factor: float = 1.0, node: str | None = None) -> dict[str, Any]:
     """Your own function on the cluster, as a task set runs it (``cloudburst tasks submit worker:lowest_pressure
     ARGS.jsonl``): the model uploaded with ``cloudburst upload`` (its sha256), every demand times ``demand_factor``,
     run with wntr as a modeller would; the lowest junction pressure in metres, where and when (or ``node``'s)."""
-    wn = wntr.network.WaterNetworkModel(str(cluster.model_file(model)))
+    wn = wntr.network.WaterNetworkModel(str(cloudburst_worker.model_file(model)))
     for _, junction in wn.junctions():
         for demand in junction.demand_timeseries_list:
             demand.base_value *= demand_factor

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pyswmm import Nodes, Simulation, Subcatchments
 
-from cloudburst import cluster
+from cloudburst import worker as cloudburst_worker
 
 _SECTION = re.compile(r"^\s*\[([A-Z_]+)\]")
 
@@ -48,7 +48,7 @@ def run_member(model: str, rain_factor: float, impervious_factor: float = 1.0, m
     """
     if rain_factor < 0 or impervious_factor < 0:
         raise ValueError(f"factors are >= 0, not rain {rain_factor} and impervious {impervious_factor}")
-    source = cluster.model_file(model) if re.fullmatch(r"[0-9a-f]{64}", model) else Path(model)
+    source = cloudburst_worker.model_file(model) if re.fullmatch(r"[0-9a-f]{64}", model) else Path(model)
     scratch = Path(tempfile.mkdtemp(prefix="swmm-member-"))  # SWMM writes .rpt and .out beside its input
     try:
         path = scratch / "model.inp"

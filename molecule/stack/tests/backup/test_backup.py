@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cloudburst.api import Client
-from cloudburst.store import MEMBERS_DIR, SERIES_DIR
+from cloudburst.api.client import Client
+from cloudburst.state.store import MEMBERS_DIR, SERIES_DIR
 from stack_view import MASTER, client_settings, cloudburst, cluster_host
 
 testinfra_hosts = [MASTER]

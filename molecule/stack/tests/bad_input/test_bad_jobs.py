@@ -13,12 +13,13 @@ import pytest
 import wntr
 from rq import Worker
 
-from cloudburst.api import Client
-from cloudburst.files import model_input
-from cloudburst.records import EnsembleRecord
-from cloudburst.batches import batch_name, make_batch, split
-from cloudburst.ledger import Ledger
-from cloudburst.queue import enqueue_batches, job_id, open_queue
+from cloudburst.api.client import Client
+from cloudburst.state.files import model_input
+from cloudburst.state.records import EnsembleRecord
+from cloudburst.schema.batch import batch_name, make_batch, split
+from cloudburst.state.ledger import Ledger
+from cloudburst.api.queue import enqueue_batches
+from cloudburst.schema.queues import job_id, open_queue
 from stack_view import MASTER, WORKERS, client_settings, cloudburst
 
 testinfra_hosts = [MASTER]

@@ -11,7 +11,7 @@ import pytest
 import wntr
 import yaml
 
-from cloudburst.api import Client
+from cloudburst.api.client import Client
 from stack_view import MASTER, WORKERS, client_settings, cloudburst
 
 testinfra_hosts = [MASTER]

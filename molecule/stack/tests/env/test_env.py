@@ -17,9 +17,9 @@ import wntr
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
-from cloudburst.batches import make_batch
-from cloudburst.reader import member_rows
-from cloudburst.store import WebDavStore
+from cloudburst.schema.batch import make_batch
+from cloudburst.state.reader import member_rows
+from cloudburst.state.store import WebDavStore
 from stack_view import MASTER, WORKERS, master_address, password
 
 testinfra_hosts = [MASTER]

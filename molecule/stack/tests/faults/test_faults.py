@@ -25,9 +25,10 @@ from rq.serializers import JSONSerializer
 
 from cloudburst.config import Settings
 from cloudburst.errors import ServiceError
-from cloudburst.api import Client
-from cloudburst.queue import job_id, job_prefix
-from cloudburst.store import MEMBERS_DIR, decode
+from cloudburst.api.client import Client
+from cloudburst.schema.queues import job_id, job_prefix
+from cloudburst.state.store import MEMBERS_DIR
+from cloudburst.schema.resultformat import decode
 from stack_view import MASTER, WORKERS, client_settings, cloudburst, cluster_host
 
 testinfra_hosts = [MASTER]

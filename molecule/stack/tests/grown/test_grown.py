@@ -9,9 +9,10 @@ import requests
 import wntr
 from rq import Worker
 
-from cloudburst.batches import batch_name, make_batch
-from cloudburst.ledger import Ledger
-from cloudburst.queue import enqueue_batches, job_id, open_queue
+from cloudburst.schema.batch import batch_name, make_batch
+from cloudburst.state.ledger import Ledger
+from cloudburst.api.queue import enqueue_batches
+from cloudburst.schema.queues import job_id, open_queue
 from stack_view import MASTER, WORKERS, assert_firewall_admits_exactly, master_address, password, services, tasks
 
 testinfra_hosts = [MASTER]

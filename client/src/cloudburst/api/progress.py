@@ -1,0 +1,129 @@
+"""An ensemble's progress, and showing it while a person waits: in a terminal, a log, or a notebook."""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, TextIO
+
+from cloudburst.state.records import CANCELLED, FINISHED, FINISHED_WITH_FAILURES, RUNNING
+
+
+@dataclass(frozen=True)
+class Progress:
+    members: int
+    finished: int
+    failed: int
+    running: int
+    unbalanced: int = 0  # hydraulics stopped balancing (UNBALANCED STOP): not in the statistics
+
+    @property
+    def recorded(self) -> int:
+        return self.finished + self.failed + self.unbalanced
+
+    @property
+    def queued(self) -> int:
+        return max(self.members - self.recorded - self.running, 0)
+
+    @property
+    def done(self) -> bool:
+        return self.recorded >= self.members
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "queued": self.queued, "done": self.done}
+
+
+def shown_state(stamp: str, progress: Progress) -> str:
+    """Running until every member (task) has an outcome, unless cancelled; then finished, or finished with
+    failures when any failed (or, for an ensemble, stopped unbalanced)."""
+    if progress.done:
+        return FINISHED_WITH_FAILURES if progress.failed or progress.unbalanced else FINISHED
+    return CANCELLED if stamp == CANCELLED else RUNNING
+
+
+def bar(progress: Progress, elapsed_s: float, width: int = 30) -> str:
+    done = progress.recorded
+    filled = int(width * done / progress.members) if progress.members else width
+    rate = done / elapsed_s if elapsed_s > 0 else 0.0
+    eta = f"{(progress.members - done) / rate:5.0f} s" if rate > 0 and done < progress.members else "    -"
+    unbalanced = f"unbalanced {progress.unbalanced}  " if progress.unbalanced else ""
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{progress.members}  finished {progress.finished}  "
+            f"failed {progress.failed}  {unbalanced}running {progress.running}  {rate:6.1f}/s  ETA {eta}")
+
+
+class Display(Protocol):
+    interval_s: float
+
+    def show(self, progress: Progress) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TerminalDisplay:
+    """One line redrawn in place on a terminal; on a pipe or log file, a line every few seconds."""
+
+    def __init__(self, stream: TextIO = sys.stderr):
+        self.stream = stream
+        self.live = stream.isatty()
+        self.interval_s = 1.0 if self.live else 5.0
+        self.started = time.monotonic()
+
+    def show(self, progress: Progress) -> None:
+        line = bar(progress, time.monotonic() - self.started)
+        self.stream.write(("\r" + line) if self.live else (line + "\n"))
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class NotebookDisplay:
+    """The same line, updated in place in a notebook's output cell (no widgets needed)."""
+
+    interval_s = 1.0
+
+    def __init__(self) -> None:
+        from IPython.display import display
+        self.started = time.monotonic()
+        self.handle = display({"text/plain": "waiting for the first count"}, raw=True, display_id=True)
+
+    def show(self, progress: Progress) -> None:
+        self.handle.update({"text/plain": bar(progress, time.monotonic() - self.started)}, raw=True)
+
+    def close(self) -> None:
+        pass
+
+
+def in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    ipython = shell.get_ipython()
+    return ipython is not None and hasattr(ipython, "kernel")
+
+
+def default_display() -> Display:
+    return NotebookDisplay() if in_notebook() else TerminalDisplay()
+
+
+def follow(status: Callable[[], Progress], settled: Callable[[Progress], bool], what: str,
+           display: Display | None, poll_s: float, timeout_s: float | None) -> Progress:
+    """Read ``status`` (showing it) until ``settled`` says so; TimeoutError naming ``what`` and the progress once
+    ``timeout_s`` passes. Ctrl-C stops following only. The display is closed either way."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    try:
+        while True:
+            current = status()
+            if display is not None:
+                display.show(current)
+            if settled(current):
+                return current
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not done within {timeout_s:g} s: {current.as_dict()}")
+            time.sleep(poll_s)
+    finally:
+        if display is not None:
+            display.close()

@@ -1,0 +1,229 @@
+"""An ensemble's jobs in RQ: enqueueing batches of members, and finding them again (queued, running, failed).
+
+Jobs are JSON (RQ's JSONSerializer): a worker never unpickles a payload from Redis. Each job calls the env's
+``worker.run`` with one batch document (``cloudburst.schema.batch``), has a timeout, keeps its result and its failure
+for set times, and is
+retried (``Retry``) when its worker dies: the runner heartbeats running jobs, and RQ's registry cleanup
+re-queues a job whose heartbeat went stale while it has retries left. A batch's job ID is derived from its
+ensemble and batch name, so its job can be found (status, retry) from the ensemble alone.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+from rq.executions import Execution, ExecutionRegistry
+from rq.job import Job
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.utils import utcformat
+
+from cloudburst.api.progress import Progress
+from cloudburst.schema.queues import (
+    ENTRY_POINT,
+    FORGET_ENTRY_POINT,
+    STATS_QUEUE,
+    JobPolicy,
+    job_id,
+    job_prefix,
+    open_queue,
+)
+from cloudburst.state.ledger import Ledger, MemberStates
+
+# Removes the ensemble's job IDs (ARGV[1]: their prefix) from the queue list and deletes their job hashes
+# (ARGV[2]: RQ's job key prefix), in one step, so no worker takes one half-removed.
+_CANCEL_SCRIPT = """
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local kept, removed = {}, {}
+for _, id in ipairs(ids) do
+  if string.sub(id, 1, #ARGV[1]) == ARGV[1] then
+    removed[#removed + 1] = id
+    redis.call('DEL', ARGV[2] .. id)
+  else
+    kept[#kept + 1] = id
+  end
+end
+redis.call('DEL', KEYS[1])
+for i = 1, #kept, 5000 do
+  redis.call('RPUSH', KEYS[1], unpack(kept, i, math.min(i + 4999, #kept)))
+end
+return removed
+"""
+
+
+def batch_members(batch: dict[str, Any]) -> list[int]:
+    return [member["member"] for member in batch["members"]]
+
+
+def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterable[dict[str, Any]],
+                    policy: JobPolicy = JobPolicy(), chunk: int = 2000, entry_point: str = ENTRY_POINT,
+                    members_of: Callable[[dict[str, Any]], list[int]] = batch_members) -> int:
+    """Enqueue one job per batch document (FIFO, in order) and plan the batches' members in the ledger, in
+    pipelined chunks; returns how many members. A task set's packs come the same way, with their own
+    ``entry_point`` and ``members_of`` (the pack's task indices).
+
+    Writes the job hashes RQ's own ``enqueue_many`` writes (the same fields, JSON data compressed as RQ does,
+    read back by RQ's ``Job``), without building an RQ ``Job`` object per batch (bench/enqueue.py).
+    """
+    now = utcformat(datetime.now(UTC))
+    common = {"status": "queued", "origin": queue.name, "created_at": now, "enqueued_at": now,
+              "timeout": policy.timeout_s, "result_ttl": policy.result_ttl_s, "failure_ttl": policy.failure_ttl_s}
+    if policy.retries:
+        common.update(retries_left=policy.retries, retry_intervals="[0]")
+    count = 0
+    connection = queue.connection
+    from cloudburst.schema.batch import split  # the batch schema (pydantic): only when enqueueing
+    for part in split(batches, chunk):
+        pipeline = connection.pipeline(transaction=False)
+        ids, plan = [], {}
+        for batch in part:
+            identifier = job_id(ensemble, batch["batch"])
+            data = zlib.compress(json.dumps([entry_point, None, [batch], {}], separators=(",", ":")).encode())
+            pipeline.hset(f"{Job.redis_job_namespace_prefix}{identifier}", mapping={
+                **common, "data": data, "description": f"{entry_point} {ensemble} batch {batch['batch']}"})
+            ids.append(identifier)
+            plan[batch["batch"]] = members_of(batch)
+            count += len(plan[batch["batch"]])
+        ledger.plan_batches(pipeline, ensemble, plan)
+        pipeline.rpush(queue.key, *ids)
+        pipeline.sadd(Queue.redis_queues_keys, queue.key)
+        pipeline.execute()
+    return count
+
+
+def batch_of(ensemble: str, identifier: str) -> str:
+    return identifier[len(job_prefix(ensemble)):]
+
+
+def queued_batches(queue: Queue, ensemble: str) -> set[str]:
+    prefix = job_prefix(ensemble)
+    return {batch_of(ensemble, job) for job in (raw.decode() for raw in queue.connection.lrange(queue.key, 0, -1))
+            if job.startswith(prefix)}
+
+
+def _in_registry(registry: StartedJobRegistry | FailedJobRegistry, ensemble: str) -> dict[str, str]:
+    """The ensemble's job IDs in one of RQ's registries, by batch."""
+    prefix = job_prefix(ensemble)
+    return {batch_of(ensemble, job): job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
+
+
+def running_batches(queue: Queue, ensemble: str) -> set[str]:
+    return set(_in_registry(StartedJobRegistry(queue.name, connection=queue.connection), ensemble))
+
+
+def failed_jobs(queue: Queue, ensemble: str) -> dict[str, str]:
+    """Job IDs in RQ's failed registry of the ensemble's batches, by batch."""
+    return _in_registry(FailedJobRegistry(queue.name, connection=queue.connection), ensemble)
+
+
+def failure_reasons(queue: Queue, ensemble: str) -> dict[str, str]:
+    """Batches whose job is in RQ's failed registry (a crash, a timeout: not a member's own failure, which the
+    engine records), with the last line of the failure RQ recorded."""
+    failed = failed_jobs(queue, ensemble)
+    reasons = {}
+    for batch, job in zip(failed, Job.fetch_many(list(failed.values()), connection=queue.connection,
+                                                 serializer=queue.serializer)):
+        if job is None:
+            continue
+        result = job.latest_result()
+        text = (result.exc_string if result is not None else None) or "failed (RQ recorded no reason)"
+        reasons[batch] = text.strip().splitlines()[-1]
+    return reasons
+
+
+def _drop_lost_executions(connection: Redis, job: str) -> None:
+    """Forget the executions of a job whose record is gone (its worker died mid-job and the record expired): RQ
+    3.0's ``Job.delete`` reads every execution its job lists and raises on a missing one."""
+    listed = ExecutionRegistry(job_id=job, connection=connection)
+    for execution in connection.zrange(listed.key, 0, -1):
+        if not connection.exists(Execution(id=execution.decode(), job_id=job, connection=connection).key):
+            connection.zrem(listed.key, execution)
+
+
+def forget_jobs(queue: Queue, ensemble: str) -> None:
+    """Remove the ensemble's jobs from RQ's failed and finished registries (deleting an ensemble)."""
+    connection = queue.connection
+    for registry in (FailedJobRegistry(queue.name, connection=connection),
+                     FinishedJobRegistry(queue.name, connection=connection)):
+        for job in _in_registry(registry, ensemble).values():
+            _drop_lost_executions(connection, job)
+            registry.remove(job, delete_job=True)
+
+
+def cancel_queued(queue: Queue, ensemble: str) -> list[str]:
+    """Remove the ensemble's queued jobs; returns their batches. Running jobs finish."""
+    removed = queue.connection.eval(_CANCEL_SCRIPT, 1, queue.key, job_prefix(ensemble), Job.redis_job_namespace_prefix)
+    return [batch_of(ensemble, job.decode()) for job in removed]
+
+
+def tracked_progress(queue: Queue, ledger: Ledger, name: str, total: int) -> Progress:
+    """Finished, failed and unbalanced members (or tasks) from the ledger and RQ's failed registry (a batch that
+    crashed or timed out), running ones from RQ's started registry. A failed member queued again (``retry``) counts
+    as queued or running until its new batch is recorded."""
+    states = MemberStates.of(ledger.done(name))
+    plan = ledger.plan(name)
+    crashed = {member for batch in failed_jobs(queue, name) for member in plan.get(batch, [])}
+    unbalanced = set(states.unbalanced)
+    failed = (set(states.failed) | crashed) - states.finished - unbalanced
+    running_now = running_batches(queue, name)
+    running = {member for batch in running_now for member in plan.get(batch, [])} - states.finished
+    if failed or unbalanced:  # only then is the queue's list worth reading
+        again = running | {member for batch in queued_batches(queue, name) for member in plan.get(batch, [])}
+        failed, unbalanced = failed - again, unbalanced - again
+    running -= failed | unbalanced
+    return Progress(total, len(states.finished), len(failed), len(running), len(unbalanced))
+
+
+def crashed_members(queue: Queue, ledger: Ledger, name: str, states: MemberStates) -> dict[int, str]:
+    """Members (or tasks) of batches RQ failed (a crash or timeout the worker could not record), with RQ's reason."""
+    plan = ledger.plan(name)
+    return {member: reason for batch, reason in failure_reasons(queue, name).items()
+            for member in plan.get(batch, [])
+            if member not in states.finished and member not in states.failed and member not in states.unbalanced}
+
+
+def waiting_members(queue: Queue, ledger: Ledger, name: str) -> set[int]:
+    """Members (or tasks) of batches queued or running now."""
+    plan = ledger.plan(name)
+    return {member for batch in queued_batches(queue, name) | running_batches(queue, name)
+            for member in plan.get(batch, [])}
+
+
+def other_jobs(queue: Queue, known_prefixes: Iterable[str], limit: int = 100) -> list[dict[str, Any]]:
+    """The queue's jobs that belong to no ensemble or task set (enqueued with RQ directly), newest registry
+    entries first: job ID, function, status, and the result or the failure's last line."""
+    connection = queue.connection
+    prefixes = tuple(known_prefixes)
+    found: list[tuple[str, str]] = [(job.decode(), "queued") for job in connection.lrange(queue.key, 0, -1)]
+    for status, registry in (("running", StartedJobRegistry), ("finished", FinishedJobRegistry),
+                             ("failed", FailedJobRegistry)):
+        ids = registry(queue.name, connection=connection).get_job_ids(cleanup=False)
+        found += [(job, status) for job in reversed(ids)]
+    found = [(job, status) for job, status in found if not job.startswith(prefixes)][:limit]
+    rows = []
+    for (identifier, status), job in zip(found, Job.fetch_many([job for job, _ in found], connection=connection,
+                                                              serializer=queue.serializer)):
+        if job is None:
+            continue
+        row: dict[str, Any] = {"job": identifier, "function": job.func_name, "status": status,
+                               "enqueued_at": job.enqueued_at, "ended_at": job.ended_at, "result": None,
+                               "error": None}
+        result = job.latest_result() if status in ("finished", "failed") else None
+        if result is not None and status == "finished":
+            row["result"] = result.return_value
+        elif result is not None:
+            row["error"] = (result.exc_string or "").strip().splitlines()[-1:] or ["failed"]
+            row["error"] = row["error"][0]
+        rows.append(row)
+    return rows
+
+
+def queue_forget(connection: Redis, name: str, db: str, queue_name: str = STATS_QUEUE) -> None:
+    """Ask the workers (who hold InfluxDB's write user) to drop a deleted ensemble's statistics."""
+    open_queue(connection, queue_name).enqueue(
+        FORGET_ENTRY_POINT, name, db, job_timeout=600, result_ttl=600, failure_ttl=7 * 86400,
+        description=f"{FORGET_ENTRY_POINT} {name}")

@@ -1,0 +1,57 @@
+"""The cluster's services as the client reaches them, built once from the settings: Redis and the queue, the
+records and the ledger, the model files, the results store, InfluxDB, and the results reader over the last two.
+``Client`` builds one; every handle (``Ensemble``, ``TaskSet``, ``Waves``, a study) holds it, never the client."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from redis import Redis
+
+from cloudburst.config import Settings
+from cloudburst.lazy import lazy
+from cloudburst.schema.queues import open_queue
+from cloudburst.state.files import ModelStore, model_input, results_credentials, results_url
+from cloudburst.state.influx import InfluxQuery
+from cloudburst.state.ledger import Ledger
+from cloudburst.state.records import Records
+from cloudburst.state.store import ResultsStore, open_store
+
+if TYPE_CHECKING:
+    from rq import Queue
+
+    from cloudburst.state import reader
+else:
+    reader = lazy("cloudburst.state.reader")  # pandas and pyarrow: `cloudburst list` and `status` never need them
+
+
+@dataclass(eq=False)
+class Services:
+    settings: Settings
+    redis: Redis
+    queue: Queue
+    records: Records
+    ledger: Ledger
+    models: ModelStore       # model files on the cluster's file service
+    store: ResultsStore      # the members' results
+    influx: InfluxQuery      # the cluster's statistics, read-only
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Services:
+        """Every service's client (no connection is opened until first used)."""
+        redis = Redis.from_url(settings.redis_url, password=settings.redis_password or None, socket_connect_timeout=5)
+        return cls(settings=settings, redis=redis, queue=open_queue(redis, settings.queue), records=Records(redis),
+                   ledger=Ledger(redis), models=ModelStore(settings),
+                   store=open_store(results_url(settings), results_credentials(settings), settings.results_endpoint),
+                   influx=InfluxQuery(settings.influx_url, settings.influx_db, settings.influx_user,
+                                      settings.influx_password))
+
+    @functools.cached_property
+    def results(self) -> reader.ResultsReader:
+        """The results store's and InfluxDB's reader (made when first asked for)."""
+        return reader.ResultsReader(self.store, self.influx)
+
+    def model_input(self, sha256: str) -> dict[str, str]:
+        """Where a member's job tells the workers to fetch the model of that sha256."""
+        return model_input(self.settings, sha256)

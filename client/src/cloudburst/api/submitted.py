@@ -1,0 +1,133 @@
+"""What an ensemble and a task set share once submitted: their progress, waiting for it, the failed members (or
+tasks), taking their queued jobs off the queue, counting executions, retrying and removing everything of theirs.
+Each owner keeps its keys and files (the queue, the store, the ledger, the records); this module only calls them,
+in the order each verb needs. ``Ensemble`` and ``TaskSet`` say what differs: their record, their unit's name, and
+how a retry round is enqueued."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from cloudburst.api.progress import Display, Progress, default_display, follow
+from cloudburst.api.queue import cancel_queued, crashed_members, forget_jobs, tracked_progress, waiting_members
+from cloudburst.errors import redis_errors
+from cloudburst.lazy import lazy
+from cloudburst.state.ledger import MemberStates, retry_round
+from cloudburst.state.records import CANCELLED, RETRIED, EnsembleRecord, TaskSetRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cloudburst.api.services import Services
+else:
+    pd = lazy("pandas")
+
+
+class Submitted:
+    """One submitted ensemble or task set; every method reads the cluster's current state."""
+    noun = ""        # how messages name it: "ensemble", "task set"
+    unit = ""        # what it is made of, as tables name the column: "member", "task"
+    poll_s = 1.0     # how often wait() reads the progress without a display
+
+    def __init__(self, services: Services, name: str):
+        self.services = services
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    def info(self) -> EnsembleRecord | TaskSetRecord:
+        raise NotImplementedError
+
+    def total(self) -> int:
+        """Members (or tasks) submitted."""
+        raise NotImplementedError
+
+    def _states(self) -> MemberStates:
+        return MemberStates.of(self.services.ledger.done(self.name))
+
+    @redis_errors
+    def status(self) -> Progress:
+        """Finished and failed members or tasks (the ledger, and RQ's failed jobs), running ones (RQ's registry)."""
+        return tracked_progress(self.services.queue, self.services.ledger, self.name, self.total())
+
+    def _settled(self) -> Callable[[Progress], bool]:
+        return lambda current: current.done
+
+    def wait(self, progress: bool = True, display: Display | None = None, poll_s: float | None = None,
+             timeout_s: float | None = None) -> Progress:
+        """Until every member (or task) finished or failed; shows progress unless told not to. Ctrl-C stops waiting
+        only: the work runs on. With ``timeout_s``, raises TimeoutError (naming the progress) when it passes."""
+        display = display or (default_display() if progress else None)
+        return follow(self.status, self._settled(), f"{self.noun} {self.name!r}", display,
+                      poll_s or (display.interval_s if display is not None else self.poll_s), timeout_s)
+
+    def _failure_reasons(self, states: MemberStates) -> dict[int, str]:
+        """Each failed unit's reason: its own, or, for a job that failed before it could be recorded (a timeout, a
+        crash), RQ's."""
+        return {**crashed_members(self.services.queue, self.services.ledger, self.name, states), **states.failed}
+
+    @redis_errors
+    def executions(self) -> pd.DataFrame:
+        """Per member (or task): how often its job ran to the end (``executions``); ``attrs``: ``lost`` (neither
+        finished nor failed) and ``duplicated`` (executions beyond the first)."""
+        total = self.total()
+        plan = self.services.ledger.plan(self.name)
+        counts = [0] * total
+        for batch, runs in self.services.ledger.executions(self.name).items():
+            for member in plan.get(batch, []):
+                counts[member] += runs
+        table = pd.DataFrame({self.unit: range(total), "executions": counts})
+        table.attrs["lost"] = total - self._settled_count(self._states())
+        table.attrs["duplicated"] = int((table["executions"] - 1).clip(lower=0).sum())
+        return table
+
+    def _settled_count(self, states: MemberStates) -> int:
+        return len(states.finished) + len(states.failed)
+
+    def _dequeue(self) -> int:
+        """Remove the queued jobs; returns how many members (or tasks) they held."""
+        plan = self.services.ledger.plan(self.name)
+        return sum(len(plan.get(batch, [])) for batch in cancel_queued(self.services.queue, self.name))
+
+    @redis_errors
+    def cancel(self) -> int:
+        """Remove the queued members (or tasks); returns how many. Those already running finish."""
+        self.info()
+        removed = self._dequeue()
+        self.services.records.set_state(self.name, CANCELLED)
+        return removed
+
+    @redis_errors
+    def retry(self, **options: Any) -> dict[str, int]:
+        """Re-enqueue the failed and missing members (or tasks): neither finished, queued nor running (nor, for an
+        ensemble, unbalanced: it would stop the same way again), as jobs of a new retry round."""
+        self.info()
+        states = self._states()
+        waiting = waiting_members(self.services.queue, self.services.ledger, self.name)
+        settled = set(states.finished) | self._not_retried(states)
+        round_ = max((retry_round(batch) for batch in self.services.ledger.plan(self.name)), default=0) + 1
+        count = self._enqueue_again(lambda unit: unit not in settled and unit not in waiting, round_, **options)
+        self.services.records.set_state(self.name, RETRIED)
+        return {"enqueued": count, "finished": len(states.finished), "waiting": len(waiting)}
+
+    def _not_retried(self, states: MemberStates) -> set[int]:
+        return set()
+
+    def _enqueue_again(self, wanted: Callable[[int], bool], round_: int, **options: Any) -> int:
+        raise NotImplementedError
+
+    @redis_errors
+    def delete(self) -> dict[str, int | bool]:
+        """Remove it: its queued jobs, stored results, ledger, RQ's records of its jobs and its record. Members (or
+        tasks) running now still finish and store their results: delete again once they are done."""
+        self.info()
+        return self._remove()
+
+    def _remove(self) -> dict[str, int | bool]:
+        removed = self._dequeue()
+        had_files = self.services.store.delete(self.name)
+        forget_jobs(self.services.queue, self.name)
+        self.services.ledger.forget(self.name)
+        self.services.records.delete(self.name)
+        return {"dequeued": removed, "files": had_files}

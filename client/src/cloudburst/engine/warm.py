@@ -1,0 +1,376 @@
+"""The warm engine: a worker process keeps each model open in EPANET's toolkit and runs members on it.
+
+Per member the alterations go through the toolkit API in the model's own units (converted from the job's SI
+with wntr's EPANET unit tables, as the file path's .inp writer converts them), hydraulics (and quality when
+asked) are solved in memory, node results are read at report times straight into numpy, and the model is put
+back: values an alteration changed are set back; a member that added controls, demands or patterns, changed
+the quality type or disabled the model's own controls re-opens the model (Net3: 1.6 ms).
+
+What is stored equals EPANET's own binary output file for the same project after the same alterations, bit for
+bit: the toolkit's double rounded once to float32 in the model's units (EPANET's output writer does the same
+from the same in-memory state), then converted to SI by the same wntr conversion the file path applies.
+
+Jobs the toolkit cannot match run on the file path (``file_path_reason``): wntr's own simulator (leaks),
+inline models (no .inp), link series (EPANET's getters report 0 flow for closed links and total headloss where
+its output file holds the solver's flow and headloss per 1,000 units), and link status changes on valves.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import epanet.toolkit as en
+import numpy as np
+import wntr
+from wntr.epanet.util import FlowUnits, HydParam, MassUnits, QualParam, QualType, from_si
+
+from cloudburst.engine import toolkit, windows
+from cloudburst.engine.checks import RunTimes, check_job
+from cloudburst.engine.epanet_output import to_si
+from cloudburst.engine.models import parse_inp
+from cloudburst.engine.results import Frames, SeriesBlock, series_blocks, summary_fields
+from cloudburst.errors import EpanetError, MemberFailed, MemberUnbalanced
+from cloudburst.schema import job as schema
+from cloudburst.schema.resultformat import NODE
+from cloudburst.state.models import ModelCache
+
+NODE_PROPERTIES = {"pressure": en.PRESSURE, "head": en.HEAD, "demand": en.DEMAND, "quality": en.QUALITY}
+_QUALITY_TYPES = {"age": en.AGE, "trace": en.TRACE, "chemical": en.CHEM}
+_QUALITY_UNITS = {"age": QualType.Age, "trace": QualType.Trace, "chemical": QualType.Chem}
+_SOURCE_TYPES = {"CONCEN": en.CONCEN, "MASS": en.MASS, "SETPOINT": en.SETPOINT, "FLOWPACED": en.FLOWPACED}
+ENGINE = "toolkit"
+FULL_DEMAND = "full_demand"  # what a pressure-driven run's nodes asked for; read for the service summary only
+
+
+def file_path_reason(job: schema.Job) -> str | None:
+    """Why this job runs on wntr's file path instead of the warm engine; None when the engine runs it."""
+    if job.input.inline is not None:
+        return "an inline model has no .inp file for EPANET's toolkit"
+    if job.run.simulator == "wntr":
+        return "simulator 'wntr' (wntr's own solver)"
+    for request in job.output.series:
+        if request.element != NODE:
+            return "link series (EPANET's toolkit getters and its output file differ for closed links and headloss)"
+        unknown = set(request.attributes) - NODE_PROPERTIES.keys()
+        if unknown:
+            return f"node attributes {sorted(unknown)}"
+    return None
+
+
+def solve_seconds(inp_path: Path, wn: wntr.network.WaterNetworkModel, run: schema.Run) -> float:
+    """Seconds one run of the unaltered model takes on the warm engine with these run settings (what the client
+    sizes batches by)."""
+    model = OpenModel(inp_path, wn, toolkit.Project(inp_path))
+    try:
+        apply_settings(run, model, Changes(model))
+        started = time.perf_counter()
+        try:
+            model.project.run([en.PRESSURE, en.DEMAND], run.quality.mode != "none")
+        except MemberFailed:
+            pass  # the unaltered model does not run; its members' failures will say why, and timing it still tells
+        return time.perf_counter() - started
+    finally:
+        model.project.close()
+
+
+@dataclass
+class OpenModel:
+    """A model open in the toolkit, with the parsed (never altered) wntr model its jobs are checked against."""
+    path: Path
+    wn: wntr.network.WaterNetworkModel
+    project: toolkit.Project
+    flow_units: FlowUnits = field(init=False)
+    darcy_weisbach: bool = field(init=False)
+    node_index: dict[str, int] = field(init=False)
+    link_index: dict[str, int] = field(init=False)
+    # The model's own values as opened, read once: members start from them and are put back to them.
+    _demands: dict[int, list[tuple[float, int]]] = field(init=False, default_factory=dict)
+    _link_values: dict[tuple[int, int], float] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.flow_units = FlowUnits(self.project.flow_units())
+        self.darcy_weisbach = int(self.project.option(en.HEADLOSSFORM)) == en.DW
+        self.node_index = {name: index for index, name in enumerate(self.project.node_ids, start=1)}
+        self.link_index = {name: index for index, name in enumerate(self.project.link_ids, start=1)}
+
+    def demands(self, node: int) -> list[tuple[float, int]]:
+        """The node's demand categories as opened: (base demand, pattern index) each."""
+        if node not in self._demands:
+            self._demands[node] = self.project.demands(node)
+        return self._demands[node]
+
+    def link_value(self, link: int, what: int) -> float:
+        """A link property as opened."""
+        if (link, what) not in self._link_values:
+            self._link_values[link, what] = self.project.link_value(link, what)
+        return self._link_values[link, what]
+
+    def reopen(self) -> None:
+        self.project.close()
+        self.project = toolkit.Project(self.path)
+
+
+class Changes:
+    """The toolkit calls a member made, with how to undo each; ``structural`` when only re-opening undoes them."""
+
+    def __init__(self, model: OpenModel):
+        self.model = model
+        self.undo: list[Callable[[], None]] = []
+        self.structural = False
+        self.demands: dict[tuple[int, int], float] = {}  # (node, category) -> base demand set for this member
+        self.links: dict[tuple[int, int], float] = {}    # (link, property) -> value set for this member
+
+    def base_demand(self, node: int, category: int) -> float:
+        return self.demands.get((node, category), self.model.demands(node)[category - 1][0])
+
+    def set_base_demand(self, node: int, category: int, value: float) -> None:
+        self.model.demands(node)  # the value as opened, read before it changes
+        self.model.project.set_base_demand(node, category, value)
+        self.demands[node, category] = value
+
+    def link_value(self, link: int, what: int) -> float:
+        return self.links.get((link, what), self.model.link_value(link, what))
+
+    def set_node(self, index: int, what: int, value: float) -> None:
+        project = self.model.project
+        old = project.node_value(index, what)
+        project.set_node_value(index, what, value)
+        self.undo.append(lambda: project.set_node_value(index, what, old))
+
+    def set_link(self, index: int, what: int, value: float) -> None:
+        self.model.link_value(index, what)  # the value as opened, read before it changes
+        self.model.project.set_link_value(index, what, value)
+        self.links[index, what] = value
+
+    def set_time(self, what: int, seconds: int) -> None:
+        project = self.model.project
+        old = project.time(what)
+        if old != seconds:
+            project.set_time(what, seconds)
+            self.undo.append(lambda: project.set_time(what, old))
+
+    def put_back(self) -> None:
+        if self.structural:
+            self.model.reopen()
+            return
+        project = self.model.project
+        for node, category in self.demands:
+            project.set_base_demand(node, category, self.model.demands(node)[category - 1][0])
+        for link, what in self.links:
+            project.set_link_value(link, what, self.model.link_value(link, what))
+        for undo in reversed(self.undo):
+            undo()
+
+
+def si_to_model(model: OpenModel, value: float, parameter: Any) -> float:
+    return float(from_si(model.flow_units, value, parameter, darcy_weisbach=model.darcy_weisbach))
+
+
+def apply_settings(run: schema.Run, model: OpenModel, changes: Changes) -> None:
+    project = model.project
+    if run.clock_start_s is not None:
+        shift = windows.clock_shift(project.time(en.STARTTIME), run.clock_start_s)
+        changes.set_time(en.PATTERNSTART, project.time(en.PATTERNSTART) + shift)
+        changes.set_time(en.STARTTIME, run.clock_start_s)
+    if run.duration_s is not None:
+        changes.set_time(en.DURATION, run.duration_s)
+    if run.hydraulic_timestep_s is not None:
+        changes.set_time(en.HYDSTEP, run.hydraulic_timestep_s)
+    if run.report_timestep_s is not None:
+        changes.set_time(en.REPORTSTEP, run.report_timestep_s)
+    if run.demand_model is not None or run.minimum_pressure_m is not None or run.required_pressure_m is not None:
+        kind, minimum, required, exponent = old = project.demand_model()
+        kind = {"PDD": en.PDA, "DD": en.DDA, None: kind}[run.demand_model]
+        if run.minimum_pressure_m is not None:
+            minimum = si_to_model(model, run.minimum_pressure_m, HydParam.Pressure)
+        if run.required_pressure_m is not None:
+            required = si_to_model(model, run.required_pressure_m, HydParam.Pressure)
+        project.set_demand_model(kind, minimum, required, exponent)
+        changes.undo.append(lambda: project.set_demand_model(*old))
+    if run.unbalanced is not None:
+        old_unbalanced = project.option(en.UNBALANCED)
+        project.set_option(en.UNBALANCED, -1 if run.unbalanced == "stop" else 0)  # EPANET: STOP, CONTINUE
+        changes.undo.append(lambda: project.set_option(en.UNBALANCED, old_unbalanced))
+    if run.quality.mode != "none":
+        project.set_quality(_QUALITY_TYPES[run.quality.mode], run.quality.trace_node or "")
+        changes.structural = True  # the model's chemical name and units come back by re-opening
+
+
+def window_pattern(model: OpenModel, name: str, start_s: int, end_s: int | None) -> str:
+    """A 0/1 pattern that holds exactly from start_s until end_s on the model's pattern clock (``windows``); the
+    model's patterns are re-expressed at a finer step when the edges fall between its periods. Structural: the
+    caller re-opens the model to undo it."""
+    project = model.project
+    step, pattern_start = project.time(en.PATTERNSTEP), project.time(en.PATTERNSTART)
+    finer = windows.finer_step(step, pattern_start, start_s, end_s)
+    if finer < step:
+        for index in range(1, project.count(en.PATCOUNT) + 1):
+            project.set_pattern(index, windows.repeated(project.pattern(index), step // finer))
+        project.set_time(en.PATTERNSTEP, finer)
+    project.add_pattern(name, windows.window_multipliers(finer, pattern_start, project.time(en.DURATION), start_s,
+                                                         end_s))
+    return name
+
+
+def force_status(model: OpenModel, changes: Changes, link_id: str, status: str, start_s: int,
+                  end_s: int | None) -> None:
+    """The model's own controls and rules on the link are switched off (else they reopen a closed pump), then
+    the status holds from start_s (until end_s, when the opposite status is set)."""
+    project = model.project
+    link = model.link_index[link_id]
+    for control, controlled in project.controls():
+        if controlled == link:
+            project.set_control_enabled(control, False)
+    for rule, links in project.rule_links():
+        if link in links:
+            project.set_rule_enabled(rule, False)
+    wanted, other = (en.CLOSED, en.OPEN) if status == "closed" else (en.OPEN, en.CLOSED)
+    if start_s == 0:
+        project.set_link_value(link, en.INITSTATUS, wanted)
+    else:
+        project.add_timer_control(link, float(wanted), start_s)
+    if end_s is not None:
+        project.add_timer_control(link, float(other), end_s)
+    changes.structural = True
+
+
+def apply_alterations(run: schema.Run, model: OpenModel, changes: Changes) -> None:
+    project, wn = model.project, model.wn
+    for position, change in enumerate(run.alterations):
+        label = f"cb{position}"
+        match change:
+            case schema.DemandScale():
+                names = wn.junction_name_list if change.nodes == "*" else change.nodes
+                wanted = None if change.pattern is None else project.pattern_index(change.pattern)
+                for name in names:
+                    node = model.node_index[name]
+                    for category, (_, pattern) in enumerate(model.demands(node), start=1):
+                        if wanted is None or pattern == wanted:
+                            changes.set_base_demand(node, category, changes.base_demand(node, category) * change.factor)
+            case schema.PatternReplace():
+                index = project.pattern_index(change.pattern)
+                old = project.pattern(index)
+                project.set_pattern(index, change.multipliers)
+                changes.undo.append(lambda i=index, m=old: project.set_pattern(i, m))
+            case schema.PipeProperty():
+                what = {"roughness": en.ROUGHNESS, "diameter": en.DIAMETER, "length": en.LENGTH}[change.property]
+                parameter = {"roughness": HydParam.RoughnessCoeff, "diameter": HydParam.PipeDiameter,
+                             "length": HydParam.Length}[change.property]
+                names = wn.pipe_name_list if change.pipes == "*" else change.pipes
+                value = None if change.value is None else si_to_model(model, change.value, parameter)
+                for name in names:
+                    link = model.link_index[name]
+                    changed = value if value is not None else changes.link_value(link, what) * change.factor
+                    changes.set_link(link, what, changed)
+            case schema.LinkStatus():
+                force_status(model, changes, change.link, change.status, change.start_s, change.end_s)
+            case schema.PumpOutage():
+                force_status(model, changes, change.pump, "closed", change.start_s, change.end_s)
+            case schema.TankLevel():
+                changes.set_node(model.node_index[change.tank], en.TANKLEVEL,
+                                 si_to_model(model, change.init_level_m, HydParam.Length))
+            case schema.FireFlow():
+                pattern = window_pattern(model, f"{label}_fire", change.start_s, change.end_s)
+                project.add_demand(model.node_index[change.node],
+                                   si_to_model(model, change.flow_m3s, HydParam.Demand), pattern, "fire")
+                changes.structural = True
+            case schema.ContaminantSource():
+                node = model.node_index[change.node]
+                pattern = window_pattern(model, f"{label}_source", change.start_s, change.end_s)
+                parameter = QualParam.SourceMassInject if change.source_type == "MASS" else QualParam.Concentration
+                strength = float(from_si(model.flow_units, change.strength, parameter, mass_units=MassUnits.mg))
+                project.set_node_value(node, en.SOURCEQUAL, strength)
+                project.set_node_value(node, en.SOURCEPAT, project.pattern_index(pattern))
+                project.set_node_value(node, en.SOURCETYPE, _SOURCE_TYPES[change.source_type])
+                changes.structural = True
+            case _:
+                raise MemberFailed(f"the toolkit engine cannot apply {change.type}")  # file_path_reason routes it
+
+
+class WarmEngine:
+    """Models open in this process's EPANET toolkit, keyed by their sha256; runs members on them."""
+
+    def __init__(self, cache: ModelCache, keep: int = 4):
+        self.cache = cache
+        self.keep = keep
+        self._open: dict[str, OpenModel] = {}
+        self._refused: dict[str, str] = {}  # sha256 -> why EPANET 2.3 would not open the model
+
+    def refusal(self, source: schema.ModelInput) -> str | None:
+        """Why the toolkit cannot open this job's model (its members then run on the file path); None when it can.
+        Opens the model (kept open for the job) the first time it is asked."""
+        if source.sha256 in self._refused:
+            return self._refused[source.sha256]
+        try:
+            self.model(source)
+        except EpanetError as refused:
+            self._refused[str(source.sha256)] = f"EPANET 2.3 does not open the model: {refused}"
+            return self._refused[str(source.sha256)]
+        return None
+
+    def model(self, source: schema.ModelInput) -> OpenModel:
+        assert source.url is not None and source.sha256 is not None
+        opened = self._open.pop(source.sha256, None)
+        if opened is None:
+            path = self.cache.path_for(source.url, source.sha256)
+            opened = OpenModel(path, parse_inp(path, source.url), toolkit.Project(path))
+            while len(self._open) >= self.keep:
+                self._open.pop(next(iter(self._open))).project.close()
+        self._open[source.sha256] = opened  # most recently used last
+        return opened
+
+    def close(self) -> None:
+        for opened in self._open.values():
+            opened.project.close()
+        self._open.clear()
+
+    def run(self, job: schema.Job) -> tuple[list[SeriesBlock], dict[str, Any], toolkit.Capture]:
+        """One member on its open model: its series blocks, summary and what the toolkit reported."""
+        model = self.model(job.input)
+        check_job(job, model.wn)
+        properties = {"pressure", "demand"} | {attribute for request in job.output.series
+                                               for attribute in request.attributes}
+        with_quality = job.run.quality.mode != "none"
+        if with_quality:
+            properties.add("quality")
+        pressure_driven = (job.run.demand_model or model.wn.options.hydraulic.demand_model) in ("PDD", "PDA")
+        codes = [NODE_PROPERTIES[name] for name in sorted(properties)] + ([en.FULLDEMAND] if pressure_driven else [])
+        changes = Changes(model)
+        try:
+            apply_settings(job.run, model, changes)
+            apply_alterations(job.run, model, changes)
+            capture = model.project.run(codes, with_quality)
+        finally:
+            changes.put_back()
+        if capture.halted_at is not None:
+            raise MemberUnbalanced(capture.halted_at, f"EPANET stopped at {toolkit.clock(capture.halted_at)}: "
+                                   f"{toolkit.WARNINGS[1]} (UNBALANCED STOP)")
+        node = self._si(model, job, capture)
+        times = RunTimes.of(job.run, model.wn)
+        blocks = series_blocks(job, model.wn, {NODE: node}, times.duration_s, times.report_step_s)
+        summary = summary_fields(job, model.wn.junction_name_list, node, self._service(model, node, pressure_driven))
+        return blocks, summary, capture
+
+    @staticmethod
+    def _si(model: OpenModel, job: schema.Job, capture: toolkit.Capture) -> Frames:
+        """The captured float32 arrays in SI, converted by the same wntr conversion as the file path's reader
+        applies to its DataFrames, so both engines turn the same EPANET numbers into the same SI numbers."""
+        quality = _QUALITY_UNITS.get(job.run.quality.mode, QualType.NONE)
+        values = {name: to_si("demand" if name == FULL_DEMAND else name, capture.values[code], model.flow_units,
+                              quality, MassUnits.mg)
+                  for name, code in [*NODE_PROPERTIES.items(), (FULL_DEMAND, en.FULLDEMAND)]
+                  if code in capture.values}
+        return Frames(np.asarray(capture.times, dtype=np.int64), model.project.node_ids, values)
+
+    @staticmethod
+    def _service(model: OpenModel, node: Frames, pressure_driven: bool) -> float | None:
+        """Delivered over required demand at the junctions (EPANET's own full demand) in a pressure-driven run."""
+        if not pressure_driven:
+            return None
+        junctions = slice(0, model.project.junction_count)  # EPANET numbers junctions first
+        required = float(node.values[FULL_DEMAND][:, junctions].astype(np.float64).sum())
+        delivered = float(node.values["demand"][:, junctions].astype(np.float64).sum())
+        return delivered / required if required > 0 else None

@@ -1,0 +1,191 @@
+"""An ensemble's ledger in Redis: which members each batch holds, which finished or failed, how often each ran.
+
+Keys, owned here (``cloudburst.records`` owns the ensemble's record beside them):
+
+- ``cloudburst:ensemble:<name>:plan``        hash, batch -> its members (written when the batch is enqueued)
+- ``cloudburst:ensemble:<name>:done``        hash, batch -> {"finished": ranges, "failed": {member: reason}}
+- ``cloudburst:ensemble:<name>:executions``  hash, batch -> how many times the batch ran to the end
+- ``cloudburst:ensemble:<name>:stats``       hash: ``done`` (members recorded so far, each batch adds its own),
+                                             ``at`` and ``members`` (when statistics last ran, over how many)
+- ``cloudburst:ensemble:<name>:stats-pending``  set while a statistics job is queued or running: one at a time
+- ``cloudburst:ensemble:<name>:arguments``   hash, a task set's pack -> its tasks' arguments (zlib'd JSON), kept
+                                             for ``retry`` longer than RQ keeps the job's own copy
+- ``cloudburst:ensemble:<name>:partial:<batch>``  hash, member -> its result (``engine.MemberResult.to_bytes``):
+                                             a running batch's finished members, so that a batch whose worker
+                                             died runs only the rest; gone once the batch is recorded
+
+A worker records a finished batch in one MULTI (its outcome and its execution count), after the batch's files are
+in the store: a batch is either stored and recorded, or runs again.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+PREFIX = "cloudburst:ensemble:"
+PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING = "plan", "done", "executions", "stats", "stats-pending"
+PARTIAL, ARGUMENTS = "partial", "arguments"
+# A batch's checkpoint outlives a worker that died with it by this long (its retry comes within minutes).
+PARTIAL_TTL_S = 7 * 86400
+# A claimed statistics run that never started (its worker died) stops blocking the next one after this long.
+STATS_CLAIM_S = 600
+
+
+def key_for(name: str, part: str) -> str:
+    return f"{PREFIX}{name}:{part}"
+
+
+def ranges(members: Iterable[int]) -> list[list[int]]:
+    """Members as [first, last] runs: a batch's contiguous members take a few bytes, not one number each."""
+    runs: list[list[int]] = []
+    for member in sorted(members):
+        if runs and member == runs[-1][1] + 1:
+            runs[-1][1] = member
+        else:
+            runs.append([member, member])
+    return runs
+
+
+def expand(runs: list[list[int]]) -> list[int]:
+    return [member for first, last in runs for member in range(first, last + 1)]
+
+
+@dataclass
+class BatchOutcome:
+    finished: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    unbalanced: dict[int, str] = field(default_factory=dict)  # hydraulics stopped balancing (UNBALANCED STOP)
+    members_done: int = 0  # set once recorded: the ensemble's members recorded so far (not stored)
+    resumed: list[int] = field(default_factory=list)  # not run again: kept by an earlier run of the batch
+
+    def to_json(self) -> str:
+        return json.dumps({"finished": ranges(self.finished), "failed": {str(m): r for m, r in self.failed.items()},
+                           "unbalanced": {str(m): r for m, r in self.unbalanced.items()}})
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> "BatchOutcome":
+        data = json.loads(text)
+        return cls(expand(data["finished"]), {int(member): reason for member, reason in data["failed"].items()},
+                   {int(member): reason for member, reason in data.get("unbalanced", {}).items()})
+
+    @property
+    def recorded(self) -> int:
+        return len(self.finished) + len(self.failed) + len(self.unbalanced)
+
+
+class Ledger:
+    def __init__(self, redis: Redis):
+        self.redis = redis
+
+    def plan_batches(self, pipeline: Pipeline, name: str, batches: dict[str, list[int]]) -> None:
+        """Queue (on the caller's pipeline, beside the jobs) which members each new batch holds."""
+        pipeline.hset(key_for(name, PLAN), mapping={batch: json.dumps(ranges(members))
+                                                    for batch, members in batches.items()})
+
+    def drop_batches(self, name: str, batches: list[str]) -> None:
+        """Forget batches removed from the queue before they ran (an adaptive ensemble that stopped early)."""
+        if batches:
+            self.redis.hdel(key_for(name, PLAN), *batches)
+
+    def plan(self, name: str) -> dict[str, list[int]]:
+        return {batch.decode(): expand(json.loads(members))
+                for batch, members in self.redis.hgetall(key_for(name, PLAN)).items()}
+
+    def record_batch(self, name: str, batch: str, outcome: BatchOutcome) -> int:
+        """Record a stored batch; returns how many members the ensemble's batches have recorded so far (a batch
+        that ran twice counts twice: the count only paces statistics)."""
+        pipeline = self.redis.pipeline(transaction=True)
+        pipeline.hset(key_for(name, DONE), batch, outcome.to_json())
+        pipeline.delete(key_for(name, f"{PARTIAL}:{batch}"))
+        pipeline.hincrby(key_for(name, EXECUTIONS), batch, 1)
+        pipeline.hincrby(key_for(name, STATS), "done", outcome.recorded)
+        return int(pipeline.execute()[-1])
+
+    def checkpoint(self, name: str, batch: str, results: dict[int, bytes]) -> None:
+        """Keep finished members of a running batch (one command for all of them)."""
+        pipeline = self.redis.pipeline(transaction=False)
+        pipeline.hset(key_for(name, f"{PARTIAL}:{batch}"),
+                      mapping={str(member): data for member, data in results.items()})
+        pipeline.expire(key_for(name, f"{PARTIAL}:{batch}"), PARTIAL_TTL_S)
+        pipeline.execute()
+
+    def checkpointed(self, name: str, batch: str) -> dict[int, bytes]:
+        """The members of the batch an earlier, unfinished run of it kept."""
+        return {int(member): data for member, data in self.redis.hgetall(key_for(name, f"{PARTIAL}:{batch}")).items()}
+
+    def keep_arguments(self, name: str, packs: dict[str, list[list[Any]]]) -> None:
+        """Keep each pack's ``[index, arguments]`` pairs (a task set's), for a retry to enqueue them again."""
+        if packs:
+            self.redis.hset(key_for(name, ARGUMENTS), mapping={
+                pack: zlib.compress(json.dumps(tasks, separators=(",", ":")).encode())
+                for pack, tasks in packs.items()})
+
+    def arguments(self, name: str) -> dict[int, Any]:
+        """Every kept task's arguments, by task index."""
+        kept: dict[int, Any] = {}
+        for data in self.redis.hvals(key_for(name, ARGUMENTS)):
+            kept.update((index, arguments) for index, arguments in json.loads(zlib.decompress(data)))
+        return kept
+
+    def claim_statistics(self, name: str) -> bool:
+        """True for the one caller that may queue the next statistics job (none is queued or running)."""
+        return bool(self.redis.set(key_for(name, STATS_PENDING), 1, nx=True, ex=STATS_CLAIM_S))
+
+    def release_statistics(self, name: str) -> None:
+        """A statistics job done: the next may be queued."""
+        self.redis.delete(key_for(name, STATS_PENDING))
+
+    def done(self, name: str) -> dict[str, BatchOutcome]:
+        return {batch.decode(): BatchOutcome.from_json(text)
+                for batch, text in self.redis.hgetall(key_for(name, DONE)).items()}
+
+    def executions(self, name: str) -> dict[str, int]:
+        return {batch.decode(): int(count) for batch, count in self.redis.hgetall(key_for(name, EXECUTIONS)).items()}
+
+    def stats_state(self, name: str) -> dict[str, float]:
+        return {key.decode(): float(value) for key, value in self.redis.hgetall(key_for(name, STATS)).items()}
+
+    def set_stats_state(self, name: str, **values: float) -> None:
+        self.redis.hset(key_for(name, STATS), mapping=values)
+
+    def forget(self, name: str) -> None:
+        partial = [key_for(name, f"{PARTIAL}:{batch}") for batch in self.plan(name)]
+        self.redis.delete(*(key_for(name, part) for part in (PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING, ARGUMENTS)),
+                          *partial)
+
+
+def retry_round(batch: str) -> int:
+    """0 for a batch made at submission, n for one made by the n-th retry (named ``<first>-<last>_r<n>``)."""
+    _, _, round_ = batch.partition("_r")
+    return int(round_ or 0)
+
+
+@dataclass(frozen=True)
+class MemberStates:
+    """Each member's state as the ledger tells it: a member that finished in any batch counts as finished."""
+    finished: set[int]
+    failed: dict[int, str]  # failed and not finished since, with the latest reason
+    unbalanced: dict[int, str] = field(default_factory=dict)  # stopped balancing, and not finished since
+
+    @classmethod
+    def of(cls, done: dict[str, BatchOutcome]) -> "MemberStates":
+        finished: set[int] = set()
+        failed: dict[int, str] = {}
+        unbalanced: dict[int, str] = {}
+        for batch in sorted(done, key=retry_round):  # a later round's outcome wins
+            outcome = done[batch]
+            finished.update(outcome.finished)
+            for member, reason in outcome.failed.items():
+                failed[member] = reason
+                unbalanced.pop(member, None)
+            for member, reason in outcome.unbalanced.items():
+                unbalanced[member] = reason
+                failed.pop(member, None)
+        return cls(finished, {member: reason for member, reason in failed.items() if member not in finished},
+                   {member: reason for member, reason in unbalanced.items() if member not in finished})

@@ -1,0 +1,180 @@
+"""Records in Redis of what was submitted: ensembles (when, from which model and scenario, their state) and task
+sets (which function, how many tasks). One namespace holds both, told apart by the record's ``kind``, so a name
+is either an ensemble or a task set and the ledger, queue and store serve both alike.
+
+The keys are owned here, as RQ's ``Job.key_for`` owns a job's: ``cloudburst:ensemble:<name>`` (a hash), the
+index ``cloudburst:ensembles`` (a set of names) and ``cloudburst:deleted`` (a hash: name -> what was deleted and
+when, so that a deleted name still answers "deleted"; submitting that name again takes it back). Nothing else
+writes them.
+
+What a person is told of an ensemble or task set (``cloudburst.api.progress.shown_state``) comes from the stored
+stamp (submitted, retried, cancelled) and its progress: running, finished, finished with failures, cancelled,
+deleted.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+
+from cloudburst.errors import InputError
+from cloudburst.schema.defaults import DEFAULT_START
+
+RECORD_PREFIX = "cloudburst:ensemble:"
+INDEX_KEY = "cloudburst:ensembles"
+DELETED_KEY = "cloudburst:deleted"
+SUBMITTED, RETRIED, CANCELLED = "submitted", "retried", "cancelled"  # the stamps a record stores
+# What is shown: derived from the stamp and the progress.
+RUNNING, FINISHED, FINISHED_WITH_FAILURES, DELETED = "running", "finished", "finished with failures", "deleted"
+ENSEMBLE, TASKS = "ensemble", "tasks"  # a record's kind (records written before task sets have none: ensembles)
+
+
+def key_for(name: str) -> str:
+    return f"{RECORD_PREFIX}{name}"
+
+
+@dataclass(frozen=True)
+class EnsembleRecord:
+    name: str
+    members: int
+    seed: int
+    model_sha256: str
+    scenario: dict[str, Any]
+    start_time_utc: str = DEFAULT_START.isoformat()  # member 0's start
+    start_every_s: int = 0                           # member i starts i times this later
+    created_at: str = ""
+    state: str = SUBMITTED
+
+    def member_start(self, member: int) -> int:
+        """A member's start as a Unix timestamp."""
+        return int(datetime.fromisoformat(self.start_time_utc).timestamp()) + member * self.start_every_s
+
+    def to_redis(self) -> dict[str, str | int]:
+        fields = asdict(self)
+        del fields["name"]
+        return {**fields, "scenario": json.dumps(self.scenario)}
+
+    @classmethod
+    def from_redis(cls, name: str, fields: dict[bytes, bytes]) -> "EnsembleRecord":
+        text = {key.decode(): value.decode() for key, value in fields.items()}
+        return cls(name=name, members=int(text["members"]), seed=int(text["seed"]),
+                   model_sha256=text["model_sha256"], scenario=json.loads(text["scenario"]),
+                   start_time_utc=text.get("start_time_utc", DEFAULT_START.isoformat()),
+                   start_every_s=int(text.get("start_every_s", 0)), created_at=text["created_at"],
+                   state=text["state"])
+
+
+@dataclass(frozen=True)
+class TaskSetRecord:
+    name: str
+    tasks: int
+    function: str      # module:function
+    timeout_s: int     # each task's
+    created_at: str = ""
+    state: str = SUBMITTED
+    kind: str = TASKS
+
+    def to_redis(self) -> dict[str, str | int]:
+        fields = asdict(self)
+        del fields["name"]
+        return fields
+
+    @classmethod
+    def from_redis(cls, name: str, fields: dict[bytes, bytes]) -> "TaskSetRecord":
+        text = {key.decode(): value.decode() for key, value in fields.items()}
+        return cls(name=name, tasks=int(text["tasks"]), function=text["function"], timeout_s=int(text["timeout_s"]),
+                   created_at=text["created_at"], state=text["state"])
+
+
+Record = EnsembleRecord | TaskSetRecord
+
+
+class Records:
+    """The ensemble and task set records of one cluster's Redis."""
+
+    def __init__(self, redis: Redis):
+        self.redis = redis
+
+    def refuse_taken(self, name: str) -> None:
+        """Raise InputError when an ensemble of that name exists (create checks again, atomically)."""
+        if self.redis.sismember(INDEX_KEY, name):
+            raise _taken(name)
+
+    def create(self, record: Record) -> Record:
+        """Store a new record, stamped now; refuses a name already taken (the index entry is claimed first). A
+        deleted name is free again."""
+        if not self.redis.sadd(INDEX_KEY, record.name):
+            raise _taken(record.name)
+        self.redis.hdel(DELETED_KEY, record.name)
+        created = type(record)(**{**asdict(record), "created_at":
+                                  datetime.now(UTC).isoformat(timespec="seconds")})
+        self.redis.hset(key_for(record.name), mapping=created.to_redis())
+        return created
+
+    def _fields(self, name: str, kind: str) -> dict[bytes, bytes]:
+        fields = self.redis.hgetall(key_for(name))
+        if not fields:
+            what = "ensemble" if kind == ENSEMBLE else "task set"
+            raise InputError(f"no {what} {name!r}; `cloudburst list` shows the ensembles and task sets")
+        actual = fields.get(b"kind", ENSEMBLE.encode()).decode()
+        if actual != kind:
+            hint = f"cloudburst tasks status {name}" if actual == TASKS else f"cloudburst status {name}"
+            raise InputError(f"{name!r} is {'a task set' if actual == TASKS else 'an ensemble'}: see `{hint}`")
+        return fields
+
+    def kind(self, name: str) -> str:
+        """ENSEMBLE or TASKS; InputError when nothing has that name."""
+        kind = self.redis.hget(key_for(name), "kind")
+        if kind is None and not self.redis.exists(key_for(name)):
+            gone = self.redis.hget(DELETED_KEY, name)
+            if gone is not None:
+                raise InputError(f"{name!r} was deleted at {json.loads(gone)['deleted_at']}")
+            raise InputError(f"no ensemble or task set {name!r}; `cloudburst list` shows them")
+        return kind.decode() if kind is not None else ENSEMBLE
+
+    def get(self, name: str) -> EnsembleRecord:
+        return EnsembleRecord.from_redis(name, self._fields(name, ENSEMBLE))
+
+    def get_taskset(self, name: str) -> TaskSetRecord:
+        return TaskSetRecord.from_redis(name, self._fields(name, TASKS))
+
+    def set_state(self, name: str, state: str) -> None:
+        self.redis.hset(key_for(name), "state", state)
+
+    def set_members(self, name: str, members: int) -> None:
+        """An adaptive ensemble's member count: the members enqueued so far, and at its end those that ran."""
+        self.redis.hset(key_for(name), "members", members)
+
+    def set_adaptive(self, name: str, state: dict[str, Any]) -> None:
+        """An adaptive ensemble's latest intervals and progress (``cloudburst.adaptive.state_text``)."""
+        self.redis.hset(key_for(name), "adaptive", json.dumps(state))
+
+    def adaptive(self, name: str) -> dict[str, Any] | None:
+        text = self.redis.hget(key_for(name), "adaptive")
+        return None if text is None else json.loads(text)
+
+    def delete(self, name: str) -> None:
+        """Remove the record, leaving what it was (kind, creation, size) and when it was deleted."""
+        fields = {key.decode(): value.decode() for key, value in self.redis.hgetall(key_for(name)).items()}
+        gone = {"kind": fields.get("kind", ENSEMBLE), "created_at": fields.get("created_at", ""),
+                "members": int(fields.get("members", fields.get("tasks", 0))), "function": fields.get("function", ""),
+                "deleted_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        pipeline = self.redis.pipeline(transaction=True)
+        pipeline.delete(key_for(name))
+        pipeline.srem(INDEX_KEY, name)
+        pipeline.hset(DELETED_KEY, name, json.dumps(gone))
+        pipeline.execute()
+
+    def deleted(self) -> dict[str, dict[str, Any]]:
+        """Names deleted and not submitted again: kind, created_at, members (tasks), function, deleted_at."""
+        return {name.decode(): json.loads(text) for name, text in sorted(self.redis.hgetall(DELETED_KEY).items())}
+
+    def names(self) -> list[str]:
+        return sorted(name.decode() for name in self.redis.smembers(INDEX_KEY))
+
+
+def _taken(name: str) -> InputError:
+    return InputError(f"an ensemble or task set named {name!r} exists; give another name")
