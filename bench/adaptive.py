@@ -16,10 +16,8 @@ import time
 
 import numpy as np
 import yaml
-
-from local_master import REPO, local_master
-
 from cloudburst.plan.adaptive import interval, parse_adaptive  # noqa: E402
+from local_master import REPO, local_master
 
 NET3 = REPO / "files" / "models" / "Net3.inp"
 DEMO_NODES = "123,247,255,15"  # the demo's series

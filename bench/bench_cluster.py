@@ -10,10 +10,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+import cloudburst  # noqa: E402
 from local_cluster import client_settings, local_cluster, start_workers, stop  # noqa: E402
 from services import influxdb  # noqa: E402
-
-import cloudburst  # noqa: E402
 
 
 @contextlib.contextmanager

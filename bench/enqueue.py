@@ -25,14 +25,13 @@ from rq import Queue, Retry
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from services import redis_server  # noqa: E402
-from verdict import verdict  # noqa: E402
-
-from cloudburst.schema.batch import make_batch, split  # noqa: E402
-from cloudburst.state.ledger import Ledger  # noqa: E402
-from cloudburst.schema.queues import ENTRY_POINT, JobPolicy, job_id, open_queue  # noqa: E402
 from cloudburst.api.queue import enqueue_batches
 from cloudburst.plan.scenarios import generate  # noqa: E402
+from cloudburst.schema.batch import make_batch, split  # noqa: E402
+from cloudburst.schema.queues import ENTRY_POINT, JobPolicy, job_id, open_queue  # noqa: E402
+from cloudburst.state.ledger import Ledger  # noqa: E402
+from services import redis_server  # noqa: E402
+from verdict import verdict  # noqa: E402
 
 
 def main() -> None:

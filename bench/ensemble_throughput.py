@@ -39,12 +39,17 @@ from rq.serializers import JSONSerializer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from cloudburst.api.queue import enqueue_batches  # noqa: E402
+from cloudburst.schema.batch import (  # noqa: E402
+    DEFAULT_BATCH_S,
+    SPREAD_OVER,
+    batch_size,
+    make_batch,
+    split,
+)
+from cloudburst.state.ledger import Ledger  # noqa: E402
 from services import nginx_server, redis_server  # noqa: E402
 from verdict import verdict  # noqa: E402
-
-from cloudburst.schema.batch import DEFAULT_BATCH_S, SPREAD_OVER, batch_size, make_batch, split  # noqa: E402
-from cloudburst.state.ledger import Ledger  # noqa: E402
-from cloudburst.api.queue import enqueue_batches  # noqa: E402
 
 NETWORKS = Path(wntr.__file__).parent / "library" / "networks"
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
@@ -172,9 +177,8 @@ def run_cloudburst(jobs: list[dict], processes: int, redis_url: str, worker_env:
 
 def main() -> None:
     from big_model import write as write_big_model
-
-    from cloudburst.schema.job import Run
     from cloudburst.engine.warm import solve_seconds
+    from cloudburst.schema.job import Run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="net3,net6,big", help="comma-separated: net3, net6, big")

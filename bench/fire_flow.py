@@ -25,15 +25,13 @@ from pathlib import Path
 import numpy as np
 import wntr
 import yaml
-
-from local_master import REPO, local_master
-
 from cloudburst.engine import toolkit  # noqa: E402
 from cloudburst.engine.fireflow import FireFlowSettings, search_member  # noqa: E402
-from cloudburst.schema.job import parse_job  # noqa: E402
 from cloudburst.engine.models import parse_inp  # noqa: E402
-from cloudburst.plan.scenarios import generate  # noqa: E402
 from cloudburst.engine.warm import OpenModel  # noqa: E402
+from cloudburst.plan.scenarios import generate  # noqa: E402
+from cloudburst.schema.job import parse_job  # noqa: E402
+from local_master import REPO, local_master
 
 NET3 = REPO / "files" / "models" / "Net3.inp"
 START_S, DURATION_S, LIMIT_M, CEILING, TOLERANCE = 18 * 3600, 2 * 3600, 14.0, 500.0, 0.01

@@ -16,10 +16,9 @@ from rq import Worker
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from services import nginx_server, redis_server  # noqa: E402
-
 import cloudburst  # noqa: E402
 from cloudburst.config import Settings  # noqa: E402
+from services import nginx_server, redis_server  # noqa: E402
 
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
 EPANET_ENV = REPO / "files" / "env" / "epanet"

@@ -27,15 +27,14 @@ from redis import Redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
+import cloudburst  # noqa: E402
+from cloudburst.engine.batch import MemberResult, series_table  # noqa: E402
+from cloudburst.engine.results import SeriesBlock  # noqa: E402
+from cloudburst.schema import resultformat as fmt  # noqa: E402
+from cloudburst.schema.resultformat import encode  # noqa: E402
 from local_cluster import client_settings, local_cluster, start_workers, stop  # noqa: E402
 from services import influxdb  # noqa: E402
 from verdict import verdict  # noqa: E402
-
-import cloudburst  # noqa: E402
-from cloudburst.schema import resultformat as fmt  # noqa: E402
-from cloudburst.engine.batch import MemberResult, series_table  # noqa: E402
-from cloudburst.engine.results import SeriesBlock  # noqa: E402
-from cloudburst.schema.resultformat import encode  # noqa: E402
 
 MODEL = REPO / "files" / "models" / "Net3.inp"
 FULL_SERIES = [{"element": "node", "attributes": ["pressure", "head"]}, {"element": "link", "attributes": ["flowrate"]}]

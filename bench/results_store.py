@@ -26,15 +26,14 @@ import numpy as np
 import wntr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cluster import bench_cluster  # noqa: E402
-from verdict import verdict  # noqa: E402
-
 import cloudburst  # noqa: E402
-from cloudburst.schema import resultformat as fmt  # noqa: E402
+from bench_cluster import bench_cluster  # noqa: E402
 from cloudburst.engine.batch import MemberResult, series_table  # noqa: E402
-from cloudburst.state.influx import InfluxWriter  # noqa: E402
 from cloudburst.engine.results import SeriesBlock  # noqa: E402
+from cloudburst.schema import resultformat as fmt  # noqa: E402
 from cloudburst.schema.resultformat import encode  # noqa: E402
+from cloudburst.state.influx import InfluxWriter  # noqa: E402
+from verdict import verdict  # noqa: E402
 
 NET6 = Path(wntr.__file__).parent / "library" / "networks" / "Net6.inp"
 

@@ -36,11 +36,10 @@ from rq.serializers import JSONSerializer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from services import nginx_server, redis_server  # noqa: E402
-from verdict import verdict  # noqa: E402
-
 import cloudburst  # noqa: E402
 from cloudburst.config import Settings  # noqa: E402
+from services import nginx_server, redis_server  # noqa: E402
+from verdict import verdict  # noqa: E402
 
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
 SWMM_ENV = REPO / "files" / "env" / "swmm"

@@ -26,11 +26,16 @@ from rq.serializers import JSONSerializer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from cloudburst.schema.batch import make_batch  # noqa: E402
 from services import nginx_server, redis_server  # noqa: E402
 from verdict import verdict  # noqa: E402
-from worker_container import READER, WorkerContainer, build_worker_image, package, publish  # noqa: E402
-
-from cloudburst.schema.batch import make_batch  # noqa: E402
+from worker_container import (  # noqa: E402
+    READER,
+    WorkerContainer,
+    build_worker_image,
+    package,
+    publish,
+)
 
 NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
 

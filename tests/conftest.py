@@ -8,6 +8,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+# Fixtures that start a real service on loopback (Redis, InfluxDB, Nginx, an S3 server) or need Docker: a test
+# using one, directly or through another fixture, is marked `services`. `pytest -m "not services"` runs the rest.
+SERVICE_FIXTURES = {"influx", "limited_influx", "model_server", "results_store", "cluster", "queue", "redis_url",
+                    "served", "s3", "image", "build_dir", "local_swarm"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "services: needs a real service (Redis, InfluxDB, Nginx, S3, Docker) started "
+                                       "by a fixture or the test itself")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from redis import Redis
-
 from services import InfluxServer, nginx_server, redis_server
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,18 +4,16 @@ or at the cap; `status` shows the interval."""
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
+import cloudburst
 import numpy as np
 import pytest
 import wntr
-from scipy import stats
-
-import cloudburst
-from cloudburst.plan.adaptive import Target, interval, parse_adaptive
 from cloudburst.errors import InputError
+from cloudburst.plan.adaptive import Target, interval, parse_adaptive
 from local_cluster import cli, client_settings, start_workers, stop
+from scipy import stats
 
 NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cloudburst
 import numpy as np
 import pandas as pd
 import pytest
 import wntr
 import yaml
-
-import cloudburst
-from cloudburst.plan.alternatives import variants
 from cloudburst.errors import InputError
+from cloudburst.plan.alternatives import variants
 from local_cluster import cli, client_settings, start_workers, stop
 
 NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"

@@ -7,17 +7,17 @@ import dataclasses
 import json
 import re
 
+import cloudburst
 import numpy as np
 import pandas as pd
 import pytest
 import wntr
-from rq.job import Job
-
-import cloudburst
-from cloudburst.schema.batch import batch_name
 from cloudburst.errors import InputError
+from cloudburst.plan import scenarios
+from cloudburst.schema.batch import batch_name
 from cloudburst.schema.queues import job_id
 from local_cluster import cli, client_settings, start_workers, stop
+from rq.job import Job
 from test_client import NET3
 from waiting import wait_until
 
@@ -96,7 +96,7 @@ def test_a_study_in_python_submits_batches_waits_and_reads_the_store_and_the_sta
     summaries = ensemble.summaries()
     assert len(summaries) == 8 and summaries["pressure_min"].is_monotonic_increasing
     drawn = {document_member: factor for document_member, factor in enumerate(
-        [d["run"]["alterations"][0]["factor"] for d in cloudburst.scenarios.generate(
+        [d["run"]["alterations"][0]["factor"] for d in scenarios.generate(
             scenario(), wntr.network.WaterNetworkModel(str(NET3)), {"url": "x", "sha256": "0" * 64}).documents])}
     assert summaries["member"].iloc[0] == max(drawn, key=drawn.get)  # most demand, lowest pressure
     assert ensemble.failures().empty

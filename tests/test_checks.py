@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import wntr
-
+from cloudburst.engine.batch import run_member
 from cloudburst.engine.checks import planned_points
 from cloudburst.errors import InputError
-from cloudburst.engine.batch import run_member
+from cloudburst.plan.scenarios import generate
 from cloudburst.schema.job import parse_job
 from cloudburst.state.models import ModelCache
-from cloudburst.plan.scenarios import generate
 
 REPO = Path(__file__).resolve().parents[1]
 NET3 = REPO / "files" / "models" / "Net3.inp"  # 97 nodes, 168 h at a 1 h report step

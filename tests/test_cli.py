@@ -3,8 +3,8 @@ sentence for each way a user gives the wrong file."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys

@@ -5,17 +5,16 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cloudburst
 import numpy as np
 import pandas as pd
 import pytest
 import wntr
 import yaml
-
-import cloudburst
 from cloudburst.errors import InputError
-from cloudburst.state.ledger import Ledger
-from cloudburst.schema.queues import job_id
 from cloudburst.plan.scenarios import generate
+from cloudburst.schema.queues import job_id
+from cloudburst.state.ledger import Ledger
 from local_cluster import cli, client_settings, start_workers, stop
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import wntr
-
+from cloudburst.engine.batch import run_batch, run_member
 from cloudburst.schema import resultformat as fmt
 from cloudburst.schema.batch import make_batch
-from cloudburst.engine.batch import run_batch, run_member
+from cloudburst.schema.resultformat import decode
 from cloudburst.state.models import ModelCache
 from cloudburst.state.reader import member_rows
 from cloudburst.state.store import SERIES_DIR, ResultsStore
-from cloudburst.schema.resultformat import decode
 from test_engine_reference import reference, scale_demands, set_pipes
 
 NETWORKS = Path(wntr.__file__).parent / "library" / "networks"
@@ -290,9 +289,9 @@ run_batch(batch, ModelCache(cache_dir, session=session), WebDavStore(store_url, 
 
 
 def test_a_batch_whose_worker_died_runs_only_the_members_it_had_not_kept(cache, store, net3, tmp_path):
-    from redis import Redis
     from cloudburst.engine.batch import MemberResult
     from cloudburst.state.ledger import Ledger
+    from redis import Redis
     from services import redis_server
 
     # Four days at a one-minute step with water age: long enough members that the kill lands mid-batch.

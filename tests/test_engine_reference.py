@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wntr
-from wntr.network import LinkStatus
-from wntr.network.controls import Control, ControlAction, SimTimeCondition
-
+from cloudburst.engine.batch import run_batch
 from cloudburst.schema import resultformat as fmt
 from cloudburst.schema.batch import make_batch
-from cloudburst.engine.batch import run_batch
 from cloudburst.state.models import ModelCache
+from wntr.network import LinkStatus
+from wntr.network.controls import Control, ControlAction, SimTimeCondition
 
 NET3 = Path(__file__).resolve().parents[1] / "files" / "models" / "Net3.inp"
 START = 1704067200  # 2024-01-01T00:00:00Z

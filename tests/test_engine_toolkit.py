@@ -19,14 +19,13 @@ import epanet.toolkit as tk
 import numpy as np
 import pandas as pd
 import pytest
-from wntr.epanet.util import FlowUnits, HydParam, MassUnits, QualParam, from_si
-
+from cloudburst.engine.batch import run_batch
+from cloudburst.engine.warm import WarmEngine
 from cloudburst.schema import resultformat as fmt
 from cloudburst.schema.batch import make_batch
-from cloudburst.engine.batch import run_batch
 from cloudburst.state.models import ModelCache
-from cloudburst.engine.warm import WarmEngine
 from test_engine_reference import NET3
+from wntr.epanet.util import FlowUnits, HydParam, MassUnits, QualParam, from_si
 
 HOUR = 3600
 GPM = FlowUnits.GPM  # Net3's flow units

@@ -5,8 +5,13 @@ from pathlib import Path
 
 import pytest
 import wntr
-
-from cloudburst.engine.epanet_output import LEAN_LINK, LEAN_NODE, LeanBinFile, NotConverged, reader_for
+from cloudburst.engine.epanet_output import (
+    LEAN_LINK,
+    LEAN_NODE,
+    LeanBinFile,
+    NotConverged,
+    reader_for,
+)
 
 NETWORKS = Path(wntr.__file__).parent / "library" / "networks"
 

@@ -6,20 +6,19 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cloudburst
 import numpy as np
 import pandas as pd
 import pytest
 import wntr
 import yaml
-
-import cloudburst
 from cloudburst.engine import toolkit
-from cloudburst.errors import InputError
 from cloudburst.engine.fireflow import FireFlowSettings, search_member
-from cloudburst.schema.job import parse_job
 from cloudburst.engine.models import parse_inp
-from cloudburst.plan.scenarios import generate
 from cloudburst.engine.warm import OpenModel
+from cloudburst.errors import InputError
+from cloudburst.plan.scenarios import generate
+from cloudburst.schema.job import parse_job
 from local_cluster import cli, client_settings, start_workers, stop
 from waiting import wait_until
 

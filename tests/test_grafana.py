@@ -15,15 +15,14 @@ import numpy as np
 import pytest
 import wntr
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
-
-from cloudburst.worker import aggregate
+from cloudburst.engine.batch import run_batch
 from cloudburst.schema import resultformat as fmt
 from cloudburst.schema.batch import make_batch
-from cloudburst.engine.batch import run_batch
 from cloudburst.state.influx import InfluxWriter
 from cloudburst.state.models import ModelCache
 from cloudburst.state.reader import ResultsReader
+from cloudburst.worker import aggregate
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "files" / "grafana"

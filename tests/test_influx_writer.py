@@ -3,7 +3,6 @@ import threading
 import time
 
 import pytest
-
 from cloudburst.state.influx import InfluxWriteError, InfluxWriter
 from services import free_port, influxdb
 from waiting import wait_until

@@ -1,6 +1,5 @@
 """The job schema: every problem reported with its JSON path; the original format translated."""
 import pytest
-
 from cloudburst.errors import InputError
 from cloudburst.schema.job import from_original, parse_job
 

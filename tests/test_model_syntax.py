@@ -8,22 +8,21 @@ import hashlib
 import itertools
 from pathlib import Path
 
+import cloudburst
 import epanet.toolkit as tk
 import numpy as np
 import pandas as pd
 import pytest
 import wntr
-from wntr.epanet.util import FlowUnits, HydParam
-
-import cloudburst
-from cloudburst.schema.batch import make_batch
 from cloudburst.engine.batch import run_batch
-from cloudburst.errors import InputError
-from cloudburst.state.models import ModelCache
 from cloudburst.engine.warm import WarmEngine
+from cloudburst.errors import InputError
+from cloudburst.schema.batch import make_batch
+from cloudburst.state.models import ModelCache
 from local_cluster import client_settings
 from test_engine import stored_batch, values
 from test_engine_toolkit import _read_output, save_run
+from wntr.epanet.util import FlowUnits, HydParam
 
 NET1 = Path(wntr.__file__).parent / "library" / "networks" / "Net1.inp"
 CLOCK_RULE = "RULE 1\nIF SYSTEM CLOCKTIME >= 6 AM\nAND SYSTEM CLOCKTIME < 6 PM\nTHEN LINK 9 STATUS IS CLOSED\n\n"

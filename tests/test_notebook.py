@@ -7,7 +7,6 @@ from pathlib import Path
 
 import nbclient
 import nbformat
-
 from local_cluster import REPO, SWMM_ENV, start_workers, stop
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "study.ipynb"

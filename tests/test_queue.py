@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import wntr
+from cloudburst.api.queue import enqueue_batches
+from cloudburst.schema.batch import batch_name, make_batch, split
+from cloudburst.schema.queues import JobPolicy, job_id, open_queue
+from cloudburst.state.ledger import Ledger
+from conftest import MODEL_READER
 from redis import Redis
 from rq import Retry
-
-from cloudburst.schema.batch import batch_name, make_batch, split
-from cloudburst.state.ledger import Ledger
-from cloudburst.schema.queues import JobPolicy, job_id, open_queue
-from cloudburst.api.queue import enqueue_batches
-from conftest import MODEL_READER
 from services import redis_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,10 +127,9 @@ def test_forgetting_a_job_whose_worker_died_mid_run_removes_it_though_its_execut
     Job.delete then raises. Deleting an ensemble or task set must still remove such a job."""
     import time
 
+    from cloudburst.api.queue import forget_jobs
     from rq.executions import ExecutionRegistry
     from rq.registry import FailedJobRegistry
-
-    from cloudburst.api.queue import forget_jobs
     rq_queue = queue[0]
     job = rq_queue.enqueue("json.dumps", 1, job_id=job_id("died", batch_name(0, 1)))
     failed = FailedJobRegistry(rq_queue.name, connection=rq_queue.connection)

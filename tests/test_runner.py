@@ -13,7 +13,6 @@ from redis import Redis
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
-
 from services import redis_server
 from waiting import wait_until
 

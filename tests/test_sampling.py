@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wntr
-from scipy import stats
-
-from cloudburst.plan import sampling
 from cloudburst.errors import InputError
+from cloudburst.plan import sampling
 from cloudburst.plan.scenarios import generate
+from scipy import stats
 
 NET3 = Path(__file__).resolve().parents[1] / "files" / "models" / "Net3.inp"
 SOURCE = {"url": "http://nginx:8080/models/x.inp", "sha256": "0" * 64}

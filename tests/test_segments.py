@@ -5,19 +5,22 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cloudburst
 import pytest
 import wntr
 import yaml
-
-import cloudburst
-
 from cloudburst.engine import toolkit
-from cloudburst.errors import InputError
-from cloudburst.schema.job import parse_job
 from cloudburst.engine.models import parse_inp
-from cloudburst.plan.scenarios import generate
-from cloudburst.engine.segments import SegmentRuns, SegmentSettings, segments_of, valve_layer
+from cloudburst.engine.segments import (
+    SegmentRuns,
+    SegmentSettings,
+    segments_of,
+    valve_layer,
+)
 from cloudburst.engine.warm import OpenModel
+from cloudburst.errors import InputError
+from cloudburst.plan.scenarios import generate
+from cloudburst.schema.job import parse_job
 from local_cluster import cli, client_settings, start_workers, stop
 
 HOURS = 6

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cloudburst
 import numpy as np
 import pytest
 import wntr
-
-import cloudburst
 from cloudburst.errors import InputError
 from cloudburst.plan.scenarios import generate
 from cloudburst.plan.sensitivity import members_for, saltelli_design, sobol_indices

@@ -3,10 +3,9 @@ missing at some times included), and no database wall: with InfluxDB's series an
 1,000, an ensemble of 1,500 members is stored whole and its statistics written."""
 from __future__ import annotations
 
+import cloudburst
 import numpy as np
 import pytest
-
-import cloudburst
 from cloudburst.worker import aggregate
 from local_cluster import client_settings, local_cluster, start_workers, stop
 from services import influxdb
@@ -90,10 +89,10 @@ def test_an_ensemble_past_influxdbs_lowered_limits_is_stored_whole(tmp_path, lim
 
 
 def test_a_process_reading_only_new_batches_computes_what_reading_every_batch_computes(results_store):
-    from cloudburst.schema import resultformat as fmt
-    from cloudburst.schema.batch import batch_name
     from cloudburst.engine.batch import MemberResult, members_table, series_table
     from cloudburst.engine.results import SeriesBlock
+    from cloudburst.schema import resultformat as fmt
+    from cloudburst.schema.batch import batch_name
     from cloudburst.schema.resultformat import encode
 
     generator = np.random.default_rng(7)

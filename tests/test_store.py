@@ -9,10 +9,9 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 import pytest
-
 from cloudburst.errors import ServiceError
-from cloudburst.state.store import MEMBERS_DIR, SERIES_DIR, WebDavStore, open_store
 from cloudburst.schema.resultformat import decode, encode
+from cloudburst.state.store import MEMBERS_DIR, SERIES_DIR, WebDavStore, open_store
 from services import nginx_server, s3_server
 
 USERS = {"worker": "worker-secret", "reader": "reader-secret"}

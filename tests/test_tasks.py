@@ -8,15 +8,22 @@ import json
 import sys
 from pathlib import Path
 
+import cloudburst
 import pandas as pd
 import pytest
+from cloudburst.errors import InputError
+from cloudburst.schema import taskpack as taskformat
+from local_cluster import (
+    REPO,
+    SWMM_ENV,
+    TASK_PROBES,
+    cli,
+    client_settings,
+    start_workers,
+    stop,
+)
 from rq import Queue
 from rq.serializers import JSONSerializer
-
-import cloudburst
-from cloudburst.schema import taskpack as taskformat
-from cloudburst.errors import InputError
-from local_cluster import REPO, SWMM_ENV, TASK_PROBES, cli, client_settings, start_workers, stop
 from waiting import wait_until
 
 sys.path.insert(0, str(REPO / "roles" / "push_env" / "files"))
@@ -139,7 +146,7 @@ def test_an_unknown_function_fails_each_task_with_the_import_error_and_the_worke
 def test_with_an_env_published_a_function_it_does_not_export_is_refused_before_anything_is_enqueued(cluster, client):
     version = publish_env(cluster, TASK_PROBES, ["cloudburst-0.2.0-py3-none-any.whl", "rq-3.0.0-py3-none-any.whl"])
     with pytest.raises(InputError, match=rf"the env the workers run \(version {version[:12]}\) has no nope in "
-                                         r"probe_tasks \(it has: NOT_A_FUNCTION, Path, cluster, describe, fail"):
+                                         r"probe_tasks \(it has: NOT_A_FUNCTION, Path, cloudburst_worker, describe, fail"):
         client.map("probe_tasks:nope", [[1]], name="refused")
     with pytest.raises(InputError, match=r"has no module stormwater \(its own: probe_tasks\); push the env"):
         client.map("stormwater:run_member", [[1]], name="elsewhere")

@@ -17,15 +17,14 @@ import epanet.toolkit as tk
 import numpy as np
 import pandas as pd
 import pytest
-from wntr.epanet.util import FlowUnits, HydParam, from_si
-
-from cloudburst.schema.batch import make_batch
 from cloudburst.engine.batch import run_batch
 from cloudburst.engine.models import parse_inp
 from cloudburst.plan.scenarios import generate
+from cloudburst.schema.batch import make_batch
 from test_engine import stored_batch, values
 from test_engine_reference import NET3
 from test_engine_toolkit import _read_output, engine, save_run, set_pattern, warm_cache  # noqa: F401 (fixtures)
+from wntr.epanet.util import FlowUnits, HydParam, from_si
 
 HOUR = 3600
 FIRE_NODE, FIRE_M3S = "123", 0.05  # 50 L/s at a junction near the pumps' discharge

@@ -22,10 +22,17 @@ from redis import Redis
 from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
-
 from services import nginx_server, redis_server
 from waiting import wait_until
-from worker_container import READER, WORKER_CONTEXT, WorkerContainer, build_worker_image, package, point, publish
+from worker_container import (
+    READER,
+    WORKER_CONTEXT,
+    WorkerContainer,
+    build_worker_image,
+    package,
+    point,
+    publish,
+)
 
 PROBE_WORKER = '''
 import os

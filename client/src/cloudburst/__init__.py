@@ -6,16 +6,14 @@ The package's folders follow the data's path (each ``__init__.py`` says what liv
 handles), ``cli``; ``state`` (the cluster's shared state), ``engine`` (one member on EPANET), ``worker`` (what an
 env's worker calls). ``errors``, ``config`` and ``lazy`` serve them all.
 """
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 __version__ = "0.2.0"
 
 from cloudburst.errors import CloudBurstError, ConfigError, EpanetError, InputError, MemberFailed, ServiceError  # noqa: E402
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from cloudburst.api.client import Client
     from cloudburst.api.ensemble import Alternatives, Ensemble
     from cloudburst.api.progress import Progress
@@ -53,11 +51,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(_importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cloudburst' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__))  # the lazy names too, as the module's own

@@ -75,11 +75,10 @@ _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 def redis_errors(method: _Method) -> _Method:
     """Redis failures inside an API method become a ServiceError naming Redis and the client's URL (the object
-    has ``settings``, or a ``client`` that has them). HTTP services name themselves."""
+    holds the ``services``, whose settings name it). HTTP services name themselves."""
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        settings = getattr(self, "settings", None) or self.client.settings
-        with service_errors("Redis", settings.redis_url):
+        with service_errors("Redis", self.services.settings.redis_url):
             return method(self, *args, **kwargs)
     return wrapper  # type: ignore[return-value]
 

@@ -12,9 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pyswmm import Nodes, Simulation, Subcatchments
-
 from cloudburst import worker as cloudburst_worker
+from pyswmm import Nodes, Simulation, Subcatchments
 
 _SECTION = re.compile(r"^\s*\[([A-Z_]+)\]")
 

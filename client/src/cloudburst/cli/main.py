@@ -344,7 +344,7 @@ def cmd_prune(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_results(args: argparse.Namespace, client: Client) -> int:
-    from cloudburst.api.client import parse_element
+    from cloudburst.api.ensemble import parse_element
     from cloudburst.cli.plots import plot_fan
     kind, element = parse_element(args.element)
     if args.plot and args.member is not None:

@@ -64,7 +64,7 @@ class AlternativesPlan:
     kind: str = ALTERNATIVES
 
 
-Plan: TypeAlias = "EnsemblePlan | StudyPlan | AlternativesPlan"
+Plan: TypeAlias = EnsemblePlan | StudyPlan | AlternativesPlan
 
 
 def read_model(model: ModelSource) -> ModelFile:

@@ -10,12 +10,10 @@ Inside: ``environment`` (the cluster's services from the worker's environment), 
 (an ensemble's statistics, computed on the workers), ``taskrun`` (a task pack's job), ``studies`` (the studies'
 tasks). It may import ``schema``, ``state`` and ``engine``; never ``plan``, ``api`` or ``cli``.
 """
-from __future__ import annotations
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from cloudburst.engine.batch import run_batch
     from cloudburst.engine.warm import WarmEngine
     from cloudburst.errors import InputError
@@ -50,11 +48,11 @@ __all__ = ["model_cache", "results_store", "influx_writer", "model_file", "write
            "forget_statistics", "InputError"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(_importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cloudburst.worker' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__))  # the lazy names too, as the module's own

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from cloudburst.api.client import Client
+from cloudburst import Client
 from cloudburst.state.store import MEMBERS_DIR, SERIES_DIR
 from stack_view import MASTER, client_settings, cloudburst, cluster_host
 

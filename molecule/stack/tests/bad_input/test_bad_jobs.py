@@ -11,15 +11,14 @@ from pathlib import Path
 
 import pytest
 import wntr
-from rq import Worker
-
-from cloudburst.api.client import Client
-from cloudburst.state.files import model_input
-from cloudburst.state.records import EnsembleRecord
-from cloudburst.schema.batch import batch_name, make_batch, split
-from cloudburst.state.ledger import Ledger
+from cloudburst import Client
 from cloudburst.api.queue import enqueue_batches
+from cloudburst.schema.batch import batch_name, make_batch, split
 from cloudburst.schema.queues import job_id, open_queue
+from cloudburst.state.files import model_input
+from cloudburst.state.ledger import Ledger
+from cloudburst.state.records import EnsembleRecord
+from rq import Worker
 from stack_view import MASTER, WORKERS, client_settings, cloudburst
 
 testinfra_hosts = [MASTER]

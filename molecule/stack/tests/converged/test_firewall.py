@@ -1,8 +1,13 @@
 """The firewall role (cloudburst_firewall_enabled): the swarm's ports answer the cluster's hosts and drop
 everyone else, here cb-stack-worker3, a host on the same network that is not (yet) in the inventory's groups."""
 import pytest
-
-from stack_view import MASTER, WORKERS, assert_firewall_admits_exactly, cluster_host, host_address
+from stack_view import (
+    MASTER,
+    WORKERS,
+    assert_firewall_admits_exactly,
+    cluster_host,
+    host_address,
+)
 
 testinfra_hosts = [MASTER]
 OUTSIDER = "cb-stack-worker3"

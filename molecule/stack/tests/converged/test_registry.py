@@ -6,8 +6,13 @@ import urllib.error
 import urllib.request
 
 import pytest
-
-from registry_view import STACK_IMAGES, cluster_ca, registry_address, registry_get, service_images
+from registry_view import (
+    STACK_IMAGES,
+    cluster_ca,
+    registry_address,
+    registry_get,
+    service_images,
+)
 from stack_view import MASTER, WORKERS, cluster_host, tasks
 
 testinfra_hosts = [MASTER]

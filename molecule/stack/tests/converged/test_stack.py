@@ -8,9 +8,17 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-
-from stack_view import (MASTER, SECRET_COUNT, WORKERS, cluster_host, master_address, password, secret_values, services,
-                        tasks)
+from stack_view import (
+    MASTER,
+    SECRET_COUNT,
+    WORKERS,
+    cluster_host,
+    master_address,
+    password,
+    secret_values,
+    services,
+    tasks,
+)
 
 testinfra_hosts = [MASTER]
 MASTER_SERVICES = ["influxdb", "nginx", "redis", "rq-dashboard"]

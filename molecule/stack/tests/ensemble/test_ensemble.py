@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import wntr
 import yaml
-
-from cloudburst.api.client import Client
+from cloudburst import Client
 from stack_view import MASTER, WORKERS, client_settings, cloudburst
 
 testinfra_hosts = [MASTER]

@@ -14,12 +14,11 @@ import pytest
 import redis
 import requests
 import wntr
-from rq import Queue, Worker
-from rq.serializers import JSONSerializer
-
 from cloudburst.schema.batch import make_batch
 from cloudburst.state.reader import member_rows
 from cloudburst.state.store import WebDavStore
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
 from stack_view import MASTER, WORKERS, master_address, password
 
 testinfra_hosts = [MASTER]

@@ -18,17 +18,16 @@ import pytest
 import redis
 import requests
 import yaml
+from cloudburst import Client
+from cloudburst.config import Settings
+from cloudburst.errors import ServiceError
+from cloudburst.schema.queues import job_id, job_prefix
+from cloudburst.schema.resultformat import decode
+from cloudburst.state.store import MEMBERS_DIR
 from rq import Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
-
-from cloudburst.config import Settings
-from cloudburst.errors import ServiceError
-from cloudburst.api.client import Client
-from cloudburst.schema.queues import job_id, job_prefix
-from cloudburst.state.store import MEMBERS_DIR
-from cloudburst.schema.resultformat import decode
 from stack_view import MASTER, WORKERS, client_settings, cloudburst, cluster_host
 
 testinfra_hosts = [MASTER]
@@ -229,11 +228,11 @@ def test_a_worker_host_killed_mid_taskset(tmp_path):
     docker("kill", victim)
     wait_for(f"{name}: every task finished", lambda: tasks.status().finished == count, 900, poll_s=2)
     elapsed = time.monotonic() - started
-    ids = [job_id(name, pack) for pack in tasks.client.ledger.plan(name)]
+    ids = [job_id(name, pack) for pack in tasks.services.ledger.plan(name)]
     wait_for(f"{name}: RQ settled", lambda: {job.get_status(refresh=False) if job else "missing" for job in
                                             Job.fetch_many(ids, connection=connection(), serializer=JSONSerializer)}
              == {"finished"}, 300, poll_s=2)
-    store = tasks.client.store
+    store = tasks.services.store
     stored = [task for pack in store.batches(name) for task in decode(store.read(name, MEMBERS_DIR, pack))["task"]]
     assert sorted(task.as_py() for task in stored) == list(range(count)), "a task stored twice, or not at all"
     results = tasks.results()

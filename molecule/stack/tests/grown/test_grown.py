@@ -7,13 +7,20 @@ from pathlib import Path
 import redis
 import requests
 import wntr
-from rq import Worker
-
-from cloudburst.schema.batch import batch_name, make_batch
-from cloudburst.state.ledger import Ledger
 from cloudburst.api.queue import enqueue_batches
+from cloudburst.schema.batch import batch_name, make_batch
 from cloudburst.schema.queues import job_id, open_queue
-from stack_view import MASTER, WORKERS, assert_firewall_admits_exactly, master_address, password, services, tasks
+from cloudburst.state.ledger import Ledger
+from rq import Worker
+from stack_view import (
+    MASTER,
+    WORKERS,
+    assert_firewall_admits_exactly,
+    master_address,
+    password,
+    services,
+    tasks,
+)
 
 testinfra_hosts = [MASTER]
 ADDED = "cb-stack-worker3"

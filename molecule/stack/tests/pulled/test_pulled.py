@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from registry_view import STACK_IMAGES, registry_address, registry_get, service_images
 from stack_view import MASTER, WORKERS, cloudburst, cluster_host, tasks
 

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-
 from stack_view import MASTER, WORKERS, cluster_host
 
 testinfra_hosts = [MASTER]

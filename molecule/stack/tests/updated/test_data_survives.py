@@ -1,7 +1,6 @@
 """After side_effect force_update.yml: Redis and InfluxDB were replaced, their data was not."""
 import redis
 import requests
-
 from stack_view import MASTER, master_address, password, tasks
 
 testinfra_hosts = [MASTER]
