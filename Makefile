@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PLAYBOOKS := site.yml push-env.yml $(wildcard playbooks/*.yml)
 SCENARIOS ?= $(notdir $(wildcard molecule/*))
 
-.PHONY: venv lint harness pytest molecule test test-fast test-stack test-fresh demo images-publish lock lock-env docs clean
+.PHONY: venv lint pytest-pure harness pytest molecule test test-fast test-stack test-fresh demo images-publish lock lock-env docs clean
 
 venv: $(VENV)/.installed
 
@@ -20,7 +20,12 @@ lint: venv
 	$(BIN)/yamllint .
 	$(BIN)/ansible-lint
 	for playbook in $(PLAYBOOKS); do $(BIN)/ansible-playbook --syntax-check $$playbook >/dev/null || exit 1; done
-	@echo "lint: yamllint, ansible-lint (production) and syntax-check of $(words $(PLAYBOOKS)) playbooks passed"
+	cd client && ../$(BIN)/ruff check src ../files/env && ../$(BIN)/mypy
+	@echo "lint: yamllint, ansible-lint (production), syntax-check of $(words $(PLAYBOOKS)) playbooks, ruff and mypy passed"
+
+# The fast safety net: every test that needs no service (no Redis, InfluxDB, Nginx, S3 or Docker), in seconds.
+pytest-pure: venv
+	tests/harness/without-services.sh $(BIN)/python -m pytest tests --ignore=tests/fresh -m "not services" -q
 
 harness:
 	tests/harness/ensure-services.sh
@@ -40,7 +45,7 @@ molecule: venv harness
 # Two stages, each well under 45 minutes on 2 cores; `make test` (and CI) runs both.
 # test-fast: lint, pytest and the docker_engine and swarm scenarios (about 23 min);
 # test-stack: the stack scenario with its reliability suite, backup/restore and faults (about 35 min).
-test-fast: lint pytest
+test-fast: lint pytest-pure pytest
 	$(MAKE) molecule SCENARIOS="docker_engine swarm"
 
 test-stack: venv harness

@@ -69,7 +69,7 @@ def test_every_type_the_api_returns_is_exported():
             returned_annotation = function.__annotations__.get("return")
             if isinstance(returned_annotation, str):  # postponed (from __future__ import annotations)
                 namespace = annotation_namespace(inspect.getmodule(function))  # where it is written (or inherited)
-                returned_annotation = eval(returned_annotation, namespace)  # noqa: S307 (the package's own text)
+                returned_annotation = eval(returned_annotation, namespace)  # the package's own annotation text
             for returned in _returned_types(returned_annotation):
                 seen.add(returned)
                 if returned.__module__.startswith("cloudburst") and returned not in exported:

@@ -340,6 +340,7 @@ def grafana_decision(repo: Path, ansible_env: dict, tmp_path: Path, docker_host:
     return json.loads(decision.read_text())
 
 
+@pytest.mark.services  # starts its own service (or Docker) inside the test
 def test_auto_runs_grafana_only_when_its_image_is_on_the_controller_and_says_why_not(repo, ansible_env, tmp_path):
     """The image lookup and pull are real Docker calls on this machine (no registry answers here)."""
     defaults = yaml.safe_load((repo / "roles" / "images" / "defaults" / "main.yml").read_text())

@@ -31,6 +31,7 @@ def test_wrong_credentials_are_refused_at_once_naming_the_database(influx, caplo
     assert "retrying" not in caplog.text
 
 
+@pytest.mark.services  # starts its own service (or Docker) inside the test
 def test_writes_carry_on_through_an_influxdb_restart_mid_write(tmp_path, caplog):
     """InfluxDB is stopped once the first batches have landed and started again 2 s later on the same data: the
     writer retries the batches it could not deliver, and every point is stored exactly once."""
@@ -52,6 +53,7 @@ def test_writes_carry_on_through_an_influxdb_restart_mid_write(tmp_path, caplog)
     assert "retrying" in caplog.text
 
 
+@pytest.mark.services  # starts its own service (or Docker) inside the test
 def test_writes_are_retried_until_a_late_influxdb_answers(tmp_path):
     """Nothing listens at first; InfluxDB starts 2 s later, and the writer's backoff carries the write through."""
     port = free_port()

@@ -53,6 +53,7 @@ def store(request, tmp_path):
             Bucket="results", Prefix=f"cloudburst/{name}/").get("Contents", []))
 
 
+@pytest.mark.services  # starts its own service (or Docker) inside the test
 def test_a_batch_is_written_listed_read_replaced_and_deleted(store):
     store, held = store
     store.put_batch("study.1", "0000000-0000001", table([0, 1]), table([0, 1]))

@@ -379,6 +379,7 @@ def test_requirements_published_only_as_sdists_are_built_for_the_workers_and_run
     assert job.return_value() == "seven:42"  # the compiled extension runs in the worker image's Python
 
 
+@pytest.mark.services  # starts its own service (or Docker) inside the test
 def test_push_env_refuses_an_unresolvable_env_naming_the_package_and_uploads_nothing(repo, ansible_env, tmp_path):
     env_dir = tmp_path / "env"
     env_dir.mkdir()
@@ -395,6 +396,7 @@ def test_push_env_refuses_an_unresolvable_env_naming_the_package_and_uploads_not
     assert not [path for path in build.glob("*") if path.name != "wheels"]  # no env version was built
 
 
+@pytest.mark.services  # starts its own service (or Docker) inside the test
 def test_push_env_keeps_the_newest_versions_it_is_told_to_and_prunes_the_rest(repo, ansible_env, tmp_path):
     """push-env.yml against a files volume on this machine's Docker (the stack's layout): four older versions
     published earlier, keep 2: the new one is current, the 2 newest older ones stay, the 2 oldest go, and with them

@@ -215,9 +215,12 @@ class Ensemble(Submitted):
         Nodes: ``types`` (junction, tank, reservoir) chooses which; by default pressure is asked of the junctions
         customers draw from (those with demand, where the model has any: a tank's "pressure" is its water depth),
         any other attribute of every node. ``table.attrs["elements"]`` says which were kept."""
-        if (below is None) == (above is None):
+        if below is not None and above is None:
+            statistic = fmt.below_name(below)
+        elif above is not None and below is None:
+            statistic = fmt.above_name(above)
+        else:
             raise InputError("give one threshold: below or above")
-        statistic = fmt.below_name(below) if below is not None else fmt.above_name(above)
         record = self.info()
         frame = self.services.results.statistic(self.name, kind, attribute, statistic)
         if frame.empty:
@@ -278,6 +281,7 @@ class Ensemble(Submitted):
         target.mkdir(parents=True, exist_ok=True)
         tables = self.query("SELECT * FROM series ORDER BY kind, attribute, element, member, elapsed_s",
                             "SELECT * FROM members ORDER BY member")
+        assert isinstance(tables, list)  # two statements: two tables
         written = []
         for view, frame in zip(("series", "members"), tables):
             path = target / f"{self.name}-{view}.csv"
@@ -301,7 +305,7 @@ class Ensemble(Submitted):
     def retry(self, timeout_s: int = 3600) -> dict[str, int]:
         """Re-enqueue the failed and missing members (neither finished, unbalanced, queued nor running), as batches
         of a new retry round."""
-        return super().retry(timeout_s=timeout_s)
+        return self._retry(timeout_s=timeout_s)
 
     def _not_retried(self, states: MemberStates) -> set[int]:
         return set(states.unbalanced)  # an unbalanced member would stop the same way again

@@ -32,6 +32,7 @@ from cloudburst.schema.queues import (
     job_prefix,
     open_queue,
 )
+from cloudburst.state import redis_values
 from cloudburst.state.ledger import Ledger, MemberStates
 
 # Removes the ensemble's job IDs (ARGV[1]: their prefix) from the queue list and deletes their job hashes
@@ -70,7 +71,7 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
     read back by RQ's ``Job``), without building an RQ ``Job`` object per batch (bench/enqueue.py).
     """
     now = utcformat(datetime.now(UTC))
-    common = {"status": "queued", "origin": queue.name, "created_at": now, "enqueued_at": now,
+    common: dict[str, Any] = {"status": "queued", "origin": queue.name, "created_at": now, "enqueued_at": now,
               "timeout": policy.timeout_s, "result_ttl": policy.result_ttl_s, "failure_ttl": policy.failure_ttl_s}
     if policy.retries:
         common.update(retries_left=policy.retries, retry_intervals="[0]")
@@ -83,8 +84,8 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
         for batch in part:
             identifier = job_id(ensemble, batch["batch"])
             data = zlib.compress(json.dumps([entry_point, None, [batch], {}], separators=(",", ":")).encode())
-            pipeline.hset(f"{Job.redis_job_namespace_prefix}{identifier}", mapping={
-                **common, "data": data, "description": f"{entry_point} {ensemble} batch {batch['batch']}"})
+            pipeline.hset(f"{Job.redis_job_namespace_prefix}{identifier}", mapping=redis_values.fields({
+                **common, "data": data, "description": f"{entry_point} {ensemble} batch {batch['batch']}"}))
             ids.append(identifier)
             plan[batch["batch"]] = members_of(batch)
             count += len(plan[batch["batch"]])
@@ -101,11 +102,12 @@ def batch_of(ensemble: str, identifier: str) -> str:
 
 def queued_batches(queue: Queue, ensemble: str) -> set[str]:
     prefix = job_prefix(ensemble)
-    return {batch_of(ensemble, job) for job in (raw.decode() for raw in queue.connection.lrange(queue.key, 0, -1))
-            if job.startswith(prefix)}
+    queued = (redis_values.text(raw) for raw in queue.connection.lrange(queue.key, 0, -1))
+    return {batch_of(ensemble, job) for job in queued if job.startswith(prefix)}
 
 
-def _in_registry(registry: StartedJobRegistry | FailedJobRegistry, ensemble: str) -> dict[str, str]:
+def _in_registry(registry: StartedJobRegistry | FailedJobRegistry | FinishedJobRegistry,
+                 ensemble: str) -> dict[str, str]:
     """The ensemble's job IDs in one of RQ's registries, by batch."""
     prefix = job_prefix(ensemble)
     return {batch_of(ensemble, job): job for job in registry.get_job_ids(cleanup=False) if job.startswith(prefix)}
@@ -140,8 +142,8 @@ def _drop_lost_executions(connection: Redis, job: str) -> None:
     3.0's ``Job.delete`` reads every execution its job lists and raises on a missing one."""
     listed = ExecutionRegistry(job_id=job, connection=connection)
     for execution in connection.zrange(listed.key, 0, -1):
-        if not connection.exists(Execution(id=execution.decode(), job_id=job, connection=connection).key):
-            connection.zrem(listed.key, execution)
+        if not connection.exists(Execution(id=redis_values.text(execution), job_id=job, connection=connection).key):
+            connection.zrem(listed.key, redis_values.binary(execution))
 
 
 def forget_jobs(queue: Queue, ensemble: str) -> None:
@@ -198,7 +200,8 @@ def other_jobs(queue: Queue, known_prefixes: Iterable[str], limit: int = 100) ->
     entries first: job ID, function, status, and the result or the failure's last line."""
     connection = queue.connection
     prefixes = tuple(known_prefixes)
-    found: list[tuple[str, str]] = [(job.decode(), "queued") for job in connection.lrange(queue.key, 0, -1)]
+    found: list[tuple[str, str]] = [(redis_values.text(job), "queued")
+                                   for job in connection.lrange(queue.key, 0, -1)]
     for status, registry in (("running", StartedJobRegistry), ("finished", FinishedJobRegistry),
                              ("failed", FailedJobRegistry)):
         ids = registry(queue.name, connection=connection).get_job_ids(cleanup=False)

@@ -41,8 +41,9 @@ def fire_flow_availability(table: pd.DataFrame) -> pd.DataFrame:
     frame["mean_lps"] = flows.mean()
     frame["members"] = flows.size()
     for limit in ("residual", "system", "ceiling", "unsolvable"):
-        frame[f"share_{limit}"] = grouped["limited_by"].apply(
-            lambda limits, limit=limit: float(np.mean(limits == limit)))
+        def share(limits: pd.Series, limit: str = limit) -> float:
+            return float(np.mean(limits == limit))
+        frame[f"share_{limit}"] = grouped["limited_by"].apply(share)
     return frame
 
 

@@ -98,10 +98,10 @@ class Submitted:
         self.services.records.set_state(self.name, CANCELLED)
         return removed
 
-    @redis_errors
-    def retry(self, **options: Any) -> dict[str, int]:
+    def _retry(self, **options: Any) -> dict[str, int]:
         """Re-enqueue the failed and missing members (or tasks): neither finished, queued nor running (nor, for an
-        ensemble, unbalanced: it would stop the same way again), as jobs of a new retry round."""
+        ensemble, unbalanced: it would stop the same way again), as jobs of a new retry round. Each kind's ``retry``
+        names its own options."""
         self.info()
         states = self._states()
         waiting = waiting_members(self.services.queue, self.services.ledger, self.name)

@@ -24,7 +24,7 @@ from cloudburst.api.queue import enqueue_batches
 from cloudburst.api.submitted import Submitted
 from cloudburst.errors import InputError, redis_errors
 from cloudburst.schema import taskpack as taskformat
-from cloudburst.schema.job import ENSEMBLE_PATTERN
+from cloudburst.schema.defaults import ENSEMBLE_PATTERN
 from cloudburst.schema.queues import PACK_ENTRY_POINT, JobPolicy
 from cloudburst.state.files import current_env_manifest
 from cloudburst.state.records import TaskSetRecord
@@ -80,6 +80,7 @@ def submit_map(services: Services, function: str, iterable: Iterable[Any], name:
     started = time.monotonic()
     record = services.records.create(TaskSetRecord(name=name, tasks=len(arguments), function=function,
                                                  timeout_s=timeout_s))
+    assert isinstance(record, TaskSetRecord)
     _enqueue(services, record, list(enumerate(arguments)), size, round_=0)
     return TaskSet(services, record.name, enqueue_s=time.monotonic() - started, per_job=size)
 
@@ -142,7 +143,7 @@ class TaskSet(Submitted):
     @redis_errors
     def retry(self, per_job: int | None = None) -> dict[str, int]:
         """Re-enqueue the failed and missing tasks (neither finished, queued nor running), as packs of a new round."""
-        return super().retry(per_job=per_job)
+        return self._retry(per_job=per_job)
 
     def _enqueue_again(self, wanted: Callable[[int], bool], round_: int, **options: Any) -> int:
         record = self.info()

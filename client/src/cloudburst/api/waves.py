@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -55,7 +55,7 @@ class Waves:
                 kind, element_id = target.element.split(":", 1)
                 frame = services.results.series(name, kind, element_id, target.attribute, fresh)
                 for member, values in frame.groupby("member")["value"]:
-                    numbers[int(member)] = member_numbers(values.to_numpy(), target.of)
+                    numbers[int(cast(int, member))] = member_numbers(values.to_numpy(), target.of)
             self.read.update(fresh)
         return [interval(np.fromiter(numbers.values(), float, len(numbers)), target, self.plan.confidence)
                 for numbers, target in zip(self.numbers, self.plan.targets)]

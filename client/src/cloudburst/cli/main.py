@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cloudburst.api.ensemble import Ensemble
     from cloudburst.api.progress import Progress
     from cloudburst.api.studies import StudyRun
+    from cloudburst.api.taskset import TaskSet
 
 EXIT_FAILED, EXIT_INPUT, EXIT_SERVICE, EXIT_INTERRUPTED = 1, 2, 3, 130
 SUMMARY_COLUMNS = ("member", "pressure_min", "pressure_min_node", "nodes_below_threshold", "pressure_mean",
@@ -38,7 +39,7 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, default=str) if getattr(args, "json", False) else text)
 
 
-def follow(ensemble: Ensemble, args: argparse.Namespace) -> Progress:
+def follow(ensemble: Ensemble | TaskSet, args: argparse.Namespace) -> Progress:
     from cloudburst.api.progress import TerminalDisplay
     try:
         return ensemble.wait(progress=not args.quiet, display=None if args.quiet else TerminalDisplay())
@@ -298,10 +299,11 @@ def cmd_list(args: argparse.Namespace, client: Client) -> int:
 
 
 def human_bytes(count: int) -> str:
+    size = float(count)
     for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
     return ""
 
 
@@ -391,6 +393,7 @@ def cmd_risk(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_query(args: argparse.Namespace, client: Client) -> int:
     table = client.ensemble(args.ensemble).query(args.sql)
+    assert not isinstance(table, list)  # one statement: one table
     if args.csv:
         table.to_csv(args.csv, index=False)
     emit(args, table.to_dict("records"), table.to_string(index=False))

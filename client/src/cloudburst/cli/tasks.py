@@ -87,7 +87,7 @@ def cmd_status(args: argparse.Namespace, client: "Client") -> int:
               f"{row.running:>8}  {row.state}" for row in table.itertuples()]
     lines += ["", f"jobs enqueued with RQ directly: {len(others)}"]
     lines += [f"  {row.job:<38} {row.function:<32} {row.status:<9} "
-              f"{row.error if row.status == 'failed' else json.dumps(row.result, default=str)[:60]}"
+              f"{str(row.error) if row.status == 'failed' else json.dumps(row.result, default=str)[:60]}"
               for row in others.itertuples()]
     _emit(args, {"tasksets": table.to_dict("records"), "other_jobs": others.to_dict("records")}, "\n".join(lines))
     return 0

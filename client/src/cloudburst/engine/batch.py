@@ -39,7 +39,8 @@ from cloudburst.engine.warm import WarmEngine, file_path_reason
 from cloudburst.errors import InputError, MemberFailed, MemberUnbalanced
 from cloudburst.schema import resultformat as fmt
 from cloudburst.schema.batch import BatchJob, parse_batch
-from cloudburst.schema.job import DEFAULT_START, MemberId, Run, parse_job, parse_start
+from cloudburst.schema.defaults import DEFAULT_START
+from cloudburst.schema.job import MemberId, Run, parse_job, parse_start
 from cloudburst.schema.resultformat import encode
 from cloudburst.state.ledger import BatchOutcome, Ledger
 from cloudburst.state.models import ModelCache
@@ -88,7 +89,7 @@ def status_fields(document: dict[str, Any], *, status: str, error: str = "", run
                   warnings: str = "") -> dict[str, Any]:
     """A member's status row: outcome and provenance. ``engine``: "toolkit" (the warm engine, EPANET 2.3) or
     "file" (wntr's file path, EPANET 2.2, or wntr's own simulator), with ``engine_reason`` why not the toolkit."""
-    source = document.get("input") if isinstance(document.get("input"), dict) else {}
+    source: dict[str, Any] = document["input"] if isinstance(document.get("input"), dict) else {}
     return {
         "status": status,
         "error": error,
@@ -120,7 +121,7 @@ class MemberResult:
 
     @property
     def finished(self) -> bool:
-        return self.status["status"] == fmt.FINISHED
+        return bool(self.status["status"] == fmt.FINISHED)
 
     def to_bytes(self) -> bytes:
         """The whole result, values bit for bit, for a batch's checkpoint (``Ledger.checkpoint``)."""
@@ -160,12 +161,12 @@ def run_member(document: dict[str, Any], cache: ModelCache, engine: WarmEngine |
     """Run one member, on the warm ``engine`` when given and the job allows it, else on wntr's file path; a
     member that cannot run comes back ``failed`` with its reason (never raises for it)."""
     started = time.perf_counter()
-    provenance = {"engine": FILE_ENGINE, "engine_reason": "no warm engine in this process"}
+    provenance: dict[str, Any] = {"engine": FILE_ENGINE, "engine_reason": "no warm engine in this process"}
     try:
         job = parse_job(document)
         reason = (file_path_reason(job) or engine.refusal(job.input)) if engine is not None \
             else provenance["engine_reason"]
-        if reason is None:
+        if reason is None and engine is not None:
             provenance = {"engine": warm.ENGINE, "engine_reason": ""}
             blocks, summary, capture = engine.run(job)
             record = status_fields(document, status=fmt.FINISHED, runtime_s=time.perf_counter() - started,

@@ -81,7 +81,8 @@ def _series_problems(output: schema.Output, run: schema.Run, wn: wntr.network.Wa
 
 def _names(wn: wntr.network.WaterNetworkModel, kind: str) -> list[str]:
     """Names of a kind ("node", "link") or type ("junction", "pump", ...) of element."""
-    return getattr(wn, f"{kind}_name_list")
+    names: list[str] = getattr(wn, f"{kind}_name_list")
+    return names
 
 
 def _missing(wn: wntr.network.WaterNetworkModel, ids: schema.ElementIds, kind: str, path: str) -> list[str]:
@@ -161,7 +162,7 @@ def store_bytes(values: int, members: int, batches: int = 0) -> int:
 
 def budget_limits(budget: object) -> dict[str, float] | None:
     """The scenario's ``budget`` over ``DEFAULT_BUDGET``; None when it is not a valid budget."""
-    limits = dict(DEFAULT_BUDGET)
+    limits: dict[str, float] = dict(DEFAULT_BUDGET)
     if budget is not None:
         if not isinstance(budget, dict) or set(budget) - set(limits) or not all(
                 isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0

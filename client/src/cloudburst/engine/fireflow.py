@@ -55,7 +55,9 @@ class FireFlowSettings:
             raise InputError(f"fire flow: unknown setting {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         if "start_s" not in raw:
             raise InputError("fire flow: give start_s, the time the fire starts (seconds from the run's start)")
-        settings = cls(**{key: (int(value) if key.endswith("_s") else float(value)) for key, value in raw.items()})
+        values: dict[str, Any] = {key: (int(value) if key.endswith("_s") else float(value))
+                                  for key, value in raw.items()}
+        settings = cls(**values)
         problems = [f"{name} must be > 0" for name in ("duration_s", "ceiling_lps", "first_guess_lps", "tolerance_lps")
                     if getattr(settings, name) <= 0]
         problems += ["start_s must be >= 0"] if settings.start_s < 0 else []

@@ -97,7 +97,8 @@ def rounded(values: np.ndarray, resolution: float) -> np.ndarray:
     """Values to the nearest multiple of ``resolution_step(resolution)``: dividing and multiplying by a power of
     two is exact, so the result is that multiple exactly, in the values' own type."""
     step = values.dtype.type(resolution_step(resolution))
-    return np.round(values / step) * step
+    rounded: np.ndarray = np.round(values / step) * step
+    return rounded
 
 
 def results_needed(job: schema.Job) -> tuple[set[str], set[str]]:

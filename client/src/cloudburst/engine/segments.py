@@ -79,7 +79,8 @@ def valve_layer(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path
         else:
             layer = wntr.network.generate_valve_layer(wn, "random", int(section.get("count", len(wn.pipe_name_list))),
                                                       seed=seed)
-        return layer[["link", "node"]].reset_index(drop=True)
+        chosen: pd.DataFrame = layer[["link", "node"]].reset_index(drop=True)
+        return chosen
     else:
         raise InputError("$.study.valves: a list of [link, node] pairs, a CSV file (link, node), or "
                          "{generate: strategic, n: 1} / {generate: random, count: N}")

@@ -172,7 +172,7 @@ class Project:
         _check(_lib.EN_setlinktype(self._handle, ctypes.byref(inout), en.PIPE, en.UNCONDITIONAL),
                f"making link {self.link_ids[index - 1]} a plain pipe")
         if inout.value != index:  # not expected for a pipe; a re-numbered network would break every cached index
-            raise EpanetError(f"EPANET re-numbered link {self.link_ids[index - 1]} when its check valve was removed")
+            raise EpanetError(0, f"EPANET re-numbered link {self.link_ids[index - 1]} when its check valve was removed")
 
     def node_value(self, index: int, what: int) -> float:
         value = _D()

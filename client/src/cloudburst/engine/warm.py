@@ -16,6 +16,7 @@ its output file holds the solver's flow and headloss per 1,000 units), and link 
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -254,16 +255,17 @@ def apply_alterations(run: schema.Run, model: OpenModel, changes: Changes) -> No
                 index = project.pattern_index(change.pattern)
                 old = project.pattern(index)
                 project.set_pattern(index, change.multipliers)
-                changes.undo.append(lambda i=index, m=old: project.set_pattern(i, m))
+                changes.undo.append(functools.partial(project.set_pattern, index, old))
             case schema.PipeProperty():
                 what = {"roughness": en.ROUGHNESS, "diameter": en.DIAMETER, "length": en.LENGTH}[change.property]
                 parameter = {"roughness": HydParam.RoughnessCoeff, "diameter": HydParam.PipeDiameter,
                              "length": HydParam.Length}[change.property]
                 names = wn.pipe_name_list if change.pipes == "*" else change.pipes
                 value = None if change.value is None else si_to_model(model, change.value, parameter)
+                factor = 1.0 if change.factor is None else change.factor  # the schema gives one of the two
                 for name in names:
                     link = model.link_index[name]
-                    changed = value if value is not None else changes.link_value(link, what) * change.factor
+                    changed = value if value is not None else changes.link_value(link, what) * factor
                     changes.set_link(link, what, changed)
             case schema.LinkStatus():
                 force_status(model, changes, change.link, change.status, change.start_s, change.end_s)
@@ -273,17 +275,17 @@ def apply_alterations(run: schema.Run, model: OpenModel, changes: Changes) -> No
                 changes.set_node(model.node_index[change.tank], en.TANKLEVEL,
                                  si_to_model(model, change.init_level_m, HydParam.Length))
             case schema.FireFlow():
-                pattern = window_pattern(model, f"{label}_fire", change.start_s, change.end_s)
+                window = window_pattern(model, f"{label}_fire", change.start_s, change.end_s)
                 project.add_demand(model.node_index[change.node],
-                                   si_to_model(model, change.flow_m3s, HydParam.Demand), pattern, "fire")
+                                   si_to_model(model, change.flow_m3s, HydParam.Demand), window, "fire")
                 changes.structural = True
             case schema.ContaminantSource():
                 node = model.node_index[change.node]
-                pattern = window_pattern(model, f"{label}_source", change.start_s, change.end_s)
+                window = window_pattern(model, f"{label}_source", change.start_s, change.end_s)
                 parameter = QualParam.SourceMassInject if change.source_type == "MASS" else QualParam.Concentration
                 strength = float(from_si(model.flow_units, change.strength, parameter, mass_units=MassUnits.mg))
                 project.set_node_value(node, en.SOURCEQUAL, strength)
-                project.set_node_value(node, en.SOURCEPAT, project.pattern_index(pattern))
+                project.set_node_value(node, en.SOURCEPAT, project.pattern_index(window))
                 project.set_node_value(node, en.SOURCETYPE, _SOURCE_TYPES[change.source_type])
                 changes.structural = True
             case _:

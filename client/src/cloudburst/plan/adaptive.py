@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -110,7 +111,8 @@ def parse_adaptive(section: Any, cap: int) -> AdaptivePlan:
 
 def member_numbers(values: np.ndarray, of: str) -> float:
     """One member's number from its series."""
-    return float({"min": np.min, "max": np.max, "mean": np.mean}[of](values))
+    reductions: dict[str, Callable[[np.ndarray], Any]] = {"min": np.min, "max": np.max, "mean": np.mean}
+    return float(reductions[of](values))
 
 
 def interval(values: np.ndarray, target: Target, confidence: float) -> Interval:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cloudburst.errors import InputError
-from cloudburst.schema.job import ENSEMBLE_PATTERN
+from cloudburst.schema.defaults import ENSEMBLE_PATTERN
 
 VARIANT_KEYS = ("members", "run", "alterations", "add_alterations", "output", "sampling", "batch", "budget",
                 "start_time_utc", "start_every_s", "sweep")

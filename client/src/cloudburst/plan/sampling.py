@@ -115,14 +115,16 @@ def design(members: int, dimensions: int, kind: str, seed: int) -> np.ndarray:
     if dimensions == 0:
         return np.empty((members, 0))
     if kind == "random":
-        return rng.random((members, dimensions))
+        uniform: np.ndarray = rng.random((members, dimensions))
+        return uniform
     if kind == "lhs":
-        return qmc.LatinHypercube(d=dimensions, rng=rng).random(members)
+        hypercube: np.ndarray = qmc.LatinHypercube(d=dimensions, rng=rng).random(members)
+        return hypercube
     if kind == SALTELLI:  # set by a sensitivity study: members is base_samples x (dimensions + 2)
         return saltelli_design(members // (dimensions + 2), dimensions, seed)
     with warnings.catch_warnings(record=True) as caught:  # Sobol' warns when members is not a power of 2
         warnings.simplefilter("always")
-        points = qmc.Sobol(d=dimensions, scramble=True, rng=rng).random(members)
+        points: np.ndarray = qmc.Sobol(d=dimensions, scramble=True, rng=rng).random(members)
     for warning in caught:
         log.info("sobol design: %s", warning.message)
     return points

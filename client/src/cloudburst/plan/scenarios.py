@@ -43,7 +43,8 @@ from cloudburst.errors import InputError
 from cloudburst.plan import sampling
 from cloudburst.plan.sensitivity import DESIGN as SALTELLI
 from cloudburst.plan.sensitivity import members_for, parse_sensitivity
-from cloudburst.schema.job import DEFAULT_START, ENSEMBLE_PATTERN, SCHEMA, parse_job, parse_start
+from cloudburst.schema.defaults import DEFAULT_START, ENSEMBLE_PATTERN
+from cloudburst.schema.job import SCHEMA, parse_job, parse_start
 
 KNOWN_KEYS = ("ensemble", "members", "seed", "sampling", "start_time_utc", "start_every_s", "run", "alterations",
               "sweep", "output", "batch", "budget", "study", "adaptive", "sensitivity")
@@ -79,7 +80,8 @@ def read_scenario_file(path: Path) -> dict[str, Any]:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise InputError(f"{path} is not valid YAML: {error}") from None
-    return json.loads(json.dumps(document, default=lambda value: value.isoformat()))
+    content: dict[str, Any] = json.loads(json.dumps(document, default=lambda value: value.isoformat()))
+    return content
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ def _plan(scenario: Any, model: wntr.network.WaterNetworkModel, name: str | None
     else:
         count = len(sweep_ids) if sweep_ids is not None else scenario["members"]
     dated = start is not None or scenario.get("start_time_utc") is not None or bool(every)
+    assert isinstance(name, str)  # refused above otherwise
     return _Plan(name, seed, design, first_start, every, templates, specs, sweep_ids, count, dated)
 
 
@@ -228,7 +231,7 @@ def _sweep_elements(sweep: Any, model: wntr.network.WaterNetworkModel) -> tuple[
 
 
 def _swept(template: dict[str, Any], element: str) -> dict[str, Any]:
-    field = ELEMENT_FIELDS.get(template.get("type"), "node")
+    field = ELEMENT_FIELDS.get(str(template.get("type")), "node")
     return {**template, field: [element] if field in ("pipes", "nodes") else element}
 
 

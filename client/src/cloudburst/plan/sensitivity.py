@@ -62,7 +62,7 @@ def parse_sensitivity(section: Any) -> SensitivityPlan:
         problems.append("$.sensitivity.confidence: a share in [0.5, 1)")
     if problems:
         raise InputError(problems)
-    return SensitivityPlan(int(samples), metric, float(confidence))
+    return SensitivityPlan(int(samples or 0), metric, float(confidence))  # samples: checked above
 
 
 def output_requests(section: Any) -> list[dict[str, Any]]:
@@ -129,7 +129,8 @@ def sobol_indices(values: np.ndarray, factors: list[str], base_samples: int, con
 
     def half_width(samples: np.ndarray) -> np.ndarray:
         low, high = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
-        return (high - low) / 2
+        half: np.ndarray = (high - low) / 2
+        return half
 
     frame = pd.DataFrame({"S1": first, "S1_conf": half_width(first_draws), "ST": total,
                           "ST_conf": half_width(total_draws)}, index=pd.Index(factors, name="factor"))

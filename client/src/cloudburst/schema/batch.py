@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudburst.errors import InputError
-from cloudburst.schema.job import ENSEMBLE_PATTERN
+from cloudburst.schema.defaults import ENSEMBLE_PATTERN
 
 _T = TypeVar("_T")
 

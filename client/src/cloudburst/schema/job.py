@@ -239,7 +239,7 @@ def _json_path(location: tuple[Any, ...]) -> str:
     return path
 
 
-def _sentence(error: dict[str, Any]) -> str:
+def _sentence(error: Any) -> str:  # pydantic's ErrorDetails
     message = error["msg"]
     if error["type"] == "missing":
         message = "is required"

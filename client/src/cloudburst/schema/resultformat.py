@@ -171,6 +171,6 @@ def encode(table: "pa.Table", float_columns: Iterable[str] = ()) -> bytes:
     return sink.getvalue()
 
 
-def decode(data: bytes, columns: list[str] | None = None, filters: list | None = None) -> "pa.Table":
+def decode(data: bytes, columns: list[str] | None = None, filters: list[Any] | None = None) -> "pa.Table":
     import pyarrow.parquet as pq
     return pq.read_table(io.BytesIO(data), columns=columns, filters=filters)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudburst.errors import InputError
 from cloudburst.schema.batch import BATCH_PATTERN, batch_name, split
-from cloudburst.schema.job import ENSEMBLE_PATTERN
+from cloudburst.schema.defaults import ENSEMBLE_PATTERN
 from cloudburst.schema.resultformat import decode, encode
 
 SCHEMA = "cloudburst.tasks/1"
@@ -162,7 +162,8 @@ def encode_rows(rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 def decode_rows(data: bytes) -> pd.DataFrame:
-    return decode(data).to_pandas()
+    frame: pd.DataFrame = decode(data).to_pandas()
+    return frame
 
 
 def results_frame(rows: pd.DataFrame, traceback: bool = False) -> pd.DataFrame:

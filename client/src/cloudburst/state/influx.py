@@ -65,7 +65,7 @@ class InfluxWriter:
 
     def _post(self, body: bytes, db: str, precision: str) -> None:
         params = {"db": db, "precision": precision}
-        auth = (self.username, self.password) if self.username else None
+        auth = (self.username, self.password or "") if self.username else None
         delay = self.backoff_s
         give_up_at = time.monotonic() + self.retry_for_s
         attempts = 0
@@ -93,7 +93,7 @@ class InfluxWriter:
 
 def run_statement(writer: InfluxWriter, statement: str, db: str | None = None) -> None:
     """A statement that changes data (``DROP SERIES``), as the writer's user; InfluxDB refusing it is an error."""
-    auth = (writer.username, writer.password) if writer.username else None
+    auth = (writer.username, writer.password or "") if writer.username else None
     with service_errors("InfluxDB", writer.url):
         response = writer.session.post(f"{writer.url}/query", params={"db": db or writer.db, "q": statement},
                                        auth=auth, timeout=writer.timeout_s)
@@ -127,7 +127,7 @@ class InfluxQuery:
     def frame(self, query: str) -> "pd.DataFrame":
         """The query's points, one row each, tags as columns."""
         import pandas as pd
-        rows = []
+        rows: list[dict[str, Any]] = []
         for series in self.series(query):
             tags = series.get("tags", {})
             rows.extend({**dict(zip(series["columns"], values)), **tags} for values in series["values"])

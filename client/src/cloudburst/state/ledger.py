@@ -28,6 +28,8 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
+from cloudburst.state import redis_values
+
 PREFIX = "cloudburst:ensemble:"
 PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING = "plan", "done", "executions", "stats", "stats-pending"
 PARTIAL, ARGUMENTS = "partial", "arguments"
@@ -94,7 +96,7 @@ class Ledger:
             self.redis.hdel(key_for(name, PLAN), *batches)
 
     def plan(self, name: str) -> dict[str, list[int]]:
-        return {batch.decode(): expand(json.loads(members))
+        return {redis_values.text(batch): expand(json.loads(members))
                 for batch, members in self.redis.hgetall(key_for(name, PLAN)).items()}
 
     def record_batch(self, name: str, batch: str, outcome: BatchOutcome) -> int:
@@ -117,7 +119,8 @@ class Ledger:
 
     def checkpointed(self, name: str, batch: str) -> dict[int, bytes]:
         """The members of the batch an earlier, unfinished run of it kept."""
-        return {int(member): data for member, data in self.redis.hgetall(key_for(name, f"{PARTIAL}:{batch}")).items()}
+        return {int(member): redis_values.binary(data)
+                for member, data in self.redis.hgetall(key_for(name, f"{PARTIAL}:{batch}")).items()}
 
     def keep_arguments(self, name: str, packs: dict[str, list[list[Any]]]) -> None:
         """Keep each pack's ``[index, arguments]`` pairs (a task set's), for a retry to enqueue them again."""
@@ -130,7 +133,8 @@ class Ledger:
         """Every kept task's arguments, by task index."""
         kept: dict[int, Any] = {}
         for data in self.redis.hvals(key_for(name, ARGUMENTS)):
-            kept.update((index, arguments) for index, arguments in json.loads(zlib.decompress(data)))
+            unpacked = json.loads(zlib.decompress(redis_values.binary(data)))
+            kept.update((index, arguments) for index, arguments in unpacked)
         return kept
 
     def claim_statistics(self, name: str) -> bool:
@@ -142,17 +146,18 @@ class Ledger:
         self.redis.delete(key_for(name, STATS_PENDING))
 
     def done(self, name: str) -> dict[str, BatchOutcome]:
-        return {batch.decode(): BatchOutcome.from_json(text)
-                for batch, text in self.redis.hgetall(key_for(name, DONE)).items()}
+        return {redis_values.text(batch): BatchOutcome.from_json(outcome)
+                for batch, outcome in self.redis.hgetall(key_for(name, DONE)).items()}
 
     def executions(self, name: str) -> dict[str, int]:
-        return {batch.decode(): int(count) for batch, count in self.redis.hgetall(key_for(name, EXECUTIONS)).items()}
+        counts = self.redis.hgetall(key_for(name, EXECUTIONS))
+        return {redis_values.text(batch): int(count) for batch, count in counts.items()}
 
     def stats_state(self, name: str) -> dict[str, float]:
-        return {key.decode(): float(value) for key, value in self.redis.hgetall(key_for(name, STATS)).items()}
+        return {redis_values.text(key): float(value) for key, value in self.redis.hgetall(key_for(name, STATS)).items()}
 
     def set_stats_state(self, name: str, **values: float) -> None:
-        self.redis.hset(key_for(name, STATS), mapping=values)
+        self.redis.hset(key_for(name, STATS), mapping=redis_values.fields(values))
 
     def forget(self, name: str) -> None:
         partial = [key_for(name, f"{PARTIAL}:{batch}") for batch in self.plan(name)]

@@ -50,7 +50,8 @@ class ResultsReader:
         all), one member's when asked."""
         if kind not in fmt.SERIES_KINDS:
             raise InputError(f"element kind {kind!r} is not one of {', '.join(fmt.SERIES_KINDS)}")
-        wanted = [(fmt.KIND, "=", kind), (fmt.ATTRIBUTE, "=", attribute), (fmt.ELEMENT, "=", element)]
+        wanted: list[tuple[str, str, str | int]] = [(fmt.KIND, "=", kind), (fmt.ATTRIBUTE, "=", attribute),
+                                                    (fmt.ELEMENT, "=", element)]
         if member is not None:
             wanted.append((fmt.MEMBER, "=", member))
         committed = set(self.store.batches(name))

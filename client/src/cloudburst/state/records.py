@@ -22,6 +22,7 @@ from redis import Redis
 
 from cloudburst.errors import InputError
 from cloudburst.schema.defaults import DEFAULT_START
+from cloudburst.state import redis_values
 
 RECORD_PREFIX = "cloudburst:ensemble:"
 INDEX_KEY = "cloudburst:ensembles"
@@ -111,19 +112,20 @@ class Records:
         self.redis.hdel(DELETED_KEY, record.name)
         created = type(record)(**{**asdict(record), "created_at":
                                   datetime.now(UTC).isoformat(timespec="seconds")})
-        self.redis.hset(key_for(record.name), mapping=created.to_redis())
+        self.redis.hset(key_for(record.name), mapping=redis_values.fields(created.to_redis()))
         return created
 
     def _fields(self, name: str, kind: str) -> dict[bytes, bytes]:
-        fields = self.redis.hgetall(key_for(name))
-        if not fields:
+        stored = {redis_values.binary(key): redis_values.binary(value)
+                  for key, value in self.redis.hgetall(key_for(name)).items()}
+        if not stored:
             what = "ensemble" if kind == ENSEMBLE else "task set"
             raise InputError(f"no {what} {name!r}; `cloudburst list` shows the ensembles and task sets")
-        actual = fields.get(b"kind", ENSEMBLE.encode()).decode()
+        actual = redis_values.text(stored.get(b"kind", ENSEMBLE.encode()))
         if actual != kind:
             hint = f"cloudburst tasks status {name}" if actual == TASKS else f"cloudburst status {name}"
             raise InputError(f"{name!r} is {'a task set' if actual == TASKS else 'an ensemble'}: see `{hint}`")
-        return fields
+        return stored
 
     def kind(self, name: str) -> str:
         """ENSEMBLE or TASKS; InputError when nothing has that name."""
@@ -133,7 +135,7 @@ class Records:
             if gone is not None:
                 raise InputError(f"{name!r} was deleted at {json.loads(gone)['deleted_at']}")
             raise InputError(f"no ensemble or task set {name!r}; `cloudburst list` shows them")
-        return kind.decode() if kind is not None else ENSEMBLE
+        return redis_values.text(kind) if kind is not None else ENSEMBLE
 
     def get(self, name: str) -> EnsembleRecord:
         return EnsembleRecord.from_redis(name, self._fields(name, ENSEMBLE))
@@ -158,7 +160,8 @@ class Records:
 
     def delete(self, name: str) -> None:
         """Remove the record, leaving what it was (kind, creation, size) and when it was deleted."""
-        fields = {key.decode(): value.decode() for key, value in self.redis.hgetall(key_for(name)).items()}
+        fields = {redis_values.text(key): redis_values.text(value)
+                  for key, value in self.redis.hgetall(key_for(name)).items()}
         gone = {"kind": fields.get("kind", ENSEMBLE), "created_at": fields.get("created_at", ""),
                 "members": int(fields.get("members", fields.get("tasks", 0))), "function": fields.get("function", ""),
                 "deleted_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -170,10 +173,11 @@ class Records:
 
     def deleted(self) -> dict[str, dict[str, Any]]:
         """Names deleted and not submitted again: kind, created_at, members (tasks), function, deleted_at."""
-        return {name.decode(): json.loads(text) for name, text in sorted(self.redis.hgetall(DELETED_KEY).items())}
+        deleted = sorted(self.redis.hgetall(DELETED_KEY).items())
+        return {redis_values.text(name): json.loads(value) for name, value in deleted}
 
     def names(self) -> list[str]:
-        return sorted(name.decode() for name in self.redis.smembers(INDEX_KEY))
+        return sorted(redis_values.text(name) for name in self.redis.smembers(INDEX_KEY))
 
 
 def _taken(name: str) -> InputError:

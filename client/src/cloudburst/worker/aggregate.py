@@ -203,7 +203,7 @@ def summary_lines(name: str, start_s: int, members: pd.DataFrame, request: Stati
     skip = set(fmt.STATUS_FIELDS) | {fmt.MEMBER, fmt.START, "pressure_threshold_m"}
     numeric = [column for column in finished.columns
                if column not in skip and pd.api.types.is_numeric_dtype(finished[column])]
-    lines = []
+    lines: list[str] = []
     if finished.empty or not numeric:
         return lines
     matrix = finished[numeric].to_numpy(dtype=np.float64).T  # a row per summary field

@@ -101,8 +101,9 @@ def run_pack(document: dict[str, Any]) -> dict[str, Any]:
         function = resolve(pack.function)
     except Exception as error:  # noqa: BLE001 - every task of the pack fails with why, and the worker serves on
         reason = f"cannot call {pack.function}: {last_line(error)}"
-        rows = [{"task": index, "status": FAILED, "error": reason, "traceback": traceback.format_exc(),
-                 "seconds": 0.0, "worker": worker} for index, _ in pack.tasks]
+        rows: list[dict[str, Any]] = [
+            {"task": index, "status": FAILED, "error": reason, "traceback": traceback.format_exc(), "seconds": 0.0,
+             "worker": worker} for index, _ in pack.tasks]
     else:
         rows = [{"task": index, **run_task(function, arguments, pack.timeout_s), "worker": worker}
                 for index, arguments in pack.tasks]
