@@ -12,13 +12,19 @@ import pandas as pd
 import pytest
 import wntr
 import yaml
+from rq.job import Job
+from rq.serializers import JSONSerializer
 from cloudburst.engine import toolkit
 from cloudburst.engine.fireflow import FireFlowSettings, search_member
 from cloudburst.engine.models import parse_inp
 from cloudburst.engine.warm import OpenModel
 from cloudburst.errors import InputError
 from cloudburst.plan.scenarios import generate
+from cloudburst.api.queue import enqueue_batches
+from cloudburst.schema import taskpack
 from cloudburst.schema.job import parse_job
+from cloudburst.schema.queues import (FIRE_FLOW, LEGACY_PACK_ENTRY_POINT, LEGACY_TASK_FUNCTIONS, JobPolicy)
+from cloudburst.state.records import TaskSetRecord
 from local_cluster import cli, client_settings, start_workers, stop
 from waiting import wait_until
 
@@ -206,3 +212,37 @@ def test_the_cli_submits_a_study_from_a_scenario_file_and_prints_each_hydrants_d
     assert len(table) == 5 and table.loc["35", "share_ceiling"] == 1.0
     assert "residual 100%" in next(line for line in lines if line.startswith("10 "))
     assert "ceiling (500 L/s held) 100%" in next(line for line in lines if line.startswith("35 "))  # the default
+
+
+def test_a_study_stored_under_the_names_before_the_package_split_still_runs_and_reads(cluster):
+    """Before the package split (0.2) a study's record named its function ``cloudburst.fireflow:run_task`` and its
+    queued packs called ``cloudburst.taskrun.run_pack``. A record and packs written with those names, as 0.2 wrote
+    them, run on today's workers (through the shims) and read as a fire-flow study with the searches' answers."""
+    client = cloudburst.Client(client_settings(cluster))
+    scenario = {**STUDY_SCENARIO, "members": 2, "study": {**STUDY_SCENARIO["study"], "hydrants": ["15", "101"]}}
+    model_file, plan = client.plan(NET3, scenario, name="net3-fire-0.2")
+    client.models.upload(model_file.data, model_file.sha256)
+    record = client.records.create(TaskSetRecord(name=plan.name, tasks=len(plan.tasks),
+                                                 function=LEGACY_TASK_FUNCTIONS[FIRE_FLOW], timeout_s=600))
+    packs = list(taskpack.packs(record.name, record.function, list(enumerate(plan.tasks)), 1, record.timeout_s, 0))
+    client.ledger.keep_arguments(record.name, {pack["batch"]: pack["tasks"] for pack in packs})
+    enqueue_batches(client.queue, client.ledger, record.name, packs, JobPolicy(timeout_s=600),
+                    entry_point=LEGACY_PACK_ENTRY_POINT, members_of=lambda pack: [i for i, _ in pack["tasks"]])
+    queued = [Job.fetch(job, connection=client.redis, serializer=JSONSerializer).func_name
+              for job in client.queue.job_ids]
+    assert queued == [LEGACY_PACK_ENTRY_POINT] * len(packs)
+    workers = start_workers(cluster, 2)
+    try:
+        study = client.study(record.name)
+        assert isinstance(study, cloudburst.FireFlow)
+        wait_until("the 0.2 study's tasks to finish", study.status, timeout_s=240,
+                   done=lambda progress: progress.finished + progress.failed == progress.members)
+    finally:
+        stop(workers)
+    assert study.status().failed == 0
+    table = study.table()
+    for member, document in enumerate(plan.drawn.documents):
+        factor = document["run"]["alterations"][0]["factor"]
+        here = {row["hydrant"]: row["flow_lps"] for row in searched(factor, ["15", "101"])["hydrants"]}
+        rows = table[table["member"] == member]
+        assert dict(zip(rows["hydrant"], rows["flow_lps"])) == here
