@@ -13,8 +13,9 @@ import tempfile
 from typing import Any
 
 import wntr
-from cloudburst import worker as cloudburst_worker
 from rq import get_current_job
+
+from cloudburst import worker as cloudburst_worker
 
 _cache = cloudburst_worker.model_cache()
 # Models stay open in this process's EPANET toolkit between jobs (CLOUDBURST_ENGINE=file: wntr's file path only).

@@ -12,8 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from cloudburst import worker as cloudburst_worker
 from pyswmm import Nodes, Simulation, Subcatchments
+
+from cloudburst import worker as cloudburst_worker
 
 _SECTION = re.compile(r"^\s*\[([A-Z_]+)\]")
 
