@@ -5,6 +5,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The tests mirror the package's folders; a test module may use another's helpers by its (unique) name.
+for _folder in sorted(Path(__file__).parent.glob("*/")):
+    if _folder.name not in ("fresh", "harness", "probe_env", "task_env", "__pycache__"):
+        sys.path.insert(0, str(_folder))
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

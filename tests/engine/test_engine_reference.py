@@ -20,7 +20,7 @@ from cloudburst.state.models import ModelCache
 from wntr.network import LinkStatus
 from wntr.network.controls import Control, ControlAction, SimTimeCondition
 
-NET3 = Path(__file__).resolve().parents[1] / "files" / "models" / "Net3.inp"
+NET3 = Path(__file__).resolve().parents[2] / "files" / "models" / "Net3.inp"
 START = 1704067200  # 2024-01-01T00:00:00Z
 HOUR = 3600
 _members = itertools.count()

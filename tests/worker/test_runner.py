@@ -16,9 +16,9 @@ from rq.serializers import JSONSerializer
 from services import redis_server
 from waiting import wait_until
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
-PROBE_ENV = Path(__file__).parent / "probe_env"
+PROBE_ENV = Path(__file__).resolve().parents[1] / "probe_env"
 
 
 @pytest.fixture

@@ -1,12 +1,7 @@
-"""The worker image under Docker against a real Nginx and Redis: env versions switch with no job lost or run
-twice, venvs built with uv (shipped with the env) or pip, requirements published only as sdists (pure Python and a C
-extension) built for the workers, the wheels' bytecode compiled on the controller and imported as shipped, a missing
-env is waited for, a corrupt env is refused, a killed process's job runs
-again; push-env refuses an unresolvable env."""
+"""The worker image under Docker: envs published, refused, installed with uv or pip, upgraded; jobs killed and run again."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -26,7 +21,6 @@ from services import nginx_server, redis_server
 from waiting import wait_until
 from worker_container import (
     READER,
-    WORKER_CONTEXT,
     WorkerContainer,
     build_worker_image,
     package,
@@ -52,6 +46,8 @@ def which(tag, sleep_s=0.0):
     _redis.rpush("ran", f"{{tag}}@{{VERSION}}")
     return VERSION
 '''
+
+
 RUNTIME = "rq==3.0.0\nredis==8.1.0\nasync-timeout==5.0.1\n"
 
 
@@ -265,37 +261,6 @@ def test_the_bytecode_is_the_same_from_any_controller_and_is_not_built_for_anoth
     assert "bytecode" not in without and without["version"] != first["version"]
 
 
-def load_entrypoint():
-    spec = importlib.util.spec_from_file_location("worker_entrypoint", WORKER_CONTEXT / "entrypoint.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bytecode_for_another_python_is_skipped_and_an_archive_reaching_outside_the_venv_is_refused(tmp_path):
-    entrypoint = load_entrypoint()
-    venv = tmp_path / "venv"
-    site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    package_dir = site / "probe"
-    package_dir.mkdir(parents=True)
-    (package_dir / "mod.py").write_text("VALUE = 1\n")
-    archive = tmp_path / "pyc.zip"
-    with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr(f"probe/__pycache__/mod.{sys.implementation.cache_tag}.pyc", b"compiled elsewhere")
-        bundle.writestr(f"absent/__pycache__/gone.{sys.implementation.cache_tag}.pyc", b"no such module")
-    entrypoint.unpack_bytecode(archive, "00000000", venv)
-    assert not (package_dir / "__pycache__").exists()  # another magic number: nothing written
-    entrypoint.unpack_bytecode(archive, importlib.util.MAGIC_NUMBER.hex(), venv)
-    unpacked = [path.name for path in (package_dir / "__pycache__").iterdir()]
-    assert unpacked == [f"mod.{sys.implementation.cache_tag}.pyc"]
-    assert not (site / "absent").exists()  # no .pyc for a module the venv does not have
-    with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr(f"../../__pycache__/evil.{sys.implementation.cache_tag}.pyc", b"outside")
-    with pytest.raises(entrypoint.EnvRefused, match="holds '../../__pycache__/evil"):
-        entrypoint.unpack_bytecode(archive, importlib.util.MAGIC_NUMBER.hex(), venv)
-
-
 def test_a_restart_on_the_same_version_installs_nothing(cluster):
     worker = cluster["worker"]
     v1 = cluster["release"](1)
@@ -335,6 +300,8 @@ static PyMethodDef methods[] = {{"twice", twice, METH_VARARGS, "2 x value"}, {NU
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "cext_probe", NULL, -1, methods};
 PyMODINIT_FUNC PyInit_cext_probe(void) { return PyModule_Create(&module); }
 """
+
+
 SDIST_WORKER = """
 
 import cext_probe

@@ -18,7 +18,7 @@ from cloudburst.schema.batch import batch_name
 from cloudburst.schema.queues import job_id
 from local_cluster import cli, client_settings, start_workers, stop
 from rq.job import Job
-from test_client import NET3
+from test_scenarios import NET3
 from waiting import wait_until
 
 START = "2024-06-01T00:00:00Z"

@@ -1,10 +1,7 @@
-"""One check path: the client's verdict on a member (scenarios.generate, before anything is uploaded) equals the
-worker's (engine.run_member, running the member on real EPANET), because both call checks.job_problems after the
-run settings apply. The three cases users hit when the client checked the model's own times instead."""
+"""The client's checks against the worker's on served models: a member the client accepts is one the worker runs."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,8 +12,8 @@ from cloudburst.errors import InputError
 from cloudburst.plan.scenarios import generate
 from cloudburst.schema.job import parse_job
 from cloudburst.state.models import ModelCache
+from test_checks import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 NET3 = REPO / "files" / "models" / "Net3.inp"  # 97 nodes, 168 h at a 1 h report step
 
 
@@ -82,25 +79,6 @@ def test_a_finer_report_step_that_breaks_the_budget_is_refused_by_the_client_as_
                                  {"series": every_node, "max_points": 20000})
     assert client == worker == ("$.output.max_points: the series asked for come to 28033 points, above the budget "
                                 "of 20000; select fewer elements, attributes or a longer step_s")
-
-
-def test_a_model_file_that_is_not_a_model_is_named_without_wntr_templates(tmp_path):
-    from cloudburst.engine.models import read_model_file
-    csv = tmp_path / "pressures.csv"
-    csv.write_text("node,pressure\n10,42.0\n")
-    with pytest.raises(InputError) as refused:
-        read_model_file(csv)
-    assert refused.value.problems == [f"{csv} is not an EPANET .inp file: it has no [JUNCTIONS], [PIPES], "
-                                      "[RESERVOIRS] or [TANKS] section"]
-    broken = tmp_path / "broken.inp"
-    broken.write_text("[JUNCTIONS]\n J1 10 oops\n[END]\n")
-    with pytest.raises(InputError) as refused:
-        read_model_file(broken)
-    assert "(%s)" not in str(refused.value) and str(refused.value).startswith(f"{broken} is not a valid EPANET")
-    scenario = tmp_path / "scenario.yml"
-    shutil.copy(REPO / "files" / "scenarios" / "net3-demand-roughness.yml", scenario)
-    with pytest.raises(InputError, match="looks like a scenario file, not a model: give the model"):
-        read_model_file(scenario)
 
 
 def test_a_resolution_for_an_attribute_no_series_asks_for_is_refused_by_client_and_worker(tmp_path, net3):

@@ -14,7 +14,7 @@ from cloudburst.plan import sampling
 from cloudburst.plan.scenarios import generate
 from scipy import stats
 
-NET3 = Path(__file__).resolve().parents[1] / "files" / "models" / "Net3.inp"
+NET3 = Path(__file__).resolve().parents[2] / "files" / "models" / "Net3.inp"
 SOURCE = {"url": "http://nginx:8080/models/x.inp", "sha256": "0" * 64}
 
 

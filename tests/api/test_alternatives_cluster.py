@@ -1,5 +1,4 @@
-"""Alternatives (cloudburst.alternatives): a base scenario and named variants submitted together as ensembles on a
-real Redis, Nginx and runner processes; `cloudburst compare` puts their summaries and bands side by side."""
+"""Alternatives on a real Redis, Nginx and runner processes: each variant an ensemble, compared."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,29 +9,10 @@ import pandas as pd
 import pytest
 import wntr
 import yaml
-from cloudburst.errors import InputError
-from cloudburst.plan.alternatives import variants
 from local_cluster import cli, client_settings, start_workers, stop
+from test_alternatives import SCENARIO
 
 NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
-SCENARIO = {
-    "ensemble": "options", "members": 12, "seed": 3,
-    "alterations": [{"type": "demand_scale", "factor": {"distribution": "uniform", "low": 0.8, "high": 1.2}}],
-    "output": {"series": [{"element": "node", "attributes": ["pressure"], "ids": ["123"]}]},
-    "alternatives": {
-        "base": {},
-        "more-demand": {"add_alterations": [{"type": "demand_scale", "factor": 1.3}]},
-    },
-}
-
-
-def test_variants_keep_the_base_and_its_seed_and_refuse_unknown_changes():
-    found = variants(SCENARIO, "options")
-    assert list(found) == ["options.base", "options.more-demand"]
-    assert found["options.more-demand"]["alterations"][-1] == {"type": "demand_scale", "factor": 1.3}
-    assert found["options.base"]["seed"] == found["options.more-demand"]["seed"] == 3
-    with pytest.raises(InputError, match=r"\$.alternatives.x: ensemble cannot vary"):
-        variants({**SCENARIO, "alternatives": {"x": {"ensemble": "other"}}}, "options")
 
 
 def test_alternatives_run_as_ensembles_and_compare_side_by_side(cluster, tmp_path):

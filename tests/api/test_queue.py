@@ -21,7 +21,7 @@ from redis import Redis
 from rq import Retry
 from services import redis_server
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
 EXAMPLE_ENV = REPO / "files" / "env" / "epanet"
 NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"

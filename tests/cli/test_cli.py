@@ -12,7 +12,8 @@ import time
 
 import cloudburst
 from local_cluster import cli, start_workers, stop
-from test_client import NET3, scenario_file
+from test_client import scenario_file
+from test_scenarios import NET3
 from waiting import wait_until
 
 

@@ -9,7 +9,7 @@ import nbclient
 import nbformat
 from local_cluster import REPO, SWMM_ENV, start_workers, stop
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "study.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "docs" / "study.ipynb"
 
 
 def outputs(cell) -> str:

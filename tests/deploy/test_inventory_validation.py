@@ -3,6 +3,7 @@
 The hosts are fake names on a local connection, so the validation runs for real (facts are
 gathered from this machine) and the recap proves no task changed anything.
 """
+
 import re
 import subprocess
 import sys
@@ -104,23 +105,6 @@ def test_vault_secrets_without_the_password_variables_are_refused_naming_them(re
                 "stack_influxdb_read_password, stack_grafana_admin_password, stack_rq_dashboard_password, "
                 "stack_files_reader_password, stack_files_uploader_password are not set")
     assert "stack_redis_password," not in re.sub(r"\s+", " ", result.stdout)
-
-
-@pytest.fixture(scope="module")
-def local_swarm(repo, ansible_env):
-    """This machine as a one-node swarm (inventory/local), as `make demo` leaves it."""
-    formed = subprocess.run(["ansible-playbook", "-i", "inventory/local", "site.yml", "--tags", "docker_engine,swarm"],
-                            cwd=repo, env=ansible_env, capture_output=True, text=True, timeout=600)
-    assert formed.returncode == 0, formed.stdout[-3000:]
-
-
-def test_a_worker_label_no_node_carries_is_refused_before_images_and_stack(repo, ansible_env, local_swarm):
-    result = subprocess.run(["ansible-playbook", "-i", "inventory/local", "site.yml", "--tags", "stack",
-                             "-e", "stack_worker_label=gpu=true"],
-                            cwd=repo, env=ansible_env, capture_output=True, text=True, timeout=300)
-    assert_stopped_before_any_change(
-        result, "stack_worker_label gpu=true matches no node of the swarm, so no worker would run")
-    assert "Images | Look for" not in result.stdout and "Stack | Deploy" not in result.stdout
 
 
 def kernel_does_esp() -> tuple[bool, str]:
