@@ -6,7 +6,7 @@ bench/big_model.py; 24 h). Side by side, in one run, per model:
 
 - the Pool of the plain wntr function a modeller would write (load, alter, write .inp, run EPANET, read);
 - the bare toolkit loop, the physical limit: each process opens the model once in EPANET 2.3's toolkit
-  (cloudburst.toolkit, the binding the engine uses) and per member sets the base demands and roughnesses,
+  (cloudburst.engine.toolkit, the binding the engine uses) and per member sets the base demands and roughnesses,
   solves hydraulics reading junction pressure and demand at report times, and sets the values back: the same
   API calls and reads as the engine, no queue, no checks, no writes;
 - CloudBurst's workers (files/images/worker/runner.py running the example env) on the warm engine, members in

@@ -3,7 +3,7 @@ same run:
 - CloudBurst: the study submitted from a scenario (the demo's demand and roughness draws plus a ``study``
   section) to one Redis and one Nginx (files and the results store) started here, ``--processes`` worker
   processes (files/images/worker/runner.py on the EPANET example env), from submit to every answer collected;
-- the same search (``cloudburst.fireflow.search_member``, a model opened once per member in EPANET's toolkit)
+- the same search (``cloudburst.engine.fireflow.search_member``, a model opened once per member in EPANET's toolkit)
   in a ``multiprocessing.Pool`` of as many processes;
 - a serial loop as a modeller writes it: per draw and hydrant, a bisection to 0.01 L/s from a 500 L/s ceiling,
   each trial a wntr model built and run with ``EpanetSimulator``. Hours at full size, so it is timed on

@@ -6,12 +6,11 @@ The package's folders follow the data's path (each ``__init__.py`` says what liv
 handles), ``cli``; ``state`` (the cluster's shared state), ``engine`` (one member on EPANET), ``worker`` (what an
 env's worker calls). ``errors``, ``config`` and ``lazy`` serve them all.
 """
-import importlib as _importlib
 import typing as _typing
 
-__version__ = "0.2.0"
-
-from cloudburst.errors import CloudBurstError, ConfigError, EpanetError, InputError, MemberFailed, ServiceError  # noqa: E402
+from cloudburst.errors import CloudBurstError, ConfigError, EpanetError, InputError, MemberFailed, ServiceError
+from cloudburst.lazy import lazy_face as _lazy_face
+from cloudburst.version import __version__
 
 if _typing.TYPE_CHECKING:
     from cloudburst.api.client import Client
@@ -51,11 +50,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _typing.Any:
-    if name in _LAZY:
-        return getattr(_importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cloudburst' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))  # the lazy names too, as the module's own
+__getattr__, __dir__ = _lazy_face(__name__, _LAZY, globals())

@@ -3,6 +3,7 @@ the CLI's quick commands (``list``, ``status``) never touch them, so they start 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -26,3 +27,18 @@ class LazyModule:
 def lazy(name: str) -> Any:
     """A stand-in for the module ``name`` (typed Any: import the module under TYPE_CHECKING for the checker)."""
     return LazyModule(name)
+
+
+def lazy_face(package: str, homes: Mapping[str, str],
+              namespace: dict[str, Any]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package face's ``__getattr__`` and ``__dir__``: each public name imported from its home module (``homes``)
+    when first asked for, and listed with the package's own names."""
+    def __getattr__(name: str) -> Any:
+        if name in homes:
+            return getattr(importlib.import_module(homes[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(namespace["__all__"]))
+
+    return __getattr__, __dir__

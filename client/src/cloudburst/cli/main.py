@@ -15,10 +15,10 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-from cloudburst import __version__
 from cloudburst.cli import tasks as taskcli
 from cloudburst.cli.completion import bash_completion
 from cloudburst.errors import InputError, ServiceError
+from cloudburst.version import __version__
 
 # The CLI starts in a fraction of a second: what a command needs (pandas, wntr, matplotlib through the API) is
 # imported by that command, not here.

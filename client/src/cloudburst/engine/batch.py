@@ -28,7 +28,6 @@ import wntr
 from pydantic import ValidationError
 from rq.timeouts import JobTimeoutException
 
-from cloudburst import __version__
 from cloudburst.engine import toolkit, warm
 from cloudburst.engine.alterations import apply_run
 from cloudburst.engine.checks import check_job
@@ -45,6 +44,7 @@ from cloudburst.schema.resultformat import encode
 from cloudburst.state.ledger import BatchOutcome, Ledger
 from cloudburst.state.models import ModelCache
 from cloudburst.state.store import ResultsStore
+from cloudburst.version import __version__
 
 EPANET_VERSION = 2.2  # the library wntr's file path runs
 # How often a running batch keeps its finished members in Redis (one command each time).

@@ -10,8 +10,9 @@ Inside: ``environment`` (the cluster's services from the worker's environment), 
 (an ensemble's statistics, computed on the workers), ``taskrun`` (a task pack's job), ``studies`` (the studies'
 tasks). It may import ``schema``, ``state`` and ``engine``; never ``plan``, ``api`` or ``cli``.
 """
-import importlib as _importlib
 import typing as _typing
+
+from cloudburst.lazy import lazy_face as _lazy_face
 
 if _typing.TYPE_CHECKING:
     from cloudburst.engine.batch import run_batch
@@ -48,11 +49,4 @@ __all__ = ["model_cache", "results_store", "influx_writer", "model_file", "write
            "forget_statistics", "InputError"]
 
 
-def __getattr__(name: str) -> _typing.Any:
-    if name in _LAZY:
-        return getattr(_importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cloudburst.worker' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))  # the lazy names too, as the module's own
+__getattr__, __dir__ = _lazy_face(__name__, _LAZY, globals())
