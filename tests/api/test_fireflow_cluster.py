@@ -78,6 +78,10 @@ def test_a_study_naming_a_hydrant_the_model_lacks_is_refused_before_anything_is_
 def test_the_cli_submits_a_study_from_a_scenario_file_and_prints_each_hydrants_distribution(cluster, tmp_path):
     scenario = tmp_path / "fire.yml"
     scenario.write_text(yaml.safe_dump({**STUDY_SCENARIO, "members": 3}))
+    checked = cli(cluster, "submit", str(NET3), str(scenario), "--name", "cli-fire", "--check")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines()[:2] == ["cli-fire: every check passed; nothing was uploaded or enqueued",
+                                               "  fire-flow study: 3 members, 3 tasks"]
     workers = start_workers(cluster, 2)
     try:
         submitted = cli(cluster, "submit", str(NET3), str(scenario), "--name", "cli-fire", "--wait", timeout=300)

@@ -120,8 +120,8 @@ class Client:
         """Everything ``submit`` checks, without uploading or enqueueing anything: every member drawn and checked
         against the model, the name, the ensemble budget; returns what it would submit: ensemble, members (and
         those queued first, for an adaptive one), batches and members per batch, series values, the store's
-        estimated bytes, the budget's limits, and whether the cluster has the model already. Raises InputError as
-        ``submit`` would. Scenarios with alternatives or a study are not covered yet (InputError says so)."""
+        estimated bytes, the budget's limits, and whether the cluster has the model already (a study: its type,
+        members and tasks; alternatives: each variant's). Raises InputError as ``submit`` would."""
         model_file, plan = self.plan(model, scenario, name=name, start=start)
         return {**submission.describe(plan, model_file), "model_on_cluster": self.models.has(model_file.sha256)}
 

@@ -86,6 +86,24 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
 
 def checked_submission(args: argparse.Namespace, client: Client) -> int:
     plan = client.check_submission(args.model, args.scenario, name=args.name, start=args.start)
+    model = f"  model {plan['model_sha256'][:12]} " + ("already on the cluster" if plan["model_on_cluster"]
+                                                      else "would be uploaded")
+    if "study" in plan:
+        lines = [f"{plan['study']}: every check passed; nothing was uploaded or enqueued",
+                 f"  {plan['type'].replace('_', '-')} study: {plan['members']:,} members, {plan['tasks']:,} tasks",
+                 model]
+    elif "alternatives" in plan:
+        lines = [f"{plan['alternatives']}: every check passed; nothing was uploaded or enqueued"]
+        lines += [f"  {variant['ensemble']}: members {variant['members']:,}, batches {variant['batches']:,} of up to "
+                  f"{variant['members_per_batch']:,} members" for variant in plan["ensembles"]]
+        lines.append(model)
+    else:
+        lines = ensemble_check_lines(plan) + [model]
+    emit(args, plan, "\n".join(lines))
+    return 0
+
+
+def ensemble_check_lines(plan: dict) -> list[str]:
     budget = plan["budget"]
     first = plan["members_enqueued_first"]
     lines = [f"{plan['ensemble']}: every check passed; nothing was uploaded or enqueued",
@@ -94,11 +112,8 @@ def checked_submission(args: argparse.Namespace, client: Client) -> int:
              f"  batches {plan['batches']:,} of up to {plan['members_per_batch']:,} members",
              f"  series values {plan['series_values']:,} (budget {int(budget['values']):,})",
              f"  results store about {human_bytes(plan['store_bytes_estimate'])} (budget "
-             f"{human_bytes(int(budget['bytes']))})",
-             f"  model {plan['model_sha256'][:12]} " + ("already on the cluster" if plan["model_on_cluster"]
-                                                        else "would be uploaded")]
-    emit(args, plan, "\n".join(lines))
-    return 0
+             f"{human_bytes(int(budget['bytes']))})"]
+    return lines
 
 
 def submitted_study(args: argparse.Namespace, study: StudyRun) -> int:

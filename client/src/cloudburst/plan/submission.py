@@ -51,6 +51,7 @@ class EnsemblePlan:
 @dataclass(frozen=True)
 class StudyPlan:
     name: str
+    study: str                        # its type: fire_flow or segments
     function: str                     # the task function (``cloudburst.schema.queues.TASK_FUNCTIONS``)
     tasks: list[list[Any]]            # each task's arguments: a member's job document, its elements, the settings
     drawn: scenarios.Ensemble
@@ -128,8 +129,8 @@ def study_plan(model: ModelFile, content: dict[str, Any], name: str, start: date
     drawn = scenarios.generate({key: value for key, value in content.items() if key != STUDY}, model.wn,
                                model_input, name, start)
     per_task = studies.elements_per_task(model.data, model.wn, drawn.documents[0], study)
-    return StudyPlan(drawn.name, TASK_FUNCTIONS[study.kind], studies.study_tasks(drawn.documents, study, per_task),
-                     drawn)
+    return StudyPlan(drawn.name, study.kind, TASK_FUNCTIONS[study.kind],
+                     studies.study_tasks(drawn.documents, study, per_task), drawn)
 
 
 def names(plan: Plan) -> list[str]:
@@ -138,11 +139,15 @@ def names(plan: Plan) -> list[str]:
 
 
 def describe(plan: Plan, model: ModelFile) -> dict[str, Any]:
-    """What ``submit --check`` prints of an ensemble's plan: members (and those queued first), batches and members
-    per batch, series values, the store's estimated bytes and the budget's limits."""
-    if not isinstance(plan, EnsemblePlan):
-        raise InputError(f"$.{plan.kind}: a check without submitting covers ensembles; "
-                         f"a scenario with {plan.kind} is checked when submitted")
+    """What ``submit --check`` prints of a plan. An ensemble: members (and those queued first), batches and members
+    per batch, series values, the store's estimated bytes and the budget's limits; a study: its type, members and
+    tasks; alternatives: each variant's ensemble."""
+    if isinstance(plan, AlternativesPlan):
+        return {"alternatives": plan.name, "ensembles": [describe(variant, model) for variant in plan.variants],
+                "model_sha256": model.sha256}
+    if isinstance(plan, StudyPlan):
+        return {"study": plan.name, "type": plan.study, "members": len(plan.drawn.documents),
+                "tasks": len(plan.tasks), "model_sha256": model.sha256}
     members = len(plan.drawn.documents)
     return {"ensemble": plan.name, "members": members, "members_enqueued_first": plan.first_members,
             "batches": -(-plan.first_members // plan.batch_members), "members_per_batch": plan.batch_members,
