@@ -37,3 +37,16 @@ def test_a_recorded_batch_and_written_statistics_wake_the_follower_at_once(redis
     finally:
         signals.close()
         elsewhere.close()
+
+
+def test_redis_going_away_under_a_waiting_follower_is_a_missed_signal_not_an_error(tmp_path):
+    """The follower falls back to its poll (which reads the state and reports Redis down in its own words)."""
+    server = redis_server(tmp_path)
+    url = server.__enter__()
+    signals = Ledger(Redis.from_url(url)).signals("pushed")
+    assert signals.wait(0.05) is False  # subscribed
+    server.__exit__(None, None, None)  # Redis stops
+    started = time.monotonic()
+    assert signals.wait(0.5) is False
+    assert 0.4 <= time.monotonic() - started < 30  # it waited its time out instead of raising at once
+    signals.close()

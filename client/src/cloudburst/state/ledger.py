@@ -28,6 +28,8 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cloudburst.state import redis_values
 
@@ -219,13 +221,19 @@ class Signals:
     def wait(self, timeout_s: float) -> bool:
         """Block until a message comes (True, every waiting one taken) or ``timeout_s`` passes (False)."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            if self._pubsub.get_message(timeout=max(deadline - time.monotonic(), 0.0)) is not None:
-                while self._pubsub.get_message(timeout=0.0) is not None:
-                    pass
-                return True
-            if time.monotonic() >= deadline:
-                return False
+        try:
+            while True:
+                if self._pubsub.get_message(timeout=max(deadline - time.monotonic(), 0.0)) is not None:
+                    while self._pubsub.get_message(timeout=0.0) is not None:
+                        pass
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+        except (RedisConnectionError, RedisTimeoutError):
+            # Redis went away: the caller's poll reads the state (and says so if Redis stays away); the
+            # subscription is made again on the next wait.
+            time.sleep(max(deadline - time.monotonic(), 0.0))
+            return False
 
     def close(self) -> None:
         self._pubsub.close()
