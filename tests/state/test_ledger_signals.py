@@ -39,6 +39,7 @@ def test_a_recorded_batch_and_written_statistics_wake_the_follower_at_once(redis
         elsewhere.close()
 
 
+@pytest.mark.services  # starts (and stops) its own Redis inside the test
 def test_redis_going_away_under_a_waiting_follower_is_a_missed_signal_not_an_error(tmp_path):
     """The follower falls back to its poll (which reads the state and reports Redis down in its own words)."""
     server = redis_server(tmp_path)
