@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from cloudburst.errors import ConfigError
-from cloudburst.schema.queues import QUEUE_NAME
 
 DEFAULT_PATH = Path.home() / ".config" / "cloudburst" / "client.toml"
 PROFILES_TABLE = "profiles"
@@ -33,7 +32,7 @@ class Settings:
     files_user: str                # the uploader
     files_password: str
     cluster_files_url: str = "http://nginx:8080"  # Nginx as the workers reach it (job model URLs)
-    queue: str = QUEUE_NAME
+    queue: str = "cloudburst"
     retention_days: str = "0"      # `cloudburst prune` deletes ensembles created longer ago (0: keep them all)
     results_url: str = ""          # the results store: default files_url + /results; or s3://bucket/prefix
     results_user: str = ""         # its user, or an S3 access key (default: files_user)

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from cloudburst.api.ensemble import Alternatives, Ensemble
 from cloudburst.api.progress import shown_state
-from cloudburst.api.queue import enqueue_batches, other_jobs
+from cloudburst.api.queue import enqueue_batches, other_jobs, tracked_progress
 from cloudburst.api.services import Services
 from cloudburst.config import Settings
 from cloudburst.errors import InputError, redis_errors
 from cloudburst.lazy import lazy
 from cloudburst.schema.queues import JobPolicy, job_prefix
-from cloudburst.state.records import DELETED, ENSEMBLE, TASKS, EnsembleRecord, TaskSetRecord
+from cloudburst.state.records import DELETED, ENSEMBLE, TASKS, EnsembleRecord
 
 # What only submitting, reading results or studies need is imported when first used (cloudburst.lazy): `cloudburst
 # list` and `status` start in a fraction of a second.
@@ -211,7 +211,20 @@ class Client:
     @redis_errors
     def taskset_rows(self) -> list[dict[str, Any]]:
         """Every task set with its progress, oldest first, as plain rows (``tasksets`` without pandas)."""
-        return self._rows(TASKS)
+        rows = []
+        for name in self.records.names():
+            if self.records.kind(name) != TASKS:
+                continue
+            record = self.records.get_taskset(name)
+            progress = tracked_progress(self.queue, self.ledger, name, record.tasks)
+            rows.append({"taskset": name, "created_at": record.created_at, "function": record.function,
+                         "tasks": record.tasks, "finished": progress.finished, "failed": progress.failed,
+                         "running": progress.running, "state": shown_state(record.state, progress),
+                         "bytes": self.store.size(name)})
+        rows += [{"taskset": name, "created_at": gone["created_at"], "function": gone["function"],
+                  "tasks": gone["members"], "finished": 0, "failed": 0, "running": 0, "state": DELETED, "bytes": 0}
+                 for name, gone in self.records.deleted().items() if gone["kind"] == TASKS]
+        return sorted(rows, key=lambda row: (row["created_at"], row["taskset"]))
 
     def tasksets(self) -> pd.DataFrame:
         """Every task set with its progress, oldest first."""
@@ -248,28 +261,19 @@ class Client:
     @redis_errors
     def ensemble_rows(self) -> list[dict[str, Any]]:
         """Every ensemble with its progress, oldest first, as plain rows (``ensembles`` without pandas)."""
-        return self._rows(ENSEMBLE)
-
-    def _rows(self, kind: str) -> list[dict[str, Any]]:
-        """Every ensemble or task set (``kind``) with its progress, the deleted ones too, oldest first."""
-        label, counted = ("ensemble", "members") if kind == ENSEMBLE else ("taskset", "tasks")
         rows = []
         for name in self.records.names():
-            if self.records.kind(name) != kind:
+            if self.records.kind(name) != ENSEMBLE:
                 continue
-            handle = self.submitted(name)
-            record, progress = handle.info(), handle.status()
-            function = {"function": record.function} if isinstance(record, TaskSetRecord) else {}
-            rows.append({label: name, "created_at": record.created_at, **function,
-                         counted: record.members if isinstance(record, EnsembleRecord) else record.tasks,
+            ensemble = Ensemble(self.services, name)
+            record, progress = ensemble.info(), ensemble.status()
+            rows.append({"ensemble": name, "created_at": record.created_at, "members": record.members,
                          "finished": progress.finished, "failed": progress.failed, "running": progress.running,
                          "state": shown_state(record.state, progress), "bytes": self.store.size(name)})
-        for name, gone in self.records.deleted().items():
-            if gone["kind"] == kind:
-                function = {"function": gone["function"]} if kind == TASKS else {}
-                rows.append({label: name, "created_at": gone["created_at"], **function, counted: gone["members"],
-                             "finished": 0, "failed": 0, "running": 0, "state": DELETED, "bytes": 0})
-        return sorted(rows, key=lambda row: (row["created_at"], row[label]))
+        rows += [{"ensemble": name, "created_at": gone["created_at"], "members": gone["members"], "finished": 0,
+                  "failed": 0, "running": 0, "state": DELETED, "bytes": 0}
+                 for name, gone in self.records.deleted().items() if gone["kind"] == ENSEMBLE]
+        return sorted(rows, key=lambda row: (row["created_at"], row["ensemble"]))
 
     def ensembles(self) -> pd.DataFrame:
         """Every ensemble with its progress, oldest first."""

@@ -9,8 +9,6 @@ from typing import Any, Protocol, TextIO
 
 from cloudburst.state.records import CANCELLED, FINISHED, FINISHED_WITH_FAILURES, RUNNING
 
-MIN_READ_GAP_S = 0.005  # status is read at most this often, however fast the workers' signals come
-
 
 @dataclass(frozen=True)
 class Progress:
@@ -112,32 +110,20 @@ def default_display() -> Display:
 
 
 def follow(status: Callable[[], Progress], settled: Callable[[Progress], bool], what: str,
-           display: Display | None, poll_s: float, timeout_s: float | None,
-           wake: Callable[[float], bool] | None = None) -> Progress:
+           display: Display | None, poll_s: float, timeout_s: float | None) -> Progress:
     """Read ``status`` (showing it) until ``settled`` says so; TimeoutError naming ``what`` and the progress once
-    ``timeout_s`` passes. Ctrl-C stops following only. The display is closed either way.
-
-    ``wake(seconds)`` blocks until the workers signal a change or the seconds pass: status is read again at once
-    on a signal (``poll_s`` is then only the fallback), but spending at most a tenth of the time reading it (a
-    large ensemble's status costs more than a small one's). Without ``wake``, status is read every ``poll_s``."""
+    ``timeout_s`` passes. Ctrl-C stops following only. The display is closed either way."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
         while True:
-            read_at = time.monotonic()
             current = status()
-            read_s = time.monotonic() - read_at
             if display is not None:
                 display.show(current)
             if settled(current):
                 return current
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{what} not done within {timeout_s:g} s: {current.as_dict()}")
-            if wake is None:
-                time.sleep(poll_s)
-                continue
-            wait_s = poll_s if deadline is None else min(poll_s, max(deadline - time.monotonic(), 0.0))
-            if wake(wait_s):
-                time.sleep(max(0.0, max(MIN_READ_GAP_S, 10 * read_s) - (time.monotonic() - read_at)))
+            time.sleep(poll_s)
     finally:
         if display is not None:
             display.close()

@@ -27,7 +27,7 @@ class Submitted:
     """One submitted ensemble or task set; every method reads the cluster's current state."""
     noun = ""        # how messages name it: "ensemble", "task set"
     unit = ""        # what it is made of, as tables name the column: "member", "task"
-    poll_s = 1.0     # how often wait() reads the progress without a display, when no worker's signal comes first
+    poll_s = 1.0     # how often wait() reads the progress without a display
 
     def __init__(self, services: Services, name: str):
         self.services = services
@@ -51,25 +51,16 @@ class Submitted:
         """Finished and failed members or tasks (the ledger, and RQ's failed jobs), running ones (RQ's registry)."""
         return tracked_progress(self.services.queue, self.services.ledger, self.name, self.total())
 
+    def _settled(self) -> Callable[[Progress], bool]:
+        return lambda current: current.done
+
     def wait(self, progress: bool = True, display: Display | None = None, poll_s: float | None = None,
              timeout_s: float | None = None) -> Progress:
         """Until every member (or task) finished or failed; shows progress unless told not to. Ctrl-C stops waiting
-        only: the work runs on. With ``timeout_s``, raises TimeoutError (naming the progress) when it passes. The
-        workers signal each batch they record (``Ledger.signals``): wait() returns as soon as the last one is;
-        ``poll_s`` (default: the display's redraw interval, else 1 s) is the fallback for what no signal announces,
-        such as a job RQ failed after its worker died."""
-        return self._follow(lambda current: current.done, progress, display, poll_s, timeout_s)
-
-    def _follow(self, settled: Callable[[Progress], bool], progress: bool, display: Display | None,
-                poll_s: float | None, timeout_s: float | None) -> Progress:
+        only: the work runs on. With ``timeout_s``, raises TimeoutError (naming the progress) when it passes."""
         display = display or (default_display() if progress else None)
-        signals = self.services.ledger.signals(self.name)  # before the first read: no signal falls between
-        try:
-            return follow(self.status, settled, f"{self.noun} {self.name!r}", display,
-                          poll_s or (display.interval_s if display is not None else self.poll_s), timeout_s,
-                          wake=signals.wait)
-        finally:
-            signals.close()
+        return follow(self.status, self._settled(), f"{self.noun} {self.name!r}", display,
+                      poll_s or (display.interval_s if display is not None else self.poll_s), timeout_s)
 
     def _failure_reasons(self, states: MemberStates) -> dict[int, str]:
         """Each failed unit's reason: its own, or, for a job that failed before it could be recorded (a timeout, a

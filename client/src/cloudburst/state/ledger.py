@@ -20,7 +20,6 @@ in the store: a batch is either stored and recorded, or runs again.
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,18 +27,12 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cloudburst.state import redis_values
 
 PREFIX = "cloudburst:ensemble:"
 PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING = "plan", "done", "executions", "stats", "stats-pending"
 PARTIAL, ARGUMENTS = "partial", "arguments"
-# A Pub/Sub channel per ensemble or task set: a batch recorded, or its statistics written (the message is the batch,
-# or "statistics"). A client following it wakes at once instead of polling; a lost message costs one poll interval.
-SIGNAL = "recorded"
-STATISTICS_SIGNAL = "statistics"
 # A batch's checkpoint outlives a worker that died with it by this long (its retry comes within minutes).
 PARTIAL_TTL_S = 7 * 86400
 # A claimed statistics run that never started (its worker died) stops blocking the next one after this long.
@@ -114,8 +107,7 @@ class Ledger:
         pipeline.delete(key_for(name, f"{PARTIAL}:{batch}"))
         pipeline.hincrby(key_for(name, EXECUTIONS), batch, 1)
         pipeline.hincrby(key_for(name, STATS), "done", outcome.recorded)
-        pipeline.publish(key_for(name, SIGNAL), batch)
-        return int(pipeline.execute()[-2])
+        return int(pipeline.execute()[-1])
 
     def checkpoint(self, name: str, batch: str, results: dict[int, bytes]) -> None:
         """Keep finished members of a running batch (one command for all of them)."""
@@ -165,14 +157,7 @@ class Ledger:
         return {redis_values.text(key): float(value) for key, value in self.redis.hgetall(key_for(name, STATS)).items()}
 
     def set_stats_state(self, name: str, **values: float) -> None:
-        pipeline = self.redis.pipeline(transaction=True)
-        pipeline.hset(key_for(name, STATS), mapping=redis_values.fields(values))
-        pipeline.publish(key_for(name, SIGNAL), STATISTICS_SIGNAL)
-        pipeline.execute()
-
-    def signals(self, name: str) -> Signals:
-        """Follow what the workers record of ``name`` from now on (subscribe before reading its state)."""
-        return Signals(self.redis, key_for(name, SIGNAL))
+        self.redis.hset(key_for(name, STATS), mapping=redis_values.fields(values))
 
     def forget(self, name: str) -> None:
         partial = [key_for(name, f"{PARTIAL}:{batch}") for batch in self.plan(name)]
@@ -209,31 +194,3 @@ class MemberStates:
                 failed.pop(member, None)
         return cls(finished, {member: reason for member, reason in failed.items() if member not in finished},
                    {member: reason for member, reason in unbalanced.items() if member not in finished})
-
-
-class Signals:
-    """The workers' messages on one ensemble's or task set's channel, as a client waits for them."""
-
-    def __init__(self, redis: Redis, channel: str):
-        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(channel)
-
-    def wait(self, timeout_s: float) -> bool:
-        """Block until a message comes (True, every waiting one taken) or ``timeout_s`` passes (False)."""
-        deadline = time.monotonic() + timeout_s
-        try:
-            while True:
-                if self._pubsub.get_message(timeout=max(deadline - time.monotonic(), 0.0)) is not None:
-                    while self._pubsub.get_message(timeout=0.0) is not None:
-                        pass
-                    return True
-                if time.monotonic() >= deadline:
-                    return False
-        except (RedisConnectionError, RedisTimeoutError):
-            # Redis went away: the caller's poll reads the state (and says so if Redis stays away); the
-            # subscription is made again on the next wait.
-            time.sleep(max(deadline - time.monotonic(), 0.0))
-            return False
-
-    def close(self) -> None:
-        self._pubsub.close()
