@@ -65,7 +65,6 @@ class Ensemble(Submitted):
         self.uploaded = uploaded    # set by submit: whether the model was uploaded (False: the cluster had it)
         self.enqueue_s = enqueue_s  # set by submit: seconds spent enqueueing
         self.waves: Waves | None = None  # set by submit for an adaptive scenario: what adapt() drives
-        self._statistics_s = 300.0  # wait()'s patience for the statistics once every member settled
 
     @redis_errors
     def info(self) -> EnsembleRecord:
@@ -132,12 +131,10 @@ class Ensemble(Submitted):
         ``statistics_s`` more seconds: statistics that do not come, a statistics job that failed, are logged, not
         waited for); shows progress unless told not to. Ctrl-C stops waiting only: the ensemble runs on. With
         ``timeout_s``, raises TimeoutError (naming the progress) when it passes."""
-        self._statistics_s = statistics_s
-        return super().wait(progress, display, poll_s, timeout_s)
+        return self._follow(self._settled_with_statistics(statistics_s), progress, display, poll_s, timeout_s)
 
-    def _settled(self) -> Callable[[Progress], bool]:
+    def _settled_with_statistics(self, statistics_s: float) -> Callable[[Progress], bool]:
         statistics_deadline: list[float] = []
-        statistics_s = self._statistics_s
 
         def settled(current: Progress) -> bool:
             if not current.done:

@@ -51,15 +51,16 @@ class Submitted:
         """Finished and failed members or tasks (the ledger, and RQ's failed jobs), running ones (RQ's registry)."""
         return tracked_progress(self.services.queue, self.services.ledger, self.name, self.total())
 
-    def _settled(self) -> Callable[[Progress], bool]:
-        return lambda current: current.done
-
     def wait(self, progress: bool = True, display: Display | None = None, poll_s: float | None = None,
              timeout_s: float | None = None) -> Progress:
         """Until every member (or task) finished or failed; shows progress unless told not to. Ctrl-C stops waiting
         only: the work runs on. With ``timeout_s``, raises TimeoutError (naming the progress) when it passes."""
+        return self._follow(lambda current: current.done, progress, display, poll_s, timeout_s)
+
+    def _follow(self, settled: Callable[[Progress], bool], progress: bool, display: Display | None,
+                poll_s: float | None, timeout_s: float | None) -> Progress:
         display = display or (default_display() if progress else None)
-        return follow(self.status, self._settled(), f"{self.noun} {self.name!r}", display,
+        return follow(self.status, settled, f"{self.noun} {self.name!r}", display,
                       poll_s or (display.interval_s if display is not None else self.poll_s), timeout_s)
 
     def _failure_reasons(self, states: MemberStates) -> dict[int, str]:
