@@ -12,7 +12,7 @@ bench/big_model.py; 24 h). Side by side, in one run, per model:
 - CloudBurst's workers (files/images/worker/runner.py running the example env) on the warm engine, members in
   batches the client sizes (about 3 s, at most an eighth of the ensemble), each batch's summaries and status
   stored in the results store on an Nginx started here and recorded in Redis; on Net3 also on wntr's file path
-  (CLOUDBURST_ENGINE=file), as before the warm engine.
+  (the scenario's ``run.epanet: "2.2"``), as before the warm engine.
 
 Prints wall time, members per second and the ratios, median of the rounds (interleaved).
 
@@ -136,10 +136,11 @@ def run_bare(path: str, duration_s: int | None, scenarios: list[tuple[float, flo
         return time.perf_counter() - started
 
 
-def job(member: int, factors: tuple[float, float], model_url: str, sha256: str, duration_s: int | None) -> dict:
+def job(member: int, factors: tuple[float, float], model_url: str, sha256: str, duration_s: int | None,
+        epanet: str = "2.3.5") -> dict:
     return {"schema": "cloudburst.job/1", "ensemble": "bench", "member": member, "seed": 2024,
             "input": {"url": model_url, "sha256": sha256},
-            "run": {**({} if duration_s is None else {"duration_s": duration_s}),
+            "run": {**({} if duration_s is None else {"duration_s": duration_s}), "epanet": epanet,
                     "alterations": [{"type": "demand_scale", "factor": factors[0]},
                                     {"type": "pipe_property", "property": "roughness", "factor": factors[1]}]}}
 
@@ -218,8 +219,8 @@ def main() -> None:
                               "bare": lambda: run_bare(str(path), duration_s, scenarios, args.processes),
                               "warm": lambda: run_cloudburst(jobs, args.processes, redis_url, writing, size)}
                 if model == "net3":
-                    contenders["file"] = lambda: run_cloudburst(jobs, args.processes, redis_url,
-                                                                {**writing, "CLOUDBURST_ENGINE": "file"}, size)
+                    file_jobs = [{**document, "run": {**document["run"], "epanet": "2.2"}} for document in jobs]
+                    contenders["file"] = lambda: run_cloudburst(file_jobs, args.processes, redis_url, writing, size)
                 timings: dict[str, list[float]] = {name: [] for name in contenders}
                 for _ in range(args.rounds):  # interleaved, so drifts in machine load touch all alike
                     for name, measure in contenders.items():

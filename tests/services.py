@@ -67,8 +67,10 @@ class InfluxServer:
 
 @contextlib.contextmanager
 def influxdb(directory: Path, auth: bool = False, http_port: int | None = None,
-             max_series: int | None = None, max_values_per_tag: int | None = None) -> Iterator[InfluxServer]:
-    """Debian's influxd on free loopback ports with the tsi1 index; the cardinality limits lowered when asked."""
+             max_series: int | None = None, max_values_per_tag: int | None = None,
+             index: str = "tsi1") -> Iterator[InfluxServer]:
+    """Debian's influxd on free loopback ports with the tsi1 index (as the stack runs it); the cardinality limits
+    lowered when asked, which InfluxDB 1.6 applies with the ``inmem`` index only."""
     http_port, rpc_port = http_port or free_port(), free_port()
     limits = "".join(f"\n  {key} = {value}" for key, value in (("max-series-per-database", max_series),
                                                              ("max-values-per-tag", max_values_per_tag)) if value)
@@ -81,7 +83,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 [data]
   dir = "{directory}/data"
   wal-dir = "{directory}/wal"
-  index-version = "tsi1"
+  index-version = "{index}"
   query-log-enabled = false{limits}
 [http]
   bind-address = "127.0.0.1:{http_port}"

@@ -1,4 +1,4 @@
-"""Every alteration type, stored by the engine, equals a reference run written with plain wntr calls (no
+"""Every alteration type, stored by the file path (a scenario's ``run.epanet: "2.2"``), equals a reference run written with plain wntr calls (no
 CloudBurst code on the reference side: a wrong alteration cannot be applied identically on both sides), bit for
 bit for every stored value, and each summary metric equals the one computed from the reference's results. A
 negative control nudges a drawn value by 1e-9 on the reference side and must make the comparison fail."""
@@ -37,7 +37,7 @@ def stored(results_store, net3, model_session, tmp_path_factory) -> Callable[[di
         member = next(_members)
         batch = make_batch("reference", [{
             "schema": "cloudburst.job/1", "ensemble": "reference", "member": member, "seed": 1,
-            "input": {**net3, "start_time_utc": "2024-01-01T00:00:00Z"}, "run": {"duration_s": 24 * HOUR, **run},
+            "input": {**net3, "start_time_utc": "2024-01-01T00:00:00Z"}, "run": {"duration_s": 24 * HOUR, "epanet": "2.2", **run},
             "output": {"series": series}}])
         run_batch(batch, cache, results_store, None)
         row, frame = stored_batch(results_store, "reference", batch["batch"])

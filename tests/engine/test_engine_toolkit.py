@@ -31,6 +31,10 @@ HOUR = 3600
 GPM = FlowUnits.GPM  # Net3's flow units
 _members = itertools.count()
 NODE_BLOCKS = {"demand": 0, "head": 1, "pressure": 2, "quality": 3}
+LINK_BLOCKS = {"flowrate": 0, "velocity": 1, "headloss": 2, "status": 4}
+# EPANET's link status codes (0 XHEAD, 1 TEMPCLOSED, 2 CLOSED, 3 OPEN, 4 ACTIVE, 5-7 XFLOW, XFCV, XPRESSURE) as
+# wntr's LinkStatus reads them: closed 0, open 1, active 2.
+STATUS_OF_CODE = {0: 0, 1: 0, 2: 0, 3: 1, 4: 2, 5: 1, 6: 1, 7: 1}
 TO_SI = {"demand": HydParam.Demand, "head": HydParam.HydraulicHead, "pressure": HydParam.Pressure}
 
 
@@ -52,29 +56,41 @@ def stored(results_store, net3, warm_cache, engine) -> Callable[..., dict]:
     store holds: {"series": {attribute: frame (time x node)}, "row": the member's status and summary}."""
     from test_engine import stored_batch, values
 
-    def run(run: dict, attributes: list[str], warm: bool = True, output: dict | None = None) -> dict:
+    def run(run: dict, attributes: list[str], warm: bool = True, output: dict | None = None,
+            links: list[str] | None = None, source: dict | None = None) -> dict:
+        series = [{"element": "node", "attributes": attributes}]
+        if links:
+            series.append({"element": "link", "attributes": links})
         batch = make_batch("toolkit", [{
             "schema": "cloudburst.job/1", "ensemble": "toolkit", "member": next(_members), "seed": 1,
-            "input": {**net3, "start_time_utc": "2024-01-01T00:00:00Z"}, "run": {"duration_s": 24 * HOUR, **run},
-            "output": {"series": [{"element": "node", "attributes": attributes}], **(output or {})}}])
-        run_batch(batch, warm_cache, results_store, None, engine if warm else None)
+            "input": {**(source or net3), "start_time_utc": "2024-01-01T00:00:00Z"},
+            "run": {"duration_s": 24 * HOUR, **({} if warm else {"epanet": "2.2"}), **run},
+            "output": {"series": series, **(output or {})}}])
+        run_batch(batch, warm_cache, results_store, None, engine)
         row, frame = stored_batch(results_store, "toolkit", batch["batch"])
-        return {"series": {attribute: values(frame, attribute) for attribute in attributes}, "row": row}
+        node = frame[frame[fmt.KIND] == fmt.NODE]
+        link = frame[frame[fmt.KIND] == fmt.LINK]
+        return {"series": {attribute: values(node, attribute) for attribute in attributes},
+                "links": {attribute: values(link, attribute) for attribute in links or []}, "row": row}
     return run
 
 
-def _read_output(path: Path) -> dict[str, pd.DataFrame]:
-    """EPANET's binary output file (toolkit manual, "Output File Format"): node blocks per report period."""
+def _read_output(path: Path, kind: str = "node") -> dict[str, pd.DataFrame]:
+    """EPANET's binary output file (toolkit manual, "Output File Format"): node (or link) blocks per report
+    period."""
     raw = np.fromfile(path, dtype=np.uint8)
     prolog = raw[:60].view(np.int32)
     nodes, links = int(prolog[2]), int(prolog[4])
     start, step = int(prolog[12]), int(prolog[13])
-    names = [bytes(raw[884 + 32 * i:884 + 32 * (i + 1)]).rstrip(b"\0").decode() for i in range(nodes)]
+    names = [bytes(raw[884 + 32 * i:884 + 32 * (i + 1)]).rstrip(b"\0").decode() for i in range(nodes + links)]
     periods = int(raw[-12:-8].view(np.int32)[0])
     width = 4 * nodes + 8 * links
     data = raw[len(raw) - 28 - periods * width * 4:len(raw) - 28].view(np.float32).reshape(periods, width)
     times = [start + k * step for k in range(periods)]
-    return {name: pd.DataFrame(data[:, block * nodes:(block + 1) * nodes], index=times, columns=names)
+    if kind == "link":
+        return {name: pd.DataFrame(data[:, 4 * nodes + block * links:4 * nodes + (block + 1) * links], index=times,
+                                   columns=names[nodes:]) for name, block in LINK_BLOCKS.items()}
+    return {name: pd.DataFrame(data[:, block * nodes:(block + 1) * nodes], index=times, columns=names[:nodes])
             for name, block in NODE_BLOCKS.items()}
 
 
@@ -97,6 +113,26 @@ def save_run(project) -> None:
     tk.deleteproject(project)
 
 
+def reference_links(alter: Callable[[object], None], tmp_path: Path) -> dict[str, pd.DataFrame]:
+    """Net3 for 24 h altered by plain owa-epanet calls; EPANET's own output file's link blocks, converted to SI with
+    wntr's unit tables: headloss per 1,000 length units for pipes, a length for pumps and valves."""
+    out = tmp_path / f"reference-{next(_members)}.out"
+    project = tk.createproject()
+    tk.open(project, str(NET3), "/dev/null", str(out))
+    tk.settimeparam(project, tk.DURATION, 24 * HOUR)
+    pipes = np.array([tk.getlinktype(project, link) in (tk.PIPE, tk.CVPIPE)
+                      for link in range(1, tk.getcount(project, tk.LINKCOUNT) + 1)])
+    alter(project)
+    save_run(project)
+    frames = _read_output(out, "link")
+    headloss = frames["headloss"].copy()
+    headloss.loc[:, pipes] = HydParam.HeadLoss._to_si(GPM, frames["headloss"].loc[:, pipes])
+    headloss.loc[:, ~pipes] = HydParam.Length._to_si(GPM, frames["headloss"].loc[:, ~pipes])
+    return {"flowrate": HydParam.Flow._to_si(GPM, frames["flowrate"]),
+            "velocity": HydParam.Velocity._to_si(GPM, frames["velocity"]), "headloss": headloss,
+            "status": frames["status"].apply(lambda column: column.map(lambda code: STATUS_OF_CODE[int(code)]))}
+
+
 def reference(alter: Callable[[object], None], tmp_path: Path, quality: str = "none") -> dict[str, pd.DataFrame]:
     """Net3 for 24 h altered by plain owa-epanet calls; EPANET's own output file, converted to SI by wntr."""
     out = tmp_path / f"reference-{next(_members)}.out"
@@ -116,12 +152,12 @@ def reference(alter: Callable[[object], None], tmp_path: Path, quality: str = "n
     return converted
 
 
-def differences(engine: dict, expected: dict[str, pd.DataFrame]) -> int:
+def differences(engine: dict, expected: dict[str, pd.DataFrame], kind: str = "series") -> int:
     """How many stored values are not bit-identical to the reference's (float32 widened to float64)."""
     count = 0
-    for attribute, frame in engine["series"].items():
+    for attribute, frame in engine[kind].items():
         reference_frame = expected[attribute].loc[frame.index, frame.columns]
-        assert frame.shape == (25, 97), f"{attribute}: {frame.shape}"
+        assert frame.shape == (25, 97 if kind == "series" else 119), f"{attribute}: {frame.shape}"
         count += int((frame.to_numpy(np.float64).view(np.int64)
                       != reference_frame.to_numpy(np.float64).view(np.int64)).sum())
     return count
@@ -304,17 +340,89 @@ def test_pressure_driven_demand_equals_the_reference_and_reports_service(stored,
     assert 0.0 < engine["row"]["water_service_availability"] < 1.0
 
 
-def test_jobs_the_toolkit_cannot_match_run_on_the_file_path_and_say_why(stored, results_store, net3, warm_cache,
-                                                                         engine):
-    from test_engine import stored_batch
-    batch = make_batch("toolkit", [{
-        "schema": "cloudburst.job/1", "ensemble": "toolkit", "member": next(_members),
-        "input": net3, "run": {"duration_s": 2 * HOUR},
-        "output": {"series": [{"element": "link", "attributes": ["flowrate"], "ids": ["10"]}]}}])
-    run_batch(batch, warm_cache, results_store, None, engine)
-    row, frame = stored_batch(results_store, "toolkit", batch["batch"])
-    assert row["status"] == fmt.FINISHED and row["engine"] == "file" and row["epanet_version"] == "2.2"
-    assert "link series" in row["engine_reason"] and len(frame) == 3
+LINKS = ["flowrate", "velocity", "headloss", "status"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_link_series_store_exactly_what_epanet_writes_for_links_and_leave_node_values_as_they_were(
+        stored, tmp_path, case):
+    """Link series run on the warm engine (EPANET 2.3.5, like node series): closed links' flows and the headloss per
+    1,000 units are the output file's own, and asking for them changes no node value."""
+    alterations, alter = CASES[case]
+    with_links = stored({"alterations": alterations}, ATTRIBUTES, links=LINKS)
+    assert with_links["row"]["engine"] == "toolkit" and with_links["row"]["epanet_version"] == tk_version()
+    assert differences(with_links, reference_links(alter, tmp_path), "links") == 0
+    without = stored({"alterations": alterations}, ATTRIBUTES)
+    for attribute in ATTRIBUTES:
+        assert with_links["series"][attribute].equals(without["series"][attribute]), attribute
+    assert with_links["row"]["pressure_min"] == without["row"]["pressure_min"]
+
+
+def test_a_link_value_nudged_by_1e_9_on_the_reference_side_fails_the_comparison(stored, tmp_path):
+    alterations, alter = CASES["pipe_property"]
+    engine = stored({"alterations": alterations}, ["pressure"], links=LINKS)
+    assert differences(engine, reference_links(lambda project: alter(project, 1e-9), tmp_path), "links") > 0
+
+
+def test_closed_links_hold_the_solvers_flow_not_the_getters_zero(stored, tmp_path):
+    """Pump 335 closed for ten hours: EPANET's getter reports 0 flow, its output file (and the store) the solver's."""
+    alterations, alter = CASES["pump_outage"]
+    flows = stored({"alterations": alterations}, ["pressure"], links=["flowrate", "status"])["links"]
+    closed = flows["status"]["335"] == 0
+    assert closed.sum() >= 10
+    assert (flows["flowrate"]["335"][closed] != 0).all()  # the solver's residual flow through a closed link
+
+
+# The demo's member 166 (Net3, 24 h): the tank empties, where EPANET 2.2 and 2.3.5 part by metres.
+MEMBER_166 = [{"type": "demand_scale", "factor": 1.1831}, {"type": "pipe_property", "property": "roughness",
+                                                           "factor": 0.7031}]
+
+
+def test_the_demo_member_166_gives_one_minimum_on_every_path_of_its_epanet(stored, net3, tmp_path):
+    """Node series only, node and link series, or the model inline: the same EPANET, the same minimum pressure;
+    only asking for EPANET 2.2 (the whole ensemble's choice) gives 2.2's."""
+    import wntr
+    node_only = stored({"alterations": MEMBER_166}, ["pressure"])
+    with_links = stored({"alterations": MEMBER_166}, ["pressure"], links=["flowrate", "headloss"])
+    inline = stored({"alterations": MEMBER_166}, ["pressure"],
+                    source={"inline": wntr.network.to_dict(wntr.network.WaterNetworkModel(str(NET3)))})
+    file_path = stored({"alterations": MEMBER_166}, ["pressure"], warm=False)
+    rows = [node_only["row"], with_links["row"], inline["row"]]
+    assert {(row["status"], row["engine"], row["epanet_version"]) for row in rows} == {
+        (fmt.FINISHED, "toolkit", tk_version())}
+    assert node_only["row"]["pressure_min"] == with_links["row"]["pressure_min"]
+    assert node_only["series"]["pressure"].equals(with_links["series"]["pressure"])
+    # wntr writes the inline model's .inp with its own number formats: the same network to float32 noise.
+    assert abs(inline["row"]["pressure_min"] - node_only["row"]["pressure_min"]) < 1e-3
+    assert (file_path["row"]["engine"], file_path["row"]["epanet_version"]) == ("file", "2.2")
+    assert abs(file_path["row"]["pressure_min"] - node_only["row"]["pressure_min"]) > 1.0
+
+
+def test_a_model_epanet_cannot_solve_fails_its_members_saying_the_other_version_exists(
+        stored, model_dir, model_server):
+    """Net3 with an island of two junctions and no source: EPANET cannot solve it (Error 110); the member fails with
+    EPANET's words and the sentence naming the other version, and never runs on 2.2 unasked; asked for 2.2, the
+    sentence names 2.3.5. A file EPANET 2.3.5 does not open says the same."""
+    import hashlib
+
+    def served(text: str) -> dict:
+        data = text.encode()
+        sha = hashlib.sha256(data).hexdigest()
+        (model_dir / f"{sha}.inp").write_bytes(data)
+        return {"url": f"{model_server}/{sha}.inp", "sha256": sha}
+    island = served(NET3.read_text().replace("[PIPES]", "[PIPES]\n ISLAND_PIPE ISLAND_A ISLAND_B 1000 12 100 0 Open", 1)
+                    .replace("[JUNCTIONS]", "[JUNCTIONS]\n ISLAND_A 10 5\n ISLAND_B 10 5", 1))
+    row = stored({}, ["pressure"], source=island)["row"]
+    assert row["status"] == fmt.FAILED and row["engine"] == "toolkit" and row["epanet_version"] == tk_version()
+    assert "Error 110: cannot solve network hydraulic equations" in row["error"]
+    assert 'run: {epanet: "2.2"}' in row["error"], row["error"]
+    row = stored({}, ["pressure"], source=island, warm=False)["row"]
+    assert row["status"] == fmt.FAILED and (row["engine"], row["epanet_version"]) == ("file", "2.2")
+    assert "Error 110" in row["error"] and 'run: {epanet: "2.3.5"}' in row["error"], row["error"]
+    unopened = served(NET3.read_text().replace("[PIPES]", "[PIPES]\n SELF_PIPE 10 10 1000 12 100 0 Open", 1))
+    row = stored({}, ["pressure"], source=unopened)["row"]
+    assert row["status"] == fmt.FAILED and row["epanet_version"] == tk_version()
+    assert "does not open the model" in row["error"] and 'run: {epanet: "2.2"}' in row["error"], row["error"]
 
 
 def tk_version() -> str:
@@ -339,11 +447,11 @@ def test_a_member_that_stops_balancing_is_unbalanced_not_failed_and_continue_kee
         results_store, stiff_net3, warm_cache, engine, warm):
     from test_engine import stored_batch
     documents = [{"schema": "cloudburst.job/1", "ensemble": "stiff", "member": member, "input": stiff_net3,
-                  "run": {"duration_s": 6 * HOUR, **run}, "output": {"series": [{"element": "node",
+                  "run": {"duration_s": 6 * HOUR, **({} if warm else {"epanet": "2.2"}), **run}, "output": {"series": [{"element": "node",
                                                                                   "attributes": ["pressure"]}]}}
                  for member, run in enumerate([{}, {"unbalanced": "continue"}])]
     batch = make_batch("stiff", documents)
-    outcome = run_batch(batch, warm_cache, results_store, None, engine if warm else None)
+    outcome = run_batch(batch, warm_cache, results_store, None, engine)
     assert outcome.unbalanced.keys() == {0} and outcome.finished == [1] and not outcome.failed
     assert "0:00:00" in outcome.unbalanced[0]
     rows = member_rows_of(results_store, batch["batch"])

@@ -1,6 +1,7 @@
 """Models EPANET opens and wntr 1.5's .inp reader does not (a rule `IF SYSTEM CLOCKTIME >= 6 AM`): accepted, checked
 without their rules, run on EPANET's toolkit with them (bit for bit against owa-epanet's own run of the same
-file); refused, with a sentence naming wntr's parser and what to do, where wntr would have to run them; and a file
+file); refused, with a sentence naming wntr's parser and what to do, where the scenario asks for wntr's path (EPANET 2.2 or
+wntr's solver), link series included as they run on the warm engine; and a file
 EPANET itself refuses is called invalid with EPANET's words."""
 from __future__ import annotations
 
@@ -79,15 +80,23 @@ def test_a_model_only_epanet_reads_is_accepted_and_runs_with_its_rules(cluster, 
     assert np.abs(stored["2"].to_numpy(np.float64) - without["2"].to_numpy(np.float64)).max() > 1.0
 
 
-def test_a_scenario_that_needs_wntr_on_such_a_model_is_refused_naming_wntrs_parser(cluster, tmp_path):
+def test_link_series_on_such_a_model_are_accepted_they_run_on_the_warm_engine(cluster, tmp_path):
     path = clock_rule_model(tmp_path)
     links = {**SCENARIO, "output": {"series": [{"element": "link", "attributes": ["flowrate"], "ids": ["9"]}]}}
+    plan = cloudburst.Client(client_settings(cluster)).check_submission(path, links, name="clock-links")
+    assert plan["members"] == 2
+
+
+@pytest.mark.parametrize("run", [{"epanet": "2.2"}, {"simulator": "wntr"}], ids=["epanet-2.2", "wntr-solver"])
+def test_a_scenario_that_needs_wntr_on_such_a_model_is_refused_naming_wntrs_parser(cluster, tmp_path, run):
+    path = clock_rule_model(tmp_path)
+    on_wntr = {**SCENARIO, "run": {**SCENARIO["run"], **run}}
     client = cloudburst.Client(client_settings(cluster))
     with pytest.raises(InputError) as refused:
-        client.check_submission(path, links, name="clock-links")
+        client.check_submission(path, on_wntr, name="clock-wntr")
     message = str(refused.value)
     assert "wntr's .inp parser cannot read the model's [RULES] (could not convert string to float: '6 AM')" in message
-    assert "Ask for node series" in message and "link series" in message
+    assert 'run: {epanet: "2.3.5"}' in message
     assert client.records.names() == []
 
 

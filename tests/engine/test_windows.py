@@ -43,23 +43,22 @@ def model_with(tmp_path: Path, pattern_step: str = "1:00", pattern_start: str = 
 
 @pytest.fixture
 def run_fire(results_store, model_dir, model_server, warm_cache, engine):
-    """The member (a fire flow at node 123 from start_s to end_s) on the warm engine, or on the file path (it asks
-    for a link series too); the stored pressures, a row per report time and a column per node."""
+    """The member (a fire flow at node 123 from start_s to end_s) on the warm engine, or on the file path (EPANET
+    2.2); the stored pressures, a row per report time and a column per node."""
     def run(model: Path, duration_s: int, start_s: int, end_s: int, warm: bool) -> pd.DataFrame:
         data = model.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
         (model_dir / f"{sha}.inp").write_bytes(data)
         series = [{"element": "node", "attributes": ["pressure"]}]
-        if not warm:
-            series.append({"element": "link", "attributes": ["flowrate"], "ids": ["10"]})
         batch = make_batch("windows", [{
             "schema": "cloudburst.job/1", "ensemble": "windows", "member": next(_members), "seed": 1,
             "input": {"url": f"{model_server}/{sha}.inp", "sha256": sha, "start_time_utc": "2024-01-01T00:00:00Z"},
-            "run": {"duration_s": duration_s, "alterations": [{"type": "fire_flow", "node": FIRE_NODE,
+            "run": {"duration_s": duration_s, **({} if warm else {"epanet": "2.2"}),
+                    "alterations": [{"type": "fire_flow", "node": FIRE_NODE,
                                                                "flow_m3s": FIRE_M3S, "start_s": start_s,
                                                                "end_s": end_s}]},
             "output": {"series": series}}])
-        outcome = run_batch(batch, warm_cache, results_store, None, engine if warm else None)
+        outcome = run_batch(batch, warm_cache, results_store, None, engine)
         assert outcome.finished, outcome
         _, frame = stored_batch(results_store, "windows", batch["batch"])
         return values(frame, "pressure")
@@ -150,11 +149,10 @@ def test_members_dated_00_00_and_06_00_start_the_models_clock_at_their_time_of_d
     stored = {}
     for warm in (True, False):
         for document in documents:
-            if not warm:  # a link series: wntr's file path
-                document = {**document, "output": {"series": [*scenario["output"]["series"], {
-                    "element": "link", "attributes": ["flowrate"], "ids": ["10"]}]}}
+            if not warm:  # EPANET 2.2: wntr's file path
+                document = {**document, "run": {**document["run"], "epanet": "2.2"}}
             batch = make_batch("rolling", [document])
-            run_batch(batch, warm_cache, results_store, None, engine if warm else None)
+            run_batch(batch, warm_cache, results_store, None, engine)
             stored[warm, document["member"]] = values(stored_batch(results_store, "rolling", batch["batch"])[1],
                                                       "pressure")
     midnight = reference(NET3, 24 * HOUR, None, tmp_path)

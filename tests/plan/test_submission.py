@@ -53,3 +53,28 @@ def test_alternatives_plan_an_ensemble_per_variant_and_name_each(model):
 def test_a_scenario_that_is_not_a_mapping_is_refused():
     with pytest.raises(InputError, match="a scenario holds a mapping"):
         submission.read_scenario(["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+def test_a_model_epanet_2_3_5_does_not_open_is_refused_saying_2_2_exists_and_planned_when_2_2_is_chosen(tmp_path):
+    """EPANET 2.3.5 refuses a pipe from a node to itself (Error 200 with its line); 2.2 opens the file. Refused
+    before anything is drawn into the queue, never silently moved to the other version."""
+    path = tmp_path / "self-pipe.inp"
+    path.write_text(NET3.read_text().replace("[PIPES]", "[PIPES]\n SELF_PIPE 10 10 1000 12 100 0 Open", 1))
+    model = submission.read_model(path)
+    with pytest.raises(InputError) as refused:
+        submission.plan_submission(model, {**BASE, "batch": {"members": 2}}, "self", None, WHERE, "cloudburst")
+    message = str(refused.value)
+    assert "$.run" in message and "EPANET 2.3.5 does not open the model" in message
+    assert 'run: {epanet: "2.2"}' in message
+    on_2_2 = {**BASE, "batch": {"members": 2}, "run": {**BASE["run"], "epanet": "2.2"}}
+    plan = submission.plan_submission(model, on_2_2, "self", None, WHERE, "cloudburst")
+    assert isinstance(plan, submission.EnsemblePlan)
+    assert {document["run"]["epanet"] for document in plan.drawn.documents} == {"2.2"}
+
+
+@pytest.mark.parametrize("run", [{"epanet": "2.2"}, {"simulator": "wntr"}])
+def test_a_study_is_refused_on_wntrs_file_path(model, run):
+    scenario = {**BASE, "run": {**BASE["run"], **run},
+                "study": {"type": "fire_flow", "hydrants": ["15"], "start_s": 0, "duration_s": 3600}}
+    with pytest.raises(InputError, match=r"\$\.run: a fire_flow study runs on EPANET 2\.3\.5's toolkit"):
+        submission.plan_submission(model, scenario, "fire", None, WHERE, "cloudburst")

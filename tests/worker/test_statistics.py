@@ -40,8 +40,22 @@ def test_percentiles_are_influxdbs_nearest_rank_for_every_count_and_percentile(i
 
 @pytest.fixture
 def limited_influx(tmp_path_factory):
-    with influxdb(tmp_path_factory.mktemp("limited"), auth=True, max_series=1000, max_values_per_tag=1000) as server:
+    """InfluxDB with its limits lowered to 1,000 series per database and 1,000 values per tag; the ``inmem`` index,
+    the only one with which InfluxDB 1.6 enforces them."""
+    with influxdb(tmp_path_factory.mktemp("limited"), auth=True, max_series=1000, max_values_per_tag=1000,
+                  index="inmem") as server:
         yield server
+
+
+def test_the_lowered_limits_bind_a_series_per_member_is_a_partial_write(limited_influx):
+    """The negative control: what the store did before (a series per member) is refused past the limit."""
+    import requests
+    limited_influx.query("CREATE DATABASE per_member")
+    lines = "\n".join(f"pressure,member={member} v=1.0 1" for member in range(1500))
+    response = requests.post(f"{limited_influx.url}/write", params={"db": "per_member"}, data=lines,
+                             auth=("admin", "admin-secret"), timeout=30)
+    assert response.status_code == 400 and "partial write" in response.text, response.text
+    assert "max-values-per-tag limit exceeded" in response.text or "max-series-per-database" in response.text
 
 
 def test_an_ensemble_past_influxdbs_lowered_limits_is_stored_whole(tmp_path, limited_influx):

@@ -7,7 +7,6 @@ settings come from the worker container's environment (``cloudburst.worker``).
 """
 from __future__ import annotations
 
-import os
 import socket
 import tempfile
 from typing import Any
@@ -18,8 +17,9 @@ from rq import get_current_job
 from cloudburst import worker as cloudburst_worker
 
 _cache = cloudburst_worker.model_cache()
-# Models stay open in this process's EPANET toolkit between jobs (CLOUDBURST_ENGINE=file: wntr's file path only).
-_engine = cloudburst_worker.WarmEngine(_cache) if os.environ.get("CLOUDBURST_ENGINE", "toolkit") == "toolkit" else None
+# Models stay open in this process's EPANET toolkit between jobs (members whose scenario chose EPANET 2.2 run on
+# wntr's file path instead).
+_engine = cloudburst_worker.WarmEngine(_cache)
 _results = cloudburst_worker.results_store()
 _statistics = cloudburst_worker.influx_writer()
 

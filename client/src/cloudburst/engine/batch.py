@@ -11,6 +11,7 @@ then writes the same files, so no member is run twice for it or stored twice.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -34,19 +35,19 @@ from cloudburst.engine.checks import check_job
 from cloudburst.engine.epanet_output import reader_for
 from cloudburst.engine.models import file_path_refusal, load_model
 from cloudburst.engine.results import Frames, SeriesBlock, results_needed, series_blocks, summary_fields, water_service
-from cloudburst.engine.warm import WarmEngine, file_path_reason
+from cloudburst.engine.warm import OTHER_EPANET, WarmEngine, file_path_reason
 from cloudburst.errors import InputError, MemberFailed, MemberUnbalanced
 from cloudburst.schema import resultformat as fmt
 from cloudburst.schema.batch import BatchJob, parse_batch
 from cloudburst.schema.defaults import DEFAULT_START
-from cloudburst.schema.job import MemberId, Run, parse_job, parse_start
+from cloudburst.schema.job import EPANET_FILE, EPANET_WARM, MemberId, Run, parse_job, parse_start
 from cloudburst.schema.resultformat import encode
 from cloudburst.state.ledger import BatchOutcome, Ledger
 from cloudburst.state.models import ModelCache
 from cloudburst.state.store import ResultsStore
 from cloudburst.version import __version__
 
-EPANET_VERSION = 2.2  # the library wntr's file path runs
+EPANET_VERSION = float(EPANET_FILE)  # the library wntr's file path runs (wntr's ``run_sim`` takes a number)
 # How often a running batch keeps its finished members in Redis (one command each time).
 CHECKPOINT_EVERY_S = 1.0
 # How wntr's readers and simulator say a run stopped balancing (UNBALANCED STOP): "... did not converge at time 5:00:00"
@@ -64,7 +65,9 @@ def simulate(run: Run, wn: wntr.network.WaterNetworkModel,
     try:
         if run.simulator == "wntr":
             return wntr.sim.WNTRSimulator(wn).run_sim(convergence_error=True)
-        with tempfile.TemporaryDirectory(prefix="cloudburst-") as workdir:
+        # EPANET 2.2 names its scratch files in the working directory and leaves them when a run fails: the run's
+        # own directory takes them too.
+        with tempfile.TemporaryDirectory(prefix="cloudburst-") as workdir, contextlib.chdir(workdir):
             simulator = wntr.sim.EpanetSimulator(wn, reader=reader_for(*needed) if needed else None)
             return simulator.run_sim(file_prefix=str(Path(workdir) / "run"), version=EPANET_VERSION,
                                      convergence_error=True)
@@ -77,18 +80,40 @@ def simulate(run: Run, wn: wntr.network.WaterNetworkModel,
             at = stopped.group(0).split()[-1]
             raise MemberUnbalanced(hours * 3600 + minutes * 60 + seconds,
                                    f"the hydraulics did not balance at {at}: {error}") from None
-        raise MemberFailed(f"the simulation failed: {error}") from None
+        other = f". {OTHER_EPANET[EPANET_FILE]}" if run.simulator == "epanet" else ""
+        raise MemberFailed(f"the simulation failed: {error}{other}") from None
 
 
 def _sha256_of_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _epanet_version(document: dict[str, Any], engine: str) -> str:
+    """The EPANET a member ran on (or was to run on): the scenario's choice; none for wntr's own simulator."""
+    run = document.get("run")
+    run = run if isinstance(run, dict) else {}
+    if run.get("simulator", "epanet") != "epanet":
+        return ""
+    return toolkit.VERSION if engine == warm.ENGINE else EPANET_FILE
+
+
+def _engine_chosen(document: dict[str, Any]) -> dict[str, str]:
+    """The engine a member's scenario chose, read from the raw document (also for a job that is not valid)."""
+    run = document.get("run")
+    run = run if isinstance(run, dict) else {}
+    if run.get("simulator", "epanet") != "epanet":
+        return {"engine": FILE_ENGINE, "engine_reason": warm.WNTR_SOLVER_CHOSEN}
+    if run.get("epanet", EPANET_WARM) == EPANET_FILE:
+        return {"engine": FILE_ENGINE, "engine_reason": warm.EPANET_FILE_CHOSEN}
+    return {"engine": warm.ENGINE, "engine_reason": ""}
+
+
 def status_fields(document: dict[str, Any], *, status: str, error: str = "", runtime_s: float,
                   points: int = 0, engine: str = FILE_ENGINE, engine_reason: str = "",
                   warnings: str = "") -> dict[str, Any]:
-    """A member's status row: outcome and provenance. ``engine``: "toolkit" (the warm engine, EPANET 2.3) or
-    "file" (wntr's file path, EPANET 2.2, or wntr's own simulator), with ``engine_reason`` why not the toolkit."""
+    """A member's status row: outcome and provenance. ``engine``: "toolkit" (the warm engine, EPANET 2.3.5) or
+    "file" (wntr's file path: EPANET 2.2 or wntr's own simulator, as the scenario chose), with ``engine_reason``
+    the choice."""
     source: dict[str, Any] = document["input"] if isinstance(document.get("input"), dict) else {}
     return {
         "status": status,
@@ -99,7 +124,7 @@ def status_fields(document: dict[str, Any], *, status: str, error: str = "", run
         "schema": str(document.get("schema")),
         "cloudburst_version": __version__,
         "wntr_version": wntr.__version__,
-        "epanet_version": toolkit.VERSION if engine == warm.ENGINE else str(EPANET_VERSION),
+        "epanet_version": _epanet_version(document, engine),
         "simulator": str((document.get("run") or {}).get("simulator", "epanet")),
         "engine": engine,
         "engine_reason": engine_reason,
@@ -158,22 +183,26 @@ def _identity(document: Any) -> tuple[int, int]:
 
 
 def run_member(document: dict[str, Any], cache: ModelCache, engine: WarmEngine | None = None) -> MemberResult:
-    """Run one member, on the warm ``engine`` when given and the job allows it, else on wntr's file path; a
-    member that cannot run comes back ``failed`` with its reason (never raises for it)."""
+    """Run one member on the engine its scenario chose (``run.epanet``): the warm ``engine`` (one is opened for
+    this member when none is given) or wntr's file path; a member that cannot run comes back ``failed`` with its
+    reason (never raises for it)."""
     started = time.perf_counter()
-    provenance: dict[str, Any] = {"engine": FILE_ENGINE, "engine_reason": "no warm engine in this process"}
+    provenance: dict[str, Any] = _engine_chosen(document if isinstance(document, dict) else {})
     try:
         job = parse_job(document)
-        reason = (file_path_reason(job) or engine.refusal(job.input)) if engine is not None \
-            else provenance["engine_reason"]
-        if reason is None and engine is not None:
-            provenance = {"engine": warm.ENGINE, "engine_reason": ""}
-            blocks, summary, capture = engine.run(job)
+        reason = file_path_reason(job)
+        if reason is None:
+            own_engine = engine is None
+            engine = engine if engine is not None else WarmEngine(cache)
+            try:
+                blocks, summary, capture = engine.run(job)
+            finally:
+                if own_engine:
+                    engine.close()
             record = status_fields(document, status=fmt.FINISHED, runtime_s=time.perf_counter() - started,
                                    points=sum(block.size for block in blocks), warnings=capture.warning_text(),
                                    **provenance)
             return MemberResult(job.member, job.start_timestamp, record, summary, blocks)
-        provenance["engine_reason"] = reason
         wn = load_model(job.input, cache)
         refusal = file_path_refusal(wn, reason)
         if refusal is not None:

@@ -84,9 +84,9 @@ def file_path_refusal(wn: wntr.network.WaterNetworkModel, file_path_reason: str 
     if file_path_reason is None or unread is None:
         return None
     return (f"these members run on wntr's file path ({file_path_reason}), and wntr's .inp parser cannot read the "
-            f"model's [RULES] ({unread}): they would run without them. Ask for node series of pressure, head, demand "
-            "or quality only (the warm engine runs the model as EPANET reads it), or rewrite the rules in a form "
-            "wntr 1.5 reads")
+            f"model's [RULES] ({unread}): they would run without them. Run them on EPANET 2.3.5 (`run: {{epanet: "
+            '"2.3.5"}`, the default: the warm engine runs the model as EPANET reads it), or rewrite the rules in a '
+            "form wntr 1.5 reads")
 
 
 class _WntrCannot(Exception):

@@ -10,13 +10,20 @@ What is stored equals EPANET's own binary output file for the same project after
 bit: the toolkit's double rounded once to float32 in the model's units (EPANET's output writer does the same
 from the same in-memory state), then converted to SI by the same wntr conversion the file path applies.
 
-Jobs the toolkit cannot match run on the file path (``file_path_reason``): wntr's own simulator (leaks),
-inline models (no .inp), link series (EPANET's getters report 0 flow for closed links and total headloss where
-its output file holds the solver's flow and headloss per 1,000 units), and link status changes on valves.
+Link series are read from the output file EPANET's own writer fills during the same run (the engine's scratch
+file): EPANET's getters report 0 flow for a closed link and total headloss where its output file holds the
+solver's flow and headloss per 1,000 units, so only the file's numbers are the file's. An inline model is written
+to an .inp once and opened like any other. Every member of a scenario therefore runs on the EPANET its
+``run.epanet`` names: 2.3.5 here, or 2.2 on wntr's file path when the scenario asks for it
+(``file_path_reason``), never one or the other by what the member's outputs are.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,12 +37,12 @@ from wntr.epanet.util import FlowUnits, HydParam, MassUnits, QualParam, QualType
 
 from cloudburst.engine import toolkit, windows
 from cloudburst.engine.checks import RunTimes, check_job
-from cloudburst.engine.epanet_output import to_si
-from cloudburst.engine.models import parse_inp
+from cloudburst.engine.epanet_output import reader_for, to_si
+from cloudburst.engine.models import load_model, parse_inp
 from cloudburst.engine.results import Frames, SeriesBlock, series_blocks, summary_fields
 from cloudburst.errors import EpanetError, MemberFailed, MemberUnbalanced
 from cloudburst.schema import job as schema
-from cloudburst.schema.resultformat import NODE
+from cloudburst.schema.resultformat import LINK, NODE
 from cloudburst.state.models import ModelCache
 
 NODE_PROPERTIES = {"pressure": en.PRESSURE, "head": en.HEAD, "demand": en.DEMAND, "quality": en.QUALITY}
@@ -46,18 +53,43 @@ ENGINE = "toolkit"
 FULL_DEMAND = "full_demand"  # what a pressure-driven run's nodes asked for; read for the service summary only
 
 
+# Said with every member the chosen EPANET cannot open or solve: the other version exists, for the whole ensemble.
+OTHER_EPANET = {
+    schema.EPANET_WARM: 'EPANET 2.2 (the library wntr ships) solves some models 2.3.5 does not: `run: {epanet: "2.2"}` '
+                        "runs the whole ensemble on it",
+    schema.EPANET_FILE: 'EPANET 2.3.5 (the default, `run: {epanet: "2.3.5"}`) solves some models 2.2 does not',
+}
+
+
+# Why members run on wntr's file path: what their scenario chose.
+WNTR_SOLVER_CHOSEN = "simulator 'wntr' (wntr's own solver)"
+EPANET_FILE_CHOSEN = "EPANET 2.2, as the scenario's run.epanet asks"
+
+
 def file_path_reason(job: schema.Job) -> str | None:
-    """Why this job runs on wntr's file path instead of the warm engine; None when the engine runs it."""
-    if job.input.inline is not None:
-        return "an inline model has no .inp file for EPANET's toolkit"
+    """Why this job runs on wntr's file path instead of the warm engine (what its scenario chose, the same for every
+    member); None when the warm engine runs it."""
     if job.run.simulator == "wntr":
-        return "simulator 'wntr' (wntr's own solver)"
-    for request in job.output.series:
-        if request.element != NODE:
-            return "link series (EPANET's toolkit getters and its output file differ for closed links and headloss)"
-        unknown = set(request.attributes) - NODE_PROPERTIES.keys()
-        if unknown:
-            return f"node attributes {sorted(unknown)}"
+        return WNTR_SOLVER_CHOSEN
+    if job.run.epanet == schema.EPANET_FILE:
+        return EPANET_FILE_CHOSEN
+    return None
+
+
+def inline_sha256(inline: dict[str, Any]) -> str:
+    """An inline model's identity: the sha256 of its JSON with sorted keys (the members' provenance names it)."""
+    return hashlib.sha256(json.dumps(inline, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def opening_refusal(data: bytes) -> str | None:
+    """Why EPANET 2.3.5 does not open this .inp (saying that 2.2 exists); None when it does."""
+    with tempfile.TemporaryDirectory(prefix="cloudburst-") as scratch:
+        path = Path(scratch) / "model.inp"
+        path.write_bytes(data)
+        try:
+            toolkit.Project(path).close()
+        except EpanetError as refused:
+            return f"EPANET {toolkit.VERSION} does not open the model: {refused}. {OTHER_EPANET[schema.EPANET_WARM]}"
     return None
 
 
@@ -83,6 +115,8 @@ class OpenModel:
     path: Path
     wn: wntr.network.WaterNetworkModel
     project: toolkit.Project
+    # Where EPANET writes its binary output file when a member asks for link series (None: EPANET's scratch name).
+    output: Path | None = None
     flow_units: FlowUnits = field(init=False)
     darcy_weisbach: bool = field(init=False)
     node_index: dict[str, int] = field(init=False)
@@ -111,7 +145,7 @@ class OpenModel:
 
     def reopen(self) -> None:
         self.project.close()
-        self.project = toolkit.Project(self.path)
+        self.project = toolkit.Project(self.path, self.output)
 
 
 class Changes:
@@ -299,62 +333,87 @@ class WarmEngine:
         self.cache = cache
         self.keep = keep
         self._open: dict[str, OpenModel] = {}
-        self._refused: dict[str, str] = {}  # sha256 -> why EPANET 2.3 would not open the model
-
-    def refusal(self, source: schema.ModelInput) -> str | None:
-        """Why the toolkit cannot open this job's model (its members then run on the file path); None when it can.
-        Opens the model (kept open for the job) the first time it is asked."""
-        if source.sha256 in self._refused:
-            return self._refused[source.sha256]
-        try:
-            self.model(source)
-        except EpanetError as refused:
-            self._refused[str(source.sha256)] = f"EPANET 2.3 does not open the model: {refused}"
-            return self._refused[str(source.sha256)]
-        return None
+        self._refused: dict[str, str] = {}  # sha256 -> why EPANET 2.3.5 would not open the model
+        # Inline models' .inp files and EPANET's output files, the engine's own: removed by ``close``.
+        self._scratch = Path(tempfile.mkdtemp(prefix="cloudburst-warm-"))
 
     def model(self, source: schema.ModelInput) -> OpenModel:
-        assert source.url is not None and source.sha256 is not None
-        opened = self._open.pop(source.sha256, None)
+        """The job's model open in the toolkit (opened the first time); MemberFailed, saying that EPANET 2.2 exists,
+        when EPANET 2.3.5 does not open it."""
+        key = source.sha256 if source.inline is None else inline_sha256(source.inline)
+        assert key is not None
+        if key in self._refused:
+            raise MemberFailed(self._refused[key])
+        opened = self._open.pop(key, None)
         if opened is None:
-            path = self.cache.path_for(source.url, source.sha256)
-            opened = OpenModel(path, parse_inp(path, source.url), toolkit.Project(path))
+            if source.inline is None:
+                assert source.url is not None
+                path = self.cache.path_for(source.url, key)
+                wn = parse_inp(path, source.url)
+            else:
+                path = self._scratch / f"{key}.inp"
+                wn = load_model(source, self.cache)
+                wntr.network.write_inpfile(wn, str(path))
+            output = self._scratch / f"{key}.out"
+            try:
+                opened = OpenModel(path, wn, toolkit.Project(path, output), output)
+            except EpanetError as refused:
+                self._refused[key] = (f"EPANET {toolkit.VERSION} does not open the model: {refused}. "
+                                      f"{OTHER_EPANET[schema.EPANET_WARM]}")
+                raise MemberFailed(self._refused[key]) from None
             while len(self._open) >= self.keep:
                 self._open.pop(next(iter(self._open))).project.close()
-        self._open[source.sha256] = opened  # most recently used last
+        self._open[key] = opened  # most recently used last
         return opened
 
     def close(self) -> None:
         for opened in self._open.values():
             opened.project.close()
         self._open.clear()
+        shutil.rmtree(self._scratch, ignore_errors=True)
 
     def run(self, job: schema.Job) -> tuple[list[SeriesBlock], dict[str, Any], toolkit.Capture]:
         """One member on its open model: its series blocks, summary and what the toolkit reported."""
         model = self.model(job.input)
         check_job(job, model.wn)
-        properties = {"pressure", "demand"} | {attribute for request in job.output.series
+        properties = {"pressure", "demand"} | {attribute for request in job.output.series if request.element == NODE
                                                for attribute in request.attributes}
         with_quality = job.run.quality.mode != "none"
         if with_quality:
             properties.add("quality")
         pressure_driven = (job.run.demand_model or model.wn.options.hydraulic.demand_model) in ("PDD", "PDA")
         codes = [NODE_PROPERTIES[name] for name in sorted(properties)] + ([en.FULLDEMAND] if pressure_driven else [])
+        link_attributes = {attribute for request in job.output.series if request.element == LINK
+                           for attribute in request.attributes}
         changes = Changes(model)
         try:
             apply_settings(job.run, model, changes)
             apply_alterations(job.run, model, changes)
-            capture = model.project.run(codes, with_quality)
+            capture = model.project.run(codes, with_quality, save_output=bool(link_attributes))
+        except EpanetError as failed:
+            raise EpanetError(failed.code, f"{failed}. {OTHER_EPANET[schema.EPANET_WARM]}") from None
         finally:
             changes.put_back()
         if capture.halted_at is not None:
             raise MemberUnbalanced(capture.halted_at, f"EPANET stopped at {toolkit.clock(capture.halted_at)}: "
                                    f"{toolkit.WARNINGS[1]} (UNBALANCED STOP)")
         node = self._si(model, job, capture)
+        frames = {NODE: node, LINK: self._links(model, link_attributes)}
         times = RunTimes.of(job.run, model.wn)
-        blocks = series_blocks(job, model.wn, {NODE: node}, times.duration_s, times.report_step_s)
+        blocks = series_blocks(job, model.wn, frames, times.duration_s, times.report_step_s)
         summary = summary_fields(job, model.wn.junction_name_list, node, self._service(model, node, pressure_driven))
         return blocks, summary, capture
+
+    @staticmethod
+    def _links(model: OpenModel, attributes: set[str]) -> Frames:
+        """The link results asked for, from the output file EPANET wrote during the run, converted to SI by the
+        reader wntr's file path uses (the lean one where it covers them); no file read when none is asked for."""
+        if not attributes:
+            return Frames.of({})
+        reader = reader_for(set(), attributes) or wntr.epanet.io.BinFile()
+        assert model.output is not None, "the engine opens its models with an output file"
+        results = reader.read(str(model.output), False, model.darcy_weisbach)
+        return Frames.of({attribute: results.link[attribute] for attribute in sorted(attributes)})
 
     @staticmethod
     def _si(model: OpenModel, job: schema.Job, capture: toolkit.Capture) -> Frames:

@@ -38,7 +38,7 @@ def batch_members(setting: Any, data: bytes, wn: wntr.network.WaterNetworkModel,
             try:
                 seconds = warm.solve_seconds(path, wn, settings)
             except EpanetError:
-                pass  # EPANET 2.3 does not open it: the members run on the file path, timed below
+                pass  # EPANET 2.3.5 does not open it: the plan refuses the ensemble, saying so
     if seconds is None:
         timed = copy.deepcopy(wn)
         alterations.apply_run(settings, timed)

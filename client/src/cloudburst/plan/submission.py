@@ -21,7 +21,7 @@ from cloudburst.engine.checks import budget_limits, store_bytes
 from cloudburst.errors import InputError
 from cloudburst.plan import adaptive, alternatives, scenarios, sensitivity, studies
 from cloudburst.plan.batching import batch_members
-from cloudburst.schema.job import parse_job
+from cloudburst.schema.job import EPANET_WARM, parse_job
 from cloudburst.schema.queues import TASK_FUNCTIONS
 
 ModelSource: TypeAlias = "str | Path | wntr.network.WaterNetworkModel"
@@ -115,9 +115,13 @@ def ensemble_plan(model: ModelFile, content: dict[str, Any], name: str, start: d
         adaptive_plan = adaptive.parse_adaptive(content["adaptive"], int(content.get("members") or 0))
         content = _with_series(content, adaptive.output_requests(adaptive_plan))
     drawn = scenarios.generate(content, model.wn, model_input, name, start)
-    refusal = models.file_path_refusal(model.wn, warm.file_path_reason(parse_job(drawn.documents[0])))
+    reason = warm.file_path_reason(parse_job(drawn.documents[0]))
+    refusal = models.file_path_refusal(model.wn, reason)
     if refusal is not None:
-        raise InputError(f"$.output: {refusal}")
+        raise InputError(f"$.run: {refusal}")
+    refusal = warm.opening_refusal(model.data) if reason is None and model.data else None
+    if refusal is not None:
+        raise InputError(f"$.run.epanet: {refusal}")
     size = batch_members(content.get("batch"), model.data, model.wn, len(drawn.documents), drawn.documents[0])
     first = len(drawn.documents) if adaptive_plan is None else min(adaptive_plan.cap, 2 * adaptive_plan.wave)
     return EnsemblePlan(drawn.name, content, drawn, size, first, adaptive_plan)
@@ -128,6 +132,10 @@ def study_plan(model: ModelFile, content: dict[str, Any], name: str, start: date
     study = studies.parse_study(content[STUDY], model.wn, base_dir, (content.get("run") or {}).get("duration_s"))
     drawn = scenarios.generate({key: value for key, value in content.items() if key != STUDY}, model.wn,
                                model_input, name, start)
+    chosen = warm.file_path_reason(parse_job(drawn.documents[0]))
+    if chosen is not None:
+        raise InputError(f"$.run: a {study.kind} study runs on EPANET {EPANET_WARM}'s toolkit (its searches re-solve "
+                         f"one open model), not on wntr's file path ({chosen})")
     per_task = studies.elements_per_task(model.data, model.wn, drawn.documents[0], study)
     return StudyPlan(drawn.name, study.kind, TASK_FUNCTIONS[study.kind],
                      studies.study_tasks(drawn.documents, study, per_task), drawn)

@@ -143,8 +143,17 @@ class Quality(_Strict):
         return self
 
 
+# The EPANET versions a scenario may choose (``run.epanet``): every member of an ensemble runs on the one chosen.
+# 2.3.5 is owa-epanet's library on the warm engine; 2.2 is the library wntr ships, run on wntr's file path, for
+# models that solve on 2.2 only.
+EPANET_WARM: Literal["2.3.5"] = "2.3.5"
+EPANET_FILE: Literal["2.2"] = "2.2"
+EpanetVersion = Literal["2.3.5", "2.2"]
+
+
 class Run(_Strict):
     simulator: Literal["epanet", "wntr"] = "epanet"
+    epanet: EpanetVersion = EPANET_WARM  # which EPANET runs every member (with simulator "epanet")
     duration_s: NonNegativeSeconds | None = None
     hydraulic_timestep_s: Annotated[int, Field(gt=0)] | None = None
     report_timestep_s: Annotated[int, Field(gt=0)] | None = None

@@ -6,6 +6,7 @@ executions: lost (never finished, asserted 0) and duplicated (a batch that ran t
 each of its members; reported). Recovery times are printed and collected in
 ``$MOLECULE_EPHEMERAL_DIRECTORY/reliability.json`` (docs/reliability.md records them)."""
 import functools
+import io
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import redis
 import requests
@@ -22,8 +24,7 @@ from cloudburst import Client
 from cloudburst.config import Settings
 from cloudburst.errors import ServiceError
 from cloudburst.schema.queues import job_id, job_prefix
-from cloudburst.schema.resultformat import decode
-from cloudburst.state.store import MEMBERS_DIR
+from cloudburst.state.store import MEMBERS_DIR, SERIES_DIR
 from rq import Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
@@ -39,6 +40,12 @@ MEMBERS = 240
 DURATION_S = 4 * 86400
 NODES = ["123", "247"]
 REPORT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "reliability.json"
+
+
+def raw_table(data: bytes | None) -> dict[str, list]:
+    """A Parquet file's columns as lists, read by pyarrow alone."""
+    assert data is not None, "a listed batch's file is gone"
+    return pq.read_table(io.BytesIO(data)).to_pydict()
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.5) -> float:
@@ -141,6 +148,19 @@ class RunningEnsemble:
     def resumed_after(self, baseline: int) -> bool:
         return self.finished() > baseline
 
+    def diagnosis(self, ids: list[str]) -> str:
+        """What an ensemble that did not finish left behind: each unfinished batch with its RQ status and worker."""
+        done = set(self.cluster.ledger.done(self.name))
+        lines = []
+        for batch, job_id_ in zip(self.cluster.ledger.plan(self.name), ids):
+            if batch in done:
+                continue
+            job = Job.fetch_many([job_id_], connection=connection(), serializer=JSONSerializer)[0]
+            lines.append(f"  {batch}: RQ {job.get_status(refresh=False) if job else 'missing'}"
+                         f" on {job.worker_name if job else '-'}, retries left {job.retries_left if job else '-'}")
+        workers = ", ".join(f"{worker.name} {worker.state}" for worker in Worker.all(connection=connection()))
+        return f"batches not done ({len(lines)}):\n" + "\n".join(lines) + f"\nworkers: {workers}"
+
     def assert_complete_once(self) -> dict:
         """Every member finished; each has one row and one value per series step in the store; RQ agrees."""
         ids = [job_id(self.name, batch) for batch in self.cluster.ledger.plan(self.name)]
@@ -149,21 +169,28 @@ class RunningEnsemble:
             return [job.get_status(refresh=False) if job else "missing"
                     for job in Job.fetch_many(ids, connection=connection(), serializer=JSONSerializer)]
 
-        wait_for(f"{self.name}: every member finished", lambda: self.finished() == self.members, 900, poll_s=2)
+        try:
+            wait_for(f"{self.name}: every member finished", lambda: self.finished() == self.members, 900, poll_s=2)
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}\n{self.diagnosis(ids)}") from None
         elapsed = time.monotonic() - self.submitted_at
         # A job whose end RQ had not recorded when Redis went away is re-run once its heartbeat is stale; it
         # replaces its batch's files. Wait for RQ to settle too.
         wait_for(f"{self.name}: RQ settled", lambda: set(rq_statuses()) == {"finished"}, 300, poll_s=2)
+        # The store's raw files, each read with pyarrow alone: nothing between them and the count could drop a
+        # duplicate row or value.
         store = self.cluster.store
-        rows = [decode(store.read(self.name, MEMBERS_DIR, batch)).to_pandas() for batch in store.batches(self.name)]
+        rows = [raw_table(store.read(self.name, MEMBERS_DIR, batch)) for batch in store.batches(self.name)]
         stored = [member for table in rows for member in table["member"]]
         assert sorted(stored) == list(range(self.members)), "a member stored twice, or not at all"
         assert {status for table in rows for status in table["status"]} == {"finished"}
         assert {engine for table in rows for engine in table["engine"]} == {"toolkit"}  # the warm engine ran them
         steps = DURATION_S // 3600 + 1
-        for node in NODES:
-            series = self.cluster.ensemble(self.name).series(f"node:{node}")
-            assert len(series) == self.members * steps and not series.duplicated(["member", "elapsed_s"]).any()
+        series = [raw_table(store.read(self.name, SERIES_DIR, batch)) for batch in store.batches(self.name, SERIES_DIR)]
+        values = [(member, element, elapsed) for table in series
+                  for member, element, elapsed in zip(table["member"], table["element"], table["elapsed_s"])]
+        assert len(values) == self.members * steps * len(NODES), "a value stored twice, or not at all"
+        assert len(set(values)) == len(values), "one member, element and step stored twice"
         failed = FailedJobRegistry("cloudburst", connection=connection(), serializer=JSONSerializer)
         assert not set(failed.get_job_ids()) & set(ids)
         # Executions, counted from one record per execution (the results above overwrite, so they cannot tell):
@@ -233,8 +260,8 @@ def test_a_worker_host_killed_mid_taskset(tmp_path):
                                             Job.fetch_many(ids, connection=connection(), serializer=JSONSerializer)}
              == {"finished"}, 300, poll_s=2)
     store = tasks.services.store
-    stored = [task for pack in store.batches(name) for task in decode(store.read(name, MEMBERS_DIR, pack))["task"]]
-    assert sorted(task.as_py() for task in stored) == list(range(count)), "a task stored twice, or not at all"
+    stored = [task for pack in store.batches(name) for task in raw_table(store.read(name, MEMBERS_DIR, pack))["task"]]
+    assert sorted(stored) == list(range(count)), "a task stored twice, or not at all"
     results = tasks.results()
     assert (results["status"] == "finished").all() and results["pressure_m"].notna().all()
     assert results["pressure_m"].iloc[0] > results["pressure_m"].iloc[-1]  # more demand, lower pressure
