@@ -294,7 +294,7 @@ batch, redis_url, store_url, cache_dir = json.loads(sys.argv[1])
 session = requests.Session()
 session.auth = ("cloudburst", "reader-secret")
 run_batch(batch, ModelCache(cache_dir, session=session), WebDavStore(store_url, ("worker", "worker-secret")),
-          Ledger(Redis.from_url(redis_url)), checkpoint_every_s=0)
+          Ledger(Redis.from_url(redis_url)))  # the production checkpoint window (CHECKPOINT_EVERY_S)
 """
 
 

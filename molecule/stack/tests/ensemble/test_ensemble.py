@@ -27,13 +27,18 @@ def cluster() -> Client:
 
 
 @pytest.fixture(scope="module")
-def submitted(tmp_path_factory):
+def scenario_file(tmp_path_factory) -> Path:
     scenario = yaml.safe_load((REPO / "files" / "scenarios" / "net3-demand-roughness.yml").read_text())
     scenario.update(members=MEMBERS, seed=7)
     scenario["output"]["series"] = [{"element": "node", "attributes": ["pressure", "head"], "ids": NODES}]
     path = tmp_path_factory.mktemp("scenario") / "e2e.yml"
     path.write_text(yaml.safe_dump(scenario))
-    return cloudburst("submit", str(MODEL), str(path), "--name", NAME, "--wait")
+    return path
+
+
+@pytest.fixture(scope="module")
+def submitted(scenario_file):
+    return cloudburst("submit", str(MODEL), str(scenario_file), "--name", NAME, "--wait")
 
 
 def test_submit_waits_until_every_member_finished(submitted, cluster):
@@ -60,6 +65,72 @@ def test_the_store_holds_exactly_the_expected_values(submitted, cluster):
     # The warm engine ran them: EPANET 2.3's toolkit, the model kept open in each worker process.
     assert set(members["engine"]) == {"toolkit"} and set(members["epanet_version"]) == {"2.3.5"}
     assert ensemble.executions().attrs == {"lost": 0, "duplicated": 0}
+
+
+def epanet_own_run(demand_factor: float, roughness_factor: float, out: Path) -> dict[str, np.ndarray]:
+    """Net3 for 24 h with every junction's demands and every pipe's roughness scaled, by plain calls of owa-epanet's
+    own wrapper (no CloudBurst code); EPANET writes its output file (hydraulics and quality stepped together) and
+    its pressure and head blocks are read here: {node ID: {attribute: float32 per report time, model units}}."""
+    import epanet.toolkit as tk
+    project = tk.createproject()
+    tk.open(project, str(MODEL), "/dev/null", str(out))
+    tk.settimeparam(project, tk.DURATION, 86400)
+    for node in range(1, tk.getcount(project, tk.NODECOUNT) + 1):
+        if tk.getnodetype(project, node) == tk.JUNCTION:
+            for category in range(1, tk.getnumdemands(project, node) + 1):
+                tk.setbasedemand(project, node, category, tk.getbasedemand(project, node, category) * demand_factor)
+    for link in range(1, tk.getcount(project, tk.LINKCOUNT) + 1):
+        if tk.getlinktype(project, link) in (tk.PIPE, tk.CVPIPE):
+            tk.setlinkvalue(project, link, tk.ROUGHNESS, tk.getlinkvalue(project, link, tk.ROUGHNESS) * roughness_factor)
+    tk.openH(project)
+    tk.initH(project, tk.SAVE)
+    tk.openQ(project)
+    tk.initQ(project, tk.SAVE)
+    while True:
+        tk.runH(project)
+        tk.runQ(project)
+        tk.nextH(project)
+        if tk.nextQ(project) <= 0:
+            break
+    tk.closeQ(project)
+    tk.closeH(project)
+    tk.close(project)
+    tk.deleteproject(project)
+    raw = np.fromfile(out, dtype=np.uint8)  # the toolkit manual's "Output File Format"
+    nodes, links = int(raw[8:12].view(np.int32)[0]), int(raw[16:20].view(np.int32)[0])
+    periods = int(raw[-12:-8].view(np.int32)[0])
+    width = 4 * nodes + 8 * links
+    data = raw[len(raw) - 28 - periods * width * 4:len(raw) - 28].view(np.float32).reshape(periods, width)
+    ids = [bytes(raw[884 + 32 * i:884 + 32 * (i + 1)]).rstrip(b"\0").decode() for i in range(nodes)]
+    return {node: {"head": data[:, nodes + i], "pressure": data[:, 2 * nodes + i]} for i, node in enumerate(ids)}
+
+
+def test_stored_values_equal_epanets_own_run_for_a_sample_of_members(submitted, cluster, scenario_file, tmp_path):
+    """Five members re-run here by owa-epanet's own wrapper with the factors drawn for them (the client's plan of
+    the same scenario, checked against the run hash each worker stored): every stored value bit for bit."""
+    import hashlib
+    import json
+
+    from wntr.epanet.util import FlowUnits, HydParam
+    _, plan = cluster.plan(MODEL, scenario_file, name=f"{NAME}-reference")
+    documents = {document["member"]: document for document in plan.drawn.documents}
+    ensemble = cluster.ensemble(NAME)
+    rows = ensemble.members().set_index("member")
+    to_si = {"pressure": HydParam.Pressure, "head": HydParam.HydraulicHead}
+    for member in (0, 1, 166, 250, MEMBERS - 1):
+        run = documents[member]["run"]
+        assert hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest() \
+            == rows.loc[member, "run_sha256"], f"member {member} was drawn differently"
+        (demand,), (roughness,) = ([change["factor"] for change in run["alterations"] if change["type"] == kind]
+                                   for kind in ("demand_scale", "pipe_property"))
+        expected = epanet_own_run(demand, roughness, tmp_path / f"member-{member}.out")
+        for attribute in ("pressure", "head"):
+            for node in NODES:
+                stored = ensemble.series(f"node:{node}", attribute, member=member).sort_values("elapsed_s")
+                want = to_si[attribute]._to_si(FlowUnits.GPM, expected[node][attribute])
+                assert len(stored) == len(want) == 25
+                assert stored["value"].to_numpy(np.float64).tobytes() == np.asarray(want, np.float64).tobytes(), \
+                    (member, node, attribute)
 
 
 def test_influxdb_holds_statistics_without_a_member_tag(submitted, cluster):
