@@ -8,3 +8,9 @@ def verdict(what: str, measured: float, goal: float, at_least: bool, unit: str =
     relation = ">=" if at_least else "<="
     return (f"  target {what}: {measured:,.2f}{unit} {relation} {goal:,.2f}{unit}: "
             f"{'MET' if met else 'NOT MET'}")
+
+
+def exactly(what: str, measured: int, expected: int) -> str:
+    """One line for a count that must be the expected one: neither fewer (lost) nor more (stored twice)."""
+    return (f"  target {what}: {measured:,} == {expected:,}: "
+            f"{'MET' if measured == expected else 'NOT MET'}")

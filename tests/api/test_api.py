@@ -251,32 +251,34 @@ def test_the_ensemble_budget_refuses_with_the_total_before_anything_is_enqueued(
     assert client.records.names() == [] and cluster["redis"].llen("rq:queue:cloudburst") == 0
 
 
-def test_a_batch_run_twice_is_one_duplicated_execution_and_its_files_are_replaced(cluster, client):
+def test_a_batch_whose_job_runs_again_after_it_was_recorded_is_not_executed_again(cluster, client):
+    """As a worker that died after recording, whose job RQ queued again: the new attempt finds the batch recorded
+    and runs nothing; one execution, the files as the first attempt stored them (read raw: pyarrow alone)."""
+    import pyarrow.parquet as pq
     workers = start_workers(cluster, count=1)
+    results = cluster["root"] / "results" / "twice"
     try:
         ensemble = client.submit(NET3, scenario(members=4, batch={"members": 1}), name="twice")
         ensemble.wait(progress=False, timeout_s=120)
         once = ensemble.executions()
         assert once["executions"].tolist() == [1, 1, 1, 1]
         assert (once.attrs["lost"], once.attrs["duplicated"]) == (0, 0)
+        files = {path: path.read_bytes() for path in sorted(results.rglob("*.parquet"))}
         again = Job.fetch(job_id("twice", batch_name(2, 2)), connection=client.redis,
                           serializer=client.queue.serializer)
-        client.queue.enqueue_job(again)  # as a worker that died after storing, and whose job RQ re-queued
-        wait_until("member 2 run twice", lambda: ensemble.executions()["executions"].tolist(), 60,
-                   done=lambda counts: counts == [1, 1, 2, 1])
+        client.queue.enqueue_job(again)
+        wait_until("the job run again", lambda: again.get_status(refresh=True), 60,
+                   done=lambda status: status == "finished")
     finally:
         stop(workers)
+    assert again.return_value()["superseded"].startswith("the batch was recorded already")
     twice = ensemble.executions()
-    assert (twice.attrs["lost"], twice.attrs["duplicated"]) == (0, 1)
-    # Its files were replaced, not added to: the store's raw files (read with pyarrow, no reader of CloudBurst's that
-    # could drop a duplicate) hold one row per member and one value per member, element and report time.
-    import pyarrow.parquet as pq
-    results = cluster["root"] / "results" / "twice"
+    assert twice["executions"].tolist() == [1, 1, 1, 1] and (twice.attrs["lost"], twice.attrs["duplicated"]) == (0, 0)
+    assert {path: path.read_bytes() for path in sorted(results.rglob("*.parquet"))} == files
     members = pd.concat([pq.read_table(path).to_pandas() for path in sorted((results / "members").glob("*"))])
     assert sorted(members["member"].tolist()) == [0, 1, 2, 3]
     series = pd.concat([pq.read_table(path).to_pandas() for path in sorted((results / "series").glob("*"))])
-    assert len(series) == 4 * 2 * 7  # members x nodes 123 and 10 x report times
-    assert not series.duplicated(["member", "element", "elapsed_s"]).any()
+    assert len(series) == 4 * 2 * 7 and not series.duplicated(["member", "element", "elapsed_s"]).any()
 
 
 def test_delete_removes_the_files_ledger_jobs_record_and_statistics(cluster, client):

@@ -293,9 +293,44 @@ from cloudburst.state.store import WebDavStore
 batch, redis_url, store_url, cache_dir = json.loads(sys.argv[1])
 session = requests.Session()
 session.auth = ("cloudburst", "reader-secret")
-run_batch(batch, ModelCache(cache_dir, session=session), WebDavStore(store_url, ("worker", "worker-secret")),
-          Ledger(Redis.from_url(redis_url)))  # the production checkpoint window (CHECKPOINT_EVERY_S)
+outcome = run_batch(batch, ModelCache(cache_dir, session=session),
+                    WebDavStore(store_url, ("worker", "worker-secret")),
+                    Ledger(Redis.from_url(redis_url)))  # the production checkpoint window (CHECKPOINT_EVERY_S)
+print(json.dumps({"superseded": outcome.superseded, "finished": outcome.finished}))
 """
+
+
+def test_an_attempt_a_newer_one_overtook_neither_stores_nor_records(cache, store, net3, tmp_path):
+    """The first attempt (a host cut off, its job given up by RQ) still runs when a second attempt takes the batch
+    over and records it; the first then stores nothing and records nothing: one execution, the second's files."""
+    from cloudburst.state.ledger import OVERTAKEN, RECORDED_ALREADY, Ledger
+    from redis import Redis
+    from services import redis_server
+
+    slow = {"duration_s": 4 * 86400, "hydraulic_timestep_s": 60, "quality": {"mode": "age"}}
+    documents = [job_for(net3, run=slow, ensemble="overtaken") for _ in range(6)]
+    batch = make_batch("overtaken", documents)
+    with redis_server(tmp_path) as redis_url:
+        ledger = Ledger(Redis.from_url(redis_url))
+        first = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, json.dumps(
+            [batch, redis_url, store.url, str(tmp_path / "first-cache")])], stdout=subprocess.PIPE, text=True)
+        partial = f"cloudburst:ensemble:overtaken:partial:{batch['batch']}"
+        deadline = time.monotonic() + 120
+        while ledger.redis.hlen(partial) < 1:
+            assert first.poll() is None, "the first attempt ended before the second began: make its members slower"
+            assert time.monotonic() < deadline, "no member kept within 120 s"
+            time.sleep(0.05)
+        second = run_batch(batch, cache, store, ledger)
+        assert not second.superseded and sorted(second.finished) == [d["member"] for d in documents]
+        files = (store.read("overtaken", SERIES_DIR, batch["batch"]), store.read("overtaken", "members", batch["batch"]))
+        said, _ = first.communicate(timeout=600)
+        assert json.loads(said) == {"superseded": OVERTAKEN, "finished": []}
+        assert ledger.executions("overtaken") == {batch["batch"]: 1}
+        assert (store.read("overtaken", SERIES_DIR, batch["batch"]),
+                store.read("overtaken", "members", batch["batch"])) == files  # the second attempt's, untouched
+        assert ledger.redis.exists(partial) == 0
+        third = run_batch(batch, cache, store, ledger)  # the job queued once more: recorded already, not run
+        assert third.superseded == RECORDED_ALREADY and ledger.executions("overtaken") == {batch["batch"]: 1}
 
 
 def test_a_batch_whose_worker_died_runs_only_the_members_it_had_not_kept(cache, store, net3, tmp_path):

@@ -39,6 +39,8 @@ def run(batch: dict[str, Any]) -> dict[str, Any]:
         if current is not None:
             current.retries_left = 0
         raise
+    if outcome.superseded:
+        return {"superseded": outcome.superseded, "worker": socket.gethostname()}
     if ledger is not None and _statistics is not None:
         cloudburst_worker.after_batch(current.connection, batch["ensemble"], outcome.members_done)
     return {"finished": len(outcome.finished), "failed": len(outcome.failed), "unbalanced": len(outcome.unbalanced),

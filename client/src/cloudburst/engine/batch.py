@@ -42,7 +42,7 @@ from cloudburst.schema.batch import BatchJob, parse_batch
 from cloudburst.schema.defaults import DEFAULT_START
 from cloudburst.schema.job import EPANET_FILE, EPANET_WARM, MemberId, Run, parse_job, parse_start
 from cloudburst.schema.resultformat import encode
-from cloudburst.state.ledger import BatchOutcome, Ledger
+from cloudburst.state.ledger import OVERTAKEN, RECORDED_ALREADY, BatchOutcome, Ledger
 from cloudburst.state.models import ModelCache
 from cloudburst.state.store import ResultsStore
 from cloudburst.version import __version__
@@ -270,12 +270,17 @@ def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore |
               checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> BatchOutcome:
     """Run a batch job's members, store them as one batch and record it; returns the batch's outcome.
 
-    With a ledger, finished members are kept in Redis as the batch goes (at most every ``checkpoint_every_s``, in
-    one command): a batch whose worker died runs again only for the members not kept, and stores each member
+    With a ledger, the run is an attempt holding a fencing token (``Ledger.begin``): a batch recorded already is
+    not run again, and an attempt a newer one overtook stops keeping, storing and recording (its outcome says
+    ``superseded``). Finished members are kept in Redis as the batch goes (at most every ``checkpoint_every_s``,
+    in one command): a batch whose worker died runs again only for the members not kept, and stores each member
     once. Raises InputError for a payload that is not a batch (the queue marks the job failed); every
     member-level problem is a failed member instead.
     """
     batch: BatchJob = parse_batch(document)
+    token = ledger.begin(batch.ensemble, batch.batch) if ledger is not None else None
+    if token == 0:
+        return BatchOutcome(superseded=RECORDED_ALREADY)
     kept = {member: MemberResult.from_bytes(data) for member, data in
             (ledger.checkpointed(batch.ensemble, batch.batch) if ledger is not None else {}).items()}
     results, pending, flushed_at = [], {}, time.monotonic()
@@ -290,7 +295,8 @@ def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore |
         if ledger is not None and position < len(documents) - 1:  # the last one is stored with the batch
             pending[result.member] = result.to_bytes()
             if time.monotonic() - flushed_at >= checkpoint_every_s:
-                ledger.checkpoint(batch.ensemble, batch.batch, pending)
+                if not ledger.checkpoint(batch.ensemble, batch.batch, pending, token):
+                    return BatchOutcome(superseded=OVERTAKEN)
                 pending, flushed_at = {}, time.monotonic()
     outcome = BatchOutcome(
         finished=[result.member for result in results if result.finished],
@@ -299,9 +305,14 @@ def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore |
                     if result.status["status"] == fmt.UNBALANCED},
         resumed=sorted(kept))
     if store is not None:
+        if ledger is not None and token is not None and not ledger.is_latest(batch.ensemble, batch.batch, token):
+            return BatchOutcome(superseded=OVERTAKEN)
         series = series_table(results)
         store.put_batch(batch.ensemble, batch.batch, None if series is None else encode(series, [fmt.VALUE]),
                         encode(members_table(batch.batch, results), ["runtime_s"]))
     if ledger is not None:
-        outcome.members_done = ledger.record_batch(batch.ensemble, batch.batch, outcome)
+        recorded = ledger.record_batch(batch.ensemble, batch.batch, outcome, token)
+        if recorded is None:  # overtaken while its files went up: the newer attempt's record stands
+            return BatchOutcome(superseded=OVERTAKEN)
+        outcome.members_done = recorded
     return outcome

@@ -5,6 +5,9 @@ Keys, owned here (``cloudburst.records`` owns the ensemble's record beside them)
 - ``cloudburst:ensemble:<name>:plan``        hash, batch -> its members (written when the batch is enqueued)
 - ``cloudburst:ensemble:<name>:done``        hash, batch -> {"finished": ranges, "failed": {member: reason}}
 - ``cloudburst:ensemble:<name>:executions``  hash, batch -> how many times the batch ran to the end
+- ``cloudburst:ensemble:<name>:attempts``    hash, batch -> how many attempts at it began: the latest's number
+                                             is the fencing token only that attempt may record (and checkpoint)
+                                             with
 - ``cloudburst:ensemble:<name>:stats``       hash: ``done`` (members recorded so far, each batch adds its own),
                                              ``at`` and ``members`` (when statistics last ran, over how many)
 - ``cloudburst:ensemble:<name>:stats-pending``  set while a statistics job is queued or running: one at a time
@@ -14,8 +17,12 @@ Keys, owned here (``cloudburst.records`` owns the ensemble's record beside them)
                                              a running batch's finished members, so that a batch whose worker
                                              died runs only the rest; gone once the batch is recorded
 
-A worker records a finished batch in one MULTI (its outcome and its execution count), after the batch's files are
-in the store: a batch is either stored and recorded, or runs again.
+A worker records a finished batch in one step (its outcome and its execution count), after the batch's files are
+in the store: a batch is either stored and recorded, or runs again. Each run of a batch job is an attempt that
+begins by taking a fencing token (``begin``); an attempt that began after the batch was recorded does nothing, and
+an attempt overtaken by a newer one (a cut-off host's, a job RQ gave up on and queued again) neither checkpoints,
+stores nor records once the newer one has begun: the token is checked in the same script that records. So each
+batch records one execution, whatever fault made its job run again.
 """
 from __future__ import annotations
 
@@ -32,6 +39,33 @@ from cloudburst.state import redis_values
 
 PREFIX = "cloudburst:ensemble:"
 PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING = "plan", "done", "executions", "stats", "stats-pending"
+ATTEMPTS = "attempts"
+# Why an attempt at a batch stored and recorded nothing (``BatchOutcome.superseded``).
+RECORDED_ALREADY = "the batch was recorded already by an earlier attempt: not run again"
+OVERTAKEN = "a newer attempt at the batch began: this one stores and records nothing"
+# ``begin``: 0 when the batch is recorded already (nothing to run), else the new attempt's fencing token.
+_BEGIN = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+"""
+# ``record_batch``: -1 for an attempt that is not the latest (or a batch recorded already), else the members the
+# ensemble has recorded so far. KEYS: done, partial, executions, stats, attempts; ARGV: batch, outcome, members,
+# token ("" for a caller without one).
+_RECORD = """
+if ARGV[4] ~= '' and (redis.call('HGET', KEYS[5], ARGV[1]) ~= ARGV[4] or redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1)
+then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+return redis.call('HINCRBY', KEYS[4], 'done', ARGV[3])
+"""
+# ``checkpoint``: kept only by the latest attempt. KEYS: partial, attempts; ARGV: batch, token, ttl, member, data...
+_CHECKPOINT = """
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 PARTIAL, ARGUMENTS = "partial", "arguments"
 # A batch's checkpoint outlives a worker that died with it by this long (its retry comes within minutes).
 PARTIAL_TTL_S = 7 * 86400
@@ -64,6 +98,8 @@ class BatchOutcome:
     failed: dict[int, str] = field(default_factory=dict)
     unbalanced: dict[int, str] = field(default_factory=dict)  # hydraulics stopped balancing (UNBALANCED STOP)
     members_done: int = 0  # set once recorded: the ensemble's members recorded so far (not stored)
+    # Why this attempt stored and recorded nothing: the batch was recorded already, or a newer attempt overtook it.
+    superseded: str = ""
     resumed: list[int] = field(default_factory=list)  # not run again: kept by an earlier run of the batch
 
     def to_json(self) -> str:
@@ -84,6 +120,22 @@ class BatchOutcome:
 class Ledger:
     def __init__(self, redis: Redis):
         self.redis = redis
+        self._begin = redis.register_script(_BEGIN)
+        self._record = redis.register_script(_RECORD)
+        self._checkpoint = redis.register_script(_CHECKPOINT)
+
+    def begin(self, name: str, batch: str) -> int:
+        """A new attempt at the batch: its fencing token (1, 2, ...), or 0 when the batch is recorded already."""
+        return int(self._begin(keys=[key_for(name, DONE), key_for(name, ATTEMPTS)], args=[batch]))
+
+    def is_latest(self, name: str, batch: str, token: int) -> bool:
+        """Whether the attempt holding ``token`` is still the batch's latest and the batch is not recorded: the
+        check before it writes the batch's files."""
+        pipeline = self.redis.pipeline(transaction=True)
+        pipeline.hget(key_for(name, ATTEMPTS), batch)
+        pipeline.hexists(key_for(name, DONE), batch)
+        latest, recorded = pipeline.execute()
+        return latest is not None and int(latest) == token and not recorded
 
     def plan_batches(self, pipeline: Pipeline, name: str, batches: dict[str, list[int]]) -> None:
         """Queue (on the caller's pipeline, beside the jobs) which members each new batch holds."""
@@ -99,23 +151,22 @@ class Ledger:
         return {redis_values.text(batch): expand(json.loads(members))
                 for batch, members in self.redis.hgetall(key_for(name, PLAN)).items()}
 
-    def record_batch(self, name: str, batch: str, outcome: BatchOutcome) -> int:
-        """Record a stored batch; returns how many members the ensemble's batches have recorded so far (a batch
-        that ran twice counts twice: the count only paces statistics)."""
-        pipeline = self.redis.pipeline(transaction=True)
-        pipeline.hset(key_for(name, DONE), batch, outcome.to_json())
-        pipeline.delete(key_for(name, f"{PARTIAL}:{batch}"))
-        pipeline.hincrby(key_for(name, EXECUTIONS), batch, 1)
-        pipeline.hincrby(key_for(name, STATS), "done", outcome.recorded)
-        return int(pipeline.execute()[-1])
+    def record_batch(self, name: str, batch: str, outcome: BatchOutcome, token: int | None = None) -> int | None:
+        """Record a stored batch; returns how many members the ensemble's batches have recorded so far, or None
+        when the attempt holding ``token`` was overtaken by a newer one or the batch is recorded already (nothing
+        changes). Without a token (a batch run outside a queue's job) it records unconditionally."""
+        recorded = int(self._record(
+            keys=[key_for(name, DONE), key_for(name, f"{PARTIAL}:{batch}"), key_for(name, EXECUTIONS),
+                  key_for(name, STATS), key_for(name, ATTEMPTS)],
+            args=[batch, outcome.to_json(), outcome.recorded, "" if token is None else token]))
+        return None if recorded < 0 else recorded
 
-    def checkpoint(self, name: str, batch: str, results: dict[int, bytes]) -> None:
-        """Keep finished members of a running batch (one command for all of them)."""
-        pipeline = self.redis.pipeline(transaction=False)
-        pipeline.hset(key_for(name, f"{PARTIAL}:{batch}"),
-                      mapping={str(member): data for member, data in results.items()})
-        pipeline.expire(key_for(name, f"{PARTIAL}:{batch}"), PARTIAL_TTL_S)
-        pipeline.execute()
+    def checkpoint(self, name: str, batch: str, results: dict[int, bytes], token: int | None = None) -> bool:
+        """Keep finished members of a running batch (one command for all of them); False, keeping nothing, for an
+        attempt that a newer one overtook."""
+        pairs = [part for member, data in results.items() for part in (str(member), data)]
+        return bool(self._checkpoint(keys=[key_for(name, f"{PARTIAL}:{batch}"), key_for(name, ATTEMPTS)],
+                                     args=[batch, "" if token is None else token, PARTIAL_TTL_S, *pairs]))
 
     def checkpointed(self, name: str, batch: str) -> dict[int, bytes]:
         """The members of the batch an earlier, unfinished run of it kept."""
@@ -161,8 +212,8 @@ class Ledger:
 
     def forget(self, name: str) -> None:
         partial = [key_for(name, f"{PARTIAL}:{batch}") for batch in self.plan(name)]
-        self.redis.delete(*(key_for(name, part) for part in (PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING, ARGUMENTS)),
-                          *partial)
+        self.redis.delete(*(key_for(name, part) for part in (PLAN, DONE, EXECUTIONS, ATTEMPTS, STATS, STATS_PENDING,
+                                                             ARGUMENTS)), *partial)
 
 
 def retry_round(batch: str) -> int:

@@ -22,7 +22,7 @@ from rq import get_current_job
 
 from cloudburst.errors import InputError, TaskTimeout
 from cloudburst.schema.taskpack import FAILED, FINISHED, Arguments, encode_rows, parse_function, parse_pack, to_json
-from cloudburst.state.ledger import BatchOutcome, Ledger
+from cloudburst.state.ledger import OVERTAKEN, RECORDED_ALREADY, BatchOutcome, Ledger
 from cloudburst.worker import environment as cluster
 
 
@@ -97,6 +97,11 @@ def run_pack(document: dict[str, Any]) -> dict[str, Any]:
             current.retries_left = 0
         raise
     worker = socket.gethostname()
+    store = cluster.results_store()
+    ledger = Ledger(current.connection) if current is not None and store is not None else None
+    token = ledger.begin(pack.taskset, pack.batch) if ledger is not None else None
+    if token == 0:
+        return {"superseded": RECORDED_ALREADY, "worker": worker}
     try:
         function = resolve(pack.function)
     except Exception as error:  # noqa: BLE001 - every task of the pack fails with why, and the worker serves on
@@ -107,11 +112,12 @@ def run_pack(document: dict[str, Any]) -> dict[str, Any]:
     else:
         rows = [{"task": index, **run_task(function, arguments, pack.timeout_s), "worker": worker}
                 for index, arguments in pack.tasks]
-    store = cluster.results_store()
+    if ledger is not None and token is not None and not ledger.is_latest(pack.taskset, pack.batch, token):
+        return {"superseded": OVERTAKEN, "worker": worker}
     if store is not None:
         store.put_batch(pack.taskset, pack.batch, None, encode_rows(rows))
     outcome = BatchOutcome(finished=[row["task"] for row in rows if row["status"] == FINISHED],
                            failed={row["task"]: row["error"] for row in rows if row["status"] == FAILED})
-    if current is not None and store is not None:
-        Ledger(current.connection).record_batch(pack.taskset, pack.batch, outcome)
+    if ledger is not None and ledger.record_batch(pack.taskset, pack.batch, outcome, token) is None:
+        return {"superseded": OVERTAKEN, "worker": worker}
     return {"finished": len(outcome.finished), "failed": len(outcome.failed), "worker": worker}

@@ -1,9 +1,10 @@
 """Faults during a running ensemble: each test submits its own ensemble with the cloudburst CLI, breaks one
 thing once a tenth of it has finished, lets the cluster recover without help (except powering a stopped host
 back on or healing a cut network, as an operator would), and then asserts every member finished, every batch
-finished in RQ, each member stored once in the results store (one row, one value per series step), and counts
-executions: lost (never finished, asserted 0) and duplicated (a batch that ran to the end more than once counts
-each of its members; reported). Recovery times are printed and collected in
+finished in RQ, each member stored once in the results store (one row, one value per series step, read from the
+raw files), and counts executions from the ledger's records: lost (never finished) and duplicated (a batch recorded
+as run to the end more than once counts each of its members), both asserted 0: each attempt at a batch holds a
+fencing token and only the latest records. Recovery times are printed and collected in
 ``$MOLECULE_EPHEMERAL_DIRECTORY/reliability.json`` (docs/reliability.md records them)."""
 import functools
 import io
@@ -197,6 +198,7 @@ class RunningEnsemble:
         # a member that never finished is lost; a member that ran to the end twice is one duplicated execution.
         executions = self.cluster.ensemble(self.name).executions()
         assert executions.attrs["lost"] == 0 and (executions["executions"] >= 1).all()
+        assert executions.attrs["duplicated"] == 0, executions[executions["executions"] > 1]
         return {"members": self.members, "lost": executions.attrs["lost"],
                 "duplicated": executions.attrs["duplicated"],
                 "ensemble_s": round(elapsed, 1), "rq_settled_s": round(time.monotonic() - self.submitted_at, 1)}
@@ -267,6 +269,7 @@ def test_a_worker_host_killed_mid_taskset(tmp_path):
     assert results["pressure_m"].iloc[0] > results["pressure_m"].iloc[-1]  # more demand, lower pressure
     executions = tasks.executions()
     assert executions.attrs["lost"] == 0 and (executions["executions"] >= 1).all()
+    assert executions.attrs["duplicated"] == 0, executions[executions["executions"] > 1]
     record("worker host killed mid task set", {
         "tasks": count, "packs_in_flight_on_host": len(in_flight), "lost": executions.attrs["lost"],
         "duplicated": executions.attrs["duplicated"], "taskset_s": round(elapsed, 1),
