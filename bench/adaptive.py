@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 from cloudburst.plan.adaptive import interval, parse_adaptive  # noqa: E402
 from local_master import REPO, local_master
+from verdict import verdict
 
 NET3 = REPO / "files" / "models" / "Net3.inp"
 DEMO_NODES = "123,247,255,15"  # the demo's series
@@ -65,6 +66,12 @@ def main() -> None:
     for found, whole_interval in zip(state["intervals"], fixed_intervals):
         print(f"  {found['target']}: adaptive {found['estimate']:.3f} +/- {found['half_width']:.3f} "
               f"({found['members']} members); fixed {whole_interval.estimate:.3f} +/- {whole_interval.half_width:.3f}")
+    widest = max(item["half_width"] for item in state["intervals"])
+    print(verdict("every adaptive interval's half-width (m) within the asked", widest, args.half_width,
+                  at_least=False, unit=" m"))
+    print(verdict("members the adaptive ensemble saved against the fixed one", 1 - members / args.cap, 0.5,
+                  at_least=True))
+    print(verdict("adaptive wall time / the fixed ensemble's", adaptive_s / fixed_s, 1.0, at_least=False, unit="x"))
     if not np.isfinite([item["half_width"] for item in state["intervals"]]).all():
         raise SystemExit("an interval stayed unbounded")
 

@@ -32,6 +32,7 @@ from cloudburst.engine.warm import OpenModel  # noqa: E402
 from cloudburst.plan.scenarios import generate  # noqa: E402
 from cloudburst.schema.job import parse_job  # noqa: E402
 from local_master import REPO, local_master
+from verdict import verdict
 
 NET3 = REPO / "files" / "models" / "Net3.inp"
 START_S, DURATION_S, LIMIT_M, CEILING, TOLERANCE = 18 * 3600, 2 * 3600, 14.0, 500.0, 0.01
@@ -140,6 +141,10 @@ def main() -> None:
     print(f"  serial wntr bisection loop:                 {serial_s:9.0f} s  (measured on {args.baseline_searches} "
           f"searches: {baseline_s:.1f} s, scaled by {searches / args.baseline_searches:.0f})")
     print(f"  speed-up against the serial loop: {serial_s / cluster_s:,.0f}x (CloudBurst), {serial_s / pool_s:,.0f}x (Pool)")
+    print(verdict("CloudBurst study time / the same search in a Pool", cluster_s / pool_s, 1.1, at_least=False,
+                  unit="x"))
+    print(verdict(f"speed-up against the serial loop (its time scaled from {args.baseline_searches} measured "
+                  "searches)", serial_s / cluster_s, 100, at_least=True, unit="x"))
     lowest = availability.sort_values("p50_lps").head(5)
     print("  lowest median availability: " + ", ".join(f"{hydrant} {row.p5_lps:.1f}/{row.p50_lps:.1f}/{row.p95_lps:.1f} L/s"
                                                       for hydrant, row in lowest.iterrows()) + " (p5/p50/p95)")

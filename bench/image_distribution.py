@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from verdict import verdict
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MASTER = "cb-stack-master"
@@ -139,8 +141,12 @@ def main() -> None:
         print(f"{'received by ' + host:34}{archive.received[host] / MB:>17.0f} MB{registry.received[host] / MB:>11.0f} MB")
     print(f"{'sent by the master':34}{archive.sent[MASTER] / MB:>17.0f} MB{registry.sent[MASTER] / MB:>11.0f} MB")
     print(f"{'sent by the controller':34}{archive.from_controller / MB:>17.0f} MB{registry.from_controller / MB:>11.0f} MB")
+    print(verdict("bytes the controller sends, registry / archives (measured)",
+                  registry.from_controller / max(archive.from_controller, 1), 1 / 2, at_least=False, unit="x"))
+    print(verdict("site.yml --tags images time, registry / archives (measured)",
+                  registry.seconds / archive.seconds, 1.0, at_least=False, unit="x"))
     bandwidth = args.bandwidth_mb_s * MB
-    print(f"model, transfer time at {args.bandwidth_mb_s:.0f} MB/s per link (docs/scaling.md):")
+    print(f"model, not measured: transfer time at {args.bandwidth_mb_s:.0f} MB/s per link (docs/scaling.md):")
     for workers in (10, 100):
         print(f"  {workers:>3} workers: archives {model(archive, workers, bandwidth):7.0f} s, "
               f"registry {model(registry, workers, bandwidth):7.0f} s (controller's link: "
