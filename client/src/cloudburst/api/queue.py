@@ -101,8 +101,11 @@ def batch_of(ensemble: str, identifier: str) -> str:
 
 
 def queued_batches(queue: Queue, ensemble: str) -> set[str]:
+    """Batches in the queue, or taken from it by a worker that has not registered them as started yet (RQ's
+    intermediate queue): read in the order a job moves, so a job moving meanwhile is seen in one of them."""
     prefix = job_prefix(ensemble)
-    queued = (redis_values.text(raw) for raw in queue.connection.lrange(queue.key, 0, -1))
+    queued = [redis_values.text(raw) for key in (queue.key, queue.intermediate_queue_key)
+              for raw in queue.connection.lrange(key, 0, -1)]
     return {batch_of(ensemble, job) for job in queued if job.startswith(prefix)}
 
 
@@ -189,7 +192,8 @@ def crashed_members(queue: Queue, ledger: Ledger, name: str, states: MemberState
 
 
 def waiting_members(queue: Queue, ledger: Ledger, name: str) -> set[int]:
-    """Members (or tasks) of batches queued or running now."""
+    """Members (or tasks) of batches queued or running now (the queues read before the started registry: the way a
+    job moves)."""
     plan = ledger.plan(name)
     return {member for batch in queued_batches(queue, name) | running_batches(queue, name)
             for member in plan.get(batch, [])}

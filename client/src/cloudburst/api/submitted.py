@@ -104,8 +104,10 @@ class Submitted:
         ensemble, unbalanced: it would stop the same way again), as jobs of a new retry round. Each kind's ``retry``
         names its own options."""
         self.info()
-        states = self._states()
+        # Waiting first: a batch that ends between the two reads is then counted twice (waiting and finished), never
+        # missed by both and enqueued again.
         waiting = waiting_members(self.services.queue, self.services.ledger, self.name)
+        states = self._states()
         settled = set(states.finished) | self._not_retried(states)
         round_ = max((retry_round(batch) for batch in self.services.ledger.plan(self.name)), default=0) + 1
         count = self._enqueue_again(lambda unit: unit not in settled and unit not in waiting, round_, **options)
@@ -121,14 +123,17 @@ class Submitted:
     @redis_errors
     def delete(self) -> dict[str, int | bool]:
         """Remove it: its queued jobs, stored results, ledger, RQ's records of its jobs and its record. Members (or
-        tasks) running now still finish and store their results: delete again once they are done."""
+        tasks) running now store and record nothing of theirs (``cloudburst.state.ledger``'s tombstone check)."""
         self.info()
         return self._remove()
 
     def _remove(self) -> dict[str, int | bool]:
+        # The tombstone first: from then on a batch (or pack) still running keeps, stores and records nothing, and
+        # removes what it stored when the deletion overtook its upload; a statistics job drops what it wrote.
+        self.services.records.mark_deleted(self.name)
         removed = self._dequeue()
-        had_files = self.services.store.delete(self.name)
         forget_jobs(self.services.queue, self.name)
         self.services.ledger.forget(self.name)
+        had_files = self.services.store.delete(self.name)
         self.services.records.delete(self.name)
         return {"dequeued": removed, "files": had_files}

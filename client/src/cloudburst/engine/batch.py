@@ -42,7 +42,7 @@ from cloudburst.schema.batch import BatchJob, parse_batch
 from cloudburst.schema.defaults import DEFAULT_START
 from cloudburst.schema.job import EPANET_FILE, EPANET_WARM, MemberId, Run, parse_job, parse_start
 from cloudburst.schema.resultformat import encode
-from cloudburst.state.ledger import OVERTAKEN, RECORDED_ALREADY, BatchOutcome, Ledger
+from cloudburst.state.ledger import DELETED, OVERTAKEN, RECORDED_ALREADY, BatchOutcome, Ledger
 from cloudburst.state.models import ModelCache
 from cloudburst.state.store import ResultsStore
 from cloudburst.version import __version__
@@ -279,8 +279,8 @@ def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore |
     """
     batch: BatchJob = parse_batch(document)
     token = ledger.begin(batch.ensemble, batch.batch) if ledger is not None else None
-    if token == 0:
-        return BatchOutcome(superseded=RECORDED_ALREADY)
+    if token is not None and token <= 0:
+        return BatchOutcome(superseded=RECORDED_ALREADY if token == 0 else DELETED)
     kept = {member: MemberResult.from_bytes(data) for member, data in
             (ledger.checkpointed(batch.ensemble, batch.batch) if ledger is not None else {}).items()}
     results, pending, flushed_at = [], {}, time.monotonic()
@@ -296,7 +296,7 @@ def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore |
             pending[result.member] = result.to_bytes()
             if time.monotonic() - flushed_at >= checkpoint_every_s:
                 if not ledger.checkpoint(batch.ensemble, batch.batch, pending, token):
-                    return BatchOutcome(superseded=OVERTAKEN)
+                    return BatchOutcome(superseded=DELETED if ledger.deleted(batch.ensemble) else OVERTAKEN)
                 pending, flushed_at = {}, time.monotonic()
     outcome = BatchOutcome(
         finished=[result.member for result in results if result.finished],
@@ -306,12 +306,16 @@ def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore |
         resumed=sorted(kept))
     if store is not None:
         if ledger is not None and token is not None and not ledger.is_latest(batch.ensemble, batch.batch, token):
-            return BatchOutcome(superseded=OVERTAKEN)
+            return BatchOutcome(superseded=DELETED if ledger.deleted(batch.ensemble) else OVERTAKEN)
         series = series_table(results)
         store.put_batch(batch.ensemble, batch.batch, None if series is None else encode(series, [fmt.VALUE]),
                         encode(members_table(batch.batch, results), ["runtime_s"]))
     if ledger is not None:
         recorded = ledger.record_batch(batch.ensemble, batch.batch, outcome, token)
+        if recorded is None and ledger.deleted(batch.ensemble):
+            if store is not None:  # deleted while the files went up: they go too
+                store.delete(batch.ensemble)
+            return BatchOutcome(superseded=DELETED)
         if recorded is None:  # overtaken while its files went up: the newer attempt's record stands
             return BatchOutcome(superseded=OVERTAKEN)
         outcome.members_done = recorded

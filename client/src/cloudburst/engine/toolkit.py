@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,10 @@ _SIGNATURES: dict[str, list[type]] = {
 for _name, _arguments in _SIGNATURES.items():
     getattr(_lib, _name).argtypes = _arguments
     getattr(_lib, _name).restype = _I
+
+# EPANET 2.3.5 reads an .inp file with state shared by every project of the process: two threads opening models
+# at once get "Error 200: one or more errors in input file" (two clients submitting in one process did).
+_OPENING = threading.Lock()
 
 WARNINGS = {1: "system hydraulically unbalanced", 2: "system may be hydraulically unstable",
             3: "system disconnected", 4: "pumps cannot deliver enough flow or head",
@@ -114,14 +119,15 @@ class Project:
         """``output_path``: where ``run(..., save_output=True)`` has EPANET write its binary output file."""
         self.path = Path(inp_path)
         self._handle = _P()
-        _check(_lib.EN_createproject(ctypes.byref(self._handle)), "creating a project")
-        try:
-            _check(_lib.EN_open(self._handle, str(self.path).encode(), os.devnull.encode(),
-                                   str(output_path or "").encode()),
-                   f"opening {self.path.name}")
-        except EpanetError:
-            _lib.EN_deleteproject(self._handle)
-            raise
+        with _OPENING:
+            _check(_lib.EN_createproject(ctypes.byref(self._handle)), "creating a project")
+            try:
+                _check(_lib.EN_open(self._handle, str(self.path).encode(), os.devnull.encode(),
+                                       str(output_path or "").encode()),
+                       f"opening {self.path.name}")
+            except EpanetError:
+                _lib.EN_deleteproject(self._handle)
+                raise
         _lib.EN_setstatusreport(self._handle, 0)
         self.node_count = self.count(en.NODECOUNT)
         self.link_count = self.count(en.LINKCOUNT)

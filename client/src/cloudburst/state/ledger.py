@@ -36,6 +36,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from cloudburst.state import redis_values
+from cloudburst.state.records import DELETED_KEY
 
 PREFIX = "cloudburst:ensemble:"
 PLAN, DONE, EXECUTIONS, STATS, STATS_PENDING = "plan", "done", "executions", "stats", "stats-pending"
@@ -43,15 +44,21 @@ ATTEMPTS = "attempts"
 # Why an attempt at a batch stored and recorded nothing (``BatchOutcome.superseded``).
 RECORDED_ALREADY = "the batch was recorded already by an earlier attempt: not run again"
 OVERTAKEN = "a newer attempt at the batch began: this one stores and records nothing"
-# ``begin``: 0 when the batch is recorded already (nothing to run), else the new attempt's fencing token.
+DELETED = "the ensemble was deleted: nothing of the batch is kept"
+# The scripts read the records' tombstones (``cloudburst.state.records.DELETED_KEY``, a hash of deleted names): an
+# ensemble deleted while its batches run gets nothing back from them.
+# ``begin``: -1 for a deleted ensemble, 0 when the batch is recorded already (nothing to run), else the new
+# attempt's fencing token. KEYS: done, attempts, tombstones; ARGV: batch, ensemble.
 _BEGIN = """
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return -1 end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 """
-# ``record_batch``: -1 for an attempt that is not the latest (or a batch recorded already), else the members the
-# ensemble has recorded so far. KEYS: done, partial, executions, stats, attempts; ARGV: batch, outcome, members,
-# token ("" for a caller without one).
+# ``record_batch``: -2 for a deleted ensemble, -1 for an attempt that is not the latest (or a batch recorded
+# already), else the members the ensemble has recorded so far. KEYS: done, partial, executions, stats, attempts,
+# tombstones; ARGV: batch, outcome, members, token ("" for a caller without one), ensemble.
 _RECORD = """
+if redis.call('HEXISTS', KEYS[6], ARGV[5]) == 1 then return -2 end
 if ARGV[4] ~= '' and (redis.call('HGET', KEYS[5], ARGV[1]) ~= ARGV[4] or redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1)
 then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -59,10 +66,12 @@ redis.call('DEL', KEYS[2])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 return redis.call('HINCRBY', KEYS[4], 'done', ARGV[3])
 """
-# ``checkpoint``: kept only by the latest attempt. KEYS: partial, attempts; ARGV: batch, token, ttl, member, data...
+# ``checkpoint``: kept only by the latest attempt of an ensemble not deleted. KEYS: partial, attempts, tombstones;
+# ARGV: batch, token, ttl, ensemble, member, data...
 _CHECKPOINT = """
+if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 1 then return 0 end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
@@ -125,8 +134,9 @@ class Ledger:
         self._checkpoint = redis.register_script(_CHECKPOINT)
 
     def begin(self, name: str, batch: str) -> int:
-        """A new attempt at the batch: its fencing token (1, 2, ...), or 0 when the batch is recorded already."""
-        return int(self._begin(keys=[key_for(name, DONE), key_for(name, ATTEMPTS)], args=[batch]))
+        """A new attempt at the batch: its fencing token (1, 2, ...), 0 when the batch is recorded already, -1 when
+        the ensemble was deleted."""
+        return int(self._begin(keys=[key_for(name, DONE), key_for(name, ATTEMPTS), DELETED_KEY], args=[batch, name]))
 
     def is_latest(self, name: str, batch: str, token: int) -> bool:
         """Whether the attempt holding ``token`` is still the batch's latest and the batch is not recorded: the
@@ -153,20 +163,25 @@ class Ledger:
 
     def record_batch(self, name: str, batch: str, outcome: BatchOutcome, token: int | None = None) -> int | None:
         """Record a stored batch; returns how many members the ensemble's batches have recorded so far, or None
-        when the attempt holding ``token`` was overtaken by a newer one or the batch is recorded already (nothing
-        changes). Without a token (a batch run outside a queue's job) it records unconditionally."""
+        when the attempt holding ``token`` was overtaken by a newer one, the batch is recorded already or the
+        ensemble was deleted (nothing changes; ``deleted`` tells the last apart). Without a token (a batch run
+        outside a queue's job) only a deleted ensemble refuses it."""
         recorded = int(self._record(
             keys=[key_for(name, DONE), key_for(name, f"{PARTIAL}:{batch}"), key_for(name, EXECUTIONS),
-                  key_for(name, STATS), key_for(name, ATTEMPTS)],
-            args=[batch, outcome.to_json(), outcome.recorded, "" if token is None else token]))
+                  key_for(name, STATS), key_for(name, ATTEMPTS), DELETED_KEY],
+            args=[batch, outcome.to_json(), outcome.recorded, "" if token is None else token, name]))
         return None if recorded < 0 else recorded
+
+    def deleted(self, name: str) -> bool:
+        """Whether the ensemble (or task set) was deleted and not submitted again."""
+        return bool(self.redis.hexists(DELETED_KEY, name))
 
     def checkpoint(self, name: str, batch: str, results: dict[int, bytes], token: int | None = None) -> bool:
         """Keep finished members of a running batch (one command for all of them); False, keeping nothing, for an
         attempt that a newer one overtook."""
         pairs = [part for member, data in results.items() for part in (str(member), data)]
-        return bool(self._checkpoint(keys=[key_for(name, f"{PARTIAL}:{batch}"), key_for(name, ATTEMPTS)],
-                                     args=[batch, "" if token is None else token, PARTIAL_TTL_S, *pairs]))
+        return bool(self._checkpoint(keys=[key_for(name, f"{PARTIAL}:{batch}"), key_for(name, ATTEMPTS), DELETED_KEY],
+                                     args=[batch, "" if token is None else token, PARTIAL_TTL_S, name, *pairs]))
 
     def checkpointed(self, name: str, batch: str) -> dict[int, bytes]:
         """The members of the batch an earlier, unfinished run of it kept."""

@@ -158,17 +158,23 @@ class Records:
         text = self.redis.hget(key_for(name), "adaptive")
         return None if text is None else json.loads(text)
 
-    def delete(self, name: str) -> None:
-        """Remove the record, leaving what it was (kind, creation, size) and when it was deleted."""
+    def mark_deleted(self, name: str) -> None:
+        """The tombstone: what the record was (kind, creation, size) and when it was deleted. Set before anything
+        of the ensemble is removed, so that work still running on it sees it (``Ledger``) and keeps nothing."""
         fields = {redis_values.text(key): redis_values.text(value)
                   for key, value in self.redis.hgetall(key_for(name)).items()}
         gone = {"kind": fields.get("kind", ENSEMBLE), "created_at": fields.get("created_at", ""),
                 "members": int(fields.get("members", fields.get("tasks", 0))), "function": fields.get("function", ""),
                 "deleted_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        self.redis.hset(DELETED_KEY, name, json.dumps(gone))
+
+    def delete(self, name: str) -> None:
+        """Remove the record, leaving its tombstone (``mark_deleted``, set now when it was not before)."""
+        if not self.redis.hexists(DELETED_KEY, name):
+            self.mark_deleted(name)
         pipeline = self.redis.pipeline(transaction=True)
         pipeline.delete(key_for(name))
         pipeline.srem(INDEX_KEY, name)
-        pipeline.hset(DELETED_KEY, name, json.dumps(gone))
         pipeline.execute()
 
     def deleted(self) -> dict[str, dict[str, Any]]:

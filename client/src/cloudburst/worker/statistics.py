@@ -56,6 +56,9 @@ def run_statistics(connection: Redis, name: str, store: ResultsStore, writer: In
             covered = done
             lines = aggregate.compute(store, name, record.member_start(0), record.members, request)
         written = writer.write(lines, db=output.get("db"), precision="s")
+        if ledger.deleted(name):  # deleted while this computed: what it wrote goes, nothing is kept of it
+            forget_statistics(name, output.get("db") or writer.db, writer)
+            return 0
         ledger.set_stats_state(name, at=started, members=covered)
     finally:
         ledger.release_statistics(name)

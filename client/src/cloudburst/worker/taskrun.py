@@ -22,7 +22,7 @@ from rq import get_current_job
 
 from cloudburst.errors import InputError, TaskTimeout
 from cloudburst.schema.taskpack import FAILED, FINISHED, Arguments, encode_rows, parse_function, parse_pack, to_json
-from cloudburst.state.ledger import OVERTAKEN, RECORDED_ALREADY, BatchOutcome, Ledger
+from cloudburst.state.ledger import DELETED, OVERTAKEN, RECORDED_ALREADY, BatchOutcome, Ledger
 from cloudburst.worker import environment as cluster
 
 
@@ -100,8 +100,8 @@ def run_pack(document: dict[str, Any]) -> dict[str, Any]:
     store = cluster.results_store()
     ledger = Ledger(current.connection) if current is not None and store is not None else None
     token = ledger.begin(pack.taskset, pack.batch) if ledger is not None else None
-    if token == 0:
-        return {"superseded": RECORDED_ALREADY, "worker": worker}
+    if token is not None and token <= 0:
+        return {"superseded": RECORDED_ALREADY if token == 0 else DELETED, "worker": worker}
     try:
         function = resolve(pack.function)
     except Exception as error:  # noqa: BLE001 - every task of the pack fails with why, and the worker serves on
@@ -113,11 +113,15 @@ def run_pack(document: dict[str, Any]) -> dict[str, Any]:
         rows = [{"task": index, **run_task(function, arguments, pack.timeout_s), "worker": worker}
                 for index, arguments in pack.tasks]
     if ledger is not None and token is not None and not ledger.is_latest(pack.taskset, pack.batch, token):
-        return {"superseded": OVERTAKEN, "worker": worker}
+        return {"superseded": DELETED if ledger.deleted(pack.taskset) else OVERTAKEN, "worker": worker}
     if store is not None:
         store.put_batch(pack.taskset, pack.batch, None, encode_rows(rows))
     outcome = BatchOutcome(finished=[row["task"] for row in rows if row["status"] == FINISHED],
                            failed={row["task"]: row["error"] for row in rows if row["status"] == FAILED})
     if ledger is not None and ledger.record_batch(pack.taskset, pack.batch, outcome, token) is None:
+        if ledger.deleted(pack.taskset):
+            if store is not None:  # deleted while the rows went up: they go too
+                store.delete(pack.taskset)
+            return {"superseded": DELETED, "worker": worker}
         return {"superseded": OVERTAKEN, "worker": worker}
     return {"finished": len(outcome.finished), "failed": len(outcome.failed), "worker": worker}
