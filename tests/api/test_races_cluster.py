@@ -8,6 +8,7 @@ import threading
 
 import cloudburst
 import pytest
+from cloudburst.api.queue import queued_batches
 from cloudburst.errors import InputError
 from cloudburst.schema.queues import STATS_QUEUE
 from local_cluster import client_settings, start_workers, stop
@@ -116,3 +117,47 @@ def test_retry_while_batches_run_enqueues_nothing_that_is_queued_or_running(clus
     assert (final.finished, final.failed) == (12, 0)
     executions = ensemble.executions()
     assert executions["executions"].tolist() == [1] * 12 and executions.attrs == {"lost": 0, "duplicated": 0}
+
+
+def test_a_client_cut_off_mid_submit_queued_nothing_and_retry_queues_every_member_once(cluster, client, tmp_path):
+    """`cloudburst submit` killed while it writes its jobs (Redis's writes paused after the first chunk reached it, so
+    the kill lands mid-submit): nothing is queued, `status` says "submitting" and then, once its staging expired,
+    cut off; `wait` says so instead of waiting for ever; `retry` queues every member once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+    from cloudburst.state.ledger import STAGING_TTL_S
+    from local_cluster import cli
+    members = 30_000  # one member per batch: 15 chunks of jobs
+    path = tmp_path / "big.yml"
+    path.write_text(yaml.safe_dump(scenario(members, run={"duration_s": 3600}, batch={"members": 1})))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CLOUDBURST_")}
+    submitting = subprocess.Popen([sys.executable, "-m", "cloudburst.cli", "submit", str(NET3), str(path), "--name",
+                                   "cut"], env={**env, **cluster["env"]}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    redis = cluster["redis"]
+    staged = "cloudburst:ensemble:cut:staged"
+    wait_until("the first chunk staged", lambda: redis.llen(staged), 120, poll_s=0.005)
+    redis.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
+    try:
+        submitting.send_signal(signal.SIGKILL)
+        submitting.wait(timeout=30)
+    finally:
+        redis.execute_command("CLIENT", "UNPAUSE")
+    assert 0 < redis.llen(staged) < members and redis.llen("rq:queue:cloudburst") == 0
+    assert "cut: submitting" in cli(cluster, "status", "cut").stdout
+    ensemble = client.ensemble("cut")
+    wait_until("the staging expired", lambda: redis.exists(staged), STAGING_TTL_S + 10, done=lambda left: left == 0)
+    shown = cli(cluster, "status", "cut").stdout
+    assert "cut: cut off (retry or delete)" in shown, shown
+    with pytest.raises(InputError, match=r"the submit of ensemble 'cut' was cut off before its jobs were queued: "
+                                         r"nothing of it runs; `cloudburst retry cut` queues them"):
+        ensemble.wait(progress=False, timeout_s=10)
+    assert ensemble.retry()["enqueued"] == members
+    queued = queued_batches(client.queue, "cut")
+    assert len(queued) == redis.llen("rq:queue:cloudburst") == members
+    plan = client.ledger.plan("cut")
+    assert sorted(member for batch in queued for member in plan[batch]) == list(range(members))
+    assert ensemble.stamp() == "retried"

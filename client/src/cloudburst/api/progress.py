@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TextIO
 
-from cloudburst.state.records import CANCELLED, FINISHED, FINISHED_WITH_FAILURES, RUNNING
+from cloudburst.state.records import CANCELLED, CUT_OFF, FINISHED, FINISHED_WITH_FAILURES, RUNNING, SUBMITTING
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ def shown_state(stamp: str, progress: Progress) -> str:
     failures when any failed (or, for an ensemble, stopped unbalanced)."""
     if progress.done:
         return FINISHED_WITH_FAILURES if progress.failed or progress.unbalanced else FINISHED
+    if stamp in (SUBMITTING, CUT_OFF):
+        return stamp
     return CANCELLED if stamp == CANCELLED else RUNNING
 
 

@@ -23,6 +23,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.utils import utcformat
 
 from cloudburst.api.progress import Progress
+from cloudburst.errors import ServiceError
 from cloudburst.schema.queues import (
     ENTRY_POINT,
     FORGET_ENTRY_POINT,
@@ -33,7 +34,9 @@ from cloudburst.schema.queues import (
     open_queue,
 )
 from cloudburst.state import redis_values
-from cloudburst.state.ledger import Ledger, MemberStates
+from cloudburst.state.ledger import STAGING_TTL_S, Ledger, MemberStates
+from cloudburst.state.records import SUBMITTED, SUBMITTING
+from cloudburst.state.records import key_for as record_key
 
 # Removes the ensemble's job IDs (ARGV[1]: their prefix) from the queue list and deletes their job hashes
 # (ARGV[2]: RQ's job key prefix), in one step, so no worker takes one half-removed.
@@ -68,7 +71,8 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
     ``entry_point`` and ``members_of`` (the pack's task indices).
 
     Writes the job hashes RQ's own ``enqueue_many`` writes (the same fields, JSON data compressed as RQ does,
-    read back by RQ's ``Job``), without building an RQ ``Job`` object per batch (bench/enqueue.py).
+    read back by RQ's ``Job``), without building an RQ ``Job`` object per batch (bench/enqueue.py). The IDs are
+    staged chunk by chunk and reach the queue all at once at the end: a client cut off meanwhile queued nothing.
     """
     now = utcformat(datetime.now(UTC))
     common: dict[str, Any] = {"status": "queued", "origin": queue.name, "created_at": now, "enqueued_at": now,
@@ -80,7 +84,8 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
     from cloudburst.schema.batch import split  # the batch schema (pydantic): only when enqueueing
     for part in split(batches, chunk):
         pipeline = connection.pipeline(transaction=False)
-        ids, plan = [], {}
+        ids: list[str] = []
+        plan: dict[str, list[int]] = {}
         for batch in part:
             identifier = job_id(ensemble, batch["batch"])
             data = zlib.compress(json.dumps([entry_point, None, [batch], {}], separators=(",", ":")).encode())
@@ -90,10 +95,33 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
             plan[batch["batch"]] = members_of(batch)
             count += len(plan[batch["batch"]])
         ledger.plan_batches(pipeline, ensemble, plan)
-        pipeline.rpush(queue.key, *ids)
-        pipeline.sadd(Queue.redis_queues_keys, queue.key)
+        ledger.stage(pipeline, ensemble, ids)
         pipeline.execute()
+    if count == 0 and not connection.exists(ledger.staged_key(ensemble)):
+        return 0  # nothing to queue (a retry with nothing missing)
+    queued = int(connection.register_script(_PUBLISH)(
+        keys=[ledger.staged_key(ensemble), queue.key, Queue.redis_queues_keys, record_key(ensemble)],
+        args=[SUBMITTING, SUBMITTED]))
+    if queued < 0:
+        raise ServiceError(f"the jobs of {ensemble} waited more than {STAGING_TTL_S} s between two chunks and were "
+                           f"taken as cut off: none is queued; `cloudburst retry {ensemble}` queues its members")
     return count
+
+
+# Every staged job ID onto the queue in one step (Lua runs alone in Redis): a client cut off before this queued
+# nothing, one after it queued everything. A "submitting" record becomes "submitted". -1: the staged list expired.
+# KEYS: staged, queue, RQ's set of queues, the record; ARGV: the two stamps.
+_PUBLISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+for first = 1, #ids, 5000 do
+  redis.call('RPUSH', KEYS[2], unpack(ids, first, math.min(first + 4999, #ids)))
+end
+redis.call('SADD', KEYS[3], KEYS[2])
+redis.call('DEL', KEYS[1])
+if redis.call('HGET', KEYS[4], 'state') == ARGV[1] then redis.call('HSET', KEYS[4], 'state', ARGV[2]) end
+return #ids
+"""
 
 
 def batch_of(ensemble: str, identifier: str) -> str:

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from cloudburst.api.progress import Display, Progress, default_display, follow
 from cloudburst.api.queue import cancel_queued, crashed_members, forget_jobs, tracked_progress, waiting_members
-from cloudburst.errors import redis_errors
+from cloudburst.errors import InputError, redis_errors
 from cloudburst.lazy import lazy
 from cloudburst.state.ledger import MemberStates, retry_round
-from cloudburst.state.records import CANCELLED, RETRIED, EnsembleRecord, TaskSetRecord
+from cloudburst.state.records import CANCELLED, CUT_OFF, RETRIED, SUBMITTING, EnsembleRecord, TaskSetRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +43,19 @@ class Submitted:
         """Members (or tasks) submitted."""
         raise NotImplementedError
 
+    def stamp(self) -> str:
+        """The record's stamp, or CUT_OFF for one whose submit stopped before its jobs reached the queue (still
+        "submitting", and no client staging its jobs): nothing of it runs until ``retry`` (or ``delete``)."""
+        stamp = self.info().state
+        return CUT_OFF if stamp == SUBMITTING and not self.services.ledger.staging(self.name) else stamp
+
+    def _checked_status(self) -> Progress:
+        if self.stamp() == CUT_OFF:
+            raise InputError(f"the submit of {self.noun} {self.name!r} was cut off before its jobs were queued: "
+                             f"nothing of it runs; `cloudburst retry {self.name}` queues them (or `cloudburst delete "
+                             f"{self.name}`)")
+        return self.status()
+
     def _states(self) -> MemberStates:
         return MemberStates.of(self.services.ledger.done(self.name))
 
@@ -60,7 +73,7 @@ class Submitted:
     def _follow(self, settled: Callable[[Progress], bool], progress: bool, display: Display | None,
                 poll_s: float | None, timeout_s: float | None) -> Progress:
         display = display or (default_display() if progress else None)
-        return follow(self.status, settled, f"{self.noun} {self.name!r}", display,
+        return follow(self._checked_status, settled, f"{self.noun} {self.name!r}", display,
                       poll_s or (display.interval_s if display is not None else self.poll_s), timeout_s)
 
     def _failure_reasons(self, states: MemberStates) -> dict[int, str]:

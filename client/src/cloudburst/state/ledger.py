@@ -13,6 +13,8 @@ Keys, owned here (``cloudburst.records`` owns the ensemble's record beside them)
 - ``cloudburst:ensemble:<name>:stats-pending``  set while a statistics job is queued or running: one at a time
 - ``cloudburst:ensemble:<name>:arguments``   hash, a task set's pack -> its tasks' arguments (zlib'd JSON), kept
                                              for ``retry`` longer than RQ keeps the job's own copy
+- ``cloudburst:ensemble:<name>:staged``      list, the job IDs a submit (or retry) has written and not queued yet;
+                                             it lives ``STAGING_TTL_S`` past the client's last chunk
 - ``cloudburst:ensemble:<name>:partial:<batch>``  hash, member -> its result (``engine.MemberResult.to_bytes``):
                                              a running batch's finished members, so that a batch whose worker
                                              died runs only the rest; gone once the batch is recorded
@@ -75,7 +77,9 @@ for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
-PARTIAL, ARGUMENTS = "partial", "arguments"
+PARTIAL, ARGUMENTS, STAGED = "partial", "arguments", "staged"
+# A client that wrote no chunk of its jobs for this long is taken as cut off: its staged jobs are never queued.
+STAGING_TTL_S = 30
 # A batch's checkpoint outlives a worker that died with it by this long (its retry comes within minutes).
 PARTIAL_TTL_S = 7 * 86400
 # A claimed statistics run that never started (its worker died) stops blocking the next one after this long.
@@ -172,6 +176,19 @@ class Ledger:
             args=[batch, outcome.to_json(), outcome.recorded, "" if token is None else token, name]))
         return None if recorded < 0 else recorded
 
+    def stage(self, pipeline: Pipeline, name: str, job_ids: list[str]) -> None:
+        """Queue (on the caller's pipeline) job IDs written and not queued yet; the list lives ``STAGING_TTL_S``
+        past the last chunk."""
+        pipeline.rpush(key_for(name, STAGED), *job_ids)
+        pipeline.expire(key_for(name, STAGED), STAGING_TTL_S)
+
+    def staged_key(self, name: str) -> str:
+        return key_for(name, STAGED)
+
+    def staging(self, name: str) -> bool:
+        """Whether a client is queueing the ensemble's jobs now (its staged list has not expired)."""
+        return bool(self.redis.exists(key_for(name, STAGED)))
+
     def deleted(self, name: str) -> bool:
         """Whether the ensemble (or task set) was deleted and not submitted again."""
         return bool(self.redis.hexists(DELETED_KEY, name))
@@ -228,7 +245,7 @@ class Ledger:
     def forget(self, name: str) -> None:
         partial = [key_for(name, f"{PARTIAL}:{batch}") for batch in self.plan(name)]
         self.redis.delete(*(key_for(name, part) for part in (PLAN, DONE, EXECUTIONS, ATTEMPTS, STATS, STATS_PENDING,
-                                                             ARGUMENTS)), *partial)
+                                                             ARGUMENTS, STAGED)), *partial)
 
 
 def retry_round(batch: str) -> int:

@@ -27,7 +27,11 @@ from cloudburst.state import redis_values
 RECORD_PREFIX = "cloudburst:ensemble:"
 INDEX_KEY = "cloudburst:ensembles"
 DELETED_KEY = "cloudburst:deleted"
-SUBMITTED, RETRIED, CANCELLED = "submitted", "retried", "cancelled"  # the stamps a record stores
+# The stamps a record stores. A record is made "submitting"; its jobs reach the queue all at once at the end of the
+# submit, which stamps it "submitted" (``cloudburst.api.queue.enqueue_batches``).
+SUBMITTING, SUBMITTED, RETRIED, CANCELLED = "submitting", "submitted", "retried", "cancelled"
+# Shown for a record still "submitting" whose client stopped staging jobs (``Ledger.staging``): nothing of it runs.
+CUT_OFF = "cut off (retry or delete)"
 # What is shown: derived from the stamp and the progress.
 RUNNING, FINISHED, FINISHED_WITH_FAILURES, DELETED = "running", "finished", "finished with failures", "deleted"
 ENSEMBLE, TASKS = "ensemble", "tasks"  # a record's kind (records written before task sets have none: ensembles)
@@ -110,8 +114,8 @@ class Records:
         if not self.redis.sadd(INDEX_KEY, record.name):
             raise _taken(record.name)
         self.redis.hdel(DELETED_KEY, record.name)
-        created = type(record)(**{**asdict(record), "created_at":
-                                  datetime.now(UTC).isoformat(timespec="seconds")})
+        created = type(record)(**{**asdict(record), "state": SUBMITTING,
+                                  "created_at": datetime.now(UTC).isoformat(timespec="seconds")})
         self.redis.hset(key_for(record.name), mapping=redis_values.fields(created.to_redis()))
         return created
 
