@@ -155,6 +155,8 @@ def test_a_client_cut_off_mid_submit_queued_nothing_and_retry_queues_every_membe
     with pytest.raises(InputError, match=r"the submit of ensemble 'cut' was cut off before its jobs were queued: "
                                          r"nothing of it runs; `cloudburst retry cut` queues them"):
         ensemble.wait(progress=False, timeout_s=10)
+    waited = cli(cluster, "wait", "cut", timeout=30)
+    assert waited.returncode == 2 and "was cut off before its jobs were queued" in waited.stderr, waited
     assert ensemble.retry()["enqueued"] == members
     queued = queued_batches(client.queue, "cut")
     assert len(queued) == redis.llen("rq:queue:cloudburst") == members

@@ -4,6 +4,7 @@
     ├── InputError         bad input: a scenario, job, model file, argument or ensemble name (CLI exit 2);
     │                      ``problems`` holds one sentence per problem, each led by where it is
     ├── ServiceError       a service that does not answer or refuses the credentials (CLI exit 3)
+    │   ├── ServiceAway    one that does not answer now (following an ensemble waits for it)
     │   ├── ConfigError    no usable client settings
     │   └── InfluxWriteError  InfluxDB refused a write, or stayed unreachable through every retry
     ├── MemberFailed       a member that could not run; the message is the reason in its status record
@@ -42,6 +43,10 @@ class ServiceError(CloudBurstError, RuntimeError):
     """A service that does not answer or refuses the credentials; the message is one sentence."""
 
 
+class ServiceAway(ServiceError):
+    """A service that does not answer now (not one that refuses): waiting may see it back."""
+
+
 class ConfigError(ServiceError):
     """Client settings that are missing, unreadable, or name an unknown profile."""
 
@@ -64,8 +69,12 @@ def service_errors(service: str, url: str) -> Iterator[None]:
         yield
     except redis.AuthenticationError:
         raise ServiceError(f"{service} at {url} refused the password") from None
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as error:
+        raise ServiceAway(f"{service} at {url} does not answer ({type(error).__name__})") from None
     except redis.RedisError as error:
         raise ServiceError(f"{service} at {url} does not answer ({type(error).__name__})") from None
+    except (requests.ConnectionError, requests.Timeout) as error:
+        raise ServiceAway(f"{service} at {url} does not answer ({type(error).__name__})") from None
     except requests.RequestException as error:
         raise ServiceError(f"{service} at {url} does not answer ({type(error).__name__})") from None
 

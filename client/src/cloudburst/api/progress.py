@@ -7,7 +7,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TextIO
 
+from cloudburst.errors import ServiceAway
 from cloudburst.state.records import CANCELLED, CUT_OFF, FINISHED, FINISHED_WITH_FAILURES, RUNNING, SUBMITTING
+
+# How long following an ensemble waits for a service that stopped answering (a Redis restart takes seconds).
+AWAY_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -112,17 +116,29 @@ def default_display() -> Display:
 
 
 def follow(status: Callable[[], Progress], settled: Callable[[Progress], bool], what: str,
-           display: Display | None, poll_s: float, timeout_s: float | None) -> Progress:
+           display: Display | None, poll_s: float, timeout_s: float | None, away_s: float = AWAY_S) -> Progress:
     """Read ``status`` (showing it) until ``settled`` says so; TimeoutError naming ``what`` and the progress once
-    ``timeout_s`` passes. Ctrl-C stops following only. The display is closed either way."""
+    ``timeout_s`` passes. A service that stops answering (a Redis restarting) is waited for, up to ``away_s`` at a
+    time, saying so once on standard error. Ctrl-C stops following only. The display is closed either way."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    away_since: float | None = None
     try:
         while True:
-            current = status()
-            if display is not None:
-                display.show(current)
-            if settled(current):
-                return current
+            try:
+                current = status()
+                if display is not None:
+                    display.show(current)
+                if settled(current):
+                    return current
+            except ServiceAway as away:
+                if away_since is None:
+                    away_since = time.monotonic()
+                    print(f"\n{away}: waiting for it (up to {away_s:g} s)", file=sys.stderr)
+                if time.monotonic() - away_since > away_s:
+                    raise
+                time.sleep(poll_s)
+                continue
+            away_since = None
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{what} not done within {timeout_s:g} s: {current.as_dict()}")
             time.sleep(poll_s)

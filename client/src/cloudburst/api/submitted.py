@@ -43,6 +43,7 @@ class Submitted:
         """Members (or tasks) submitted."""
         raise NotImplementedError
 
+    @redis_errors
     def stamp(self) -> str:
         """The record's stamp, or CUT_OFF for one whose submit stopped before its jobs reached the queue (still
         "submitting", and no client staging its jobs): nothing of it runs until ``retry`` (or ``delete``)."""

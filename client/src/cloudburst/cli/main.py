@@ -282,6 +282,13 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     return EXIT_FAILED if progress.failed else 0
 
 
+def cmd_wait(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.state.records import TASKS
+    if client.records.kind(args.ensemble) == TASKS:
+        return EXIT_FAILED if follow(client.taskset(args.ensemble), args).failed else 0
+    return EXIT_FAILED if follow(client.ensemble(args.ensemble), args).failed else 0
+
+
 def cmd_retry(args: argparse.Namespace, client: Client) -> int:
     ensemble = client.ensemble(args.ensemble)
     counts = ensemble.retry(timeout_s=args.timeout)
@@ -461,6 +468,8 @@ def parser() -> argparse.ArgumentParser:
                                         "scenario's start_time_utc, else 2000-01-01T00:00:00Z)")
     submit.add_argument("--timeout", type=int, default=3600, help="seconds a member may run (default 3600)")
     command("status", "progress and failures of an ensemble (or a task set)", cmd_status, True)
+    command("wait", "show progress until every member of an ensemble (or task of a task set) is done; waits "
+                    "through a service restarting", cmd_wait)
     command("cancel", "remove an ensemble's queued members", cmd_cancel)
     compare = command("compare", "ensembles side by side: member summaries, and an element's bands (alternatives: "
                                  "give the name they were submitted under)", cmd_compare, True, False)

@@ -30,7 +30,7 @@ from rq import Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
-from stack_view import MASTER, WORKERS, client_settings, cloudburst, cluster_host
+from stack_view import MASTER, WORKERS, client_env, client_settings, cloudburst, cluster_host
 
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
@@ -328,13 +328,25 @@ def test_a_worker_host_cut_off_and_reconnected(ensemble_named):
 
 @pytest.mark.parametrize("service", ["redis", "influxdb"])
 def test_a_master_service_killed_mid_ensemble(ensemble_named, service):
+    """Also `cloudburst wait`, started before the kill, follows the ensemble through it to the end."""
     run = ensemble_named(f"{service}-killed")
+    waiting = subprocess.Popen(["cloudburst", "wait", run.name], env=client_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     killed = container_of(MASTER, service)
     cluster_host(MASTER).check_output(f"docker kill {killed}")
     back_s = wait_for(f"{service} answers again", services_answer, 300)
     baseline = run.finished()
     resumed_s = back_s + wait_for("members finish again", lambda: run.resumed_after(baseline), 300)
     figures = run.assert_complete_once()
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err[-2000:]
+    assert f"{run.members}/{run.members}" in err, err[-2000:]
+    # The statistics end up covering every member at every element and time, the outage notwithstanding.
+    ensemble = run.cluster.ensemble(run.name)
+    wait_for(f"{run.name}: statistics over every member", ensemble.statistics_current, 300, poll_s=2)
+    for node in NODES:
+        counts = ensemble.percentiles(f"node:{node}")["count"]
+        assert len(counts) == DURATION_S // 3600 + 1 and (counts == run.members).all(), (node, counts.tolist())
     figures.update(service_back_s=round(back_s, 1), members_finishing_again_s=round(resumed_s, 1))
     record(f"{service} killed (swarm restarts it)", figures)
 
