@@ -9,16 +9,29 @@ UNITS = {"pressure": "pressure (m)", "head": "head (m)", "demand": "demand (m³/
          "velocity": "velocity (m/s)", "headloss": "headloss", "quality": "quality"}
 
 
+def percentile_columns(table: pd.DataFrame) -> list[str]:
+    """The table's percentile columns (``p5``, ``p50``, ``p97.5``...), lowest first: the scenario chose them."""
+    found = [column for column in table.columns if column.startswith("p") and column[1:].replace(".", "", 1).isdigit()]
+    return sorted(found, key=lambda column: float(column[1:]))
+
+
 def plot_fan(table: pd.DataFrame, title: str, attribute: str, path: str) -> None:
-    """Min-max and p5-p95 bands and the median over hours since the start (``Ensemble.percentiles``' table)."""
+    """The min-max band, a band between each pair of percentiles the scenario asked for (outermost first) and the
+    median when asked for, over hours since the start (``Ensemble.percentiles``' table)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(10, 5))
     hours = table["elapsed_s"] / 3600
     axes.fill_between(hours, table["min"], table["max"], color="tab:blue", alpha=0.15, label="min-max")
-    axes.fill_between(hours, table["p5"], table["p95"], color="tab:blue", alpha=0.35, label="p5-p95")
-    axes.plot(hours, table["p50"], color="tab:blue", label="median")
+    columns = percentile_columns(table)
+    lows = [column for column in columns if float(column[1:]) < 50]
+    highs = [column for column in reversed(columns) if float(column[1:]) > 50]
+    for depth, (low, high) in enumerate(zip(lows, highs)):
+        axes.fill_between(hours, table[low], table[high], color="tab:blue", alpha=0.25 + 0.1 * depth,
+                          label=f"{low}-{high}")
+    if "p50" in table.columns:
+        axes.plot(hours, table["p50"], color="tab:blue", label="median")
     axes.set_xlabel("hours from the start of the run")
     axes.set_ylabel(UNITS.get(attribute, attribute))
     axes.set_title(f"{title} ({int(table['count'].max())} members)")
