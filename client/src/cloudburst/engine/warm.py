@@ -308,6 +308,10 @@ def apply_alterations(run: schema.Run, model: OpenModel, changes: Changes) -> No
             case schema.TankLevel():
                 changes.set_node(model.node_index[change.tank], en.TANKLEVEL,
                                  si_to_model(model, change.init_level_m, HydParam.Length))
+                # EPANET keeps a tank's initial head in feet: the level read back in metres and set again is not
+                # always the same double (an SI model's next member differed in the last bits), so the model is
+                # re-opened instead.
+                changes.structural = True
             case schema.FireFlow():
                 window = window_pattern(model, f"{label}_fire", change.start_s, change.end_s)
                 project.add_demand(model.node_index[change.node],
