@@ -332,6 +332,9 @@ def test_a_master_service_killed_mid_ensemble(ensemble_named, service):
     run = ensemble_named(f"{service}-killed")
     waiting = subprocess.Popen(["cloudburst", "wait", run.name], env=client_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
+    # Its first progress line: it is following (a client started while a service is down is told so at once).
+    first_line = waiting.stderr.readline()
+    assert "finished" in first_line, first_line
     killed = container_of(MASTER, service)
     cluster_host(MASTER).check_output(f"docker kill {killed}")
     back_s = wait_for(f"{service} answers again", services_answer, 300)
@@ -339,6 +342,7 @@ def test_a_master_service_killed_mid_ensemble(ensemble_named, service):
     resumed_s = back_s + wait_for("members finish again", lambda: run.resumed_after(baseline), 300)
     figures = run.assert_complete_once()
     out, err = waiting.communicate(timeout=300)
+    err = first_line + err
     assert waiting.returncode == 0, err[-2000:]
     assert f"{run.members}/{run.members}" in err, err[-2000:]
     # The statistics end up covering every member at every element and time, the outage notwithstanding.
