@@ -333,7 +333,11 @@ def test_a_master_service_killed_mid_ensemble(ensemble_named, service):
     waiting = subprocess.Popen(["cloudburst", "wait", run.name], env=client_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     # Its first progress line: it is following (a client started while a service is down is told so at once).
-    first_line = waiting.stderr.readline()
+    first_line = ""
+    for _ in range(50):
+        first_line += waiting.stderr.readline()
+        if "finished" in first_line or waiting.poll() is not None:
+            break
     assert "finished" in first_line, first_line
     killed = container_of(MASTER, service)
     cluster_host(MASTER).check_output(f"docker kill {killed}")
