@@ -300,6 +300,22 @@ print(json.dumps({"superseded": outcome.superseded, "finished": outcome.finished
 """
 
 
+def slow_batch(net3: dict, ensemble: str) -> tuple[list[dict], dict]:
+    """Six members of four days at a one-minute step with water age: long enough that the test acts mid-batch."""
+    slow = {"duration_s": 4 * 86400, "hydraulic_timestep_s": 60, "quality": {"mode": "age"}}
+    documents = [job_for(net3, run=slow, ensemble=ensemble) for _ in range(6)]
+    return documents, make_batch(ensemble, documents)
+
+
+def wait_until_kept(ledger, attempt: subprocess.Popen, partial: str, members: int) -> None:
+    """Until the running attempt has kept ``members`` members in its checkpoint (it must still be running)."""
+    deadline = time.monotonic() + 120
+    while ledger.redis.hlen(partial) < members:
+        assert attempt.poll() is None, "the batch ended before the test could act: make its members slower"
+        assert time.monotonic() < deadline, "no member kept within 120 s"
+        time.sleep(0.05)
+
+
 def test_an_attempt_a_newer_one_overtook_neither_stores_nor_records(cache, store, net3, tmp_path):
     """The first attempt (a host cut off, its job given up by RQ) still runs when a second attempt takes the batch
     over and records it; the first then stores nothing and records nothing: one execution, the second's files."""
@@ -307,19 +323,13 @@ def test_an_attempt_a_newer_one_overtook_neither_stores_nor_records(cache, store
     from redis import Redis
     from services import redis_server
 
-    slow = {"duration_s": 4 * 86400, "hydraulic_timestep_s": 60, "quality": {"mode": "age"}}
-    documents = [job_for(net3, run=slow, ensemble="overtaken") for _ in range(6)]
-    batch = make_batch("overtaken", documents)
+    documents, batch = slow_batch(net3, "overtaken")
     with redis_server(tmp_path) as redis_url:
         ledger = Ledger(Redis.from_url(redis_url))
         first = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, json.dumps(
             [batch, redis_url, store.url, str(tmp_path / "first-cache")])], stdout=subprocess.PIPE, text=True)
         partial = f"cloudburst:ensemble:overtaken:partial:{batch['batch']}"
-        deadline = time.monotonic() + 120
-        while ledger.redis.hlen(partial) < 1:
-            assert first.poll() is None, "the first attempt ended before the second began: make its members slower"
-            assert time.monotonic() < deadline, "no member kept within 120 s"
-            time.sleep(0.05)
+        wait_until_kept(ledger, first, partial, 1)
         second = run_batch(batch, cache, store, ledger)
         assert not second.superseded and sorted(second.finished) == [d["member"] for d in documents]
         files = (store.read("overtaken", SERIES_DIR, batch["batch"]), store.read("overtaken", "members", batch["batch"]))
@@ -339,20 +349,13 @@ def test_a_batch_whose_worker_died_runs_only_the_members_it_had_not_kept(cache, 
     from redis import Redis
     from services import redis_server
 
-    # Four days at a one-minute step with water age: long enough members that the kill lands mid-batch.
-    slow = {"duration_s": 4 * 86400, "hydraulic_timestep_s": 60, "quality": {"mode": "age"}}
-    documents = [job_for(net3, run=slow, ensemble="killed") for _ in range(6)]
-    batch = make_batch("killed", documents)
+    documents, batch = slow_batch(net3, "killed")
     with redis_server(tmp_path) as redis_url:
         ledger = Ledger(Redis.from_url(redis_url))
         worker = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, json.dumps(
             [batch, redis_url, store.url, str(tmp_path / "killed-cache")])])
         partial = f"cloudburst:ensemble:killed:partial:{batch['batch']}"
-        deadline = time.monotonic() + 120
-        while ledger.redis.hlen(partial) < 2:
-            assert worker.poll() is None, "the batch ended before it could be killed: make its members slower"
-            assert time.monotonic() < deadline, "no member kept within 120 s"
-            time.sleep(0.05)
+        wait_until_kept(ledger, worker, partial, 2)
         worker.kill()
         worker.wait()
         kept = {member: MemberResult.from_bytes(data)

@@ -220,7 +220,7 @@ class Client:
             rows.append({"taskset": name, "created_at": record.created_at, "function": record.function,
                          "tasks": record.tasks, "finished": progress.finished, "failed": progress.failed,
                          "running": progress.running,
-                         "state": shown_state(task_sets.TaskSet(self.services, name).stamp(), progress),
+                         "state": shown_state(task_sets.TaskSet(self.services, name).stamp(record), progress),
                          "bytes": self.store.size(name)})
         rows += [{"taskset": name, "created_at": gone["created_at"], "function": gone["function"],
                   "tasks": gone["members"], "finished": 0, "failed": 0, "running": 0, "state": DELETED, "bytes": 0}
@@ -270,7 +270,7 @@ class Client:
             record, progress = ensemble.info(), ensemble.status()
             rows.append({"ensemble": name, "created_at": record.created_at, "members": record.members,
                          "finished": progress.finished, "failed": progress.failed, "running": progress.running,
-                         "state": shown_state(ensemble.stamp(), progress), "bytes": self.store.size(name)})
+                         "state": shown_state(ensemble.stamp(record), progress), "bytes": self.store.size(name)})
         rows += [{"ensemble": name, "created_at": gone["created_at"], "members": gone["members"], "finished": 0,
                   "failed": 0, "running": 0, "state": DELETED, "bytes": 0}
                  for name, gone in self.records.deleted().items() if gone["kind"] == ENSEMBLE]

@@ -44,10 +44,11 @@ class Submitted:
         raise NotImplementedError
 
     @redis_errors
-    def stamp(self) -> str:
+    def stamp(self, record: EnsembleRecord | TaskSetRecord | None = None) -> str:
         """The record's stamp, or CUT_OFF for one whose submit stopped before its jobs reached the queue (still
-        "submitting", and no client staging its jobs): nothing of it runs until ``retry`` (or ``delete``)."""
-        stamp = self.info().state
+        "submitting", and no client staging its jobs): nothing of it runs until ``retry`` (or ``delete``). A
+        caller holding the record passes it (it is not read again)."""
+        stamp = (record or self.info()).state
         return CUT_OFF if stamp == SUBMITTING and not self.services.ledger.staging(self.name) else stamp
 
     def _checked_status(self) -> Progress:

@@ -261,7 +261,7 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     record, progress = ensemble.info(), ensemble.status()
     failures = ensemble.failures() if progress.failed else None
     unbalanced = ensemble.unbalanced() if progress.unbalanced else None
-    state = shown_state(ensemble.stamp(), progress)
+    state = shown_state(ensemble.stamp(record), progress)
     lines = [f"{record.name}: {state}, submitted {record.created_at}, model {record.model_sha256[:12]}, "
              f"seed {record.seed}",
              f"members {progress.members}  finished {progress.finished}  failed {progress.failed}  "

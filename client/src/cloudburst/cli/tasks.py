@@ -64,7 +64,7 @@ def status_lines(tasks: "TaskSet") -> tuple[dict, str, int]:
     record, progress = tasks.info(), tasks.status()
     failures = tasks.failures() if progress.failed else None
     from cloudburst.api.progress import shown_state
-    state = shown_state(tasks.stamp(), progress)
+    state = shown_state(tasks.stamp(record), progress)
     lines = [f"{record.name}: {state}, submitted {record.created_at}, {record.function}, timeout {record.timeout_s} s",
              f"tasks {progress.members}  finished {progress.finished}  failed {progress.failed}  "
              f"running {progress.running}  queued {progress.queued}"]
