@@ -55,7 +55,8 @@ def test_every_type_the_api_returns_is_exported():
     cloudburst type that ``cloudburst`` exports (so a user can name it)."""
     exported = {getattr(cloudburst, name) for name in cloudburst.__all__ if name != "__version__"}
     handles = [cloudburst.Client, cloudburst.Ensemble, cloudburst.TaskSet, cloudburst.Alternatives,
-               cloudburst.StudyRun, cloudburst.FireFlow, cloudburst.Segments, cloudburst.Services]
+               cloudburst.StudyRun, cloudburst.FireFlow, cloudburst.Segments, cloudburst.Services,
+               cloudburst.Session]
     seen, missing = set(), []
     for handle in handles:
         for attribute, member in inspect.getmembers(handle):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 
 import cloudburst
 import numpy as np
@@ -367,3 +368,18 @@ def test_a_cluster_pointed_at_an_s3_compatible_store_stores_there_and_answers_fr
         assert not (cluster["root"] / "results").exists()  # nothing went to the file service
         assert len(ensemble.series("node:123")) == 4 * 7 and (bands["count"] == 4).all()
         assert ensemble.delete()["files"] and "Contents" not in s3.list_objects_v2(Bucket="site-results")
+
+
+def test_wait_returns_when_the_workers_signal_the_last_batch_not_at_the_next_poll(cluster, client):
+    """The fallback poll is set to a minute: the wait still ends as soon as the last batch and the statistics are
+    recorded, because the workers signal each one."""
+    workers = start_workers(cluster)
+    try:
+        ensemble = client.submit(NET3, scenario(members=4, run={"duration_s": 3600}), name="pushed")
+        started = time.monotonic()
+        progress = ensemble.wait(progress=False, poll_s=60, timeout_s=300)
+        waited = time.monotonic() - started
+    finally:
+        stop(workers)
+    assert progress.done and progress.finished == 4 and ensemble.statistics_current()
+    assert waited < 30  # polling every 60 s could not have seen the end before 60 s

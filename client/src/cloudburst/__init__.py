@@ -15,6 +15,7 @@ from cloudburst.version import __version__
 if _typing.TYPE_CHECKING:
     from cloudburst.api.client import Client
     from cloudburst.api.ensemble import Alternatives, Ensemble
+    from cloudburst.api.evaluation import Evaluations, Session
     from cloudburst.api.progress import Progress
     from cloudburst.api.services import Services
     from cloudburst.api.studies import FireFlow, Segments, StudyRun
@@ -32,6 +33,7 @@ _LAZY = {
     "TaskSet": "cloudburst.api.taskset",
     "StudyRun": "cloudburst.api.studies", "FireFlow": "cloudburst.api.studies", "Segments": "cloudburst.api.studies",
     "Progress": "cloudburst.api.progress",
+    "Session": "cloudburst.api.evaluation", "Evaluations": "cloudburst.api.evaluation",
     "Services": "cloudburst.api.services",
     "Settings": "cloudburst.config",
     "EnsembleRecord": "cloudburst.state.records", "TaskSetRecord": "cloudburst.state.records",
@@ -42,7 +44,7 @@ _LAZY = {
 
 __all__ = [
     "Client", "Settings", "Services",
-    "Ensemble", "Alternatives", "TaskSet", "StudyRun", "FireFlow", "Segments",
+    "Ensemble", "Alternatives", "TaskSet", "StudyRun", "FireFlow", "Segments", "Session", "Evaluations",
     "Progress", "EnsembleRecord", "TaskSetRecord", "ResultsReader",
     "ModelFile", "EnsemblePlan", "StudyPlan", "AlternativesPlan",
     "CloudBurstError", "InputError", "ServiceError", "ConfigError", "EpanetError", "MemberFailed",

@@ -2,8 +2,9 @@
 
 A batch is enqueued as ``worker.run`` with the batch document (schema ``cloudburst.batch/1``) as its one
 argument; statistics as ``worker.statistics`` with the ensemble's name; dropping a deleted ensemble's statistics
-as ``worker.forget``; ``worker.lowest_pressure`` is an example of your own function, run as a task set. Connection
-settings come from the worker container's environment (``cloudburst.worker``).
+as ``worker.forget``; a chunk of an evaluation round as ``worker.evaluate``; ``worker.lowest_pressure`` is an
+example of your own function, run as a task set. Connection settings come from the worker container's environment
+(``cloudburst.worker``).
 """
 from __future__ import annotations
 
@@ -45,6 +46,19 @@ def run(batch: dict[str, Any]) -> dict[str, Any]:
         cloudburst_worker.after_batch(current.connection, batch["ensemble"], outcome.members_done)
     return {"finished": len(outcome.finished), "failed": len(outcome.failed), "unbalanced": len(outcome.unbalanced),
             "worker": socket.gethostname()}
+
+
+def evaluate(chunk: dict[str, Any]) -> dict[str, int]:
+    """Run one chunk of an evaluation round (``Client.evaluate``) on the open models and push its metrics to the
+    waiting client; returns how many sets finished, failed or stopped unbalanced."""
+    current = get_current_job()
+    if current is None:
+        raise RuntimeError("an evaluation round's chunk answers on the queue's Redis: run it as a queue job")
+    try:
+        return cloudburst_worker.answer_chunk(chunk, _engine, current.connection)
+    except cloudburst_worker.InputError:  # not a chunk: the same every time, so not retried
+        current.retries_left = 0
+        raise
 
 
 def statistics(name: str) -> int:

@@ -13,6 +13,7 @@ only ``cloudburst.errors`` exceptions for bad input and services.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -35,7 +36,7 @@ from cloudburst.state.records import DELETED, ENSEMBLE, TASKS, EnsembleRecord
 if TYPE_CHECKING:
     import pandas as pd
 
-    from cloudburst.api import studies, waves
+    from cloudburst.api import evaluation, studies, waves
     from cloudburst.api import taskset as task_sets
     from cloudburst.plan import submission
     from cloudburst.plan.submission import ModelSource, ScenarioSource
@@ -46,6 +47,7 @@ else:
     studies, waves, task_sets = lazy("cloudburst.api.studies"), lazy("cloudburst.api.waves"), \
         lazy("cloudburst.api.taskset")
     submission, batching = lazy("cloudburst.plan.submission"), lazy("cloudburst.schema.batch")
+    evaluation = lazy("cloudburst.api.evaluation")
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class Client:
         self.settings, self.redis, self.queue = services.settings, services.redis, services.queue
         self.records, self.ledger, self.models = services.records, services.ledger, services.models
         self.store, self.influx = services.store, services.influx
+        self._sessions: dict[tuple[Any, ...], evaluation.Session] = {}  # evaluate()'s, by model and settings
         if check:
             self.check()
 
@@ -201,6 +204,36 @@ class Client:
         checked first, and the function against the pushed env's manifest: nothing is enqueued when anything is
         wrong."""
         return task_sets.submit_map(self.services, function, iterable, name, timeout_s, per_job)
+
+    def session(self, model: ModelSource, *, run: dict[str, Any] | None = None,
+                metrics: list[str] | str = "pressure_min", nodes: str | list[str] = "*",
+                pressure_threshold_m: float = 20.0, timeout_s: int = 600) -> evaluation.Session:
+        """Evaluation rounds on one model (an .inp path or a wntr model) with one run's settings (``run`` as a
+        scenario's, e.g. ``{"duration_s": 0}`` for a steady state): ``session.evaluate(sets)`` runs each alteration
+        set on the workers' warm engine and returns the ``metrics`` (``cloudburst.schema.evaluation.METRICS``) in
+        order; per-node metrics have a column per ``nodes`` (default: every junction). The model is checked here
+        and uploaded once. Raises InputError as ``submit`` would."""
+        from cloudburst.plan.rounds import RoundSettings
+        model_file = submission.read_model(model)
+        settings = RoundSettings.of(model_file, self.services.model_input(model_file.sha256), run, nodes,
+                                    pressure_threshold_m)
+        return evaluation.Session(self.services, settings, [metrics] if isinstance(metrics, str) else metrics,
+                                  timeout_s)
+
+    def evaluate(self, model: ModelSource, sets: list[list[dict[str, Any]]], *,
+                 metrics: list[str] | str = "pressure_min", run: dict[str, Any] | None = None,
+                 nodes: str | list[str] = "*", pressure_threshold_m: float = 20.0,
+                 timeout_s: int = 600) -> evaluation.Evaluations:
+        """One evaluation round (see ``session``): the session of the same model and settings is kept and reused
+        by the next call, so an optimizer's loop pays the model's check and upload once."""
+        key = (evaluation.model_key(model), json.dumps(run or {}, sort_keys=True), json.dumps(nodes),
+               pressure_threshold_m, timeout_s)
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = self.session(model, run=run, metrics=metrics, nodes=nodes,
+                                                         pressure_threshold_m=pressure_threshold_m,
+                                                         timeout_s=timeout_s)
+        return session.evaluate(sets, [metrics] if isinstance(metrics, str) else metrics)
 
     @redis_errors
     def taskset(self, name: str) -> task_sets.TaskSet:

@@ -12,6 +12,7 @@ from cloudburst.state.records import CANCELLED, CUT_OFF, FINISHED, FINISHED_WITH
 
 # How long following an ensemble waits for a service that stopped answering (a Redis restart takes seconds).
 AWAY_S = 300.0
+MIN_READ_GAP_S = 0.002  # status is read at most this often, however fast the workers' signals come
 
 
 @dataclass(frozen=True)
@@ -116,19 +117,30 @@ def default_display() -> Display:
 
 
 def follow(status: Callable[[], Progress], settled: Callable[[Progress], bool], what: str,
-           display: Display | None, poll_s: float, timeout_s: float | None, away_s: float = AWAY_S) -> Progress:
-    """Read ``status`` (showing it) until ``settled`` says so; TimeoutError naming ``what`` and the progress once
-    ``timeout_s`` passes. A service that stops answering (a Redis restarting) is waited for, up to ``away_s`` at a
-    time, saying so once on standard error. Ctrl-C stops following only. The display is closed either way."""
+           display: Display | None, poll_s: float, timeout_s: float | None, away_s: float = AWAY_S,
+           wake: Callable[[float], bool] | None = None) -> Progress:
+    """Read ``status`` until ``settled`` says so, showing it at the display's interval (and the last one);
+    TimeoutError naming ``what`` and the progress once ``timeout_s`` passes. A service that stops answering (a
+    Redis restarting) is waited for, up to ``away_s`` at a time, saying so once on standard error. Ctrl-C stops
+    following only. The display is closed either way.
+
+    ``wake(seconds)`` blocks until the workers signal a change or the seconds pass: status is read again at once on
+    a signal (``poll_s`` is then only the fallback for what no signal announces, such as a job RQ failed after its
+    worker died), spending at most a tenth of the time reading it (a large ensemble's status costs more than a
+    small one's). Without ``wake``, status is read every ``poll_s``."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     away_since: float | None = None
+    shown_at = -float("inf")
     try:
         while True:
+            read_at = time.monotonic()
             try:
                 current = status()
-                if display is not None:
+                done = settled(current)
+                if display is not None and (done or read_at - shown_at >= display.interval_s):
                     display.show(current)
-                if settled(current):
+                    shown_at = read_at
+                if done:
                     return current
             except ServiceAway as away:
                 if away_since is None:
@@ -139,9 +151,17 @@ def follow(status: Callable[[], Progress], settled: Callable[[Progress], bool], 
                 time.sleep(poll_s)
                 continue
             away_since = None
+            read_s = time.monotonic() - read_at
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{what} not done within {timeout_s:g} s: {current.as_dict()}")
-            time.sleep(poll_s)
+            if wake is None:
+                time.sleep(poll_s)
+                continue
+            wait_s = poll_s if deadline is None else min(poll_s, max(deadline - time.monotonic(), 0.0))
+            if display is not None:
+                wait_s = min(wait_s, max(shown_at + display.interval_s - time.monotonic(), 0.0) or wait_s)
+            if wake(wait_s):
+                time.sleep(max(0.0, max(MIN_READ_GAP_S, 10 * read_s) - (time.monotonic() - read_at)))
     finally:
         if display is not None:
             display.close()

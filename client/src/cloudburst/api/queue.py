@@ -26,12 +26,14 @@ from cloudburst.api.progress import Progress
 from cloudburst.errors import ServiceError
 from cloudburst.schema.queues import (
     ENTRY_POINT,
+    EVALUATE_ENTRY_POINT,
     FORGET_ENTRY_POINT,
     STATS_QUEUE,
     JobPolicy,
     job_id,
     job_prefix,
     open_queue,
+    round_job_id,
 )
 from cloudburst.state import redis_values
 from cloudburst.state.ledger import STAGING_TTL_S, Ledger, MemberStates
@@ -106,6 +108,48 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
         raise ServiceError(f"the jobs of {ensemble} waited more than {STAGING_TTL_S} s between two chunks and were "
                            f"taken as cut off: none is queued; `cloudburst retry {ensemble}` queues its members")
     return count
+
+
+def enqueue_round(queue: Queue, chunks: list[dict[str, Any]], policy: JobPolicy, queued_ttl_s: int) -> list[str]:
+    """One job per chunk of an evaluation round, at the front of the queue (an optimizer waits on every round; an
+    ensemble's batches wait a round's time), in one transaction; returns the job IDs. Each job's hash expires after
+    ``queued_ttl_s`` (a round whose client died leaves nothing that lasts) and is not kept once it ran."""
+    now = utcformat(datetime.now(UTC))
+    pipeline = queue.connection.pipeline(transaction=True)
+    ids = []
+    for chunk in chunks:
+        identifier = round_job_id(chunk["session"], chunk["round"], chunk["chunk"])
+        data = zlib.compress(json.dumps([EVALUATE_ENTRY_POINT, None, [chunk], {}], separators=(",", ":")).encode())
+        key = f"{Job.redis_job_namespace_prefix}{identifier}"
+        pipeline.hset(key, mapping=redis_values.fields({
+            "status": "queued", "origin": queue.name, "created_at": now, "enqueued_at": now, "data": data,
+            "timeout": policy.timeout_s, "result_ttl": 0, "failure_ttl": policy.failure_ttl_s, "ttl": queued_ttl_s,
+            "retries_left": policy.retries, "retry_intervals": "[0]",
+            "description": f"{EVALUATE_ENTRY_POINT} round {chunk['round']} chunk {chunk['chunk']}"}))
+        pipeline.expire(key, queued_ttl_s)
+        ids.append(identifier)
+    pipeline.lpush(queue.key, *reversed(ids))  # the first chunk first
+    pipeline.sadd(Queue.redis_queues_keys, queue.key)
+    pipeline.execute()
+    return ids
+
+
+def chunk_failures(queue: Queue, ids: dict[int, str]) -> dict[int, str]:
+    """Of a round's unanswered chunks (chunk -> job ID), those that will not answer: their job failed for good (the
+    last line of RQ's reason) or is gone (expired before a worker took it)."""
+    pipeline = queue.connection.pipeline(transaction=False)
+    for identifier in ids.values():
+        pipeline.hget(f"{Job.redis_job_namespace_prefix}{identifier}", "status")
+    reasons = {}
+    for (chunk, identifier), status in zip(ids.items(), pipeline.execute()):
+        if status is None:
+            reasons[chunk] = "its job expired before any worker answered it (no worker took it in time)"
+        elif redis_values.text(status) == "failed":
+            job = Job.fetch(identifier, connection=queue.connection, serializer=queue.serializer)
+            result = job.latest_result()
+            text = (result.exc_string if result is not None else None) or "failed (RQ recorded no reason)"
+            reasons[chunk] = f"its job failed: {text.strip().splitlines()[-1]}"
+    return reasons
 
 
 # Every staged job ID onto the queue in one step (Lua runs alone in Redis): a client cut off before this queued

@@ -27,7 +27,7 @@ class Submitted:
     """One submitted ensemble or task set; every method reads the cluster's current state."""
     noun = ""        # how messages name it: "ensemble", "task set"
     unit = ""        # what it is made of, as tables name the column: "member", "task"
-    poll_s = 1.0     # how often wait() reads the progress without a display
+    poll_s = 1.0     # how often wait() reads the progress when no worker's signal comes first
 
     def __init__(self, services: Services, name: str):
         self.services = services
@@ -69,14 +69,22 @@ class Submitted:
     def wait(self, progress: bool = True, display: Display | None = None, poll_s: float | None = None,
              timeout_s: float | None = None) -> Progress:
         """Until every member (or task) finished or failed; shows progress unless told not to. Ctrl-C stops waiting
-        only: the work runs on. With ``timeout_s``, raises TimeoutError (naming the progress) when it passes."""
+        only: the work runs on. With ``timeout_s``, raises TimeoutError (naming the progress) when it passes. The
+        workers signal each batch they record (``Ledger.signals``): wait() returns as soon as the last one is;
+        ``poll_s`` (default: the display's redraw interval, else 1 s) is the fallback for what no signal announces,
+        such as a job RQ failed after its worker died."""
         return self._follow(lambda current: current.done, progress, display, poll_s, timeout_s)
 
     def _follow(self, settled: Callable[[Progress], bool], progress: bool, display: Display | None,
                 poll_s: float | None, timeout_s: float | None) -> Progress:
         display = display or (default_display() if progress else None)
-        return follow(self._checked_status, settled, f"{self.noun} {self.name!r}", display,
-                      poll_s or (display.interval_s if display is not None else self.poll_s), timeout_s)
+        signals = self.services.ledger.signals(self.name)  # before the first read: no signal falls between
+        try:
+            return follow(self._checked_status, settled, f"{self.noun} {self.name!r}", display,
+                          poll_s or (display.interval_s if display is not None else self.poll_s), timeout_s,
+                          wake=signals.wait)
+        finally:
+            signals.close()
 
     def _failure_reasons(self, states: MemberStates) -> dict[int, str]:
         """Each failed unit's reason: its own, or, for a job that failed before it could be recorded (a timeout, a

@@ -330,6 +330,15 @@ def apply_alterations(run: schema.Run, model: OpenModel, changes: Changes) -> No
                 raise MemberFailed(f"the toolkit engine cannot apply {change.type}")  # file_path_reason routes it
 
 
+@dataclass(frozen=True)
+class Solved:
+    """A member run on the warm engine: its model, results in SI (node, and the links asked for), summary."""
+    model: OpenModel
+    frames: dict[str, Frames]
+    summary: dict[str, Any]
+    capture: toolkit.Capture
+
+
 class WarmEngine:
     """Models open in this process's EPANET toolkit, keyed by their sha256; runs members on them."""
 
@@ -378,6 +387,15 @@ class WarmEngine:
 
     def run(self, job: schema.Job) -> tuple[list[SeriesBlock], dict[str, Any], toolkit.Capture]:
         """One member on its open model: its series blocks, summary and what the toolkit reported."""
+        solved = self.solve(job)
+        times = RunTimes.of(job.run, solved.model.wn)
+        blocks = series_blocks(job, solved.model.wn, solved.frames, times.duration_s, times.report_step_s)
+        return blocks, solved.summary, solved.capture
+
+    def solve(self, job: schema.Job) -> Solved:
+        """One member on its open model: its node (and asked-for link) results in SI, summary and what the toolkit
+        reported. MemberFailed or MemberUnbalanced when it does not run to the end; InputError for a job the model
+        does not fit."""
         model = self.model(job.input)
         check_job(job, model.wn)
         properties = {"pressure", "demand"} | {attribute for request in job.output.series if request.element == NODE
@@ -403,10 +421,8 @@ class WarmEngine:
                                    f"{toolkit.WARNINGS[1]} (UNBALANCED STOP)")
         node = self._si(model, job, capture)
         frames = {NODE: node, LINK: self._links(model, link_attributes)}
-        times = RunTimes.of(job.run, model.wn)
-        blocks = series_blocks(job, model.wn, frames, times.duration_s, times.report_step_s)
         summary = summary_fields(job, model.wn.junction_name_list, node, self._service(model, node, pressure_driven))
-        return blocks, summary, capture
+        return Solved(model, frames, summary, capture)
 
     @staticmethod
     def _links(model: OpenModel, attributes: set[str]) -> Frames:

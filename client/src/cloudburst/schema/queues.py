@@ -20,6 +20,7 @@ STATS_QUEUE = "cloudburst-stats"   # statistics, apart so they never wait behind
 ENTRY_POINT = "worker.run"                  # one batch document (schema cloudburst.batch/1)
 STATS_ENTRY_POINT = "worker.statistics"     # an ensemble's name: compute and write its statistics
 FORGET_ENTRY_POINT = "worker.forget"        # an ensemble's name and InfluxDB database: drop its statistics
+EVALUATE_ENTRY_POINT = "worker.evaluate"     # one chunk of an evaluation round (schema cloudburst.round/1)
 PACK_ENTRY_POINT = "cloudburst.worker.taskrun.run_pack"  # every task pack's job, in the env's own venv
 
 # Studies run as task sets of CloudBurst's own functions.
@@ -66,3 +67,8 @@ def study_kind(function: str) -> str | None:
             if name == function:
                 return kind
     return None
+
+
+def round_job_id(session: str, round_: int, chunk: int) -> str:
+    """A round chunk's job ID: its session's, round's and chunk's numbers (a session is a hex token)."""
+    return f"round-{session}-{round_}-{chunk}"

@@ -15,6 +15,9 @@ Keys, owned here (``cloudburst.records`` owns the ensemble's record beside them)
                                              for ``retry`` longer than RQ keeps the job's own copy
 - ``cloudburst:ensemble:<name>:staged``      list, the job IDs a submit (or retry) has written and not queued yet;
                                              it lives ``STAGING_TTL_S`` past the client's last chunk
+- ``cloudburst:ensemble:<name>:signals``     stream, one entry per batch recorded (``batch``) and per statistics
+                                             run written (``statistics``), capped near ``SIGNALS_KEPT``: what a
+                                             waiting client blocks on instead of polling
 - ``cloudburst:ensemble:<name>:partial:<batch>``  hash, member -> its result (``engine.MemberResult.to_bytes``):
                                              a running batch's finished members, so that a batch whose worker
                                              died runs only the rest; gone once the batch is recorded
@@ -29,13 +32,16 @@ batch records one execution, whatever fault made its job run again.
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis import Redis
+from redis import ConnectionPool, Redis
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cloudburst.state import redis_values
 from cloudburst.state.records import DELETED_KEY
@@ -58,7 +64,7 @@ return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 """
 # ``record_batch``: -2 for a deleted ensemble, -1 for an attempt that is not the latest (or a batch recorded
 # already), else the members the ensemble has recorded so far. KEYS: done, partial, executions, stats, attempts,
-# tombstones; ARGV: batch, outcome, members, token ("" for a caller without one), ensemble.
+# tombstones, signals; ARGV: batch, outcome, members, token ("" for a caller without one), ensemble, signals kept.
 _RECORD = """
 if redis.call('HEXISTS', KEYS[6], ARGV[5]) == 1 then return -2 end
 if ARGV[4] ~= '' and (redis.call('HGET', KEYS[5], ARGV[1]) ~= ARGV[4] or redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1)
@@ -66,6 +72,7 @@ then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[2])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[6], '*', 'recorded', ARGV[1])
 return redis.call('HINCRBY', KEYS[4], 'done', ARGV[3])
 """
 # ``checkpoint``: kept only by the latest attempt of an ensemble not deleted. KEYS: partial, attempts, tombstones;
@@ -77,7 +84,12 @@ for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
-PARTIAL, ARGUMENTS, STAGED = "partial", "arguments", "staged"
+PARTIAL, ARGUMENTS, STAGED, SIGNALS = "partial", "arguments", "staged", "signals"
+# A waiting client reads the signals after the last one it saw: it needs only the newest few (a reader that fell
+# further behind reads the state anyway). Redis trims the stream near this length.
+SIGNALS_KEPT = 100
+STATISTICS_SIGNAL = "statistics"
+MAX_BLOCK_S = 10.0  # one wait blocks in Redis at most this long (its socket gives up 5 s later)
 # A client that wrote no chunk of its jobs for this long is taken as cut off: its staged jobs are never queued.
 STAGING_TTL_S = 30
 # A batch's checkpoint outlives a worker that died with it by this long (its retry comes within minutes).
@@ -172,8 +184,8 @@ class Ledger:
         outside a queue's job) only a deleted ensemble refuses it."""
         recorded = int(self._record(
             keys=[key_for(name, DONE), key_for(name, f"{PARTIAL}:{batch}"), key_for(name, EXECUTIONS),
-                  key_for(name, STATS), key_for(name, ATTEMPTS), DELETED_KEY],
-            args=[batch, outcome.to_json(), outcome.recorded, "" if token is None else token, name]))
+                  key_for(name, STATS), key_for(name, ATTEMPTS), DELETED_KEY, key_for(name, SIGNALS)],
+            args=[batch, outcome.to_json(), outcome.recorded, "" if token is None else token, name, SIGNALS_KEPT]))
         return None if recorded < 0 else recorded
 
     def stage(self, pipeline: Pipeline, name: str, job_ids: list[str]) -> None:
@@ -240,12 +252,68 @@ class Ledger:
         return {redis_values.text(key): float(value) for key, value in self.redis.hgetall(key_for(name, STATS)).items()}
 
     def set_stats_state(self, name: str, **values: float) -> None:
-        self.redis.hset(key_for(name, STATS), mapping=redis_values.fields(values))
+        pipeline = self.redis.pipeline(transaction=True)
+        pipeline.hset(key_for(name, STATS), mapping=redis_values.fields(values))
+        pipeline.xadd(key_for(name, SIGNALS), {"recorded": STATISTICS_SIGNAL}, maxlen=SIGNALS_KEPT, approximate=True)
+        pipeline.execute()
+
+    def signals(self, name: str) -> Signals:
+        """What the workers record of ``name`` from now on (make it before reading the state: no signal falls
+        between the read and the wait)."""
+        return Signals(self.redis, key_for(name, SIGNALS))
 
     def forget(self, name: str) -> None:
         partial = [key_for(name, f"{PARTIAL}:{batch}") for batch in self.plan(name)]
         self.redis.delete(*(key_for(name, part) for part in (PLAN, DONE, EXECUTIONS, ATTEMPTS, STATS, STATS_PENDING,
-                                                             ARGUMENTS, STAGED)), *partial)
+                                                             ARGUMENTS, STAGED, SIGNALS)), *partial)
+
+
+class Signals:
+    """One ensemble's or task set's signals stream as a client waits on it: each ``wait`` blocks in Redis (XREAD)
+    until an entry newer than the last one seen comes. It reads on a connection of its own whose socket times out
+    shortly after the block, so a master that vanished without closing the connection costs one wait, not a hang."""
+
+    def __init__(self, redis: Redis, key: str):
+        shared = redis.connection_pool
+        options = {**shared.connection_kwargs, "socket_timeout": MAX_BLOCK_S + 5.0}
+        self._redis = Redis(connection_pool=ConnectionPool(connection_class=shared.connection_class, **options))
+        self._key = key
+        self._last: str | None = None  # the newest entry seen; None: not read yet (Redis was away)
+        self._mark()
+
+    def _mark(self) -> None:
+        try:
+            newest = self._redis.xrevrange(self._key, count=1)
+            self._last = redis_values.text(newest[0][0]) if newest else "0-0"
+        except (RedisConnectionError, RedisTimeoutError):
+            self._last = None
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until a signal comes (True, every waiting one taken) or ``timeout_s`` passes (False). With Redis
+        away it sleeps the time out and says False: the caller's read of the state tells the rest."""
+        started = time.monotonic()
+        if self._last is None:
+            self._mark()
+            if self._last is None:
+                time.sleep(timeout_s)
+                return False
+            return True  # the state may have moved while Redis was away: read it
+        block_ms = max(int(min(timeout_s, MAX_BLOCK_S) * 1000), 1)
+        try:
+            entries = self._redis.xread({self._key: self._last}, block=block_ms)
+        except (RedisConnectionError, RedisTimeoutError):
+            self._redis.connection_pool.disconnect()
+            self._last = None
+            time.sleep(max(timeout_s - (time.monotonic() - started), 0.0))
+            return False
+        if not entries:
+            return False
+        streams: Any = entries  # [[key, [(id, fields), ...]]]: redis-py types every reply as any of its shapes
+        self._last = redis_values.text(streams[0][1][-1][0])
+        return True
+
+    def close(self) -> None:
+        self._redis.close()
 
 
 def retry_round(batch: str) -> int:

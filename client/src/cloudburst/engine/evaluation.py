@@ -1,0 +1,67 @@
+"""One chunk of an evaluation round run on the warm engine: each alteration set a member of the round's model, each
+metric the set's number (or row of numbers, one per node) the optimizer asked for. A set that fails or stops
+balancing is NaN with its reason; the chunk itself never fails for a set's sake."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cloudburst.engine.warm import WarmEngine
+from cloudburst.errors import InputError, MemberFailed, MemberUnbalanced
+from cloudburst.schema import evaluation as rounds
+from cloudburst.schema.job import parse_job
+from cloudburst.schema.resultformat import NODE
+
+
+def node_attributes(metrics: list[str]) -> list[str]:
+    """The node results the round's per-node metrics read beyond those every run captures (pressure, demand)."""
+    return sorted({rounds.NODE_METRICS[metric][0] for metric in metrics if metric in rounds.NODE_METRICS}
+                  - {"pressure", "demand", "quality"})
+
+
+def set_document(chunk: dict[str, Any], position: int) -> dict[str, Any]:
+    """A set's job document; the per-node metrics' extra attributes asked for as one series request (read from the
+    run's arrays, never written anywhere)."""
+    document = rounds.set_document(chunk, position, chunk["sets"][position])
+    extra = node_attributes(chunk["metrics"])
+    if extra:
+        document["output"]["series"] = [{"element": NODE, "attributes": extra, "ids": chunk.get("nodes", "*")}]
+    return document
+
+
+def evaluate_chunk(chunk: dict[str, Any], engine: WarmEngine) -> rounds.ChunkReply:
+    """Run every set of the chunk in order; its reply holds one entry (or row) per set for each metric (none for a
+    metric no set finished: the client fills NaN)."""
+    metrics: list[str] = chunk["metrics"]
+    count = len(chunk["sets"])
+    values: dict[str, np.ndarray] = {}
+    status, reasons = [rounds.FAILED] * count, [""] * count
+    columns: np.ndarray | None = None
+    for position in range(count):
+        try:
+            job = parse_job(set_document(chunk, position))
+            solved = engine.solve(job)
+        except MemberUnbalanced as unbalanced:
+            status[position], reasons[position] = rounds.UNBALANCED, str(unbalanced)
+            continue
+        except (InputError, MemberFailed) as failed:
+            reasons[position] = str(failed)
+            continue
+        status[position] = rounds.FINISHED
+        node = solved.frames[NODE]
+        for metric in metrics:
+            if metric in rounds.NODE_METRICS:
+                attribute, extreme = rounds.NODE_METRICS[metric]
+                if columns is None:
+                    nodes = chunk.get("nodes", "*")
+                    ids = solved.model.wn.junction_name_list if nodes == "*" else list(nodes)
+                    columns = node.positions(ids)
+                series = node.values[attribute][:, columns].astype(np.float64)
+                row = series.min(axis=0) if extreme == "min" else series.max(axis=0)
+                values.setdefault(metric, np.full((count, len(columns)), np.nan))[position] = row
+            else:
+                value = solved.summary.get(metric)
+                values.setdefault(metric, np.full(count, np.nan))[position] = np.nan if value is None else value
+    return rounds.ChunkReply(chunk.get("chunk", 0), values, status, reasons)
+

@@ -1,0 +1,128 @@
+"""Evaluation rounds (``Client.session`` / ``Client.evaluate``) against the local cluster: answers in the sets'
+order equal to plain owa-epanet runs made here, bad sets refused before anything is queued, and a real pymoo GA
+whose every generation is one round on the workers."""
+from __future__ import annotations
+
+import time
+
+import cloudburst
+import epanet.toolkit as tk
+import numpy as np
+import pytest
+from cloudburst.errors import InputError
+from local_cluster import client_settings, start_workers, stop
+from test_engine_toolkit import _read_output, save_run
+from test_scenarios import NET3
+from wntr.epanet.util import FlowUnits, HydParam
+
+HOUR = 3600
+
+
+def plain_epanet_pressures(factor: float, tmp_path, roughness: dict[str, float] | None = None):
+    """Net3 for one hour with every junction's demands times ``factor`` (and pipes' roughness set), by plain
+    owa-epanet calls: EPANET's own output file's junction pressures in metres (times x junctions)."""
+    out = tmp_path / f"reference-{factor}-{len(roughness or {})}-{time.monotonic_ns()}.out"
+    project = tk.createproject()
+    tk.open(project, str(NET3), "/dev/null", str(out))
+    tk.settimeparam(project, tk.DURATION, HOUR)
+    junctions = []
+    for node in range(1, tk.getcount(project, tk.NODECOUNT) + 1):
+        if tk.getnodetype(project, node) != tk.JUNCTION:
+            continue
+        junctions.append(tk.getnodeid(project, node))
+        for category in range(1, tk.getnumdemands(project, node) + 1):
+            tk.setbasedemand(project, node, category, tk.getbasedemand(project, node, category) * factor)
+    for pipe, value in (roughness or {}).items():
+        tk.setlinkvalue(project, tk.getlinkindex(project, pipe), tk.ROUGHNESS, value)
+    units = FlowUnits(tk.getflowunits(project))
+    save_run(project)
+    pressure = _read_output(out)["pressure"][junctions]
+    return junctions, np.asarray(HydParam.Pressure._to_si(units, pressure.to_numpy()), dtype=np.float64)
+
+
+@pytest.fixture
+def client(cluster) -> cloudburst.Client:
+    return cloudburst.Client(client_settings(cluster))
+
+
+def test_a_round_answers_every_set_in_order_with_epanets_own_numbers(cluster, client, tmp_path):
+    factors = [0.6, 1.0, 1.4, 0.8, 1.2, 2.0, 0.9]
+    sets = [[{"type": "demand_scale", "factor": factor}] for factor in factors]
+    workers = start_workers(cluster)
+    try:
+        session = client.session(NET3, run={"duration_s": HOUR},
+                                 metrics=["pressure_min", "nodes_below_threshold", "node_pressure_min"])
+        first = session.evaluate(sets)
+        again = session.evaluate(sets[:2], metrics=["pressure_mean"])
+    finally:
+        stop(workers)
+    assert list(first) == ["pressure_min", "nodes_below_threshold", "node_pressure_min"]
+    assert first["node_pressure_min"].shape == (len(sets), len(session.nodes))
+    assert (first.status == "finished").all() and not any(first.reasons)
+    for position in range(len(sets)):
+        factor = sets[position][0]["factor"]
+        junctions, pressure = plain_epanet_pressures(factor, tmp_path)
+        assert junctions == session.nodes
+        assert first["pressure_min"][position] == np.float32(pressure.min())  # the engine's float32, exactly
+        assert np.array_equal(first["node_pressure_min"][position], pressure.min(axis=0).astype(np.float32))
+        assert first["nodes_below_threshold"][position] == (pressure.min(axis=0) < 20.0).sum()
+    assert again["pressure_mean"].shape == (2,) and again.status.tolist() == ["finished", "finished"]
+    assert session.rounds == 2
+
+
+def test_a_set_that_does_not_fit_the_model_is_refused_with_submits_sentence_and_nothing_is_queued(cluster, client):
+    session = client.session(NET3, run={"duration_s": HOUR})
+    with pytest.raises(InputError) as refused:
+        session.evaluate([[{"type": "demand_scale", "factor": 1.0}],
+                          [{"type": "pipe_property", "property": "roughness", "pipes": ["no-such-pipe"],
+                            "value": 100}],
+                          [{"type": "demand_scale", "factor": -1}]])
+    sentences = refused.value.problems
+    assert sentences[0].startswith("set 1: $.run.alterations[0].pipes") and "no-such-pipe" in sentences[0]
+    assert sentences[-1] == "1 more of the 3 sets have problems"
+    with pytest.raises(InputError, match="metrics: 'lowest'"):
+        session.evaluate([[]], metrics=["lowest"])
+    with pytest.raises(InputError, match="nodes: the model has no node nowhere"):
+        client.session(NET3, nodes=["nowhere"])
+    with pytest.raises(InputError, match="rounds run on the warm engine"):
+        client.session(NET3, run={"epanet": "2.2"})
+    assert client.queue.count == 0 and not client.redis.keys("rq:job:round-*")
+    assert session.rounds == 0
+
+
+def test_an_unanswered_round_times_out_and_its_jobs_expire(cluster, client):
+    """No worker listens: the round says so within its time, and its queued jobs carry their expiry."""
+    session = client.session(NET3, run={"duration_s": HOUR}, timeout_s=2)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="not answered within 2 s"):
+        session.evaluate([[{"type": "demand_scale", "factor": 1.0}]] * 3)
+    assert time.monotonic() - started < 10
+    ttls = [client.redis.ttl(key) for key in client.redis.keys("rq:job:round-*")]
+    assert ttls and all(0 < ttl <= 600 for ttl in ttls)
+
+
+def test_a_pymoo_ga_runs_each_generation_as_one_round_and_its_best_holds_in_plain_epanet(cluster, client, tmp_path):
+    """Largest demand factor that keeps every junction's pressure at 0 m or more (Net3 has one junction near 0 m at
+    its own demands): a GA of 12 for 5 generations."""
+    from cloudburst.api.optimize import pymoo_problem
+    from pymoo.algorithms.soo.nonconvex.ga import GA
+    from pymoo.optimize import minimize
+
+    workers = start_workers(cluster)
+    try:
+        session = client.session(NET3, run={"duration_s": HOUR}, metrics=["pressure_min"])
+        problem = pymoo_problem(
+            session, n_var=1, xl=0.5, xu=3.0,
+            sets=lambda x: [{"type": "demand_scale", "factor": float(x[0])}],
+            objectives=lambda X, result: -X[:, 0],
+            constraints=lambda X, result: -result["pressure_min"])
+        found = minimize(problem, GA(pop_size=12), ("n_gen", 5), seed=1)
+    finally:
+        stop(workers)
+    assert session.rounds == 5  # one round per generation, every individual of it in that round
+    factor = float(found.X[0])
+    _, pressure = plain_epanet_pressures(factor, tmp_path)
+    assert pressure.min() >= 0.0  # feasible in EPANET's own run
+    reported = float(found.opt.get("G")[0][0])  # the constraint pymoo saw for its best: the cluster's answer
+    assert reported == -float(np.float32(pressure.min()))
+    assert factor > 0.6  # the feasible factors are 0.5 to about 0.93: the search moved up from the lower bound
