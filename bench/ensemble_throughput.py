@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import multiprocessing
 import os
 import statistics
@@ -55,7 +56,10 @@ NETWORKS = Path(wntr.__file__).parent / "library" / "networks"
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
 ENV = REPO / "files" / "env" / "epanet"
 # model -> (its .inp in the scratch directory, duration (None: the model's own), members)
-MODELS = {"net3": ("Net3.inp", None, 1000), "net6": ("Net6.inp", 24 * 3600, 60), "big": ("Big.inp", 24 * 3600, 40)}
+EPYT_NETWORKS = Path(importlib.util.find_spec("epyt").origin).parent / "networks" / "asce-tf-wdst"
+MODELS = {"net3": ("Net3.inp", None, 1000), "net6": ("Net6.inp", 24 * 3600, 60), "big": ("Big.inp", 24 * 3600, 40),
+          "hanoi": ("Hanoi.inp", 0, 20000), "net1": ("Net1.inp", 3600, 20000)}
+TINY = ("hanoi", "net1")  # steady-state / one-hour members: the per-member overhead is all there is
 
 
 def draws(members: int, seed: int = 2024) -> list[tuple[float, float]]:
@@ -182,7 +186,8 @@ def main() -> None:
     from cloudburst.schema.job import Run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="net3,net6,big", help="comma-separated: net3, net6, big")
+    parser.add_argument("--models", default="net3,net6,big,hanoi,net1",
+                        help="comma-separated: net3, net6, big, hanoi, net1")
     parser.add_argument("--processes", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply each model's member count (a quick look)")
@@ -195,6 +200,8 @@ def main() -> None:
         (scratch / "models").mkdir()
         for name in ("Net3.inp", "Net6.inp"):
             (scratch / "models" / name).write_bytes((NETWORKS / name).read_bytes())
+        for name in ("Hanoi.inp", "Net1.inp"):
+            (scratch / "models" / name).write_bytes((EPYT_NETWORKS / name).read_bytes())
         write_big_model(scratch / "models" / "Big.inp")
         (scratch / "password").write_text("worker-secret")
         with nginx_server(scratch, {"worker": "worker-secret"}, results_writers=("worker",)) as files, \
@@ -218,6 +225,8 @@ def main() -> None:
                 contenders = {"pool": lambda: run_pool(str(path), duration_s, scenarios, args.processes),
                               "bare": lambda: run_bare(str(path), duration_s, scenarios, args.processes),
                               "warm": lambda: run_cloudburst(jobs, args.processes, redis_url, writing, size)}
+                if model in TINY:  # a wntr load per member: minutes for what the others take seconds
+                    del contenders["pool"]
                 if model == "net3":
                     file_jobs = [{**document, "run": {**document["run"], "epanet": "2.2"}} for document in jobs]
                     contenders["file"] = lambda: run_cloudburst(file_jobs, args.processes, redis_url, writing, size)
@@ -234,10 +243,16 @@ def main() -> None:
                           "warm": "CloudBurst warm engine, summaries + status stored",
                           "file": "CloudBurst on wntr's file path, summaries + status stored"}
                 for name, seconds in median.items():
+                    against_pool = f"{median['pool'] / seconds:5.2f}x the Pool  " if "pool" in median else ""
                     print(f"  {labels[name]:<62} {seconds:7.2f} s  {members / seconds:7.1f} members/s  "
-                          f"{median['pool'] / seconds:5.2f}x the Pool  {median['bare'] / seconds:4.2f}x the bare loop")
-                verdicts.append(verdict(f"{model}: the warm engine within 1.3x of the bare toolkit loop (its time / "
-                                        "the loop's)", median["warm"] / median["bare"], 1.3, at_least=False, unit="x"))
+                          f"{against_pool}{median['bare'] / seconds:4.2f}x the bare loop")
+                if model in TINY:
+                    verdicts.append(verdict(f"{model}: the warm engine's members/s at least half the bare toolkit "
+                                            "loop's", median["bare"] / median["warm"], 0.5, at_least=True, unit="x"))
+                else:
+                    verdicts.append(verdict(f"{model}: the warm engine within 1.2x of the bare toolkit loop (its time "
+                                            "/ the loop's)", median["warm"] / median["bare"], 1.2, at_least=False,
+                                            unit="x"))
                 if model == "net3":
                     verdicts.append(verdict("net3: the warm engine with summary writes vs the Pool",
                                             median["pool"] / median["warm"], 3.0, at_least=True, unit="x"))

@@ -80,6 +80,15 @@ def ensemble_round(client: Any, name: str, poll_s: float | None) -> float:
     return time.perf_counter() - started
 
 
+def commands_per_set(redis: Any, function: Any, sets: int, rounds: int = 5) -> float:
+    """Redis commands the master processed per set over ``rounds`` rounds (INFO's counter: clients' and workers'
+    commands alike, this benchmark being the only user)."""
+    before = int(redis.info("stats")["total_commands_processed"])
+    for _ in range(rounds):
+        function()
+    return (int(redis.info("stats")["total_commands_processed"]) - before - 2) / (sets * rounds)
+
+
 def timed(function: Any, rounds: int) -> float:
     times = []
     for _ in range(rounds):
@@ -104,6 +113,10 @@ def main() -> None:
             sessions[name].evaluate(sets)  # warm: the model uploaded and open on every worker
             evaluated[name, count] = timed(lambda: sessions[name].evaluate(sets), args.rounds)
         ensemble_round(client, "warm-up", None)
+        time.sleep(1.0)  # the workers' heartbeats and registry upkeep are the same in both counts: let them settle
+        per_set = {"evaluate": commands_per_set(client.redis, lambda: sessions["Net3"].evaluate(sets_of(8)), 8),
+                   "ensemble": commands_per_set(client.redis, lambda: ensemble_round(
+                       client, f"counted-{time.monotonic_ns()}", None), 8)}
         ensemble_rounds = max(5, args.rounds // 5)
         pushed = statistics.median(ensemble_round(client, f"pushed-{i}", None) for i in range(ensemble_rounds))
         polled = statistics.median(ensemble_round(client, f"polled-{i}", 1.0) for i in range(3))
@@ -125,6 +138,10 @@ def main() -> None:
           f"{(pushed - floor['Net3', 8]) * 1000:12.1f}")
     print(f"  {'ensemble of 8 Net3, polled 1 s':<34} {polled * 1000:14.1f} {floor['Net3', 8] * 1000:14.1f} "
           f"{(polled - floor['Net3', 8]) * 1000:12.1f}")
+    print(f"  Redis commands per set, a round of 8 Net3: evaluate {per_set['evaluate']:.1f}, the same members as an "
+          f"ensemble {per_set['ensemble']:.1f}")
+    print(verdict("Redis commands per set, an evaluation round over an ensemble of the same members",
+                  per_set["evaluate"], per_set["ensemble"], at_least=False))
     print(verdict("8 Net3 members' round over the local Pool", (evaluated["Net3", 8] - floor["Net3", 8]) * 1000,
                   OVERHEAD_GOAL_S * 1000, at_least=False, unit=" ms"))
 
