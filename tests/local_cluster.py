@@ -59,9 +59,9 @@ TASK_PROBES = REPO / "tests" / "task_env"
 
 
 def start_workers(cluster: dict, count: int = 2, env_dirs: tuple[Path, ...] = (),
-                  preload: tuple[str, ...] = ()) -> list[subprocess.Popen]:
+                  preload: tuple[str, ...] = (), options: tuple[str, ...] = ()) -> list[subprocess.Popen]:
     """Runners taking statistics jobs first, then batches, as the stack's workers do; by default on the EPANET
-    example env, or on ``env_dirs`` importing ``preload`` first."""
+    example env, or on ``env_dirs`` importing ``preload`` first; ``options`` go to each runner (``--heartbeat-s 1``)."""
     env = {**os.environ, **cluster["worker_env"]}
     if env_dirs:
         env["PYTHONPATH"] = os.pathsep.join(str(path) for path in env_dirs)
@@ -70,7 +70,7 @@ def start_workers(cluster: dict, count: int = 2, env_dirs: tuple[Path, ...] = ()
     log = open(cluster["tmp"] / "workers.log", "ab")
     queues = ["--queue", "cloudburst-stats", "--queue", "cloudburst"]
     return [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url.replace("redis://", "redis://:redis-secret@"),
-                              *queues], env=env, stdout=log, stderr=log) for _ in range(count)]
+                              *queues, *options], env=env, stdout=log, stderr=log) for _ in range(count)]
 
 
 def stop(workers: list[subprocess.Popen]) -> None:

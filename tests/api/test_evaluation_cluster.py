@@ -126,3 +126,42 @@ def test_a_pymoo_ga_runs_each_generation_as_one_round_and_its_best_holds_in_plai
     reported = float(found.opt.get("G")[0][0])  # the constraint pymoo saw for its best: the cluster's answer
     assert reported == -float(np.float32(pressure.min()))
     assert factor > 0.6  # the feasible factors are 0.5 to about 0.93: the search moved up from the lower bound
+
+
+def test_a_worker_killed_mid_round_costs_a_rerun_of_its_chunk_and_the_round_answers_every_set_once(cluster, client):
+    """One runner takes the first chunk of a week-long Net3 round and is killed in it; a second runner (1 s
+    heartbeats: the chunk is found abandoned within seconds) runs it again. The round answers every set, in
+    order, with the numbers an undisturbed round gives."""
+    import signal
+    import threading
+
+    from rq.job import Job
+
+    timing = ("--heartbeat-s", "1", "--maintenance-s", "1")
+    sets = [[{"type": "demand_scale", "factor": 0.8 + 0.0005 * position}] for position in range(400)]
+    session = client.session(NET3, metrics=["pressure_min", "pressure_mean"], timeout_s=300)  # Net3's own week
+    answers = {}
+    victim = start_workers(cluster, count=1, options=timing)
+    rescuer = []
+    try:
+        evaluating = threading.Thread(target=lambda: answers.update(round=session.evaluate(sets)))
+        evaluating.start()
+        first_chunk = f"round-{session.name}-0-0"
+        wait_until_started = time.monotonic() + 60
+        while client.redis.hget(f"{Job.redis_job_namespace_prefix}{first_chunk}", "status") != b"started":
+            assert time.monotonic() < wait_until_started, "the first chunk never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # inside the chunk's sets
+        victim[0].send_signal(signal.SIGKILL)
+        victim[0].wait(timeout=10)
+        rescuer = start_workers(cluster, count=1, options=timing)
+        evaluating.join(timeout=240)
+        assert not evaluating.is_alive(), "the round did not come back"
+        undisturbed = session.evaluate(sets)
+    finally:
+        stop(rescuer)
+    disturbed = answers["round"]
+    assert (disturbed.status == "finished").all()
+    assert np.array_equal(disturbed["pressure_min"], undisturbed["pressure_min"])
+    assert np.array_equal(disturbed["pressure_mean"], undisturbed["pressure_mean"])
+    assert not client.redis.keys(f"cloudburst:round:{session.name}:*")  # every reply taken, none left behind
