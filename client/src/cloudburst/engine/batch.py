@@ -53,6 +53,8 @@ CHECKPOINT_EVERY_S = 1.0
 # How wntr's readers and simulator say a run stopped balancing (UNBALANCED STOP): "... did not converge at time 5:00:00"
 _NOT_CONVERGED = re.compile(r"did not converge at time (\d+):(\d\d):(\d\d)")
 FILE_ENGINE = "file"
+WNTR_VERSION = wntr.__version__
+_HOST = socket.gethostname()  # every member row names the worker host it ran on
 
 
 def simulate(run: Run, wn: wntr.network.WaterNetworkModel,
@@ -123,7 +125,7 @@ def status_fields(document: dict[str, Any], *, status: str, error: str = "", run
         "seed": document.get("seed") if isinstance(document.get("seed"), int) else None,
         "schema": str(document.get("schema")),
         "cloudburst_version": __version__,
-        "wntr_version": wntr.__version__,
+        "wntr_version": WNTR_VERSION,
         "epanet_version": _epanet_version(document, engine),
         "simulator": str((document.get("run") or {}).get("simulator", "epanet")),
         "engine": engine,
@@ -131,7 +133,7 @@ def status_fields(document: dict[str, Any], *, status: str, error: str = "", run
         "warnings": warnings,
         "runtime_s": round(runtime_s, 4),
         "series_points": points,
-        "worker": socket.gethostname(),
+        "worker": _HOST,
     }
 
 
@@ -283,7 +285,9 @@ def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore |
         return BatchOutcome(superseded=RECORDED_ALREADY if token == 0 else DELETED)
     kept = {member: MemberResult.from_bytes(data) for member, data in
             (ledger.checkpointed(batch.ensemble, batch.batch) if ledger is not None else {}).items()}
-    results, pending, flushed_at = [], {}, time.monotonic()
+    results: list[MemberResult] = []
+    pending: dict[int, MemberResult] = {}  # finished since the last checkpoint: serialized only when one is due
+    flushed_at = time.monotonic()
     documents = list(batch.member_documents())
     for position, member in enumerate(documents):
         number = member.get("member")
@@ -293,9 +297,10 @@ def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore |
         result = run_member(member, cache, engine)
         results.append(result)
         if ledger is not None and position < len(documents) - 1:  # the last one is stored with the batch
-            pending[result.member] = result.to_bytes()
+            pending[result.member] = result
             if time.monotonic() - flushed_at >= checkpoint_every_s:
-                if not ledger.checkpoint(batch.ensemble, batch.batch, pending, token):
+                kept_now = {member: done.to_bytes() for member, done in pending.items()}
+                if not ledger.checkpoint(batch.ensemble, batch.batch, kept_now, token):
                     return BatchOutcome(superseded=DELETED if ledger.deleted(batch.ensemble) else OVERTAKEN)
                 pending, flushed_at = {}, time.monotonic()
     outcome = BatchOutcome(

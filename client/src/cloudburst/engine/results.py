@@ -123,10 +123,12 @@ def water_service(wn: wntr.network.WaterNetworkModel, node: Frames) -> float | N
     return float(delivered.astype(np.float64).sum()) / total_expected if total_expected > 0 else None
 
 
-def summary_fields(job: schema.Job, junctions: list[str], node: Frames, service: float | None) -> dict[str, Any]:
+def summary_fields(job: schema.Job, junctions: list[str], node: Frames, service: float | None,
+                   columns: np.ndarray | None = None) -> dict[str, Any]:
     """Per-run metrics over the junctions: pressure, water service availability (``service``, pressure-driven
-    runs), and water quality where it was simulated."""
-    columns = node.positions(junctions)
+    runs), and water quality where it was simulated. ``columns``: the junctions' columns in ``node`` when the
+    caller knows them (the warm engine, once per model)."""
+    columns = node.positions(junctions) if columns is None else columns
     pressure = node.values["pressure"][:, columns]
     threshold = job.output.summary.pressure_threshold_m
     lowest_by_node = pressure.min(axis=0)

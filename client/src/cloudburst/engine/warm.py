@@ -123,6 +123,7 @@ class OpenModel:
     link_index: dict[str, int] = field(init=False)
     # The model's own values as opened, read once: members start from them and are put back to them.
     _demands: dict[int, list[tuple[float, int]]] = field(init=False, default_factory=dict)
+    _base_demands: dict[tuple[int, int], float] = field(init=False, default_factory=dict)
     _link_values: dict[tuple[int, int], float] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -135,7 +136,31 @@ class OpenModel:
         """The node's demand categories as opened: (base demand, pattern index) each."""
         if node not in self._demands:
             self._demands[node] = self.project.demands(node)
+            self._base_demands.update(((node, category), base)
+                                      for category, (base, _) in enumerate(self._demands[node], start=1))
         return self._demands[node]
+
+    def base_demand(self, node: int, category: int) -> float:
+        """A demand category's base demand as opened."""
+        if (node, category) not in self._base_demands:
+            self.demands(node)
+        return self._base_demands[node, category]
+
+    @functools.cached_property
+    def junction_demands(self) -> list[tuple[int, int, int]]:
+        """Every demand category of the junctions, in wntr's junction order: (node, category, pattern index)."""
+        return [(node, category, pattern) for node in (self.node_index[name] for name in self.wn.junction_name_list)
+                for category, (_, pattern) in enumerate(self.demands(node), start=1)]
+
+    @functools.cached_property
+    def pipe_indices(self) -> list[int]:
+        """The pipes' link indices, in wntr's pipe order."""
+        return [self.link_index[name] for name in self.wn.pipe_name_list]
+
+    @functools.cached_property
+    def junction_columns(self) -> np.ndarray:
+        """Where each junction (wntr's order) sits among the toolkit's nodes: the captured arrays' columns."""
+        return np.array([self.node_index[name] - 1 for name in self.wn.junction_name_list], dtype=np.int64)
 
     def link_value(self, link: int, what: int) -> float:
         """A link property as opened."""
@@ -158,27 +183,33 @@ class Changes:
         self.demands: dict[tuple[int, int], float] = {}  # (node, category) -> base demand set for this member
         self.links: dict[tuple[int, int], float] = {}    # (link, property) -> value set for this member
 
-    def base_demand(self, node: int, category: int) -> float:
-        return self.demands.get((node, category), self.model.demands(node)[category - 1][0])
+    def scale_base_demands(self, categories: list[tuple[int, int]], factor: float) -> None:
+        """Each (node, category)'s base demand as this member has it, times ``factor`` (one pass: a model's every
+        junction is the common case)."""
+        demands, set_base, original = self.demands, self.model.project.set_base_demand, self.model.base_demand
+        for key in categories:
+            current = demands.get(key)
+            value = (original(*key) if current is None else current) * factor
+            set_base(key[0], key[1], value)
+            demands[key] = value
 
-    def set_base_demand(self, node: int, category: int, value: float) -> None:
-        self.model.demands(node)  # the value as opened, read before it changes
-        self.model.project.set_base_demand(node, category, value)
-        self.demands[node, category] = value
-
-    def link_value(self, link: int, what: int) -> float:
-        return self.links.get((link, what), self.model.link_value(link, what))
+    def scale_links(self, links: list[int], what: int, factor: float, value: float | None = None) -> None:
+        """Each link's property set to ``value``, or as this member has it times ``factor`` (the value as opened is
+        read before the first change, for ``put_back``)."""
+        values, set_link, original = self.links, self.model.project.set_link_value, self.model.link_value
+        for link in links:
+            current = values.get((link, what))
+            if current is None:
+                current = original(link, what)
+            changed = value if value is not None else current * factor
+            set_link(link, what, changed)
+            values[link, what] = changed
 
     def set_node(self, index: int, what: int, value: float) -> None:
         project = self.model.project
         old = project.node_value(index, what)
         project.set_node_value(index, what, value)
         self.undo.append(lambda: project.set_node_value(index, what, old))
-
-    def set_link(self, index: int, what: int, value: float) -> None:
-        self.model.link_value(index, what)  # the value as opened, read before it changes
-        self.model.project.set_link_value(index, what, value)
-        self.links[index, what] = value
 
     def set_time(self, what: int, seconds: int) -> None:
         project = self.model.project
@@ -191,11 +222,13 @@ class Changes:
         if self.structural:
             self.model.reopen()
             return
-        project = self.model.project
+        project, model = self.model.project, self.model
+        set_base, base, set_link, original = project.set_base_demand, model.base_demand, project.set_link_value, \
+            model.link_value
         for node, category in self.demands:
-            project.set_base_demand(node, category, self.model.demands(node)[category - 1][0])
+            set_base(node, category, base(node, category))
         for link, what in self.links:
-            project.set_link_value(link, what, self.model.link_value(link, what))
+            set_link(link, what, original(link, what))
         for undo in reversed(self.undo):
             undo()
 
@@ -273,18 +306,19 @@ def force_status(model: OpenModel, changes: Changes, link_id: str, status: str, 
 
 
 def apply_alterations(run: schema.Run, model: OpenModel, changes: Changes) -> None:
-    project, wn = model.project, model.wn
+    project = model.project
     for position, change in enumerate(run.alterations):
         label = f"cb{position}"
         match change:
             case schema.DemandScale():
-                names = wn.junction_name_list if change.nodes == "*" else change.nodes
                 wanted = None if change.pattern is None else project.pattern_index(change.pattern)
-                for name in names:
-                    node = model.node_index[name]
-                    for category, (_, pattern) in enumerate(model.demands(node), start=1):
-                        if wanted is None or pattern == wanted:
-                            changes.set_base_demand(node, category, changes.base_demand(node, category) * change.factor)
+                if change.nodes == "*":
+                    slots = model.junction_demands
+                else:
+                    slots = [(node, category, pattern) for node in (model.node_index[name] for name in change.nodes)
+                             for category, (_, pattern) in enumerate(model.demands(node), start=1)]
+                changes.scale_base_demands([(node, category) for node, category, pattern in slots
+                                            if wanted is None or pattern == wanted], change.factor)
             case schema.PatternReplace():
                 index = project.pattern_index(change.pattern)
                 old = project.pattern(index)
@@ -294,13 +328,10 @@ def apply_alterations(run: schema.Run, model: OpenModel, changes: Changes) -> No
                 what = {"roughness": en.ROUGHNESS, "diameter": en.DIAMETER, "length": en.LENGTH}[change.property]
                 parameter = {"roughness": HydParam.RoughnessCoeff, "diameter": HydParam.PipeDiameter,
                              "length": HydParam.Length}[change.property]
-                names = wn.pipe_name_list if change.pipes == "*" else change.pipes
+                links = model.pipe_indices if change.pipes == "*" else [model.link_index[name] for name in change.pipes]
                 value = None if change.value is None else si_to_model(model, change.value, parameter)
                 factor = 1.0 if change.factor is None else change.factor  # the schema gives one of the two
-                for name in names:
-                    link = model.link_index[name]
-                    changed = value if value is not None else changes.link_value(link, what) * factor
-                    changes.set_link(link, what, changed)
+                changes.scale_links(links, what, factor, value)
             case schema.LinkStatus():
                 force_status(model, changes, change.link, change.status, change.start_s, change.end_s)
             case schema.PumpOutage():
@@ -421,7 +452,8 @@ class WarmEngine:
                                    f"{toolkit.WARNINGS[1]} (UNBALANCED STOP)")
         node = self._si(model, job, capture)
         frames = {NODE: node, LINK: self._links(model, link_attributes)}
-        summary = summary_fields(job, model.wn.junction_name_list, node, self._service(model, node, pressure_driven))
+        summary = summary_fields(job, model.wn.junction_name_list, node, self._service(model, node, pressure_driven),
+                                 model.junction_columns)
         return Solved(model, frames, summary, capture)
 
     @staticmethod
