@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from cloudburst.api.progress import Display, Progress
 from cloudburst.api.queue import enqueue_batches, queue_forget
 from cloudburst.api.submitted import Submitted
-from cloudburst.api.waves import Waves
 from cloudburst.errors import InputError, redis_errors
 from cloudburst.lazy import lazy
 from cloudburst.schema import resultformat as fmt
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import wntr
 
+    from cloudburst.api import waves
     from cloudburst.api.services import Services
     from cloudburst.engine import models
     from cloudburst.plan import adaptive, alternatives, batching, scenarios
@@ -42,6 +42,7 @@ else:
     alternatives, batching = lazy("cloudburst.plan.alternatives"), lazy("cloudburst.plan.batching")
     scenarios, sobol = lazy("cloudburst.plan.scenarios"), lazy("cloudburst.plan.sensitivity")
     batch_format = lazy("cloudburst.schema.batch")
+    waves = lazy("cloudburst.api.waves")  # numpy and the batch schema: only for an adaptive ensemble's waves
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Ensemble(Submitted):
         super().__init__(services, name)
         self.uploaded = uploaded    # set by submit: whether the model was uploaded (False: the cluster had it)
         self.enqueue_s = enqueue_s  # set by submit: seconds spent enqueueing
-        self.waves: Waves | None = None  # set by submit for an adaptive scenario: what adapt() drives
+        self.waves: waves.Waves | None = None  # set by submit for an adaptive scenario: what adapt() drives
 
     @redis_errors
     def info(self) -> EnsembleRecord:
@@ -115,7 +116,7 @@ class Ensemble(Submitted):
             drawn = self._drawn(record, wn)
             size = batching.batch_members(record.scenario.get("batch"), data, wn, len(drawn.documents),
                                           drawn.documents[0])
-            self.waves = Waves(self.services, self.name, drawn.documents, plan, size, JobPolicy())
+            self.waves = waves.Waves(self.services, self.name, drawn.documents, plan, size, JobPolicy())
         return self.waves.run(poll_s, report)
 
     @redis_errors
