@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import cloudburst
+import cloudburst.plan.submission
 import epanet.toolkit as tk
 import numpy as np
 import pytest
@@ -90,15 +91,57 @@ def test_a_set_that_does_not_fit_the_model_is_refused_with_submits_sentence_and_
     assert session.rounds == 0
 
 
-def test_an_unanswered_round_times_out_and_its_jobs_expire(cluster, client):
-    """No worker listens: the round says so within its time, and its queued jobs carry their expiry."""
-    session = client.session(NET3, run={"duration_s": HOUR}, timeout_s=2)
+def test_a_model_epanet_2_3_5_does_not_open_is_refused_at_the_session_with_submits_sentence(cluster, client, tmp_path):
+    path = tmp_path / "self-pipe.inp"  # EPANET 2.3.5 refuses a pipe from a node to itself (2.2 opens it)
+    path.write_text(NET3.read_text().replace("[PIPES]", "[PIPES]\n SELF_PIPE 10 10 1000 12 100 0 Open", 1))
+    with pytest.raises(InputError, match="EPANET 2.3.5 does not open the model"):
+        client.session(path)
+    assert not client.models.has(cloudburst.plan.submission.read_model(path).sha256)  # nothing uploaded
+
+
+def test_round_map_runs_a_population_as_one_round_and_hands_each_individual_its_row(cluster, client, tmp_path):
+    """The map DEAP's toolbox takes (``toolbox.register("map", ...)``), used as a plain loop would."""
+    from cloudburst.api.optimize import round_map
+
+    workers = start_workers(cluster)
+    try:
+        session = client.session(NET3, run={"duration_s": HOUR}, metrics=["pressure_min"])
+        evaluate_all = round_map(session, lambda individual: [{"type": "demand_scale", "factor": individual[0]}])
+        population = [[0.7], [1.3], [0.9]]
+        fitness = evaluate_all(lambda individual, row: (row["pressure_min"], row["status"]), population)
+    finally:
+        stop(workers)
+    assert session.rounds == 1
+    for individual, (pressure, status) in zip(population, fitness):
+        _, reference = plain_epanet_pressures(individual[0], tmp_path)
+        assert status == "finished" and pressure == np.float32(reference.min())
+
+
+def test_an_unanswered_round_times_out_leaving_no_job_and_its_jobs_would_expire(cluster, client):
+    """No worker listens: while the round waits its jobs carry their expiry (what is left of a client that dies
+    here); once its time passes it says so and takes them off the queue, so a later round waits behind nothing."""
+    import threading
+
+    session = client.session(NET3, run={"duration_s": HOUR}, timeout_s=3)
+    raised = []
+
+    def evaluate() -> None:
+        try:
+            session.evaluate([[{"type": "demand_scale", "factor": 1.0}]] * 3)
+        except TimeoutError as error:
+            raised.append(error)
+
     started = time.monotonic()
-    with pytest.raises(TimeoutError, match="not answered within 2 s"):
-        session.evaluate([[{"type": "demand_scale", "factor": 1.0}]] * 3)
-    assert time.monotonic() - started < 10
+    evaluating = threading.Thread(target=evaluate)
+    evaluating.start()
+    while not client.redis.keys("rq:job:round-*") and time.monotonic() - started < 3:
+        time.sleep(0.01)
     ttls = [client.redis.ttl(key) for key in client.redis.keys("rq:job:round-*")]
-    assert ttls and all(0 < ttl <= 600 for ttl in ttls)
+    queued = client.queue.count
+    evaluating.join(timeout=30)
+    assert ttls and all(0 < ttl <= 600 for ttl in ttls) and queued == len(ttls)
+    assert raised and "not answered within 3 s" in str(raised[0]) and time.monotonic() - started < 10
+    assert client.queue.count == 0 and not client.redis.keys("rq:job:round-*")
 
 
 def test_a_pymoo_ga_runs_each_generation_as_one_round_and_its_best_holds_in_plain_epanet(cluster, client, tmp_path):

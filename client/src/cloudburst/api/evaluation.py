@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cloudburst.api.queue import chunk_failures, enqueue_round
+from cloudburst.api.queue import chunk_failures, drop_round_jobs, enqueue_round
 from cloudburst.errors import redis_errors
 from cloudburst.schema import evaluation as rounds
 from cloudburst.schema.queues import JobPolicy
@@ -91,7 +91,8 @@ class Session:
     def evaluate(self, sets: list[list[dict[str, Any]]], metrics: list[str] | None = None) -> Evaluations:
         """Run every alteration set (a list of alterations as a scenario's ``alterations`` holds them, with plain
         values) and return the metrics in the sets' order. InputError, nothing enqueued, when a set does not fit
-        the model; TimeoutError when the round is not answered within the session's ``timeout_s``."""
+        the model; TimeoutError when the round is not answered within the session's ``timeout_s`` (its unanswered
+        jobs are taken off the queue; those of a client that died expire after ``QUEUED_TTL_S``)."""
         from cloudburst.plan.rounds import plan_chunks
 
         started = time.perf_counter()
@@ -120,6 +121,7 @@ class Session:
             now = time.perf_counter()
             if now > deadline:
                 self._replies.forget(key)
+                drop_round_jobs(self.services.queue, unanswered.values())
                 raise TimeoutError(f"round {key} not answered within {self.timeout_s} s: chunks "
                                    f"{sorted(unanswered)} of {len(unanswered) + len(answers)} missing")
             taken = self._replies.take(key, min(CHECK_EVERY_S, deadline - now))

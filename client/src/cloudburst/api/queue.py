@@ -134,6 +134,16 @@ def enqueue_round(queue: Queue, chunks: list[dict[str, Any]], policy: JobPolicy,
     return ids
 
 
+def drop_round_jobs(queue: Queue, ids: Iterable[str]) -> None:
+    """Take a round's unanswered jobs off the queue and delete them (a round that timed out): no worker runs them
+    for nobody. One a worker holds already runs to its end; its answer expires unread."""
+    pipeline = queue.connection.pipeline(transaction=True)
+    for identifier in ids:
+        pipeline.lrem(queue.key, 0, identifier)
+        pipeline.delete(f"{Job.redis_job_namespace_prefix}{identifier}")
+    pipeline.execute()
+
+
 def chunk_failures(queue: Queue, ids: dict[int, str]) -> dict[int, str]:
     """Of a round's unanswered chunks (chunk -> job ID), those that will not answer: their job failed for good (the
     last line of RQ's reason) or is gone (expired before a worker took it)."""
