@@ -160,7 +160,7 @@ class Run(_Strict):
     demand_model: Literal["DD", "PDD"] | None = None
     required_pressure_m: float | None = Field(default=None, gt=0)
     minimum_pressure_m: float | None = Field(default=None, ge=0)
-    quality: Quality = Quality()
+    quality: Quality = Field(default_factory=lambda: _DEFAULT_QUALITY)
     # What EPANET does when the hydraulics stop balancing: the model's own UNBALANCED option (None), stop the
     # member there (an "unbalanced" member, left out of the statistics) or continue with the last trial's state.
     unbalanced: Literal["stop", "continue"] | None = None
@@ -204,14 +204,23 @@ class Statistics(_Strict):
 class Output(_Strict):
     db: str = Field(default="cloudburst", pattern=r"^[A-Za-z0-9_\-]+$")
     series: list[SeriesRequest] = []
-    summary: Summary = Summary()
-    statistics: Statistics = Statistics()
+    summary: Summary = Field(default_factory=lambda: _DEFAULT_SUMMARY)
+    statistics: Statistics = Field(default_factory=lambda: _DEFAULT_STATISTICS)
     # attribute -> resolution (SI, e.g. {"pressure": 0.001}): series values are rounded to the nearest multiple of
     # the largest power of two not above it (0.001 m -> 2**-10 m), which empties their low bits and shrinks the
     # store by about a third; absent, values are EPANET's own, unchanged.
     resolution: dict[str, Annotated[float, Field(gt=0)]] = {}
     # Upper bound on series points (values) one job may write; a request above it is refused before running.
     max_points: Annotated[int, Field(gt=0)] = 2_000_000
+
+
+# The defaults of a job's parts, one frozen instance each, handed to every job that leaves the part out: pydantic
+# deep-copies a default instance at every validation (a tenth of a tiny member's time), a factory's value it does not.
+_DEFAULT_QUALITY: Quality = Quality()
+_DEFAULT_RUN: Run = Run()
+_DEFAULT_SUMMARY: Summary = Summary()
+_DEFAULT_STATISTICS: Statistics = Statistics()
+_DEFAULT_OUTPUT: Output = Output()
 
 
 class MemberId(BaseModel):
@@ -226,8 +235,8 @@ class Job(MemberId):
     schema_: Literal["cloudburst.job/1"] = Field(alias="schema")
     seed: int | None = None
     input: ModelInput
-    run: Run = Run()
-    output: Output = Output()
+    run: Run = Field(default_factory=lambda: _DEFAULT_RUN)
+    output: Output = Field(default_factory=lambda: _DEFAULT_OUTPUT)
 
     @property
     def start_timestamp(self) -> int:
