@@ -87,13 +87,19 @@ def ensemble_round(client: Any, name: str, poll_s: float | None) -> float:
     return time.perf_counter() - started
 
 
-def commands_per_set(redis: Any, function: Any, sets: int, rounds: int = 5) -> float:
-    """Redis commands the master processed per set over ``rounds`` rounds (INFO's counter: clients' and workers'
-    commands alike, this benchmark being the only user)."""
-    before = int(redis.info("stats")["total_commands_processed"])
+def master_load_per_set(redis: Any, function: Any, sets: int, rounds: int = 5) -> tuple[float, float]:
+    """Redis commands the master processed, and bytes it took in and sent out, per set over ``rounds`` rounds
+    (INFO's counters: clients' and workers' alike, this benchmark being the only user)."""
+    def counters() -> tuple[int, int]:
+        stats = redis.info("stats")
+        return (int(stats["total_commands_processed"]),
+                int(stats["total_net_input_bytes"]) + int(stats["total_net_output_bytes"]))
+
+    commands, traffic = counters()
     for _ in range(rounds):
         function()
-    return (int(redis.info("stats")["total_commands_processed"]) - before - 2) / (sets * rounds)
+    commands_after, traffic_after = counters()
+    return (commands_after - commands - 1) / (sets * rounds), (traffic_after - traffic) / (sets * rounds)
 
 
 def timed(function: Any, rounds: int) -> float:
@@ -118,11 +124,12 @@ def main() -> None:
         for name, count in SIZES:
             sets = sets_of(count)
             sessions[name].evaluate(sets)  # warm: the model uploaded and open on every worker
-            evaluated[name, count] = timed(lambda: sessions[name].evaluate(sets), args.rounds)
+            evaluated[name, count] = timed(lambda session=sessions[name], sets=sets: session.evaluate(sets),
+                                           args.rounds)
         ensemble_round(client, "warm-up", None)
         time.sleep(1.0)  # the workers' heartbeats and registry upkeep are the same in both counts: let them settle
-        per_set = {"evaluate": commands_per_set(client.redis, lambda: sessions["Net3"].evaluate(sets_of(8)), 8),
-                   "ensemble": commands_per_set(client.redis, lambda: ensemble_round(
+        per_set = {"evaluate": master_load_per_set(client.redis, lambda: sessions["Net3"].evaluate(sets_of(8)), 8),
+                   "ensemble": master_load_per_set(client.redis, lambda: ensemble_round(
                        client, f"counted-{time.monotonic_ns()}", None), 8)}
         ensemble_rounds = max(5, args.rounds // 5)
         LAGS.clear()
@@ -135,7 +142,7 @@ def main() -> None:
             for name, count in SIZES:
                 chunks = pool_chunks(MODELS[name][0], MODELS[name][1], files, count, args.processes)
                 pool.map(_pool_chunk, chunks * args.processes)  # warm: the model fetched and opened in each process
-                floor[name, count] = timed(lambda: pool.map(_pool_chunk, chunks, chunksize=1), args.rounds)
+                floor[name, count] = timed(lambda chunks=chunks: pool.map(_pool_chunk, chunks, chunksize=1), args.rounds)
     print(f"round trip, sets submitted to metrics in hand, {args.processes} worker processes on loopback "
           f"(median of {args.rounds} rounds; ensembles of {ensemble_rounds}, the polled one of 3)")
     print(f"  {'round':<34} {'CloudBurst ms':>14} {'local Pool ms':>14} {'overhead ms':>12} {'sets/s':>9}")
@@ -149,10 +156,13 @@ def main() -> None:
     print(f"  wait() returned {statistics.median(LAGS) * 1000:.1f} ms (median; max {max(LAGS) * 1000:.1f}) after the "
           "last record's signal (the statistics)")
     print(verdict("wait() after the last record", statistics.median(LAGS) * 1000, 10.0, at_least=False, unit=" ms"))
-    print(f"  Redis commands per set, a round of 8 Net3: evaluate {per_set['evaluate']:.1f}, the same members as an "
-          f"ensemble {per_set['ensemble']:.1f}")
+    print(f"  the master per set, a round of 8 Net3: evaluate {per_set['evaluate'][0]:.1f} Redis commands and "
+          f"{per_set['evaluate'][1]:,.0f} bytes; the same members as an ensemble {per_set['ensemble'][0]:.1f} "
+          f"commands and {per_set['ensemble'][1]:,.0f} bytes")
     print(verdict("Redis commands per set, an evaluation round over an ensemble of the same members",
-                  per_set["evaluate"], per_set["ensemble"], at_least=False))
+                  per_set["evaluate"][0], per_set["ensemble"][0], at_least=False))
+    print(verdict("Redis bytes per set, an evaluation round over an ensemble of the same members",
+                  per_set["evaluate"][1], per_set["ensemble"][1], at_least=False, unit=" B"))
     print(verdict("8 Net3 members' round over the local Pool", (evaluated["Net3", 8] - floor["Net3", 8]) * 1000,
                   OVERHEAD_GOAL_S * 1000, at_least=False, unit=" ms"))
 
