@@ -18,7 +18,10 @@ import hashlib
 import importlib.util
 import math
 import multiprocessing
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -102,6 +105,27 @@ def master_load_per_set(redis: Any, function: Any, sets: int, rounds: int = 5) -
     return (commands_after - commands - 1) / (sets * rounds), (traffic_after - traffic) / (sets * rounds)
 
 
+def cli_wait_lag(client: Any, cluster: dict[str, Any], name: str) -> float:
+    """Seconds from the last record's signal to ``cloudburst wait NAME`` (a process, its output into a pipe) writing
+    its last line, for an ensemble of 200 Net3 one-hour members still running when the command starts following."""
+    scenario = {"ensemble": "cli", "members": 200, "seed": 1, "run": {"duration_s": 3600}, "batch": {"members": 10},
+                "alterations": [{"type": "demand_scale",
+                                 "factor": {"distribution": "uniform", "low": 0.8, "high": 1.2}}]}
+    client.submit(NET3, scenario, name=name)
+    env = {**{key: value for key, value in os.environ.items() if not key.startswith("CLOUDBURST_")}, **cluster["env"]}
+    waiting = subprocess.Popen([sys.executable, "-m", "cloudburst.cli", "wait", name], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert waiting.stdout is not None
+    lines, written = [], 0.0
+    for line in waiting.stdout:
+        lines.append(line)
+        written = time.time()
+    if waiting.wait(timeout=300) != 0:
+        raise SystemExit(f"cloudburst wait {name} exited {waiting.returncode}: {''.join(lines)}")
+    last = client.redis.xrevrange(key_for(name, SIGNALS), count=1)
+    return written - int(last[0][0].split(b"-")[0]) / 1000
+
+
 def timed(function: Any, rounds: int) -> float:
     times = []
     for _ in range(rounds):
@@ -135,6 +159,7 @@ def main() -> None:
         LAGS.clear()
         pushed = statistics.median(ensemble_round(client, f"pushed-{i}", None) for i in range(ensemble_rounds))
         polled = statistics.median(ensemble_round(client, f"polled-{i}", 1.0) for i in range(3))
+        cli_lags = [cli_wait_lag(client, cluster, f"cli-{i}") for i in range(3)]
         files = cluster["worker_env"]["CLOUDBURST_FILES_URL"]
         with multiprocessing.get_context("spawn").Pool(
                 args.processes, initializer=_open_engine,
@@ -156,6 +181,10 @@ def main() -> None:
     print(f"  wait() returned {statistics.median(LAGS) * 1000:.1f} ms (median; max {max(LAGS) * 1000:.1f}) after the "
           "last record's signal (the statistics)")
     print(verdict("wait() after the last record", statistics.median(LAGS) * 1000, 10.0, at_least=False, unit=" ms"))
+    print(f"  `cloudburst wait NAME` wrote its last line {statistics.median(cli_lags) * 1000:.1f} ms (median of 3; max "
+          f"{max(cli_lags) * 1000:.1f}) after the last record's signal, its progress into a pipe (a line every 5 s)")
+    print(verdict("cloudburst wait after the last record", statistics.median(cli_lags) * 1000, 10.0, at_least=False,
+                  unit=" ms"))
     print(f"  the master per set, a round of 8 Net3: evaluate {per_set['evaluate'][0]:.1f} Redis commands and "
           f"{per_set['evaluate'][1]:,.0f} bytes; the same members as an ensemble {per_set['ensemble'][0]:.1f} "
           f"commands and {per_set['ensemble'][1]:,.0f} bytes")
