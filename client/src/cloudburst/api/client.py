@@ -217,8 +217,7 @@ class Client:
         model_file = submission.read_model(model)
         settings = RoundSettings.of(model_file, self.services.model_input(model_file.sha256), run, nodes,
                                     pressure_threshold_m)
-        return evaluation.Session(self.services, settings, [metrics] if isinstance(metrics, str) else metrics,
-                                  timeout_s)
+        return evaluation.Session(self.services, settings, metrics, timeout_s)
 
     def evaluate(self, model: ModelSource, sets: list[list[dict[str, Any]]], *,
                  metrics: list[str] | str = "pressure_min", run: dict[str, Any] | None = None,
@@ -233,7 +232,7 @@ class Client:
             session = self._sessions[key] = self.session(model, run=run, metrics=metrics, nodes=nodes,
                                                          pressure_threshold_m=pressure_threshold_m,
                                                          timeout_s=timeout_s)
-        return session.evaluate(sets, [metrics] if isinstance(metrics, str) else metrics)
+        return session.evaluate(sets, metrics)
 
     @redis_errors
     def taskset(self, name: str) -> task_sets.TaskSet:

@@ -70,7 +70,7 @@ class Evaluations(Mapping[str, np.ndarray]):
 class Session:
     """Rounds on one model with one run's settings (``Client.session``)."""
 
-    def __init__(self, services: Services, settings: RoundSettings, metrics: list[str], timeout_s: int):
+    def __init__(self, services: Services, settings: RoundSettings, metrics: list[str] | str, timeout_s: int):
         self.services = services
         self.settings = settings
         self.metrics = rounds.check_metrics(metrics)
@@ -88,7 +88,7 @@ class Session:
         return self.settings.nodes
 
     @redis_errors
-    def evaluate(self, sets: list[list[dict[str, Any]]], metrics: list[str] | None = None) -> Evaluations:
+    def evaluate(self, sets: list[list[dict[str, Any]]], metrics: list[str] | str | None = None) -> Evaluations:
         """Run every alteration set (a list of alterations as a scenario's ``alterations`` holds them, with plain
         values) and return the metrics in the sets' order. InputError, nothing enqueued, when a set does not fit
         the model; TimeoutError when the round is not answered within the session's ``timeout_s`` (its unanswered

@@ -158,8 +158,9 @@ def follow(status: Callable[[], Progress], settled: Callable[[Progress], bool], 
                 time.sleep(poll_s)
                 continue
             wait_s = poll_s if deadline is None else min(poll_s, max(deadline - time.monotonic(), 0.0))
-            if display is not None:
-                wait_s = min(wait_s, max(shown_at + display.interval_s - time.monotonic(), 0.0) or wait_s)
+            redraw_in_s = 0.0 if display is None else shown_at + display.interval_s - time.monotonic()
+            if redraw_in_s > 0:
+                wait_s = min(wait_s, redraw_in_s)
             if wake(wait_s):
                 time.sleep(max(0.0, max(MIN_READ_GAP_S, 10 * read_s) - (time.monotonic() - read_at)))
     finally:

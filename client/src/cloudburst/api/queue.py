@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 from rq import Queue
 from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job
@@ -65,6 +66,20 @@ def batch_members(batch: dict[str, Any]) -> list[int]:
     return [member["member"] for member in batch["members"]]
 
 
+def _job_hash(queue: Queue, now: str, entry_point: str, argument: Any, description: str, policy: JobPolicy,
+              **fields: Any) -> dict[FieldT, EncodableT]:
+    """The hash RQ's own ``enqueue_many`` writes for a job calling ``entry_point(argument)`` (the same fields, JSON
+    data compressed as RQ does, read back by RQ's ``Job``), without building an RQ ``Job`` object; ``fields``
+    override the policy's (a round's jobs keep no result and carry a ``ttl``)."""
+    data = zlib.compress(json.dumps([entry_point, None, [argument], {}], separators=(",", ":")).encode())
+    job: dict[str, Any] = {"status": "queued", "origin": queue.name, "created_at": now, "enqueued_at": now,
+                           "timeout": policy.timeout_s, "result_ttl": policy.result_ttl_s,
+                           "failure_ttl": policy.failure_ttl_s, "data": data, "description": description}
+    if policy.retries:
+        job.update(retries_left=policy.retries, retry_intervals="[0]")
+    return redis_values.fields({**job, **fields})
+
+
 def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterable[dict[str, Any]],
                     policy: JobPolicy = JobPolicy(), chunk: int = 2000, entry_point: str = ENTRY_POINT,
                     members_of: Callable[[dict[str, Any]], list[int]] = batch_members) -> int:
@@ -77,10 +92,6 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
     staged chunk by chunk and reach the queue all at once at the end: a client cut off meanwhile queued nothing.
     """
     now = utcformat(datetime.now(UTC))
-    common: dict[str, Any] = {"status": "queued", "origin": queue.name, "created_at": now, "enqueued_at": now,
-              "timeout": policy.timeout_s, "result_ttl": policy.result_ttl_s, "failure_ttl": policy.failure_ttl_s}
-    if policy.retries:
-        common.update(retries_left=policy.retries, retry_intervals="[0]")
     count = 0
     connection = queue.connection
     from cloudburst.schema.batch import split  # the batch schema (pydantic): only when enqueueing
@@ -90,9 +101,8 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
         plan: dict[str, list[int]] = {}
         for batch in part:
             identifier = job_id(ensemble, batch["batch"])
-            data = zlib.compress(json.dumps([entry_point, None, [batch], {}], separators=(",", ":")).encode())
-            pipeline.hset(f"{Job.redis_job_namespace_prefix}{identifier}", mapping=redis_values.fields({
-                **common, "data": data, "description": f"{entry_point} {ensemble} batch {batch['batch']}"}))
+            pipeline.hset(f"{Job.redis_job_namespace_prefix}{identifier}", mapping=_job_hash(
+                queue, now, entry_point, batch, f"{entry_point} {ensemble} batch {batch['batch']}", policy))
             ids.append(identifier)
             plan[batch["batch"]] = members_of(batch)
             count += len(plan[batch["batch"]])
@@ -119,13 +129,10 @@ def enqueue_round(queue: Queue, chunks: list[dict[str, Any]], policy: JobPolicy,
     ids = []
     for chunk in chunks:
         identifier = round_job_id(chunk["session"], chunk["round"], chunk["chunk"])
-        data = zlib.compress(json.dumps([EVALUATE_ENTRY_POINT, None, [chunk], {}], separators=(",", ":")).encode())
         key = f"{Job.redis_job_namespace_prefix}{identifier}"
-        pipeline.hset(key, mapping=redis_values.fields({
-            "status": "queued", "origin": queue.name, "created_at": now, "enqueued_at": now, "data": data,
-            "timeout": policy.timeout_s, "result_ttl": 0, "failure_ttl": policy.failure_ttl_s, "ttl": queued_ttl_s,
-            "retries_left": policy.retries, "retry_intervals": "[0]",
-            "description": f"{EVALUATE_ENTRY_POINT} round {chunk['round']} chunk {chunk['chunk']}"}))
+        pipeline.hset(key, mapping=_job_hash(
+            queue, now, EVALUATE_ENTRY_POINT, chunk, f"{EVALUATE_ENTRY_POINT} round {chunk['round']} chunk "
+            f"{chunk['chunk']}", policy, result_ttl=0, ttl=queued_ttl_s))
         pipeline.expire(key, queued_ttl_s)
         ids.append(identifier)
     pipeline.lpush(queue.key, *reversed(ids))  # the first chunk first
@@ -156,9 +163,7 @@ def chunk_failures(queue: Queue, ids: dict[int, str]) -> dict[int, str]:
             reasons[chunk] = "its job expired before any worker answered it (no worker took it in time)"
         elif redis_values.text(status) == "failed":
             job = Job.fetch(identifier, connection=queue.connection, serializer=queue.serializer)
-            result = job.latest_result()
-            text = (result.exc_string if result is not None else None) or "failed (RQ recorded no reason)"
-            reasons[chunk] = f"its job failed: {text.strip().splitlines()[-1]}"
+            reasons[chunk] = f"its job failed: {_failure_line(job)}"
     return reasons
 
 
@@ -207,6 +212,13 @@ def failed_jobs(queue: Queue, ensemble: str) -> dict[str, str]:
     return _in_registry(FailedJobRegistry(queue.name, connection=queue.connection), ensemble)
 
 
+def _failure_line(job: Job) -> str:
+    """The last line of the failure RQ recorded for a job."""
+    result = job.latest_result()
+    text = (result.exc_string if result is not None else None) or "failed (RQ recorded no reason)"
+    return text.strip().splitlines()[-1]
+
+
 def failure_reasons(queue: Queue, ensemble: str) -> dict[str, str]:
     """Batches whose job is in RQ's failed registry (a crash, a timeout: not a member's own failure, which the
     engine records), with the last line of the failure RQ recorded."""
@@ -216,9 +228,7 @@ def failure_reasons(queue: Queue, ensemble: str) -> dict[str, str]:
                                                  serializer=queue.serializer)):
         if job is None:
             continue
-        result = job.latest_result()
-        text = (result.exc_string if result is not None else None) or "failed (RQ recorded no reason)"
-        reasons[batch] = text.strip().splitlines()[-1]
+        reasons[batch] = _failure_line(job)
     return reasons
 
 

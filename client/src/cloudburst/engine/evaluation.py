@@ -55,8 +55,7 @@ def evaluate_chunk(chunk: dict[str, Any], engine: WarmEngine) -> rounds.ChunkRep
                 attribute, extreme = rounds.NODE_METRICS[metric]
                 if columns is None:
                     nodes = chunk.get("nodes", "*")
-                    ids = solved.model.wn.junction_name_list if nodes == "*" else list(nodes)
-                    columns = node.positions(ids)
+                    columns = solved.model.junction_columns if nodes == "*" else node.positions(list(nodes))
                 series = node.values[attribute][:, columns].astype(np.float64)
                 row = series.min(axis=0) if extreme == "min" else series.max(axis=0)
                 values.setdefault(metric, np.full((count, len(columns)), np.nan))[position] = row

@@ -25,7 +25,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,15 +177,19 @@ class OpenModel:
         self.project = toolkit.Project(self.path, self.output)
         self.left_demands, self.left_links = set(), set()
 
+    def restore(self, demands: Iterable[tuple[int, int]], links: Iterable[tuple[int, int]]) -> None:
+        """Set these base demands ((node, category) each) and link values ((link, property) each) back to the
+        model's as opened."""
+        set_base, set_link = self.project.set_base_demand, self.project.set_link_value
+        for node, category in demands:
+            set_base(node, category, self.base_demand(node, category))
+        for link, what in links:
+            set_link(link, what, self.link_value(link, what))
+
     def put_back_left(self, changes: Changes) -> None:
         """Put back what the last member left set and this member's ``changes`` do not set: the project then holds
         exactly the model as opened with this member's changes, as if every member had been put back."""
-        set_base, base, set_link, original = self.project.set_base_demand, self.base_demand, \
-            self.project.set_link_value, self.link_value
-        for node, category in self.left_demands.difference(changes.demands):
-            set_base(node, category, base(node, category))
-        for link, what in self.left_links.difference(changes.links):
-            set_link(link, what, original(link, what))
+        self.restore(self.left_demands.difference(changes.demands), self.left_links.difference(changes.links))
         self.left_demands, self.left_links = set(), set()
 
 
@@ -241,19 +245,11 @@ class Changes:
         if self.structural:
             self.model.reopen()
             return
-        project, model = self.model.project, self.model
         if leave:
-            model.left_demands.update(self.demands)
-            model.left_links.update(self.links)
-            for undo in reversed(self.undo):
-                undo()
-            return
-        set_base, base, set_link, original = project.set_base_demand, model.base_demand, project.set_link_value, \
-            model.link_value
-        for node, category in self.demands:
-            set_base(node, category, base(node, category))
-        for link, what in self.links:
-            set_link(link, what, original(link, what))
+            self.model.left_demands.update(self.demands)
+            self.model.left_links.update(self.links)
+        else:
+            self.model.restore(self.demands, self.links)
         for undo in reversed(self.undo):
             undo()
 

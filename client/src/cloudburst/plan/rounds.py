@@ -25,6 +25,7 @@ class RoundSettings:
     model_input: dict[str, Any]          # where the workers fetch the model (``cloudburst.state.files.model_input``)
     run: dict[str, Any]                  # the run's settings (``cloudburst.job/1``'s run) without alterations
     nodes: list[str]                     # the per-node metrics' columns
+    node_request: str | list[str]        # how chunks name them: "*" (every junction, the worker's own list) or ids
     pressure_threshold_m: float = 20.0   # what ``nodes_below_threshold`` counts below
 
     @classmethod
@@ -53,18 +54,18 @@ class RoundSettings:
                 raise InputError(f"nodes: the model has no node {', '.join(map(str, unknown[:5]))}"
                                  + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
             ids = list(nodes)
-        return cls(model, model_input, run, ids, pressure_threshold_m)
+        return cls(model, model_input, run, ids, "*" if nodes == "*" else ids, pressure_threshold_m)
 
 
 def plan_chunks(settings: RoundSettings, sets: list[list[dict[str, Any]]], metrics: list[str], session: str,
                 round_: int, chunks: int) -> list[dict[str, Any]]:
-    """The round's chunks (about ``chunks`` of them, at most ``MAX_SETS_PER_CHUNK`` sets each), after checking
-    every set: InputError naming the first set with problems (and how many others have some), nothing planned."""
-    metrics = rounds.check_metrics(metrics)
+    """The round's chunks (about ``chunks`` of them, at most ``MAX_SETS_PER_CHUNK`` sets each) asking for
+    ``metrics`` (checked: ``rounds.check_metrics``), after checking every set: InputError naming the first set with
+    problems (and how many others have some), nothing planned."""
     if not isinstance(sets, list) or not sets:
         raise InputError("sets: a round needs a list of alteration sets (each a list of alterations, [] for none)")
     base = {"schema": rounds.SCHEMA, "session": session, "round": round_, "input": settings.model_input,
-            "run": settings.run, "metrics": metrics, "nodes": settings.nodes,
+            "run": settings.run, "metrics": metrics, "nodes": settings.node_request,
             "pressure_threshold_m": settings.pressure_threshold_m}
     failing: list[tuple[int, list[str]]] = []
     for position, alterations in enumerate(sets):

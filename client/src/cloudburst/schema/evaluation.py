@@ -36,8 +36,8 @@ METRICS = (*SUMMARY_METRICS, *NODE_METRICS)
 FINISHED, FAILED, UNBALANCED = "finished", "failed", "unbalanced"
 
 
-def check_metrics(metrics: list[str]) -> list[str]:
-    """The metrics asked for, or InputError naming those that are not and listing what is."""
+def check_metrics(metrics: list[str] | str) -> list[str]:
+    """The metrics asked for (a name or a list), or InputError naming those that are not and listing what is."""
     if isinstance(metrics, str):
         metrics = [metrics]
     unknown = [metric for metric in metrics if metric not in METRICS]

@@ -38,12 +38,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis import ConnectionPool, Redis
+from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cloudburst.state import redis_values
+from cloudburst.state.blocking import MAX_BLOCK_S, blocking_client
 from cloudburst.state.records import DELETED_KEY
 
 PREFIX = "cloudburst:ensemble:"
@@ -89,7 +90,6 @@ PARTIAL, ARGUMENTS, STAGED, SIGNALS = "partial", "arguments", "staged", "signals
 # further behind reads the state anyway). Redis trims the stream near this length.
 SIGNALS_KEPT = 100
 STATISTICS_SIGNAL = "statistics"
-MAX_BLOCK_S = 10.0  # one wait blocks in Redis at most this long (its socket gives up 5 s later)
 # A client that wrote no chunk of its jobs for this long is taken as cut off: its staged jobs are never queued.
 STAGING_TTL_S = 30
 # A batch's checkpoint outlives a worker that died with it by this long (its retry comes within minutes).
@@ -270,13 +270,10 @@ class Ledger:
 
 class Signals:
     """One ensemble's or task set's signals stream as a client waits on it: each ``wait`` blocks in Redis (XREAD)
-    until an entry newer than the last one seen comes. It reads on a connection of its own whose socket times out
-    shortly after the block, so a master that vanished without closing the connection costs one wait, not a hang."""
+    until an entry newer than the last one seen comes (``cloudburst.state.blocking``)."""
 
     def __init__(self, redis: Redis, key: str):
-        shared = redis.connection_pool
-        options = {**shared.connection_kwargs, "socket_timeout": MAX_BLOCK_S + 5.0}
-        self._redis = Redis(connection_pool=ConnectionPool(connection_class=shared.connection_class, **options))
+        self._redis = blocking_client(redis)
         self._key = key
         self._last: str | None = None  # the newest entry seen; None: not read yet (Redis was away)
         self._mark()

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import time
 
-from redis import ConnectionPool, Redis
+from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cloudburst.state import redis_values
+from cloudburst.state.blocking import MAX_BLOCK_S, blocking_client
 
 PREFIX = "cloudburst:round:"
 REPLY_TTL_S = 600
-MAX_BLOCK_S = 10.0  # one pop blocks in Redis at most this long (its socket gives up 5 s later)
 
 
 def reply_key(session: str, round_: int) -> str:
@@ -36,13 +36,10 @@ def push_reply(redis: Redis, key: str, reply: bytes) -> None:
 
 
 class Replies:
-    """A round's reply list as the client waits on it, on a connection of its own whose socket times out shortly
-    after the longest block (a master that vanished costs one wait, not a hang)."""
+    """A round's reply list as the client waits on it (``cloudburst.state.blocking``)."""
 
     def __init__(self, redis: Redis):
-        shared = redis.connection_pool
-        options = {**shared.connection_kwargs, "socket_timeout": MAX_BLOCK_S + 5.0}
-        self._redis = Redis(connection_pool=ConnectionPool(connection_class=shared.connection_class, **options))
+        self._redis = blocking_client(redis)
 
     def take(self, key: str, timeout_s: float) -> list[bytes]:
         """Every reply waiting on ``key``, blocking up to ``timeout_s`` for the first; [] when none came (or Redis
