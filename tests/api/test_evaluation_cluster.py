@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from cloudburst.errors import InputError
 from local_cluster import client_settings, start_workers, stop
+from test_engine_models import scale_demands
 from test_engine_toolkit import _read_output, save_run
 from test_scenarios import NET3
 from wntr.epanet.util import FlowUnits, HydParam
@@ -19,22 +20,16 @@ from wntr.epanet.util import FlowUnits, HydParam
 HOUR = 3600
 
 
-def plain_epanet_pressures(factor: float, tmp_path, roughness: dict[str, float] | None = None):
-    """Net3 for one hour with every junction's demands times ``factor`` (and pipes' roughness set), by plain
-    owa-epanet calls: EPANET's own output file's junction pressures in metres (times x junctions)."""
-    out = tmp_path / f"reference-{factor}-{len(roughness or {})}-{time.monotonic_ns()}.out"
+def plain_epanet_pressures(factor: float, tmp_path):
+    """Net3 for one hour with every junction's demands times ``factor``, by plain owa-epanet calls: EPANET's own
+    output file's junction pressures in metres (times x junctions)."""
+    out = tmp_path / f"reference-{factor}-{time.monotonic_ns()}.out"
     project = tk.createproject()
     tk.open(project, str(NET3), "/dev/null", str(out))
     tk.settimeparam(project, tk.DURATION, HOUR)
-    junctions = []
-    for node in range(1, tk.getcount(project, tk.NODECOUNT) + 1):
-        if tk.getnodetype(project, node) != tk.JUNCTION:
-            continue
-        junctions.append(tk.getnodeid(project, node))
-        for category in range(1, tk.getnumdemands(project, node) + 1):
-            tk.setbasedemand(project, node, category, tk.getbasedemand(project, node, category) * factor)
-    for pipe, value in (roughness or {}).items():
-        tk.setlinkvalue(project, tk.getlinkindex(project, pipe), tk.ROUGHNESS, value)
+    junctions = [tk.getnodeid(project, node) for node in range(1, tk.getcount(project, tk.NODECOUNT) + 1)
+                 if tk.getnodetype(project, node) == tk.JUNCTION]
+    scale_demands(project, factor, junctions)
     units = FlowUnits(tk.getflowunits(project))
     save_run(project)
     pressure = _read_output(out)["pressure"][junctions]
@@ -181,7 +176,9 @@ def test_a_worker_killed_mid_round_costs_a_rerun_of_its_chunk_and_the_round_answ
     from rq.job import Job
 
     timing = ("--heartbeat-s", "1", "--maintenance-s", "1")
-    sets = [[{"type": "demand_scale", "factor": 0.8 + 0.0005 * position}] for position in range(400)]
+    # Two chunks of 1,000 week-long sets, seconds each: the kill lands well inside the first, before it answers (a
+    # kill between its answer and its job's end would make it answer twice, which the round takes once).
+    sets = [[{"type": "demand_scale", "factor": 0.8 + 0.0001 * position}] for position in range(2000)]
     session = client.session(NET3, metrics=["pressure_min", "pressure_mean"], timeout_s=300)  # Net3's own week
     answers = {}
     victim = start_workers(cluster, count=1, options=timing)
@@ -194,7 +191,6 @@ def test_a_worker_killed_mid_round_costs_a_rerun_of_its_chunk_and_the_round_answ
         while client.redis.hget(f"{Job.redis_job_namespace_prefix}{first_chunk}", "status") != b"started":
             assert time.monotonic() < wait_until_started, "the first chunk never started"
             time.sleep(0.05)
-        time.sleep(0.5)  # inside the chunk's sets
         victim[0].send_signal(signal.SIGKILL)
         victim[0].wait(timeout=10)
         rescuer = start_workers(cluster, count=1, options=timing)

@@ -120,10 +120,15 @@ def enqueue_batches(queue: Queue, ledger: Ledger, ensemble: str, batches: Iterab
     return count
 
 
+ROUND_RESULT_TTL_S = 60  # a round chunk's finished job is kept this long (its answer is on the round's reply list)
+
+
 def enqueue_round(queue: Queue, chunks: list[dict[str, Any]], policy: JobPolicy, queued_ttl_s: int) -> list[str]:
     """One job per chunk of an evaluation round, at the front of the queue (an optimizer waits on every round; an
     ensemble's batches wait a round's time), in one transaction; returns the job IDs. Each job's hash expires after
-    ``queued_ttl_s`` (a round whose client died leaves nothing that lasts) and is not kept once it ran."""
+    ``queued_ttl_s`` (a round whose client died leaves nothing that lasts) and ``ROUND_RESULT_TTL_S`` after it ran.
+    Not at once: RQ 3.0 deletes a finished job with its executions, and raises on one whose worker died and whose
+    record expired, failing the job after its answer went out, so that it ran again for nothing."""
     now = utcformat(datetime.now(UTC))
     pipeline = queue.connection.pipeline(transaction=True)
     ids = []
@@ -132,7 +137,7 @@ def enqueue_round(queue: Queue, chunks: list[dict[str, Any]], policy: JobPolicy,
         key = f"{Job.redis_job_namespace_prefix}{identifier}"
         pipeline.hset(key, mapping=_job_hash(
             queue, now, EVALUATE_ENTRY_POINT, chunk, f"{EVALUATE_ENTRY_POINT} round {chunk['round']} chunk "
-            f"{chunk['chunk']}", policy, result_ttl=0, ttl=queued_ttl_s))
+            f"{chunk['chunk']}", policy, result_ttl=ROUND_RESULT_TTL_S, ttl=queued_ttl_s))
         pipeline.expire(key, queued_ttl_s)
         ids.append(identifier)
     pipeline.lpush(queue.key, *reversed(ids))  # the first chunk first
