@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,13 +29,14 @@ from cloudburst.config import Settings
 from cloudburst.errors import InputError, redis_errors
 from cloudburst.lazy import lazy
 from cloudburst.schema.queues import JobPolicy, job_prefix
-from cloudburst.state.records import DELETED, ENSEMBLE, TASKS, EnsembleRecord
+from cloudburst.state.records import DELETED, DESIGN, ENSEMBLE, FINISHED, TASKS, EnsembleRecord
 
 # What only submitting, reading results or studies need is imported when first used (cloudburst.lazy): `cloudburst
 # list` and `status` start in a fraction of a second.
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cloudburst.api import design as design_studies
     from cloudburst.api import evaluation, studies, waves
     from cloudburst.api import taskset as task_sets
     from cloudburst.plan import submission
@@ -47,7 +48,7 @@ else:
     studies, waves, task_sets = lazy("cloudburst.api.studies"), lazy("cloudburst.api.waves"), \
         lazy("cloudburst.api.taskset")
     submission, batching = lazy("cloudburst.plan.submission"), lazy("cloudburst.schema.batch")
-    evaluation = lazy("cloudburst.api.evaluation")
+    evaluation, design_studies = lazy("cloudburst.api.evaluation"), lazy("cloudburst.api.design")
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,7 @@ class Client:
         if days <= 0:
             return []
         cutoff = datetime.now(UTC) - timedelta(days=days)
-        records = [self.records.get(name) if self.records.kind(name) == ENSEMBLE else self.records.get_taskset(name)
-                   for name in self.records.names()]
+        records = [self.records.get_any(name) for name in self.records.names()]
         return [record.name for record in sorted(records, key=lambda record: record.created_at)
                 if datetime.fromisoformat(record.created_at) < cutoff]
 
@@ -235,6 +235,36 @@ class Client:
         return session.evaluate(sets, metrics)
 
     @redis_errors
+    def design(self, model: ModelSource | None = None, scenario: ScenarioSource | None = None, *,
+               name: str | None = None, timeout_s: int = 600,
+               on_generation: Callable[[dict[str, Any]], None] | None = None) -> design_studies.Design:
+        """Run a design study (a scenario with ``study: {type: design}``, ``cloudburst.plan.design``) to the end of
+        its evaluation budget and store its answers; returns it (``best()``, ``convergence()``, ``pareto()``,
+        ``pressures()``, ``plot()``). A study of that name that stopped before its end resumes (with no model or
+        scenario given: those it was started with); one that finished is returned as it is. Raises InputError,
+        nothing run, when the study does not fit the model or no design can meet its pressure limits."""
+        content = None
+        if scenario is not None:
+            content, _ = submission.read_scenario(scenario)
+        model_file = submission.read_model(model) if model is not None else None
+        if name is None:
+            if content is None:
+                raise InputError("give the design study's name, or its model and scenario to start one")
+            name = f"{content.get('ensemble', 'design')}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        found = design_studies.open_design(self.services, name, model_file, content, timeout_s)
+        try:
+            if self.records.get_design(name).state != FINISHED:
+                found.run(on_generation)
+        finally:
+            found.close()
+        return found
+
+    @redis_errors
+    def design_study(self, name: str) -> design_studies.Design:
+        """A design study started earlier, to read its answers or status (``design`` runs or resumes it)."""
+        return design_studies.open_design(self.services, name)
+
+    @redis_errors
     def taskset(self, name: str) -> task_sets.TaskSet:
         """A task set submitted earlier; raises InputError when there is none of that name."""
         self.records.get_taskset(name)
@@ -265,10 +295,13 @@ class Client:
         return pd.DataFrame(self.taskset_rows(), columns=columns)
 
     @redis_errors
-    def submitted(self, name: str) -> Ensemble | task_sets.TaskSet:
-        """The ensemble or task set of that name; InputError when there is neither."""
-        if self.records.kind(name) == ENSEMBLE:
+    def submitted(self, name: str) -> Ensemble | task_sets.TaskSet | design_studies.Design:
+        """The ensemble, task set or design study of that name; InputError when there is none."""
+        kind = self.records.kind(name)
+        if kind == ENSEMBLE:
             return Ensemble(self.services, name)
+        if kind == DESIGN:
+            return design_studies.open_design(self.services, name)
         return task_sets.TaskSet(self.services, name)
 
     @redis_errors

@@ -177,6 +177,45 @@ def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_design(args: argparse.Namespace, client: Client) -> int:
+    if (args.model is None) != (args.scenario is None):
+        raise InputError("give both --model and --scenario to start a design study (neither to resume one)")
+
+    def progress(step: dict) -> None:
+        if not args.quiet and (step["generation"] % args.every == 0 or step["generation"] == 1):
+            best = f"{step['best_cost']:,.0f}" if step["best_cost"] < float("inf") else "none feasible yet"
+            print(f"generation {step['generation']:>5}  evaluations {step['evaluations']:>8,}  best {best}"
+                  f"{'  (replayed from the store)' if step['replayed'] else ''}  {step['seconds']:.1f} s",
+                  file=sys.stderr)
+
+    design = client.design(args.model, args.scenario, name=args.ensemble, timeout_s=args.timeout,
+                           on_generation=progress)
+    status = design.status()
+    best = design.best() if status["best_cost"] == status["best_cost"] else None
+    if args.csv and best is not None:
+        best.to_csv(args.csv, index=False)
+    if args.plot:
+        design.plot(args.plot)
+    lines = [f"{design.name}: {status['state']}, {status['generations']} generations, {status['evaluations']:,} "
+             f"evaluations ({status['algorithm']}, objectives {', '.join(status['objectives'])})"]
+    if best is None:
+        lines.append("no feasible design found")
+    else:
+        lines.append(f"best feasible cost {status['best_cost']:,.2f}")
+        pressures = design.pressures()
+        worst = pressures.iloc[int(pressures["pressure_min_m"].to_numpy().argmin())]
+        lines.append(f"least pressure {worst.pressure_min_m:.2f} m at {worst.node} ({worst.loading})")
+        lines.append(f"{'pipe':<10} {'diameter mm':>12} {'length m':>10} {'cost':>14}")
+        lines += [f"{row.pipe:<10} {row.diameter_mm:>12.1f} {row.length_m:>10.1f} {row.cost:>14,.2f}"
+                  + ("  (kept)" if row.kept else "") for row in best.itertuples()]
+    if len(status["objectives"]) > 1:
+        pareto = design.pareto()
+        lines.append(f"Pareto front: {len(pareto)} designs from {pareto['cost'].min():,.0f} to "
+                     f"{pareto['cost'].max():,.0f}" if len(pareto) else "Pareto front: empty")
+    emit(args, {**status, "best": None if best is None else best.to_dict("records")}, "\n".join(lines))
+    return 0
+
+
 def adaptive_lines(state: dict) -> list[str]:
     """An adaptive ensemble's members enqueued, why it stopped, and each target's interval."""
     stopped = f"stopped: {state['stopped']}" if state.get("stopped") else "running"
@@ -333,7 +372,9 @@ def cmd_delete(args: argparse.Namespace, client: Client) -> int:
     from cloudburst.api.taskset import TaskSet
     name = getattr(args, "ensemble", None) or args.taskset
     submitted = client.submitted(name)
-    what, parts = ("task set", "tasks") if isinstance(submitted, TaskSet) else ("ensemble", "members")
+    from cloudburst.api.design import Design
+    what, parts = (("task set", "tasks") if isinstance(submitted, TaskSet) else
+                   ("design study", "rounds") if isinstance(submitted, Design) else ("ensemble", "members"))
     if not args.yes:
         if not sys.stdin.isatty():
             raise InputError(f"deleting {name} removes its results for good: add --yes to confirm")
@@ -534,6 +575,15 @@ def parser() -> argparse.ArgumentParser:
     segments.add_argument("--top", type=int, default=30, help="how many segments to show (default 30)")
     segments.add_argument("--csv", help="write every segment's row as CSV")
     segments.add_argument("--members-csv", help="write every member's isolations as CSV")
+    design = command("design", "run (or resume) a design study: pymoo's GA or NSGA-II over pipe options, each "
+                               "generation a round on the cluster; then its best design", cmd_design, True, False)
+    design.add_argument("ensemble", metavar="NAME", help="the study's name (resumes it when it exists)")
+    design.add_argument("--model", help="the EPANET model (.inp), to start a study")
+    design.add_argument("--scenario", help="the scenario with study: {type: design, ...}, to start a study")
+    design.add_argument("--every", type=int, default=10, help="print progress every N generations (default 10)")
+    design.add_argument("--timeout", type=int, default=600, help="seconds a generation's round may take")
+    design.add_argument("--csv", help="write the best design (one row per pipe) as CSV")
+    design.add_argument("--plot", help="draw the convergence curve (and the Pareto front) as PNG")
     taskcli.add_commands(commands, cmd_delete)
     completion = command("completion", "print a shell completion script: eval \"$(cloudburst completion bash)\"",
                          None, ensemble=False)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from cloudburst.engine.warm import WarmEngine
+from cloudburst.engine.warm import Solved, WarmEngine
 from cloudburst.errors import InputError, MemberFailed, MemberUnbalanced
 from cloudburst.schema import evaluation as rounds
 from cloudburst.schema.job import parse_job
@@ -15,9 +15,32 @@ from cloudburst.schema.resultformat import NODE
 
 
 def node_attributes(metrics: list[str]) -> list[str]:
-    """The node results the round's per-node metrics read beyond those every run captures (pressure, demand)."""
-    return sorted({rounds.NODE_METRICS[metric][0] for metric in metrics if metric in rounds.NODE_METRICS}
-                  - {"pressure", "demand", "quality"})
+    """The node results the round's per-node and network metrics read beyond those every run captures (pressure,
+    demand)."""
+    wanted = {rounds.NODE_METRICS[metric][0] for metric in metrics if metric in rounds.NODE_METRICS}
+    if "resilience" in metrics:
+        wanted.add("head")
+    return sorted(wanted - {"pressure", "demand", "quality"})
+
+
+def resilience_index(solved: Solved, threshold_m: float) -> float:
+    """Todini's resilience index of a run, the least over its report times (``rounds.NETWORK_METRICS``): per time,
+    sum q (p - p*) at the junctions over (sum Q H of the reservoirs and tanks that supply water - sum q (z + p*) at
+    the junctions), with q the junctions' demands, z their elevations (head - pressure), p* the threshold."""
+    node = solved.frames[NODE]
+    junctions = solved.model.junction_columns
+    sources = np.setdiff1d(np.arange(node.values["demand"].shape[1]), junctions)
+    demand = node.values["demand"].astype(np.float64)
+    head = node.values["head"].astype(np.float64)
+    pressure = node.values["pressure"].astype(np.float64)
+    q = demand[:, junctions]
+    surplus = (q * (pressure[:, junctions] - threshold_m)).sum(axis=1)
+    required = (q * (head[:, junctions] - pressure[:, junctions] + threshold_m)).sum(axis=1)
+    supplied = np.clip(-demand[:, sources], 0.0, None)  # a source's demand is negative while it supplies
+    available = (supplied * head[:, sources]).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        index = surplus / (available - required)
+    return float(np.nanmin(index)) if np.isfinite(index).any() else float("nan")
 
 
 def set_document(chunk: dict[str, Any], position: int) -> dict[str, Any]:
@@ -59,6 +82,9 @@ def evaluate_chunk(chunk: dict[str, Any], engine: WarmEngine) -> rounds.ChunkRep
                 series = node.values[attribute][:, columns].astype(np.float64)
                 row = series.min(axis=0) if extreme == "min" else series.max(axis=0)
                 values.setdefault(metric, np.full((count, len(columns)), np.nan))[position] = row
+            elif metric == "resilience":
+                values.setdefault(metric, np.full(count, np.nan))[position] = resilience_index(
+                    solved, float(chunk.get("pressure_threshold_m", 20.0)))
             else:
                 value = solved.summary.get(metric)
                 values.setdefault(metric, np.full(count, np.nan))[position] = np.nan if value is None else value

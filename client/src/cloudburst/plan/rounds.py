@@ -62,6 +62,10 @@ def plan_chunks(settings: RoundSettings, sets: list[list[dict[str, Any]]], metri
     """The round's chunks (about ``chunks`` of them, at most ``MAX_SETS_PER_CHUNK`` sets each) asking for
     ``metrics`` (checked: ``rounds.check_metrics``), after checking every set: InputError naming the first set with
     problems (and how many others have some), nothing planned."""
+    if "resilience" in metrics and settings.model.wn.pump_name_list:
+        raise InputError(f"metrics: resilience counts no pump power, and the model has "
+                         f"{len(settings.model.wn.pump_name_list)} pumps: ask for it on models fed by reservoirs and "
+                         "tanks only")
     if not isinstance(sets, list) or not sets:
         raise InputError("sets: a round needs a list of alteration sets (each a list of alterations, [] for none)")
     base = {"schema": rounds.SCHEMA, "session": session, "round": round_, "input": settings.model_input,

@@ -75,6 +75,9 @@ def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path
                 duration_s: int | None = None) -> Study:
     """The scenario's ``study`` section, checked against the model (and the run's ``duration_s``, when the scenario
     sets one); raises InputError."""
+    if isinstance(section, dict) and section.get("type") == "design":
+        raise InputError("$.study: a design study is searched from the client, a generation at a time: run it with "
+                         "`cloudburst design NAME --model MODEL --scenario SCENARIO` or Client.design")
     if not isinstance(section, dict) or section.get("type") not in TASK_FUNCTIONS:
         raise InputError(f"$.study: give type ({', '.join(TASK_FUNCTIONS)}) and its settings (see docs/studies.md)")
     if section["type"] == SEGMENTS:

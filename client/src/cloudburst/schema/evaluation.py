@@ -30,7 +30,12 @@ SUMMARY_METRICS = ("pressure_min", "pressure_max", "pressure_mean", "nodes_below
 # A row per set, a column per node of the round's ``nodes``: that node's extreme over the run's report times (SI).
 NODE_METRICS = {f"node_{attribute}_{extreme}": (attribute, extreme)
                 for attribute in ("pressure", "head", "demand", "quality") for extreme in ("min", "max")}
-METRICS = (*SUMMARY_METRICS, *NODE_METRICS)
+# A number per set from the whole network: Todini's (2000) resilience index, the least over the run's report times:
+# the junctions' surplus power above the required head (elevation + ``pressure_threshold_m``) over the power the
+# reservoirs and emptying tanks put in less what the junctions require. Pumps' power is not counted: a round asking
+# for it on a model with pumps is refused (``cloudburst.plan.rounds``).
+NETWORK_METRICS = ("resilience",)
+METRICS = (*SUMMARY_METRICS, *NODE_METRICS, *NETWORK_METRICS)
 
 # Each set's outcome, as ``Evaluations.status`` holds it (the members' own words).
 FINISHED, FAILED, UNBALANCED = "finished", "failed", "unbalanced"

@@ -34,7 +34,10 @@ SUBMITTING, SUBMITTED, RETRIED, CANCELLED = "submitting", "submitted", "retried"
 CUT_OFF = "cut off (retry or delete)"
 # What is shown: derived from the stamp and the progress.
 RUNNING, FINISHED, FINISHED_WITH_FAILURES, DELETED = "running", "finished", "finished with failures", "deleted"
-ENSEMBLE, TASKS = "ensemble", "tasks"  # a record's kind (records written before task sets have none: ensembles)
+# A record's kind (records written before task sets have none: ensembles).
+ENSEMBLE, TASKS, DESIGN = "ensemble", "tasks", "design"
+KIND_WORDS = {ENSEMBLE: "an ensemble", TASKS: "a task set", DESIGN: "a design study"}
+KIND_COMMANDS = {ENSEMBLE: "cloudburst status", TASKS: "cloudburst tasks status", DESIGN: "cloudburst design"}
 
 
 def key_for(name: str) -> str:
@@ -94,7 +97,30 @@ class TaskSetRecord:
                    created_at=text["created_at"], state=text["state"])
 
 
-Record = EnsembleRecord | TaskSetRecord
+@dataclass(frozen=True)
+class DesignRecord:
+    """A design study (``cloudburst.api.design``): its model and scenario, so that it resumes from its name; its
+    progress is its stored generations."""
+    name: str
+    model_sha256: str
+    scenario: dict[str, Any]
+    created_at: str = ""
+    state: str = SUBMITTED
+    kind: str = DESIGN
+
+    def to_redis(self) -> dict[str, str | int]:
+        fields = asdict(self)
+        del fields["name"]
+        return {**fields, "scenario": json.dumps(self.scenario)}
+
+    @classmethod
+    def from_redis(cls, name: str, fields: dict[bytes, bytes]) -> "DesignRecord":
+        text = {key.decode(): value.decode() for key, value in fields.items()}
+        return cls(name=name, model_sha256=text["model_sha256"], scenario=json.loads(text["scenario"]),
+                   created_at=text["created_at"], state=text["state"])
+
+
+Record = EnsembleRecord | TaskSetRecord | DesignRecord
 
 
 class Records:
@@ -123,12 +149,11 @@ class Records:
         stored = {redis_values.binary(key): redis_values.binary(value)
                   for key, value in self.redis.hgetall(key_for(name)).items()}
         if not stored:
-            what = "ensemble" if kind == ENSEMBLE else "task set"
+            what = KIND_WORDS[kind].split(" ", 1)[1]
             raise InputError(f"no {what} {name!r}; `cloudburst list` shows the ensembles and task sets")
         actual = redis_values.text(stored.get(b"kind", ENSEMBLE.encode()))
         if actual != kind:
-            hint = f"cloudburst tasks status {name}" if actual == TASKS else f"cloudburst status {name}"
-            raise InputError(f"{name!r} is {'a task set' if actual == TASKS else 'an ensemble'}: see `{hint}`")
+            raise InputError(f"{name!r} is {KIND_WORDS[actual]}: see `{KIND_COMMANDS[actual]} {name}`")
         return stored
 
     def kind(self, name: str) -> str:
@@ -146,6 +171,16 @@ class Records:
 
     def get_taskset(self, name: str) -> TaskSetRecord:
         return TaskSetRecord.from_redis(name, self._fields(name, TASKS))
+
+    def get_design(self, name: str) -> DesignRecord:
+        return DesignRecord.from_redis(name, self._fields(name, DESIGN))
+
+    def get_any(self, name: str) -> Record:
+        """The record of that name, whatever its kind."""
+        kind = self.kind(name)
+        if kind == TASKS:
+            return self.get_taskset(name)
+        return self.get_design(name) if kind == DESIGN else self.get(name)
 
     def set_state(self, name: str, state: str) -> None:
         self.redis.hset(key_for(name), "state", state)

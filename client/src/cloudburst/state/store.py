@@ -8,6 +8,8 @@ Layout, under the store's root::
 
     <ensemble>/series/<batch>.parquet    every series value of the batch's finished members (long format)
     <ensemble>/members/<batch>.parquet   one row per member of the batch: status, error, summary, provenance
+    <study>/generations/<n>.parquet      a design study's generation n: every design and its scores
+    <study>/design/<table>.parquet       a design study's answers: best, pressures, convergence, pareto
 
 A batch's files are written series first, members last: a members file is the batch's commit, and a reader
 reads series only of batches whose members file exists. Nginx writes a PUT body to a temporary file and renames
@@ -45,6 +47,9 @@ class ResultsStore(Protocol):
 
     def put_batch(self, ensemble: str, batch: str, series: bytes | None, members: bytes) -> None:
         """Store a batch's files: its series (when it has any), then its members file, the batch's commit."""
+
+    def put_file(self, ensemble: str, directory: str, batch: str, data: bytes) -> None:
+        """Store one file of the ensemble (or study) under ``directory``, replacing any of that name."""
 
     def batches(self, ensemble: str, directory: str = MEMBERS_DIR) -> list[str]:
         """The committed batches (or, for SERIES_DIR, the batches with series) of the ensemble; [] for none."""
@@ -123,8 +128,12 @@ class WebDavStore:
     def put_batch(self, ensemble: str, batch: str, series: bytes | None, members: bytes) -> None:
         """Store a batch's files: its series (when it has any), then its members file, the batch's commit."""
         if series is not None:
-            self._put(self._location(ensemble, SERIES_DIR, batch), series)
-        self._put(self._location(ensemble, MEMBERS_DIR, batch), members)
+            self.put_file(ensemble, SERIES_DIR, batch, series)
+        self.put_file(ensemble, MEMBERS_DIR, batch, members)
+
+    def put_file(self, ensemble: str, directory: str, batch: str, data: bytes) -> None:
+        """Store one file, replacing any of that name (a design study's tables use their own directories)."""
+        self._put(self._location(ensemble, directory, batch), data)
 
     def _put(self, location: str, data: bytes) -> None:
         def attempt() -> None:
@@ -227,10 +236,12 @@ class S3Store:
     def put_batch(self, ensemble: str, batch: str, series: bytes | None, members: bytes) -> None:
         for directory, data in ((SERIES_DIR, series), (MEMBERS_DIR, members)):
             if data is not None:
-                key = self._key(ensemble, directory, batch)
-                _retrying(lambda: self._call("storing results", lambda: self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=data)), self.retry_for_s,
-                    lambda error: isinstance(error, _Retryable))
+                self.put_file(ensemble, directory, batch, data)
+
+    def put_file(self, ensemble: str, directory: str, batch: str, data: bytes) -> None:
+        key = self._key(ensemble, directory, batch)
+        _retrying(lambda: self._call("storing results", lambda: self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=data)), self.retry_for_s, lambda error: isinstance(error, _Retryable))
 
     def _objects(self, prefix: str) -> list[dict]:
         def listing() -> list[dict]:

@@ -1,0 +1,412 @@
+"""A design study on the cluster: pymoo's GA (one objective) or NSGA-II (two) searches the pipes' options, each
+generation one evaluation round (``cloudburst.api.evaluation``) of every new design under every loading.
+
+    design = client.design("hanoi.inp", "hanoi-design.yml", name="hanoi-1")   # runs (or resumes) to the end
+    design.best()          # per pipe: option, diameter, length, cost
+    design.convergence()   # evaluations -> best feasible cost
+    design.pareto()        # two objectives: the non-dominated designs
+    design.pressures()     # the best design's least and greatest pressure per junction and loading
+
+The study's state is its generations, stored in the results store as each ends (``cloudburst.schema.design``). A
+study that stopped (the client was interrupted, a service went away) resumes from its name: pymoo runs again from
+the same seed, each stored generation's designs are checked to be the ones asked for again and answered from the
+store, so a resumed study gives the answers an uninterrupted one gives and runs no design twice. A design asked for
+again in a later generation is answered from the study's earlier answer, not run again.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from cloudburst.errors import InputError
+from cloudburst.plan.design import DESIGN, DesignStudy, parse_design
+from cloudburst.schema import design as fmt
+from cloudburst.state.records import FINISHED, RUNNING, DesignRecord
+
+if TYPE_CHECKING:
+    from cloudburst.api.evaluation import Session
+    from cloudburst.api.services import Services
+    from cloudburst.plan.submission import ModelFile
+
+FAILED_SCORE = 1e12   # what a design whose run failed scores in pymoo: infeasible and worst
+Progress = Callable[[dict[str, Any]], None]
+
+
+def design_section(content: dict[str, Any]) -> dict[str, Any]:
+    """The scenario's design study section; InputError when the scenario is not a design study or has members."""
+    study = content.get("study")
+    if not isinstance(study, dict) or study.get("type") != DESIGN:
+        raise InputError("$.study: a design study's scenario has study: {type: design, groups: [...], ...} "
+                         "(see docs/studies.md)")
+    extra = sorted(set(content) - {"ensemble", "run", "study"})
+    if extra:
+        raise InputError(f"$: a design study takes ensemble, run and study; its designs are its members, not "
+                         f"{', '.join(extra)}")
+    return study
+
+
+def _scores(study: DesignStudy, cost: np.ndarray, shortfall: np.ndarray,
+            resilience: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """pymoo's F (objectives, minimised) and G (<= 0 feasible) of designs."""
+    failed = ~np.isfinite(shortfall)
+    bounded = np.where(failed, FAILED_SCORE, shortfall)
+    if study.objectives == ["cost"]:
+        return cost.reshape(-1, 1), bounded.reshape(-1, 1)
+    if study.objectives[1] == "resilience":
+        second = np.where(failed | np.isnan(resilience), FAILED_SCORE, -resilience)
+        return np.column_stack([cost, second]), bounded.reshape(-1, 1)
+    return np.column_stack([cost, np.clip(bounded, 0.0, None)]), None
+
+
+def _algorithm(study: DesignStudy) -> Any:
+    """pymoo's GA or NSGA-II over option indices: integer sampling, SBX crossover and polynomial mutation rounded
+    to integers (pymoo's own recipe for discrete variables), duplicates removed within a generation."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2  # type: ignore[import-untyped]  # pymoo ships no type hints
+    from pymoo.algorithms.soo.nonconvex.ga import GA  # type: ignore[import-untyped]
+    from pymoo.core.sampling import Sampling  # type: ignore[import-untyped]
+    from pymoo.operators.crossover.sbx import SBX  # type: ignore[import-untyped]
+    from pymoo.operators.mutation.pm import PM  # type: ignore[import-untyped]
+    from pymoo.operators.repair.rounding import RoundingRepair  # type: ignore[import-untyped]
+    from pymoo.operators.sampling.rnd import IntegerRandomSampling  # type: ignore[import-untyped]
+
+    class WithLargest(Sampling):  # type: ignore[misc]  # pymoo's base class is untyped
+        """pymoo's integer sampling, and the design with every pipe at its largest option (known feasible: the
+        study checks it first), so the first generation has a feasible design to improve on."""
+        def _do(self, problem: Any, n_samples: int, **kwargs: Any) -> np.ndarray:
+            drawn = IntegerRandomSampling()._do(problem, n_samples - 1, **kwargs)
+            return np.vstack([np.asarray(problem.xu, dtype=drawn.dtype).reshape(1, -1), drawn])
+
+    operators = {"pop_size": study.optimizer.population, "sampling": WithLargest(),
+                 "crossover": SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
+                 "mutation": PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+                 "eliminate_duplicates": True}
+    return GA(**operators) if study.optimizer.algorithm == "ga" else NSGA2(**operators)
+
+
+def _problem(study: DesignStudy) -> Any:
+    from pymoo.core.problem import Problem  # type: ignore[import-untyped]
+    constrained = study.objectives == ["cost"] or study.objectives[1] == "resilience"
+    return Problem(n_var=len(study.pipes), n_obj=len(study.objectives), n_ieq_constr=1 if constrained else 0,
+                   xl=np.zeros(len(study.pipes), dtype=np.int64), xu=study.upper, vtype=int)
+
+
+class Design:
+    """A design study: its search (``run``, which resumes a stopped one) and its answers as DataFrames."""
+
+    def __init__(self, services: Services, name: str, model: ModelFile, content: dict[str, Any],
+                 timeout_s: int = 600):
+        self.services = services
+        self.name = name
+        self.model = model
+        self.content = content
+        self.study = parse_design(design_section(content), model.wn)
+        self.timeout_s = timeout_s
+        self._answers: dict[bytes, tuple[float, float, float]] = {}  # design -> cost, shortfall, resilience
+        self._session: Session | None = None
+
+    def __repr__(self) -> str:
+        return f"Design({self.name!r})"
+
+    # The search ------------------------------------------------------------------------------------------------
+
+    def session(self) -> Session:
+        if self._session is None:
+            from cloudburst.api.evaluation import Session
+            from cloudburst.plan.rounds import RoundSettings
+            settings = RoundSettings.of(self.model, self.services.model_input(self.model.sha256),
+                                        self.content.get("run"), self.study.nodes, self.study.threshold_m)
+            self._session = Session(self.services, settings, self.study.metrics(), self.timeout_s)
+        return self._session
+
+    def evaluate(self, designs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cost, shortfall and resilience of designs (rows of option indices), every loading run on the cluster in
+        one round."""
+        study = self.study
+        sets = [alterations for design in designs for alterations in study.sets(design)]
+        result = self.session().evaluate(sets)
+        shortfall = study.shortfall(result["node_pressure_min"], result.get("node_pressure_max"))
+        loadings = len(study.loadings)
+        resilience = (result["resilience"].reshape(-1, loadings).min(axis=1) if "resilience" in result
+                      else np.full(len(designs), np.nan))
+        return study.costs(designs), shortfall, resilience
+
+    def check_reachable(self) -> None:
+        """InputError when even every pipe at its largest option misses a pressure limit: no design can meet them."""
+        largest = self.study.upper.reshape(1, -1)
+        _, shortfall, _ = self.evaluate(largest)
+        if shortfall[0] > 0:
+            detail = "its runs fail" if not np.isfinite(shortfall[0]) else f"by {shortfall[0]:.2f} m"
+            raise InputError(f"$.study.groups: with every pipe at its largest option the pressure limits are missed "
+                             f"({detail}): no design can meet them; add larger options or relax pressure")
+
+    def generations(self) -> list[dict[str, np.ndarray]]:
+        """The stored generations, in order."""
+        store = self.services.store
+        names = store.batches(self.name, fmt.GENERATIONS_DIR)
+        stored = []
+        for index, name in enumerate(names):
+            data = store.read(self.name, fmt.GENERATIONS_DIR, name)
+            if name != fmt.generation_name(index) or data is None:
+                break
+            stored.append(fmt.decode_generation(data))
+        return stored
+
+    def run(self, on_generation: Progress | None = None) -> Design:
+        """Search to the end of the evaluation budget (resuming from the stored generations), then store the
+        answers. ``on_generation`` is called after each generation with its progress (generation, evaluations,
+        best_cost, seconds, replayed)."""
+        from pymoo.problems.static import StaticProblem  # type: ignore[import-untyped]
+
+        stored = self.generations()
+        self.services.records.set_state(self.name, RUNNING)
+        problem = _problem(self.study)
+        algorithm = _algorithm(self.study)
+        algorithm.setup(problem, termination=("n_eval", self.study.optimizer.evaluations),
+                        seed=self.study.optimizer.seed, verbose=False)
+        started = time.monotonic()
+        evaluations, best = 0, np.inf
+        generation = 0
+        while algorithm.has_next():
+            population = algorithm.ask()
+            designs = np.asarray(population.get("X"), dtype=np.int64)
+            replayed = generation < len(stored)
+            if replayed:
+                scores = self._replay(stored[generation], designs, generation)
+            else:
+                scores = self._new_generation(designs, generation)
+            cost, shortfall, resilience, evaluated = scores
+            evaluations += int(evaluated.sum())
+            feasible = shortfall <= 0
+            if feasible.any():
+                best = min(best, float(cost[feasible].min()))
+            objectives, constraints = _scores(self.study, cost, shortfall, resilience)
+            static = StaticProblem(problem, F=objectives, **({"G": constraints} if constraints is not None else {}))
+            algorithm.evaluator.eval(static, population)  # counts toward the budget: pymoo's termination reads it
+            algorithm.tell(infills=population)
+            generation += 1
+            if on_generation is not None:
+                on_generation({"generation": generation, "evaluations": evaluations, "best_cost": best,
+                               "seconds": time.monotonic() - started, "replayed": replayed})
+        self._store_answers()
+        self.services.records.set_state(self.name, FINISHED)
+        return self
+
+    def _replay(self, stored: dict[str, np.ndarray], designs: np.ndarray,
+                generation: int) -> tuple[np.ndarray, ...]:
+        if stored[fmt.DESIGN].shape != designs.shape or (stored[fmt.DESIGN] != designs).any():
+            raise InputError(f"{self.name}: generation {generation} as stored is not what the search asks for again "
+                             "(another pymoo version, or the study changed): start a study of another name")
+        for design, cost, shortfall, resilience in zip(designs, stored[fmt.COST], stored[fmt.SHORTFALL],
+                                                       stored[fmt.RESILIENCE]):
+            self._answers.setdefault(design.tobytes(), (float(cost), float(shortfall), float(resilience)))
+        return (stored[fmt.COST], stored[fmt.SHORTFALL], stored[fmt.RESILIENCE], stored[fmt.EVALUATED])
+
+    def _new_generation(self, designs: np.ndarray, generation: int) -> tuple[np.ndarray, ...]:
+        keys = [design.tobytes() for design in designs]
+        new: dict[bytes, int] = {}
+        for position, key in enumerate(keys):
+            if key not in self._answers and key not in new:
+                new[key] = position
+        if new:
+            rows = np.array(list(new.values()))
+            for key, cost, shortfall, resilience in zip(new, *self.evaluate(designs[rows])):
+                self._answers[key] = (float(cost), float(shortfall), float(resilience))
+        answers = np.array([self._answers[key] for key in keys], dtype=np.float64).reshape(-1, 3)
+        evaluated = np.zeros(len(keys), dtype=bool)
+        evaluated[list(new.values())] = True
+        cost, shortfall, resilience = answers[:, 0], answers[:, 1], answers[:, 2]
+        self.services.store.put_file(self.name, fmt.GENERATIONS_DIR, fmt.generation_name(generation),
+                                     fmt.encode_generation(designs, cost, shortfall, resilience, evaluated))
+        return cost, shortfall, resilience, evaluated
+
+    # The answers -----------------------------------------------------------------------------------------------
+
+    def _store_answers(self) -> None:
+        stored = self.generations()
+        tables = {fmt.CONVERGENCE: _convergence(stored), fmt.PARETO: self._pareto(stored)}
+        best = self._best_design(stored)
+        if best is not None:
+            tables[fmt.BEST] = self._best_table(best)
+            tables[fmt.PRESSURES] = self._pressure_table(best)
+        for table, frame in tables.items():
+            self.services.store.put_file(self.name, fmt.ANSWERS_DIR, table, fmt.encode_frame(frame))
+
+    def _best_design(self, stored: list[dict[str, np.ndarray]]) -> np.ndarray | None:
+        designs = np.concatenate([generation[fmt.DESIGN] for generation in stored])
+        cost = np.concatenate([generation[fmt.COST] for generation in stored])
+        feasible = np.concatenate([generation[fmt.SHORTFALL] for generation in stored]) <= 0
+        if not feasible.any():
+            return None
+        return designs[np.flatnonzero(feasible)[np.argmin(cost[feasible])]]
+
+    def _best_table(self, design: np.ndarray) -> pd.DataFrame:
+        study = self.study
+        diameters = study.diameters_m(design.reshape(1, -1))[0]
+        costs = study._table(lambda option: option.cost_per_m, 0.0)[study.group_of, design] * study.lengths_m
+        kept = np.array([study.groups[group].keep and option == 0 for group, option in zip(study.group_of, design)])
+        return pd.DataFrame({"pipe": study.pipes, "group": study.group_of, "option": design,
+                             "kept": kept, "diameter_mm": diameters * 1000, "length_m": study.lengths_m,
+                             "cost": costs})
+
+    def _pressure_table(self, design: np.ndarray) -> pd.DataFrame:
+        study = self.study
+        session = self.session()
+        metrics = ["node_pressure_min", "node_pressure_max"]
+        result = session.evaluate(study.sets(design), metrics)
+        rows = []
+        for position, loading in enumerate(study.loadings):
+            rows.append(pd.DataFrame({"loading": loading.name, "node": study.nodes,
+                                      "pressure_min_m": result["node_pressure_min"][position],
+                                      "pressure_max_m": result["node_pressure_max"][position],
+                                      "min_m": study.min_m, "max_m": study.max_m}))
+        return pd.concat(rows, ignore_index=True)
+
+    def _pareto(self, stored: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+        second = self.study.objectives[1] if len(self.study.objectives) > 1 else None
+        columns = ["cost", second or "shortfall", "design"]
+        if second is None:
+            return pd.DataFrame(columns=columns)
+        from pymoo.util.nds.non_dominated_sorting import find_non_dominated  # type: ignore[import-untyped]
+        designs = np.concatenate([generation[fmt.DESIGN] for generation in stored])
+        unique, first = np.unique(designs, axis=0, return_index=True)
+        cost = np.concatenate([generation[fmt.COST] for generation in stored])[first]
+        shortfall = np.concatenate([generation[fmt.SHORTFALL] for generation in stored])[first]
+        resilience = np.concatenate([generation[fmt.RESILIENCE] for generation in stored])[first]
+        if second == "resilience":
+            keep = (shortfall <= 0) & np.isfinite(resilience)
+            value = resilience
+            objectives = np.column_stack([cost, -resilience])
+        else:
+            keep = np.isfinite(shortfall)
+            value = np.clip(shortfall, 0.0, None)
+            objectives = np.column_stack([cost, value])
+        chosen = np.flatnonzero(keep)[find_non_dominated(objectives[keep])] if keep.any() else np.array([], int)
+        frame = pd.DataFrame({"cost": cost[chosen], second: value[chosen],
+                              "design": [list(map(int, row)) for row in unique[chosen]]})
+        return frame.sort_values("cost", kind="stable").reset_index(drop=True)
+
+    def _answer(self, table: str) -> pd.DataFrame:
+        data = self.services.store.read(self.name, fmt.ANSWERS_DIR, table)
+        if data is None:
+            raise InputError(f"{self.name}: the study has no {table} table yet (it has not finished, or found no "
+                             "feasible design): run `cloudburst design " + self.name + "` to resume it")
+        return fmt.decode_frame(data)
+
+    def best(self) -> pd.DataFrame:
+        """The cheapest feasible design found: per decision pipe its option, diameter (mm), length and cost."""
+        return self._answer(fmt.BEST)
+
+    def pressures(self) -> pd.DataFrame:
+        """The best design's least and greatest pressure per junction and loading, beside the limits."""
+        return self._answer(fmt.PRESSURES)
+
+    def convergence(self) -> pd.DataFrame:
+        """Per generation: evaluations so far, the best feasible cost so far (NaN before the first)."""
+        return self._answer(fmt.CONVERGENCE)
+
+    def pareto(self) -> pd.DataFrame:
+        """Two objectives: the non-dominated designs found (cost and the second objective), cheapest first."""
+        return self._answer(fmt.PARETO)
+
+    def status(self) -> dict[str, Any]:
+        """How far the search is: state, generations, evaluations, best feasible cost."""
+        record = self.services.records.get_design(self.name)
+        stored = self.generations()
+        convergence = _convergence(stored)
+        best = float(convergence["best_cost"].iloc[-1]) if len(convergence) else float("nan")
+        return {"design": self.name, "state": record.state, "generations": len(stored),
+                "evaluations": int(sum(int(generation[fmt.EVALUATED].sum()) for generation in stored)),
+                "budget": self.study.optimizer.evaluations, "best_cost": best,
+                "objectives": self.study.objectives, "algorithm": self.study.optimizer.algorithm}
+
+    def plot(self, path: str) -> None:
+        """The convergence curve (evaluations -> best feasible cost) and, for two objectives, the Pareto front."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        two = len(self.study.objectives) > 1
+        figure, axes = plt.subplots(1, 2 if two else 1, figsize=(12 if two else 7, 4.5), squeeze=False)
+        convergence = self.convergence()
+        axes[0][0].plot(convergence["evaluations"], convergence["best_cost"], drawstyle="steps-post")
+        axes[0][0].set_xlabel("evaluations (designs run on the cluster)")
+        axes[0][0].set_ylabel("best feasible cost")
+        axes[0][0].set_title(f"{self.name}: convergence")
+        axes[0][0].grid(alpha=0.3)
+        if two:
+            pareto = self.pareto()
+            second = self.study.objectives[1]
+            axes[0][1].plot(pareto["cost"], pareto[second], "o-", markersize=3)
+            axes[0][1].set_xlabel("cost")
+            axes[0][1].set_ylabel("resilience index" if second == "resilience" else "worst pressure deficit (m)")
+            axes[0][1].set_title("Pareto front")
+            axes[0][1].grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+
+    def delete(self) -> dict[str, Any]:
+        """Remove the study's stored generations and answers, and its record."""
+        records = self.services.records
+        records.mark_deleted(self.name)
+        files = self.services.store.delete(self.name)
+        records.delete(self.name)
+        return {"dequeued": 0, "files": files}
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
+def _convergence(stored: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    evaluations, best, rows = 0, np.inf, []
+    for generation, scores in enumerate(stored, start=1):
+        evaluations += int(scores[fmt.EVALUATED].sum())
+        feasible = scores[fmt.SHORTFALL] <= 0
+        if feasible.any():
+            best = min(best, float(scores[fmt.COST][feasible].min()))
+        rows.append({"generation": generation, "evaluations": evaluations,
+                     "best_cost": best if np.isfinite(best) else np.nan, "feasible": int(feasible.sum())})
+    return pd.DataFrame(rows, columns=["generation", "evaluations", "best_cost", "feasible"])
+
+
+def open_design(services: Services, name: str, model: ModelFile | None = None,
+                content: dict[str, Any] | None = None, timeout_s: int = 600) -> Design:
+    """A design study: a new one (model and content given, name free), or the stored one of that name (resumed with
+    the model and scenario it was started with; given ones must be the same)."""
+    from cloudburst.plan.submission import read_model
+    records = services.records
+    try:
+        kind = records.kind(name)
+    except InputError:
+        kind = None
+    if kind is None:
+        if model is None or content is None:
+            raise InputError(f"no design study {name!r}: give the model and the scenario to start one")
+        design = Design(services, name, model, content, timeout_s)  # checks the study against the model
+        records.refuse_taken(name)
+        design.check_reachable()
+        records.create(DesignRecord(name=name, model_sha256=model.sha256, scenario=content))
+        return design
+    record = records.get_design(name)
+    if model is not None and model.sha256 != record.model_sha256:
+        raise InputError(f"{name}: the study was started on model {record.model_sha256[:12]}, not "
+                         f"{model.sha256[:12]}: give another name for a new study")
+    if content is not None and json.dumps(content, sort_keys=True) != json.dumps(record.scenario, sort_keys=True):
+        raise InputError(f"{name}: the study was started with another scenario: give another name for a new study")
+    if model is None:
+        model = read_model_bytes(services.models.fetch(record.model_sha256), read_model)
+    return Design(services, name, model, record.scenario, timeout_s)
+
+
+def read_model_bytes(data: bytes, read_model: Callable[[Any], ModelFile]) -> ModelFile:
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "model.inp"
+        path.write_bytes(data)
+        return read_model(path)
