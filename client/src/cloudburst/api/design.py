@@ -74,7 +74,7 @@ def _algorithm(study: DesignStudy) -> Any:
     from pymoo.operators.repair.rounding import RoundingRepair  # type: ignore[import-untyped]
     from pymoo.operators.sampling.rnd import IntegerRandomSampling  # type: ignore[import-untyped]
 
-    class WithLargest(Sampling):  # type: ignore[misc]  # pymoo's base class is untyped
+    class WithLargest(Sampling):
         """pymoo's integer sampling, and the design with every pipe at its largest option (known feasible: the
         study checks it first), so the first generation has a feasible design to improve on."""
         def _do(self, problem: Any, n_samples: int, **kwargs: Any) -> np.ndarray:
