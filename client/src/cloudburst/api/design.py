@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -108,6 +109,8 @@ class Design:
         self.timeout_s = timeout_s
         self._answers: dict[bytes, tuple[float, float, float]] = {}  # design -> cost, shortfall, resilience
         self._session: Session | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"design-{name}")
+        self._writes: list[Future[None]] = []
 
     def __repr__(self) -> str:
         return f"Design({self.name!r})"
@@ -123,12 +126,13 @@ class Design:
             self._session = Session(self.services, settings, self.study.metrics(), self.timeout_s)
         return self._session
 
-    def evaluate(self, designs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def evaluate(self, designs: np.ndarray, prechecked: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cost, shortfall and resilience of designs (rows of option indices), every loading run on the cluster in
-        one round."""
+        one round. The sets are checked one by one only when not ``prechecked``: a design's sets differ from the
+        largest design's, which ``check_reachable`` runs checked, only in the diameters' values."""
         study = self.study
         sets = [alterations for design in designs for alterations in study.sets(design)]
-        result = self.session().evaluate(sets)
+        result = self.session().evaluate(sets, prechecked=prechecked)
         shortfall = study.shortfall(result["node_pressure_min"], result.get("node_pressure_max"))
         loadings = len(study.loadings)
         resilience = (result["resilience"].reshape(-1, loadings).min(axis=1) if "resilience" in result
@@ -138,7 +142,7 @@ class Design:
     def check_reachable(self) -> None:
         """InputError when even every pipe at its largest option misses a pressure limit: no design can meet them."""
         largest = self.study.upper.reshape(1, -1)
-        _, shortfall, _ = self.evaluate(largest)
+        _, shortfall, _ = self.evaluate(largest, prechecked=False)
         if shortfall[0] > 0:
             detail = "its runs fail" if not np.isfinite(shortfall[0]) else f"by {shortfall[0]:.2f} m"
             raise InputError(f"$.study.groups: with every pipe at its largest option the pressure limits are missed "
@@ -160,26 +164,37 @@ class Design:
         """Search to the end of the evaluation budget (resuming from the stored generations), then store the
         answers. ``on_generation`` is called after each generation with its progress (generation, evaluations,
         best_cost, seconds, replayed)."""
-        from pymoo.problems.static import StaticProblem  # type: ignore[import-untyped]
-
         stored = self.generations()
         self.services.records.set_state(self.name, RUNNING)
+        try:
+            record = self._search(stored, on_generation)
+        finally:
+            self._flush()
+        self._store_answers(record)
+        self.services.records.set_state(self.name, FINISHED)
+        return self
+
+    def _search(self, stored: list[dict[str, np.ndarray]],
+                on_generation: Progress | None) -> list[dict[str, np.ndarray]]:
+        """pymoo's ask and tell loop; returns every generation's table (``cloudburst.schema.design``)."""
+        from pymoo.problems.static import StaticProblem  # type: ignore[import-untyped]
         problem = _problem(self.study)
         algorithm = _algorithm(self.study)
         algorithm.setup(problem, termination=("n_eval", self.study.optimizer.evaluations),
                         seed=self.study.optimizer.seed, verbose=False)
         started = time.monotonic()
         evaluations, best = 0, np.inf
-        generation = 0
+        record: list[dict[str, np.ndarray]] = []
         while algorithm.has_next():
             population = algorithm.ask()
             designs = np.asarray(population.get("X"), dtype=np.int64)
+            generation = len(record)
             replayed = generation < len(stored)
-            if replayed:
-                scores = self._replay(stored[generation], designs, generation)
-            else:
-                scores = self._new_generation(designs, generation)
-            cost, shortfall, resilience, evaluated = scores
+            scores = (self._replay(stored[generation], designs, generation) if replayed
+                      else self._new_generation(designs, generation))
+            record.append(scores)
+            cost, shortfall, resilience, evaluated = (scores[fmt.COST], scores[fmt.SHORTFALL], scores[fmt.RESILIENCE],
+                                                      scores[fmt.EVALUATED])
             evaluations += int(evaluated.sum())
             feasible = shortfall <= 0
             if feasible.any():
@@ -188,25 +203,27 @@ class Design:
             static = StaticProblem(problem, F=objectives, **({"G": constraints} if constraints is not None else {}))
             algorithm.evaluator.eval(static, population)  # counts toward the budget: pymoo's termination reads it
             algorithm.tell(infills=population)
-            generation += 1
             if on_generation is not None:
-                on_generation({"generation": generation, "evaluations": evaluations, "best_cost": best,
+                on_generation({"generation": len(record), "evaluations": evaluations, "best_cost": best,
                                "seconds": time.monotonic() - started, "replayed": replayed})
-        self._store_answers()
-        self.services.records.set_state(self.name, FINISHED)
-        return self
+        return record
 
-    def _replay(self, stored: dict[str, np.ndarray], designs: np.ndarray,
-                generation: int) -> tuple[np.ndarray, ...]:
+    def _flush(self) -> None:
+        """Wait for the generations being written; raise the first write's error."""
+        writes, self._writes = self._writes, []
+        for write in writes:
+            write.result()
+
+    def _replay(self, stored: dict[str, np.ndarray], designs: np.ndarray, generation: int) -> dict[str, np.ndarray]:
         if stored[fmt.DESIGN].shape != designs.shape or (stored[fmt.DESIGN] != designs).any():
             raise InputError(f"{self.name}: generation {generation} as stored is not what the search asks for again "
                              "(another pymoo version, or the study changed): start a study of another name")
         for design, cost, shortfall, resilience in zip(designs, stored[fmt.COST], stored[fmt.SHORTFALL],
                                                        stored[fmt.RESILIENCE]):
             self._answers.setdefault(design.tobytes(), (float(cost), float(shortfall), float(resilience)))
-        return (stored[fmt.COST], stored[fmt.SHORTFALL], stored[fmt.RESILIENCE], stored[fmt.EVALUATED])
+        return stored
 
-    def _new_generation(self, designs: np.ndarray, generation: int) -> tuple[np.ndarray, ...]:
+    def _new_generation(self, designs: np.ndarray, generation: int) -> dict[str, np.ndarray]:
         keys = [design.tobytes() for design in designs]
         new: dict[bytes, int] = {}
         for position, key in enumerate(keys):
@@ -220,14 +237,23 @@ class Design:
         evaluated = np.zeros(len(keys), dtype=bool)
         evaluated[list(new.values())] = True
         cost, shortfall, resilience = answers[:, 0], answers[:, 1], answers[:, 2]
+        # Written while the next generation runs (one writer, in order); a generation lost with the client is run again
+        # on resume, and none is recorded twice.
+        failed = [write for write in self._writes if write.done() and write.exception() is not None]
+        if failed:
+            failed[0].result()
+        self._writes.append(self._writer.submit(self._write_generation, generation, designs, cost, shortfall,
+                                                resilience, evaluated))
+        return {fmt.DESIGN: designs, fmt.COST: cost, fmt.SHORTFALL: shortfall, fmt.RESILIENCE: resilience,
+                fmt.EVALUATED: evaluated}
+
+    def _write_generation(self, generation: int, *columns: np.ndarray) -> None:
         self.services.store.put_file(self.name, fmt.GENERATIONS_DIR, fmt.generation_name(generation),
-                                     fmt.encode_generation(designs, cost, shortfall, resilience, evaluated))
-        return cost, shortfall, resilience, evaluated
+                                     fmt.encode_generation(*columns))
 
     # The answers -----------------------------------------------------------------------------------------------
 
-    def _store_answers(self) -> None:
-        stored = self.generations()
+    def _store_answers(self, stored: list[dict[str, np.ndarray]]) -> None:
         tables = {fmt.CONVERGENCE: _convergence(stored), fmt.PARETO: self._pareto(stored)}
         best = self._best_design(stored)
         if best is not None:
@@ -247,7 +273,7 @@ class Design:
     def _best_table(self, design: np.ndarray) -> pd.DataFrame:
         study = self.study
         diameters = study.diameters_m(design.reshape(1, -1))[0]
-        costs = study._table(lambda option: option.cost_per_m, 0.0)[study.group_of, design] * study.lengths_m
+        costs = study.pipe_costs(design.reshape(1, -1))[0]
         kept = np.array([study.groups[group].keep and option == 0 for group, option in zip(study.group_of, design)])
         return pd.DataFrame({"pipe": study.pipes, "group": study.group_of, "option": design,
                              "kept": kept, "diameter_mm": diameters * 1000, "length_m": study.lengths_m,
@@ -358,6 +384,7 @@ class Design:
         return {"dequeued": 0, "files": files}
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)
         if self._session is not None:
             self._session.close()
 

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 CHECK_EVERY_S = 1.0      # with no answer for this long, the round's unanswered jobs are checked for failures
 QUEUED_TTL_S = 600       # a round's job not taken by a worker in this long is dropped (a client that died)
-CHUNKS_PER_WORKER = 2    # a round is split in about this many chunks per worker listening on the queue
+CHUNKS_PER_WORKER = 2    # a round is split in about this many chunks per worker listening on the queue ...
+SMALL_ROUND_SETS = 500   # ... and a round of fewer sets per worker in one chunk per worker (a job costs milliseconds)
 
 
 class Evaluations(Mapping[str, np.ndarray]):
@@ -88,16 +89,20 @@ class Session:
         return self.settings.nodes
 
     @redis_errors
-    def evaluate(self, sets: list[list[dict[str, Any]]], metrics: list[str] | str | None = None) -> Evaluations:
+    def evaluate(self, sets: list[list[dict[str, Any]]], metrics: list[str] | str | None = None, *,
+                 prechecked: bool = False) -> Evaluations:
         """Run every alteration set (a list of alterations as a scenario's ``alterations`` holds them, with plain
         values) and return the metrics in the sets' order. InputError, nothing enqueued, when a set does not fit
         the model; TimeoutError when the round is not answered within the session's ``timeout_s`` (its unanswered
-        jobs are taken off the queue; those of a client that died expire after ``QUEUED_TTL_S``)."""
+        jobs are taken off the queue; those of a client that died expire after ``QUEUED_TTL_S``). ``prechecked``: the
+        caller built every set from parts it had checked in a round before (a design study's pipes and loadings), so
+        the sets are not checked one by one again."""
         from cloudburst.plan.rounds import plan_chunks
 
         started = time.perf_counter()
         asked = rounds.check_metrics(metrics) if metrics is not None else self.metrics
-        chunks = plan_chunks(self.settings, sets, asked, self.name, self.rounds, self._chunk_count())
+        chunks = plan_chunks(self.settings, sets, asked, self.name, self.rounds, self._chunk_count(len(sets)),
+                             check_sets=not prechecked)
         if not self._uploaded:
             self.services.models.upload(self.settings.model.data, self.settings.model.sha256)
             self._uploaded = True
@@ -108,9 +113,9 @@ class Session:
         replies = self._collect(reply_key(self.name, round_), dict(enumerate(ids)), started)
         return self._assemble(chunks, replies, asked, time.perf_counter() - started)
 
-    def _chunk_count(self) -> int:
-        workers = int(self.services.redis.scard(f"rq:workers:{self.services.queue.name}") or 1)
-        return CHUNKS_PER_WORKER * max(workers, 1)
+    def _chunk_count(self, sets: int) -> int:
+        workers = max(int(self.services.redis.scard(f"rq:workers:{self.services.queue.name}") or 1), 1)
+        return workers if sets < SMALL_ROUND_SETS * workers else CHUNKS_PER_WORKER * workers
 
     def _collect(self, key: str, unanswered: dict[int, str], started: float) -> dict[int, rounds.ChunkReply | str]:
         """Each chunk's first answer, or why it has none."""

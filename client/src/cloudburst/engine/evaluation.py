@@ -61,10 +61,11 @@ def evaluate_chunk(chunk: dict[str, Any], engine: WarmEngine) -> rounds.ChunkRep
     values: dict[str, np.ndarray] = {}
     status, reasons = [rounds.FAILED] * count, [""] * count
     columns: np.ndarray | None = None
+    with_summary = any(metric in rounds.SUMMARY_METRICS for metric in metrics)
     for position in range(count):
         try:
             job = parse_job(set_document(chunk, position))
-            solved = engine.solve(job)
+            solved = engine.solve(job, with_summary)
         except MemberUnbalanced as unbalanced:
             status[position], reasons[position] = rounds.UNBALANCED, str(unbalanced)
             continue

@@ -444,10 +444,10 @@ class WarmEngine:
         blocks = series_blocks(job, solved.model.wn, solved.frames, times.duration_s, times.report_step_s)
         return blocks, solved.summary, solved.capture
 
-    def solve(self, job: schema.Job) -> Solved:
-        """One member on its open model: its node (and asked-for link) results in SI, summary and what the toolkit
-        reported. MemberFailed or MemberUnbalanced when it does not run to the end; InputError for a job the model
-        does not fit."""
+    def solve(self, job: schema.Job, with_summary: bool = True) -> Solved:
+        """One member on its open model: its node (and asked-for link) results in SI, summary (empty without
+        ``with_summary``: a round asking for per-node metrics only) and what the toolkit reported. MemberFailed or
+        MemberUnbalanced when it does not run to the end; InputError for a job the model does not fit."""
         model = self.model(job.input)
         check_job(job, model.wn)
         properties = {"pressure", "demand"} | {attribute for request in job.output.series if request.element == NODE
@@ -474,8 +474,8 @@ class WarmEngine:
                                    f"{toolkit.WARNINGS[1]} (UNBALANCED STOP)")
         node = self._si(model, job, capture)
         frames = {NODE: node, LINK: self._links(model, link_attributes)}
-        summary = summary_fields(job, model.wn.junction_name_list, node, self._service(model, node, pressure_driven),
-                                 model.junction_columns)
+        summary = (summary_fields(job, model.wn.junction_name_list, node, self._service(model, node, pressure_driven),
+                                  model.junction_columns) if with_summary else {})
         return Solved(model, frames, summary, capture)
 
     @staticmethod

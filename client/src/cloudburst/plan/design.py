@@ -26,6 +26,7 @@ feasible when every limit holds under every loading; ``deficit`` is the worst sh
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,17 +105,30 @@ class DesignStudy:
         """Each variable's largest option index."""
         return np.array([self.groups[group].choices - 1 for group in self.group_of], dtype=np.int64)
 
+    @functools.cached_property
+    def cost_table(self) -> np.ndarray:
+        """Per group and option index, the cost per metre ("keep" costs nothing)."""
+        return self._table(lambda option: option.cost_per_m, 0.0)
+
+    @functools.cached_property
+    def diameter_table(self) -> np.ndarray:
+        """Per group and option index, the diameter in metres (NaN for "keep")."""
+        return self._table(lambda option: option.diameter_m, np.nan)
+
+    def pipe_costs(self, designs: np.ndarray) -> np.ndarray:
+        """Each design's cost per pipe: length times the chosen option's cost per metre."""
+        costs: np.ndarray = self.cost_table[self.group_of, designs] * self.lengths_m
+        return costs
+
     def costs(self, designs: np.ndarray) -> np.ndarray:
-        """Each design's cost: length times the chosen option's cost per metre ("keep" costs nothing)."""
-        table = self._table(lambda option: option.cost_per_m, 0.0)
-        costs: np.ndarray = (table[self.group_of, designs] * self.lengths_m).sum(axis=1)
+        """Each design's cost."""
+        costs: np.ndarray = self.pipe_costs(designs).sum(axis=1)
         return costs
 
     def diameters_m(self, designs: np.ndarray) -> np.ndarray:
         """The diameter each pipe runs with: the option's, the existing one ("keep"), or for a duplicate the single
         pipe that carries what the existing and the new one carry together."""
-        table = self._table(lambda option: option.diameter_m, np.nan)
-        chosen = table[self.group_of, designs]
+        chosen = self.diameter_table[self.group_of, designs]
         kept = np.isnan(chosen)
         duplicate = np.array([self.groups[group].duplicate for group in self.group_of])
         equivalent = (self.existing_m ** HAZEN_WILLIAMS_EXPONENT
@@ -133,12 +147,11 @@ class DesignStudy:
         """A design's alteration sets, one per loading: the pipes' diameters (one alteration per diameter used),
         then the loading's own alterations."""
         diameters = self.diameters_m(design.reshape(1, -1))[0]
-        by_value: dict[float, list[str]] = {}
-        for pipe, diameter, existing in zip(self.pipes, diameters, self.existing_m):
-            if diameter != existing:
-                by_value.setdefault(float(diameter), []).append(pipe)
-        pipes = [{"type": "pipe_property", "property": "diameter", "pipes": names, "value": value}
-                 for value, names in by_value.items()]
+        changed = np.flatnonzero(diameters != self.existing_m)
+        values, groups = np.unique(diameters[changed], return_inverse=True)
+        pipes = [{"type": "pipe_property", "property": "diameter", "value": float(value),
+                  "pipes": [self.pipes[index] for index in changed[groups == position]]}
+                 for position, value in enumerate(values)]
         return [pipes + loading.alterations for loading in self.loadings]
 
     def shortfall(self, pressure_min: np.ndarray, pressure_max: np.ndarray | None) -> np.ndarray:

@@ -58,10 +58,11 @@ class RoundSettings:
 
 
 def plan_chunks(settings: RoundSettings, sets: list[list[dict[str, Any]]], metrics: list[str], session: str,
-                round_: int, chunks: int) -> list[dict[str, Any]]:
+                round_: int, chunks: int, check_sets: bool = True) -> list[dict[str, Any]]:
     """The round's chunks (about ``chunks`` of them, at most ``MAX_SETS_PER_CHUNK`` sets each) asking for
-    ``metrics`` (checked: ``rounds.check_metrics``), after checking every set: InputError naming the first set with
-    problems (and how many others have some), nothing planned."""
+    ``metrics`` (checked: ``rounds.check_metrics``), after checking every set (unless ``check_sets`` is false: sets
+    built from parts checked before): InputError naming the first set with problems (and how many others have
+    some), nothing planned."""
     if "resilience" in metrics and settings.model.wn.pump_name_list:
         raise InputError(f"metrics: resilience counts no pump power, and the model has "
                          f"{len(settings.model.wn.pump_name_list)} pumps: ask for it on models fed by reservoirs and "
@@ -72,7 +73,7 @@ def plan_chunks(settings: RoundSettings, sets: list[list[dict[str, Any]]], metri
             "run": settings.run, "metrics": metrics, "nodes": settings.node_request,
             "pressure_threshold_m": settings.pressure_threshold_m}
     failing: list[tuple[int, list[str]]] = []
-    for position, alterations in enumerate(sets):
+    for position, alterations in enumerate(sets if check_sets else []):
         if not isinstance(alterations, list):
             failing.append((position, [f"a set is a list of alterations, not {type(alterations).__name__}"]))
             continue
