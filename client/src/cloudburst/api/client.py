@@ -253,7 +253,7 @@ class Client:
             name = f"{content.get('ensemble', 'design')}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         found = design_studies.open_design(self.services, name, model_file, content, timeout_s)
         try:
-            if self.records.get_design(name).state != FINISHED:
+            if found.state() != FINISHED:
                 found.run(on_generation)
         finally:
             found.close()

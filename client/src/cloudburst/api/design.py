@@ -7,48 +7,30 @@ generation one evaluation round (``cloudburst.api.evaluation``) of every new des
     design.pareto()        # two objectives: the non-dominated designs
     design.pressures()     # the best design's least and greatest pressure per junction and loading
 
-The study's state is its generations, stored in the results store as each ends (``cloudburst.schema.design``). A
-study that stopped (the client was interrupted, a service went away) resumes from its name: pymoo runs again from
-the same seed, each stored generation's designs are checked to be the ones asked for again and answered from the
-store, so a resumed study gives the answers an uninterrupted one gives and runs no design twice. A design asked for
-again in a later generation is answered from the study's earlier answer, not run again.
+A stopped study resumes from its name to the answers an uninterrupted one gives, running no design twice
+(``cloudburst.api.search``).
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from cloudburst.api.search import Generation, Search, evaluations, open_search, study_section
 from cloudburst.errors import InputError
 from cloudburst.plan.design import DESIGN, DesignStudy, parse_design
-from cloudburst.schema import design as fmt
-from cloudburst.state.records import FINISHED, RUNNING, DesignRecord
+from cloudburst.schema import search as fmt
 
 if TYPE_CHECKING:
-    from cloudburst.api.evaluation import Session
     from cloudburst.api.services import Services
+    from cloudburst.plan.rounds import RoundSettings
     from cloudburst.plan.submission import ModelFile
 
 FAILED_SCORE = 1e12   # what a design whose run failed scores in pymoo: infeasible and worst
 Progress = Callable[[dict[str, Any]], None]
-
-
-def design_section(content: dict[str, Any]) -> dict[str, Any]:
-    """The scenario's design study section; InputError when the scenario is not a design study or has members."""
-    study = content.get("study")
-    if not isinstance(study, dict) or study.get("type") != DESIGN:
-        raise InputError("$.study: a design study's scenario has study: {type: design, groups: [...], ...} "
-                         "(see docs/studies.md)")
-    extra = sorted(set(content) - {"ensemble", "run", "study"})
-    if extra:
-        raise InputError(f"$: a design study takes ensemble, run and study; its designs are its members, not "
-                         f"{', '.join(extra)}")
-    return study
 
 
 def _scores(study: DesignStudy, cost: np.ndarray, shortfall: np.ndarray,
@@ -96,40 +78,25 @@ def _problem(study: DesignStudy) -> Any:
                    xl=np.zeros(len(study.pipes), dtype=np.int64), xu=study.upper, vtype=int)
 
 
-class Design:
+class Design(Search):
     """A design study: its search (``run``, which resumes a stopped one) and its answers as DataFrames."""
+    kind = DESIGN
+    score_columns = (fmt.COST, fmt.SHORTFALL, fmt.RESILIENCE)
 
     def __init__(self, services: Services, name: str, model: ModelFile, content: dict[str, Any],
                  timeout_s: int = 600):
-        self.services = services
-        self.name = name
-        self.model = model
-        self.content = content
-        self.study = parse_design(design_section(content), model.wn)
-        self.timeout_s = timeout_s
-        self._answers: dict[bytes, tuple[float, float, float]] = {}  # design -> cost, shortfall, resilience
-        self._session: Session | None = None
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"design-{name}")
-        self._writes: list[Future[None]] = []
+        super().__init__(services, name, model, content, timeout_s)
+        self.study = parse_design(study_section(content, DESIGN), model.wn)
 
-    def __repr__(self) -> str:
-        return f"Design({self.name!r})"
-
-    # The search ------------------------------------------------------------------------------------------------
-
-    def session(self) -> Session:
-        if self._session is None:
-            from cloudburst.api.evaluation import Session
-            from cloudburst.plan.rounds import RoundSettings
-            settings = RoundSettings.of(self.model, self.services.model_input(self.model.sha256),
-                                        self.content.get("run"), self.study.nodes, self.study.threshold_m)
-            self._session = Session(self.services, settings, self.study.metrics(), self.timeout_s)
-        return self._session
+    def round_settings(self) -> tuple[RoundSettings, list[str]]:
+        from cloudburst.plan.rounds import RoundSettings
+        return (RoundSettings.of(self.model, self.services.model_input(self.model.sha256), self.content.get("run"),
+                                 self.study.nodes, self.study.threshold_m), self.study.metrics())
 
     def evaluate(self, designs: np.ndarray, prechecked: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cost, shortfall and resilience of designs (rows of option indices), every loading run on the cluster in
         one round. The sets are checked one by one only when not ``prechecked``: a design's sets differ from the
-        largest design's, which ``check_reachable`` runs checked, only in the diameters' values."""
+        largest design's, which ``check_first`` runs checked, only in the diameters' values."""
         study = self.study
         sets = [alterations for design in designs for alterations in study.sets(design)]
         result = self.session().evaluate(sets, prechecked=prechecked)
@@ -139,7 +106,10 @@ class Design:
                       else np.full(len(designs), np.nan))
         return study.costs(designs), shortfall, resilience
 
-    def check_reachable(self) -> None:
+    def score(self, candidates: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.score_columns, self.evaluate(candidates)))
+
+    def check_first(self) -> None:
         """InputError when even every pipe at its largest option misses a pressure limit: no design can meet them."""
         largest = self.study.upper.reshape(1, -1)
         _, shortfall, _ = self.evaluate(largest, prechecked=False)
@@ -148,35 +118,21 @@ class Design:
             raise InputError(f"$.study.groups: with every pipe at its largest option the pressure limits are missed "
                              f"({detail}): no design can meet them; add larger options or relax pressure")
 
-    def generations(self) -> list[dict[str, np.ndarray]]:
-        """The stored generations, in order."""
-        store = self.services.store
-        names = store.batches(self.name, fmt.GENERATIONS_DIR)
-        stored = []
-        for index, name in enumerate(names):
-            data = store.read(self.name, fmt.GENERATIONS_DIR, name)
-            if name != fmt.generation_name(index) or data is None:
-                break
-            stored.append(fmt.decode_generation(data))
-        return stored
-
     def run(self, on_generation: Progress | None = None) -> Design:
         """Search to the end of the evaluation budget (resuming from the stored generations), then store the
         answers. ``on_generation`` is called after each generation with its progress (generation, evaluations,
         best_cost, seconds, replayed)."""
         stored = self.generations()
-        self.services.records.set_state(self.name, RUNNING)
+        self.started()
         try:
             record = self._search(stored, on_generation)
         finally:
-            self._flush()
-        self._store_answers(record)
-        self.services.records.set_state(self.name, FINISHED)
+            self.flush()
+        self.finished(self._answers_of(record))
         return self
 
-    def _search(self, stored: list[dict[str, np.ndarray]],
-                on_generation: Progress | None) -> list[dict[str, np.ndarray]]:
-        """pymoo's ask and tell loop; returns every generation's table (``cloudburst.schema.design``)."""
+    def _search(self, stored: list[Generation], on_generation: Progress | None) -> list[Generation]:
+        """pymoo's ask and tell loop; returns every generation's table."""
         from pymoo.problems.static import StaticProblem  # type: ignore[import-untyped]
         problem = _problem(self.study)
         algorithm = _algorithm(self.study)
@@ -184,22 +140,19 @@ class Design:
                         seed=self.study.optimizer.seed, verbose=False)
         started = time.monotonic()
         evaluations, best = 0, np.inf
-        record: list[dict[str, np.ndarray]] = []
+        record: list[Generation] = []
         while algorithm.has_next():
             population = algorithm.ask()
             designs = np.asarray(population.get("X"), dtype=np.int64)
-            generation = len(record)
-            replayed = generation < len(stored)
-            scores = (self._replay(stored[generation], designs, generation) if replayed
-                      else self._new_generation(designs, generation))
+            replayed = len(record) < len(stored)
+            scores = self.answered(designs, len(record), stored)
             record.append(scores)
-            cost, shortfall, resilience, evaluated = (scores[fmt.COST], scores[fmt.SHORTFALL], scores[fmt.RESILIENCE],
-                                                      scores[fmt.EVALUATED])
-            evaluations += int(evaluated.sum())
+            cost, shortfall = scores[fmt.COST], scores[fmt.SHORTFALL]
+            evaluations += int(scores[fmt.EVALUATED].sum())
             feasible = shortfall <= 0
             if feasible.any():
                 best = min(best, float(cost[feasible].min()))
-            objectives, constraints = _scores(self.study, cost, shortfall, resilience)
+            objectives, constraints = _scores(self.study, cost, shortfall, scores[fmt.RESILIENCE])
             static = StaticProblem(problem, F=objectives, **({"G": constraints} if constraints is not None else {}))
             algorithm.evaluator.eval(static, population)  # counts toward the budget: pymoo's termination reads it
             algorithm.tell(infills=population)
@@ -208,61 +161,17 @@ class Design:
                                "seconds": time.monotonic() - started, "replayed": replayed})
         return record
 
-    def _flush(self) -> None:
-        """Wait for the generations being written; raise the first write's error."""
-        writes, self._writes = self._writes, []
-        for write in writes:
-            write.result()
-
-    def _replay(self, stored: dict[str, np.ndarray], designs: np.ndarray, generation: int) -> dict[str, np.ndarray]:
-        if stored[fmt.DESIGN].shape != designs.shape or (stored[fmt.DESIGN] != designs).any():
-            raise InputError(f"{self.name}: generation {generation} as stored is not what the search asks for again "
-                             "(another pymoo version, or the study changed): start a study of another name")
-        for design, cost, shortfall, resilience in zip(designs, stored[fmt.COST], stored[fmt.SHORTFALL],
-                                                       stored[fmt.RESILIENCE]):
-            self._answers.setdefault(design.tobytes(), (float(cost), float(shortfall), float(resilience)))
-        return stored
-
-    def _new_generation(self, designs: np.ndarray, generation: int) -> dict[str, np.ndarray]:
-        keys = [design.tobytes() for design in designs]
-        new: dict[bytes, int] = {}
-        for position, key in enumerate(keys):
-            if key not in self._answers and key not in new:
-                new[key] = position
-        if new:
-            rows = np.array(list(new.values()))
-            for key, cost, shortfall, resilience in zip(new, *self.evaluate(designs[rows])):
-                self._answers[key] = (float(cost), float(shortfall), float(resilience))
-        answers = np.array([self._answers[key] for key in keys], dtype=np.float64).reshape(-1, 3)
-        evaluated = np.zeros(len(keys), dtype=bool)
-        evaluated[list(new.values())] = True
-        cost, shortfall, resilience = answers[:, 0], answers[:, 1], answers[:, 2]
-        # Written while the next generation runs (one writer, in order); a generation lost with the client is run again
-        # on resume, and none is recorded twice.
-        failed = [write for write in self._writes if write.done() and write.exception() is not None]
-        if failed:
-            failed[0].result()
-        self._writes.append(self._writer.submit(self._write_generation, generation, designs, cost, shortfall,
-                                                resilience, evaluated))
-        return {fmt.DESIGN: designs, fmt.COST: cost, fmt.SHORTFALL: shortfall, fmt.RESILIENCE: resilience,
-                fmt.EVALUATED: evaluated}
-
-    def _write_generation(self, generation: int, *columns: np.ndarray) -> None:
-        self.services.store.put_file(self.name, fmt.GENERATIONS_DIR, fmt.generation_name(generation),
-                                     fmt.encode_generation(*columns))
-
     # The answers -----------------------------------------------------------------------------------------------
 
-    def _store_answers(self, stored: list[dict[str, np.ndarray]]) -> None:
+    def _answers_of(self, stored: list[Generation]) -> dict[str, pd.DataFrame]:
         tables = {fmt.CONVERGENCE: _convergence(stored), fmt.PARETO: self._pareto(stored)}
         best = self._best_design(stored)
         if best is not None:
             tables[fmt.BEST] = self._best_table(best)
             tables[fmt.PRESSURES] = self._pressure_table(best)
-        for table, frame in tables.items():
-            self.services.store.put_file(self.name, fmt.ANSWERS_DIR, table, fmt.encode_frame(frame))
+        return tables
 
-    def _best_design(self, stored: list[dict[str, np.ndarray]]) -> np.ndarray | None:
+    def _best_design(self, stored: list[Generation]) -> np.ndarray | None:
         designs = np.concatenate([generation[fmt.DESIGN] for generation in stored])
         cost = np.concatenate([generation[fmt.COST] for generation in stored])
         feasible = np.concatenate([generation[fmt.SHORTFALL] for generation in stored]) <= 0
@@ -292,7 +201,7 @@ class Design:
                                       "min_m": study.min_m, "max_m": study.max_m}))
         return pd.concat(rows, ignore_index=True)
 
-    def _pareto(self, stored: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    def _pareto(self, stored: list[Generation]) -> pd.DataFrame:
         second = self.study.objectives[1] if len(self.study.objectives) > 1 else None
         columns = ["cost", second or "shortfall", "design"]
         if second is None:
@@ -316,37 +225,29 @@ class Design:
                               "design": [list(map(int, row)) for row in unique[chosen]]})
         return frame.sort_values("cost", kind="stable").reset_index(drop=True)
 
-    def _answer(self, table: str) -> pd.DataFrame:
-        data = self.services.store.read(self.name, fmt.ANSWERS_DIR, table)
-        if data is None:
-            raise InputError(f"{self.name}: the study has no {table} table yet (it has not finished, or found no "
-                             "feasible design): run `cloudburst design " + self.name + "` to resume it")
-        return fmt.decode_frame(data)
-
     def best(self) -> pd.DataFrame:
         """The cheapest feasible design found: per decision pipe its option, diameter (mm), length and cost."""
-        return self._answer(fmt.BEST)
+        return self.answer(fmt.BEST)
 
     def pressures(self) -> pd.DataFrame:
         """The best design's least and greatest pressure per junction and loading, beside the limits."""
-        return self._answer(fmt.PRESSURES)
+        return self.answer(fmt.PRESSURES)
 
     def convergence(self) -> pd.DataFrame:
         """Per generation: evaluations so far, the best feasible cost so far (NaN before the first)."""
-        return self._answer(fmt.CONVERGENCE)
+        return self.answer(fmt.CONVERGENCE)
 
     def pareto(self) -> pd.DataFrame:
         """Two objectives: the non-dominated designs found (cost and the second objective), cheapest first."""
-        return self._answer(fmt.PARETO)
+        return self.answer(fmt.PARETO)
 
     def status(self) -> dict[str, Any]:
         """How far the search is: state, generations, evaluations, best feasible cost."""
-        record = self.services.records.get_design(self.name)
         stored = self.generations()
         convergence = _convergence(stored)
         best = float(convergence["best_cost"].iloc[-1]) if len(convergence) else float("nan")
-        return {"design": self.name, "state": record.state, "generations": len(stored),
-                "evaluations": int(sum(int(generation[fmt.EVALUATED].sum()) for generation in stored)),
+        return {"design": self.name, "state": self.state(), "generations": len(stored),
+                "evaluations": int(evaluations(stored)[-1]) if stored else 0,
                 "budget": self.study.optimizer.evaluations, "best_cost": best,
                 "objectives": self.study.objectives, "algorithm": self.study.optimizer.algorithm}
 
@@ -375,65 +276,19 @@ class Design:
         figure.savefig(path, dpi=110)
         plt.close(figure)
 
-    def delete(self) -> dict[str, Any]:
-        """Remove the study's stored generations and answers, and its record."""
-        records = self.services.records
-        records.mark_deleted(self.name)
-        files = self.services.store.delete(self.name)
-        records.delete(self.name)
-        return {"dequeued": 0, "files": files}
 
-    def close(self) -> None:
-        self._writer.shutdown(wait=True)
-        if self._session is not None:
-            self._session.close()
-
-
-def _convergence(stored: list[dict[str, np.ndarray]]) -> pd.DataFrame:
-    evaluations, best, rows = 0, np.inf, []
-    for generation, scores in enumerate(stored, start=1):
-        evaluations += int(scores[fmt.EVALUATED].sum())
+def _convergence(stored: list[Generation]) -> pd.DataFrame:
+    best, rows = np.inf, []
+    for generation, (scores, run) in enumerate(zip(stored, evaluations(stored)), start=1):
         feasible = scores[fmt.SHORTFALL] <= 0
         if feasible.any():
             best = min(best, float(scores[fmt.COST][feasible].min()))
-        rows.append({"generation": generation, "evaluations": evaluations,
+        rows.append({"generation": generation, "evaluations": int(run),
                      "best_cost": best if np.isfinite(best) else np.nan, "feasible": int(feasible.sum())})
     return pd.DataFrame(rows, columns=["generation", "evaluations", "best_cost", "feasible"])
 
 
 def open_design(services: Services, name: str, model: ModelFile | None = None,
                 content: dict[str, Any] | None = None, timeout_s: int = 600) -> Design:
-    """A design study: a new one (model and content given, name free), or the stored one of that name (resumed with
-    the model and scenario it was started with; given ones must be the same)."""
-    from cloudburst.plan.submission import read_model
-    records = services.records
-    try:
-        kind = records.kind(name)
-    except InputError:
-        kind = None
-    if kind is None:
-        if model is None or content is None:
-            raise InputError(f"no design study {name!r}: give the model and the scenario to start one")
-        design = Design(services, name, model, content, timeout_s)  # checks the study against the model
-        records.refuse_taken(name)
-        design.check_reachable()
-        records.create(DesignRecord(name=name, model_sha256=model.sha256, scenario=content))
-        return design
-    record = records.get_design(name)
-    if model is not None and model.sha256 != record.model_sha256:
-        raise InputError(f"{name}: the study was started on model {record.model_sha256[:12]}, not "
-                         f"{model.sha256[:12]}: give another name for a new study")
-    if content is not None and json.dumps(content, sort_keys=True) != json.dumps(record.scenario, sort_keys=True):
-        raise InputError(f"{name}: the study was started with another scenario: give another name for a new study")
-    if model is None:
-        model = read_model_bytes(services.models.fetch(record.model_sha256), read_model)
-    return Design(services, name, model, record.scenario, timeout_s)
-
-
-def read_model_bytes(data: bytes, read_model: Callable[[Any], ModelFile]) -> ModelFile:
-    import tempfile
-    from pathlib import Path
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "model.inp"
-        path.write_bytes(data)
-        return read_model(path)
+    """A design study: a new one, or the stored one of that name (``cloudburst.api.search.open_search``)."""
+    return open_search(Design, services, name, model, content, timeout_s)

@@ -145,8 +145,9 @@ class Session:
     def _assemble(self, chunks: list[dict[str, Any]], answers: dict[int, rounds.ChunkReply | str],
                   metrics: list[str], seconds: float) -> Evaluations:
         count = sum(len(chunk["sets"]) for chunk in chunks)
-        width = len(self.settings.nodes)
-        values = {metric: np.full((count, width) if metric in rounds.NODE_METRICS else count, np.nan)
+        widths = {metric: len(self.settings.nodes) for metric in rounds.NODE_METRICS}
+        widths[rounds.OBSERVED] = len(self.settings.observe)
+        values = {metric: np.full((count, widths[metric]) if metric in widths else count, np.nan)
                   for metric in metrics}
         status = np.full(count, rounds.FAILED, dtype=object)
         reasons = [""] * count

@@ -11,7 +11,7 @@ from cloudburst.engine.warm import Solved, WarmEngine
 from cloudburst.errors import InputError, MemberFailed, MemberUnbalanced
 from cloudburst.schema import evaluation as rounds
 from cloudburst.schema.job import parse_job
-from cloudburst.schema.resultformat import NODE
+from cloudburst.schema.resultformat import LINK, NODE
 
 
 def node_attributes(metrics: list[str]) -> list[str]:
@@ -21,6 +21,24 @@ def node_attributes(metrics: list[str]) -> list[str]:
     if "resilience" in metrics:
         wanted.add("head")
     return sorted(wanted - {"pressure", "demand", "quality"})
+
+
+def observed_attributes(chunk: dict[str, Any], kind: str) -> list[str]:
+    """The attributes of one element kind the round's observations read."""
+    if rounds.OBSERVED not in chunk["metrics"]:
+        return []
+    return sorted({attribute for element, attribute, _, _ in chunk.get("observe", []) if element == kind})
+
+
+def observed_values(chunk: dict[str, Any], solved: Solved) -> np.ndarray:
+    """Each observation's simulated value (SI) at its report time; NaN where the run did not reach that time."""
+    row = np.full(len(chunk.get("observe", [])), np.nan)
+    for position, (kind, attribute, element, time_s) in enumerate(chunk.get("observe", [])):
+        frames = solved.frames[kind]
+        at = np.flatnonzero(frames.times == int(time_s))
+        if at.size:
+            row[position] = float(frames.values[attribute][at[0], frames.elements.index(element)])
+    return row
 
 
 def resilience_index(solved: Solved, threshold_m: float) -> float:
@@ -47,9 +65,13 @@ def set_document(chunk: dict[str, Any], position: int) -> dict[str, Any]:
     """A set's job document; the per-node metrics' extra attributes asked for as one series request (read from the
     run's arrays, never written anywhere)."""
     document = rounds.set_document(chunk, position, chunk["sets"][position])
-    extra = node_attributes(chunk["metrics"])
-    if extra:
-        document["output"]["series"] = [{"element": NODE, "attributes": extra, "ids": chunk.get("nodes", "*")}]
+    extra = sorted(set(node_attributes(chunk["metrics"])) | (set(observed_attributes(chunk, NODE)) - {"pressure"}))
+    series = [{"element": NODE, "attributes": extra, "ids": chunk.get("nodes", "*")}] if extra else []
+    links = observed_attributes(chunk, LINK)
+    if links:
+        series.append({"element": LINK, "attributes": links, "ids": "*"})
+    if series:
+        document["output"]["series"] = series
     return document
 
 
@@ -83,6 +105,9 @@ def evaluate_chunk(chunk: dict[str, Any], engine: WarmEngine) -> rounds.ChunkRep
                 series = node.values[attribute][:, columns].astype(np.float64)
                 row = series.min(axis=0) if extreme == "min" else series.max(axis=0)
                 values.setdefault(metric, np.full((count, len(columns)), np.nan))[position] = row
+            elif metric == rounds.OBSERVED:
+                observed = observed_values(chunk, solved)
+                values.setdefault(metric, np.full((count, len(observed)), np.nan))[position] = observed
             elif metric == "resilience":
                 values.setdefault(metric, np.full(count, np.nan))[position] = resilience_index(
                     solved, float(chunk.get("pressure_threshold_m", 20.0)))

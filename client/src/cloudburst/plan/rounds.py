@@ -27,10 +27,12 @@ class RoundSettings:
     nodes: list[str]                     # the per-node metrics' columns
     node_request: str | list[str]        # how chunks name them: "*" (every junction, the worker's own list) or ids
     pressure_threshold_m: float = 20.0   # what ``nodes_below_threshold`` counts below
+    observe: tuple[tuple[str, str, str, int], ...] = ()  # the ``observed`` metric's columns (checked by the caller)
 
     @classmethod
     def of(cls, model: ModelFile, model_input: dict[str, Any], run: dict[str, Any] | None,
-           nodes: str | list[str], pressure_threshold_m: float) -> RoundSettings:
+           nodes: str | list[str], pressure_threshold_m: float,
+           observe: tuple[tuple[str, str, str, int], ...] = ()) -> RoundSettings:
         """Checked settings: InputError when the model does not open in EPANET 2.3.5 (the engine rounds run on), the
         run asks for another engine, or a node is not the model's junction or tank."""
         run = dict(run or {})
@@ -54,7 +56,7 @@ class RoundSettings:
                 raise InputError(f"nodes: the model has no node {', '.join(map(str, unknown[:5]))}"
                                  + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
             ids = list(nodes)
-        return cls(model, model_input, run, ids, "*" if nodes == "*" else ids, pressure_threshold_m)
+        return cls(model, model_input, run, ids, "*" if nodes == "*" else ids, pressure_threshold_m, observe)
 
 
 def plan_chunks(settings: RoundSettings, sets: list[list[dict[str, Any]]], metrics: list[str], session: str,
@@ -71,7 +73,8 @@ def plan_chunks(settings: RoundSettings, sets: list[list[dict[str, Any]]], metri
         raise InputError("sets: a round needs a list of alteration sets (each a list of alterations, [] for none)")
     base = {"schema": rounds.SCHEMA, "session": session, "round": round_, "input": settings.model_input,
             "run": settings.run, "metrics": metrics, "nodes": settings.node_request,
-            "pressure_threshold_m": settings.pressure_threshold_m}
+            "pressure_threshold_m": settings.pressure_threshold_m,
+            **({"observe": [list(observation) for observation in settings.observe]} if settings.observe else {})}
     failing: list[tuple[int, list[str]]] = []
     for position, alterations in enumerate(sets if check_sets else []):
         if not isinstance(alterations, list):

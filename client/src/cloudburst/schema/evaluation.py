@@ -7,7 +7,8 @@ splits a round into chunks, one queue job each; a worker answers each chunk on t
 
     {"schema": "cloudburst.round/1", "session": "9f...", "round": 3, "chunk": 0, "first": 0,
      "input": {"url": ..., "sha256": ...}, "run": {"duration_s": 3600}, "sets": [[{alteration}, ...], ...],
-     "metrics": ["pressure_min", "node_pressure_min"], "nodes": "*", "pressure_threshold_m": 20.0}
+     "metrics": ["pressure_min", "node_pressure_min"], "nodes": "*", "pressure_threshold_m": 20.0,
+     "observe": [["node", "pressure", "J1", 3600], ...]}
 """
 from __future__ import annotations
 
@@ -35,7 +36,10 @@ NODE_METRICS = {f"node_{attribute}_{extreme}": (attribute, extreme)
 # reservoirs and emptying tanks put in less what the junctions require. Pumps' power is not counted: a round asking
 # for it on a model with pumps is refused (``cloudburst.plan.rounds``).
 NETWORK_METRICS = ("resilience",)
-METRICS = (*SUMMARY_METRICS, *NODE_METRICS, *NETWORK_METRICS)
+# A row per set, a column per observation of the round's ``observe`` ([kind, attribute, id, time_s]: e.g. ["link",
+# "flowrate", "10", 3600]): the value at that report time (SI), as a calibration compares with measurements.
+OBSERVED = "observed"
+METRICS = (*SUMMARY_METRICS, *NODE_METRICS, *NETWORK_METRICS, OBSERVED)
 
 # Each set's outcome, as ``Evaluations.status`` holds it (the members' own words).
 FINISHED, FAILED, UNBALANCED = "finished", "failed", "unbalanced"

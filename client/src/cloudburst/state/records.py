@@ -35,9 +35,12 @@ CUT_OFF = "cut off (retry or delete)"
 # What is shown: derived from the stamp and the progress.
 RUNNING, FINISHED, FINISHED_WITH_FAILURES, DELETED = "running", "finished", "finished with failures", "deleted"
 # A record's kind (records written before task sets have none: ensembles).
-ENSEMBLE, TASKS, DESIGN = "ensemble", "tasks", "design"
-KIND_WORDS = {ENSEMBLE: "an ensemble", TASKS: "a task set", DESIGN: "a design study"}
-KIND_COMMANDS = {ENSEMBLE: "cloudburst status", TASKS: "cloudburst tasks status", DESIGN: "cloudburst design"}
+ENSEMBLE, TASKS, DESIGN, CALIBRATION = "ensemble", "tasks", "design", "calibration"
+KIND_WORDS = {ENSEMBLE: "an ensemble", TASKS: "a task set", DESIGN: "a design study",
+              CALIBRATION: "a calibration study"}
+KIND_COMMANDS = {ENSEMBLE: "cloudburst status", TASKS: "cloudburst tasks status", DESIGN: "cloudburst design",
+                 CALIBRATION: "cloudburst calibrate"}
+SEARCHES = (DESIGN, CALIBRATION)  # the studies a client searches a generation at a time (``SearchRecord``)
 
 
 def key_for(name: str) -> str:
@@ -98,9 +101,9 @@ class TaskSetRecord:
 
 
 @dataclass(frozen=True)
-class DesignRecord:
-    """A design study (``cloudburst.api.design``): its model and scenario, so that it resumes from its name; its
-    progress is its stored generations."""
+class SearchRecord:
+    """A design or calibration study (``cloudburst.api.design``, ``cloudburst.api.calibration``): its model and
+    scenario, so that it resumes from its name; its progress is its stored generations."""
     name: str
     model_sha256: str
     scenario: dict[str, Any]
@@ -114,13 +117,13 @@ class DesignRecord:
         return {**fields, "scenario": json.dumps(self.scenario)}
 
     @classmethod
-    def from_redis(cls, name: str, fields: dict[bytes, bytes]) -> "DesignRecord":
+    def from_redis(cls, name: str, fields: dict[bytes, bytes]) -> "SearchRecord":
         text = {key.decode(): value.decode() for key, value in fields.items()}
         return cls(name=name, model_sha256=text["model_sha256"], scenario=json.loads(text["scenario"]),
-                   created_at=text["created_at"], state=text["state"])
+                   created_at=text["created_at"], state=text["state"], kind=text["kind"])
 
 
-Record = EnsembleRecord | TaskSetRecord | DesignRecord
+Record = EnsembleRecord | TaskSetRecord | SearchRecord
 
 
 class Records:
@@ -172,15 +175,16 @@ class Records:
     def get_taskset(self, name: str) -> TaskSetRecord:
         return TaskSetRecord.from_redis(name, self._fields(name, TASKS))
 
-    def get_design(self, name: str) -> DesignRecord:
-        return DesignRecord.from_redis(name, self._fields(name, DESIGN))
+    def get_search(self, name: str, kind: str) -> SearchRecord:
+        """A design (``DESIGN``) or calibration (``CALIBRATION``) study's record."""
+        return SearchRecord.from_redis(name, self._fields(name, kind))
 
     def get_any(self, name: str) -> Record:
         """The record of that name, whatever its kind."""
         kind = self.kind(name)
         if kind == TASKS:
             return self.get_taskset(name)
-        return self.get_design(name) if kind == DESIGN else self.get(name)
+        return self.get_search(name, kind) if kind in SEARCHES else self.get(name)
 
     def set_state(self, name: str, state: str) -> None:
         self.redis.hset(key_for(name), "state", state)
