@@ -29,13 +29,14 @@ from cloudburst.config import Settings
 from cloudburst.errors import InputError, redis_errors
 from cloudburst.lazy import lazy
 from cloudburst.schema.queues import JobPolicy, job_prefix
-from cloudburst.state.records import DELETED, DESIGN, ENSEMBLE, FINISHED, TASKS, EnsembleRecord
+from cloudburst.state.records import CALIBRATION, DELETED, DESIGN, ENSEMBLE, FINISHED, TASKS, EnsembleRecord
 
 # What only submitting, reading results or studies need is imported when first used (cloudburst.lazy): `cloudburst
 # list` and `status` start in a fraction of a second.
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cloudburst.api import calibration as calibrations
     from cloudburst.api import design as design_studies
     from cloudburst.api import evaluation, studies, waves
     from cloudburst.api import taskset as task_sets
@@ -49,6 +50,7 @@ else:
         lazy("cloudburst.api.taskset")
     submission, batching = lazy("cloudburst.plan.submission"), lazy("cloudburst.schema.batch")
     evaluation, design_studies = lazy("cloudburst.api.evaluation"), lazy("cloudburst.api.design")
+    calibrations = lazy("cloudburst.api.calibration")
 
 log = logging.getLogger(__name__)
 
@@ -242,16 +244,34 @@ class Client:
         its evaluation budget and store its answers; returns it (``best()``, ``convergence()``, ``pareto()``,
         ``pressures()``, ``plot()``). A study of that name that stopped before its end resumes (with no model or
         scenario given: those it was started with); one that finished is returned as it is. Raises InputError,
-        nothing run, when the study does not fit the model or no design can meet its pressure limits."""
+        nothing run, when the study does not fit the model or no design can meet its pressure limits.
+        ``on_generation`` is called after each generation with its progress."""
+        return self._search(design_studies.open_design, model, scenario, name, timeout_s, on_generation)
+
+    @redis_errors
+    def calibrate(self, model: ModelSource | None = None, scenario: ScenarioSource | None = None, *,
+                  name: str | None = None, timeout_s: int = 600,
+                  on_generation: Callable[[dict[str, Any]], None] | None = None) -> calibrations.Calibration:
+        """Run a calibration study (``study: {type: calibration}``, ``cloudburst.plan.calibration``) to the end of
+        its evaluation budget and store its answers; returns it (``fitted()``, ``residuals()``, ``convergence()``,
+        ``plot()``). Resumes and refuses as ``design`` does; the scenario's CSV files are read now and kept with
+        the study."""
+        return self._search(calibrations.open_calibration, model, scenario, name, timeout_s, on_generation)
+
+    def _search(self, opener: Callable[..., Any], model: ModelSource | None, scenario: ScenarioSource | None,
+                name: str | None, timeout_s: int, on_generation: Callable[[dict[str, Any]], None] | None) -> Any:
         content = None
         if scenario is not None:
-            content, _ = submission.read_scenario(scenario)
+            from cloudburst.plan.calibration import inline_files
+            content, base_dir = submission.read_scenario(scenario)
+            if isinstance(content.get("study"), dict):
+                content = {**content, "study": inline_files(content["study"], base_dir)}
         model_file = submission.read_model(model) if model is not None else None
         if name is None:
             if content is None:
-                raise InputError("give the design study's name, or its model and scenario to start one")
-            name = f"{content.get('ensemble', 'design')}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-        found = design_studies.open_design(self.services, name, model_file, content, timeout_s)
+                raise InputError("give the study's name, or its model and scenario to start one")
+            name = f"{content.get('ensemble', 'study')}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        found = opener(self.services, name, model_file, content, timeout_s)
         try:
             if found.state() != FINISHED:
                 found.run(on_generation)
@@ -263,6 +283,11 @@ class Client:
     def design_study(self, name: str) -> design_studies.Design:
         """A design study started earlier, to read its answers or status (``design`` runs or resumes it)."""
         return design_studies.open_design(self.services, name)
+
+    @redis_errors
+    def calibration(self, name: str) -> calibrations.Calibration:
+        """A calibration study started earlier, to read its answers or status (``calibrate`` runs or resumes it)."""
+        return calibrations.open_calibration(self.services, name)
 
     @redis_errors
     def taskset(self, name: str) -> task_sets.TaskSet:
@@ -295,13 +320,15 @@ class Client:
         return pd.DataFrame(self.taskset_rows(), columns=columns)
 
     @redis_errors
-    def submitted(self, name: str) -> Ensemble | task_sets.TaskSet | design_studies.Design:
-        """The ensemble, task set or design study of that name; InputError when there is none."""
+    def submitted(self, name: str) -> Ensemble | task_sets.TaskSet | design_studies.Design | calibrations.Calibration:
+        """The ensemble, task set, design or calibration study of that name; InputError when there is none."""
         kind = self.records.kind(name)
         if kind == ENSEMBLE:
             return Ensemble(self.services, name)
         if kind == DESIGN:
             return design_studies.open_design(self.services, name)
+        if kind == CALIBRATION:
+            return calibrations.open_calibration(self.services, name)
         return task_sets.TaskSet(self.services, name)
 
     @redis_errors

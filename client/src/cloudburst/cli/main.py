@@ -216,6 +216,33 @@ def cmd_design(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace, client: Client) -> int:
+    if (args.model is None) != (args.scenario is None):
+        raise InputError("give both --model and --scenario to start a calibration study (neither to resume one)")
+
+    def progress(step: dict) -> None:
+        if not args.quiet and (step["generation"] % args.every == 0 or step["generation"] == 1):
+            print(f"generation {step['generation']:>5}  evaluations {step['evaluations']:>8,}  best objective "
+                  f"{step['best_objective']:.6g}{'  (replayed from the store)' if step['replayed'] else ''}  "
+                  f"{step['seconds']:.1f} s", file=sys.stderr)
+
+    fit = client.calibrate(args.model, args.scenario, name=args.ensemble, timeout_s=args.timeout,
+                           on_generation=progress)
+    status, fitted = fit.status(), fit.fitted()
+    if args.csv:
+        fit.residuals().to_csv(args.csv, index=False)
+    if args.plot:
+        fit.plot(args.plot)
+    lines = [f"{fit.name}: {status['state']}, {status['generations']} generations, {status['evaluations']:,} "
+             f"evaluations, objective {status['best_objective']:.6g}",
+             f"{'unknown':<28} {'low':>6} {'high':>6} {'fitted':>9}  identifiable"]
+    lines += [f"{row.unknown:<28} {row.low:>6.3g} {row.high:>6.3g} {row.value:>9.4f}  "
+              + ("yes" if row.identifiable else "NO: the observations do not move with it")
+              for row in fitted.itertuples()]
+    emit(args, {**status, "fitted": fitted.to_dict("records")}, "\n".join(lines))
+    return 0
+
+
 def adaptive_lines(state: dict) -> list[str]:
     """An adaptive ensemble's members enqueued, why it stopped, and each target's interval."""
     stopped = f"stopped: {state['stopped']}" if state.get("stopped") else "running"
@@ -372,9 +399,9 @@ def cmd_delete(args: argparse.Namespace, client: Client) -> int:
     from cloudburst.api.taskset import TaskSet
     name = getattr(args, "ensemble", None) or args.taskset
     submitted = client.submitted(name)
-    from cloudburst.api.design import Design
+    from cloudburst.api.search import Search
     what, parts = (("task set", "tasks") if isinstance(submitted, TaskSet) else
-                   ("design study", "rounds") if isinstance(submitted, Design) else ("ensemble", "members"))
+                   (f"{submitted.kind} study", "rounds") if isinstance(submitted, Search) else ("ensemble", "members"))
     if not args.yes:
         if not sys.stdin.isatty():
             raise InputError(f"deleting {name} removes its results for good: add --yes to confirm")
@@ -584,6 +611,16 @@ def parser() -> argparse.ArgumentParser:
     design.add_argument("--timeout", type=int, default=600, help="seconds a generation's round may take")
     design.add_argument("--csv", help="write the best design (one row per pipe) as CSV")
     design.add_argument("--plot", help="draw the convergence curve (and the Pareto front) as PNG")
+    calibrate = command("calibrate", "run (or resume) a calibration study: scipy's differential evolution fits "
+                                     "roughness and demand factors to observations, each generation a round on the "
+                                     "cluster", cmd_calibrate, True, False)
+    calibrate.add_argument("ensemble", metavar="NAME", help="the study's name (resumes it when it exists)")
+    calibrate.add_argument("--model", help="the EPANET model (.inp), to start a study")
+    calibrate.add_argument("--scenario", help="the scenario with study: {type: calibration, ...}, to start a study")
+    calibrate.add_argument("--every", type=int, default=10, help="print progress every N generations (default 10)")
+    calibrate.add_argument("--timeout", type=int, default=600, help="seconds a generation's round may take")
+    calibrate.add_argument("--csv", help="write the residuals (one row per observation) as CSV")
+    calibrate.add_argument("--plot", help="draw observed against simulated per element (PNG)")
     taskcli.add_commands(commands, cmd_delete)
     completion = command("completion", "print a shell completion script: eval \"$(cloudburst completion bash)\"",
                          None, ensemble=False)

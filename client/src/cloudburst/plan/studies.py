@@ -34,6 +34,7 @@ from cloudburst.errors import EpanetError, InputError
 from cloudburst.schema.job import parse_job
 from cloudburst.schema.queues import FIRE_FLOW, SEGMENTS, TASK_FUNCTIONS
 
+SEARCH_COMMANDS = {"design": ("design", "design"), "calibration": ("calibrate", "calibrate")}  # command, method
 TASK_SECONDS = 3.0         # aim for tasks of about this long
 RUNS_PER_ELEMENT = {FIRE_FLOW: 12, SEGMENTS: 1}  # about: a hydrant's search; a segment's isolation
 
@@ -75,9 +76,11 @@ def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path
                 duration_s: int | None = None) -> Study:
     """The scenario's ``study`` section, checked against the model (and the run's ``duration_s``, when the scenario
     sets one); raises InputError."""
-    if isinstance(section, dict) and section.get("type") == "design":
-        raise InputError("$.study: a design study is searched from the client, a generation at a time: run it with "
-                         "`cloudburst design NAME --model MODEL --scenario SCENARIO` or Client.design")
+    if isinstance(section, dict) and section.get("type") in SEARCH_COMMANDS:
+        command, method = SEARCH_COMMANDS[section["type"]]
+        raise InputError(f"$.study: a {section['type']} study is searched from the client, a generation at a time: "
+                         f"run it with `cloudburst {command} NAME --model MODEL --scenario SCENARIO` or "
+                         f"Client.{method}")
     if not isinstance(section, dict) or section.get("type") not in TASK_FUNCTIONS:
         raise InputError(f"$.study: give type ({', '.join(TASK_FUNCTIONS)}) and its settings (see docs/studies.md)")
     if section["type"] == SEGMENTS:
