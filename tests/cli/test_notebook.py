@@ -1,6 +1,7 @@
 """The study notebook in docs/ runs end to end against a real Redis, InfluxDB and Nginx with worker runners:
 it submits, waits (its progress line reaches every member), ranks the worst members and draws a fan chart, then
-runs the SWMM example as a task set and summarises its members, then a fire-flow study's availability table."""
+runs the SWMM example as a task set and summarises its members, then a fire-flow study's availability table, then
+a small design study of Hanoi's pipes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,3 +48,7 @@ def test_the_study_notebook_runs_against_the_cluster(cluster, monkeypatch):
     fire = outputs(code[8]) + "".join(output.get("data", {}).get("text/html", "") for output in code[8].outputs)
     assert "p50_lps" in fire and "share_residual" in fire and "8/8  finished 8  failed 0" in fire
     assert fire.count("<tr") == 7  # two header rows (the columns, the index name) and the five hydrants
+    assert "'state': 'finished'" in outputs(code[9]) and "'algorithm': 'ga'" in outputs(code[9])
+    best = outputs(code[10]) + "".join(output.get("data", {}).get("text/html", "") for output in code[10].outputs)
+    assert "diameter_mm" in best and "least pressure 3" in best  # 30 m or more at every junction
+    assert any("image/png" in output.get("data", {}) for output in code[11].outputs)
