@@ -16,6 +16,7 @@ import pytest
 import yaml
 from cloudburst.errors import InputError
 from local_cluster import cli, client_settings, start_workers, stop
+from wntr.epanet.util import FlowUnits, HydParam
 
 REPO = Path(__file__).resolve().parents[2]
 HANOI = Path(importlib.util.find_spec("epyt").origin).parent / "networks" / "exeter-benchmarks" / "hanoi-exeter.inp"
@@ -39,9 +40,10 @@ def options_table() -> tuple[np.ndarray, np.ndarray]:
             np.array([option["cost_per_m"] for option in options]))
 
 
-def plain_hanoi(diameters_mm: dict[str, float]) -> tuple[float, dict[str, float], float]:
-    """Hanoi with these pipe diameters by plain owa-epanet calls: its cost from the scenario's table, each
-    junction's pressure (m), and Todini's resilience index at 30 m from EPANET's own heads and flows."""
+def plain_hanoi(diameters_mm: dict[str, float], change=None) -> tuple[float, dict[str, float], float]:
+    """Hanoi with these pipe diameters (and ``change`` applied to the project) by plain owa-epanet calls: its cost
+    from the scenario's table, each junction's pressure (m), and Todini's resilience index at 30 m from EPANET's own
+    heads and flows."""
     sizes, prices = options_table()
     project = tk.createproject()
     tk.open(project, str(HANOI), "/dev/null", "")
@@ -50,6 +52,8 @@ def plain_hanoi(diameters_mm: dict[str, float]) -> tuple[float, dict[str, float]
         link = tk.getlinkindex(project, pipe)
         tk.setlinkvalue(project, link, tk.DIAMETER, diameter)
         cost += tk.getlinkvalue(project, link, tk.LENGTH) * prices[int(np.argmin(np.abs(sizes - diameter)))]
+    if change is not None:
+        change(project)
     tk.solveH(project)
     pressures, surplus, required, supplied = {}, 0.0, 0.0, 0.0
     for node in range(1, tk.getcount(project, tk.NODECOUNT) + 1):
@@ -185,3 +189,76 @@ def test_the_cli_runs_a_design_and_shows_it_again(cluster, workers, tmp_path):
     assert again.returncode == 0 and "best feasible cost" in again.stdout
     refused = cli(cluster, "submit", str(HANOI), str(scenario))
     assert refused.returncode == 2 and "cloudburst design NAME" in refused.stderr
+
+
+NYT = HANOI.parent / "nytun.inp"
+NYT_SCENARIO = yaml.safe_load((REPO / "files" / "scenarios" / "nyt-design.yml").read_text())
+
+
+def plain_nyt(best) -> tuple[float, dict[str, float]]:
+    """New York Tunnels with every duplicated tunnel laid as a real second pipe beside the old one (EPANET's own
+    link, not an equivalent diameter), by plain owa-epanet calls: the cost from the scenario's table and each
+    junction's pressure (m)."""
+    options = NYT_SCENARIO["study"]["groups"][0]["options"]
+    price = {round(option["diameter_in"] * INCH_MM, 6): option["cost_per_m"] for option in options}
+    project = tk.createproject()
+    tk.open(project, str(NYT), "/dev/null", "")
+    cost = 0.0
+    for row in best.itertuples():
+        if row.kept:
+            continue
+        link = tk.getlinkindex(project, row.pipe)
+        start, end = tk.getlinknodes(project, link)
+        twin = tk.addlink(project, f"new{row.pipe}", tk.PIPE, tk.getnodeid(project, start), tk.getnodeid(project, end))
+        for what in (tk.LENGTH, tk.ROUGHNESS):
+            tk.setlinkvalue(project, twin, what, tk.getlinkvalue(project, link, what))
+        tk.setlinkvalue(project, twin, tk.DIAMETER, row.diameter_mm / INCH_MM)  # the model's diameters are inches
+        cost += tk.getlinkvalue(project, link, tk.LENGTH) * 0.3048 * price[round(row.diameter_mm, 6)]
+    tk.solveH(project)
+    units = FlowUnits(tk.getflowunits(project))
+    pressures = {tk.getnodeid(project, node): float(HydParam.Pressure._to_si(
+        units, tk.getnodevalue(project, node, tk.PRESSURE)))
+        for node in range(1, tk.getcount(project, tk.NODECOUNT) + 1) if tk.getnodetype(project, node) == tk.JUNCTION}
+    tk.close(project)
+    tk.deleteproject(project)
+    return cost, pressures
+
+
+def test_duplicated_tunnels_hold_when_laid_as_real_parallel_pipes_in_plain_epanet(cluster, client, workers):
+    design = client.design(NYT, small(NYT_SCENARIO, population=40, evaluations=2000), name="nyt-small")
+    best = design.best()
+    assert best["duplicate"].all() and (~best["kept"]).any() and best["kept"].any()
+    cost, pressures = plain_nyt(best)
+    assert best["cost"].sum() == pytest.approx(cost, rel=1e-9)
+    limits = NYT_SCENARIO["study"]["pressure"]["min_m"]
+    assert all(pressure >= limits.get(node, limits["*"]) - 1e-3 for node, pressure in pressures.items())
+    reported = design.pressures().set_index("node")["pressure_min_m"]
+    assert max(abs(reported[node] - pressures[node]) for node in pressures) < 0.01
+
+
+def test_a_design_holds_under_each_loading_a_fire_flow_among_them(cluster, client, workers):
+    scenario = small(SCENARIO, evaluations=1500, loadings=[
+        {"name": "peak", "demand_multiplier": 1.1},
+        {"name": "fire at 13", "fire_flows": [{"node": "13", "flow_lps": 150}]}])
+    design = client.design(HANOI, scenario, name="hanoi-loadings")
+    best = design.best()
+    reported = design.pressures()
+    assert set(reported["loading"]) == {"peak", "fire at 13"}
+    diameters = dict(zip(best["pipe"], best["diameter_mm"]))
+    for loading, extra in (("peak", lambda project: scale_all(project, 1.1)),
+                           ("fire at 13", lambda project: add_fire(project, "13", 150 * 3.6))):  # L/s as m3/h
+        _, pressures, _ = plain_hanoi(diameters, extra)
+        assert min(pressures.values()) >= 30.0, loading
+        rows = reported[reported["loading"] == loading].set_index("node")["pressure_min_m"]
+        assert max(abs(rows[node] - pressures[node]) for node in pressures) < 1e-3
+
+
+def scale_all(project, factor: float) -> None:
+    for node in range(1, tk.getcount(project, tk.NODECOUNT) + 1):
+        if tk.getnodetype(project, node) == tk.JUNCTION:
+            tk.setbasedemand(project, node, 1, tk.getbasedemand(project, node, 1) * factor)
+
+
+def add_fire(project, name: str, flow_cmh: float) -> None:
+    node = tk.getnodeindex(project, name)
+    tk.setbasedemand(project, node, 1, tk.getbasedemand(project, node, 1) + flow_cmh)

@@ -181,12 +181,13 @@ class Design(Search):
 
     def _best_table(self, design: np.ndarray) -> pd.DataFrame:
         study = self.study
-        diameters = study.diameters_m(design.reshape(1, -1))[0]
+        modelled = study.diameters_m(design.reshape(1, -1))[0]
+        chosen = study.diameter_table[study.group_of, design]   # NaN where the pipe is kept
         costs = study.pipe_costs(design.reshape(1, -1))[0]
-        kept = np.array([study.groups[group].keep and option == 0 for group, option in zip(study.group_of, design)])
-        return pd.DataFrame({"pipe": study.pipes, "group": study.group_of, "option": design,
-                             "kept": kept, "diameter_mm": diameters * 1000, "length_m": study.lengths_m,
-                             "cost": costs})
+        return pd.DataFrame({"pipe": study.pipes, "group": study.group_of, "option": design, "kept": np.isnan(chosen),
+                             "duplicate": [study.groups[group].duplicate for group in study.group_of],
+                             "diameter_mm": chosen * 1000, "modelled_mm": modelled * 1000,
+                             "length_m": study.lengths_m, "cost": costs})
 
     def _pressure_table(self, design: np.ndarray) -> pd.DataFrame:
         study = self.study

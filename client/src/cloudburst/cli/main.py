@@ -206,8 +206,10 @@ def cmd_design(args: argparse.Namespace, client: Client) -> int:
         worst = pressures.iloc[int(pressures["pressure_min_m"].to_numpy().argmin())]
         lines.append(f"least pressure {worst.pressure_min_m:.2f} m at {worst.node} ({worst.loading})")
         lines.append(f"{'pipe':<10} {'diameter mm':>12} {'length m':>10} {'cost':>14}")
-        lines += [f"{row.pipe:<10} {row.diameter_mm:>12.1f} {row.length_m:>10.1f} {row.cost:>14,.2f}"
-                  + ("  (kept)" if row.kept else "") for row in best.itertuples()]
+        lines += [f"{row.pipe:<10} " + (f"{'kept':>12}" if row.kept else f"{row.diameter_mm:>12.1f}")
+                  + f" {row.length_m:>10.1f} {row.cost:>14,.2f}" + ("  (new pipe beside it)" if row.duplicate
+                                                                      and not row.kept else "")
+                  for row in best.itertuples()]
     if len(status["objectives"]) > 1:
         pareto = design.pareto()
         lines.append(f"Pareto front: {len(pareto)} designs from {pareto['cost'].min():,.0f} to "

@@ -40,7 +40,9 @@ DESIGN = "design"
 ALGORITHMS = {1: ("ga",), 2: ("nsga2",)}      # per number of objectives, the first is the default
 SECOND_OBJECTIVES = ("resilience", "deficit")
 INCH_M = 0.0254
-HAZEN_WILLIAMS_EXPONENT = 2.63                # flow ~ D^2.63: two parallel pipes as one (same length and C)
+# Hazen-Williams as EPANET writes it (head loss ~ D^-4.871 Q^1.852): flow ~ D^(4.871/1.852), so two parallel pipes of
+# the same length and C carry what one pipe carries whose D^2.63 is the sum of theirs.
+HAZEN_WILLIAMS_EXPONENT = 4.871 / 1.852
 DEFAULT_POPULATION = 100
 DEFAULT_EVALUATIONS = 20_000
 MAX_EVALUATIONS = 10_000_000

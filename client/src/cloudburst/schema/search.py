@@ -7,7 +7,8 @@ paths):
   <= 0 feasible, +inf when a run failed, ``resilience``, NaN unless asked for; a calibration: ``objective``), and
   ``evaluated`` (run on the cluster in this generation; false: answered from an earlier one). These are the study's
   state: a resumed study replays them instead of running them again.
-- ``<study>/design/<table>.parquet``: the answers. A design study's ``best`` (pipe, group, option, diameter_mm,
+- ``<study>/design/<table>.parquet``: the answers. A design study's ``best`` (pipe, group, option, kept, duplicate,
+  diameter_mm: the option's, NaN when kept; modelled_mm: what the runs use, for a duplicate the equivalent pipe,
   length_m, cost), ``pressures`` (loading, node, pressure_min_m, pressure_max_m, min_m, max_m), ``convergence``
   (generation, evaluations, best_cost, feasible) and ``pareto`` (cost, the second objective, design); a
   calibration's ``fitted`` (unknown, kind, group, low, high, value, identifiable, sensitivity), ``residuals``
