@@ -56,7 +56,7 @@ def test_every_type_the_api_returns_is_exported():
     exported = {getattr(cloudburst, name) for name in cloudburst.__all__ if name != "__version__"}
     handles = [cloudburst.Client, cloudburst.Ensemble, cloudburst.TaskSet, cloudburst.Alternatives,
                cloudburst.StudyRun, cloudburst.FireFlow, cloudburst.Segments, cloudburst.Services,
-               cloudburst.Session]
+               cloudburst.Session, cloudburst.Design, cloudburst.Calibration]
     seen, missing = set(), []
     for handle in handles:
         for attribute, member in inspect.getmembers(handle):

@@ -13,7 +13,9 @@ from cloudburst.lazy import lazy_face as _lazy_face
 from cloudburst.version import __version__
 
 if _typing.TYPE_CHECKING:
+    from cloudburst.api.calibration import Calibration
     from cloudburst.api.client import Client
+    from cloudburst.api.design import Design
     from cloudburst.api.ensemble import Alternatives, Ensemble
     from cloudburst.api.evaluation import Evaluations, Session
     from cloudburst.api.progress import Progress
@@ -34,6 +36,7 @@ _LAZY = {
     "StudyRun": "cloudburst.api.studies", "FireFlow": "cloudburst.api.studies", "Segments": "cloudburst.api.studies",
     "Progress": "cloudburst.api.progress",
     "Session": "cloudburst.api.evaluation", "Evaluations": "cloudburst.api.evaluation",
+    "Design": "cloudburst.api.design", "Calibration": "cloudburst.api.calibration",
     "Services": "cloudburst.api.services",
     "Settings": "cloudburst.config",
     "EnsembleRecord": "cloudburst.state.records", "TaskSetRecord": "cloudburst.state.records",
@@ -45,6 +48,7 @@ _LAZY = {
 __all__ = [
     "Client", "Settings", "Services",
     "Ensemble", "Alternatives", "TaskSet", "StudyRun", "FireFlow", "Segments", "Session", "Evaluations",
+    "Design", "Calibration",
     "Progress", "EnsembleRecord", "TaskSetRecord", "ResultsReader",
     "ModelFile", "EnsemblePlan", "StudyPlan", "AlternativesPlan",
     "CloudBurstError", "InputError", "ServiceError", "ConfigError", "EpanetError", "MemberFailed",

@@ -43,7 +43,7 @@ class Calibration(Search):
         self.study: CalibrationStudy = parse_calibration(study_section(content, CALIBRATION), model.wn,
                                                          content.get("run"))
 
-    def round_settings(self) -> tuple[RoundSettings, list[str]]:
+    def _round_settings(self) -> tuple[RoundSettings, list[str]]:
         from cloudburst.plan.rounds import RoundSettings
         return (RoundSettings.of(self.model, self.services.model_input(self.model.sha256), self.content.get("run"),
                                  [], 20.0, self.study.observe), [rounds.OBSERVED])
@@ -54,7 +54,7 @@ class Calibration(Search):
                                          prechecked=prechecked)
         return result[rounds.OBSERVED]
 
-    def score(self, candidates: np.ndarray) -> dict[str, np.ndarray]:
+    def _score(self, candidates: np.ndarray) -> dict[str, np.ndarray]:
         return {fmt.OBJECTIVE: self.study.objectives(self.simulate(candidates))}
 
     def check_first(self) -> None:
@@ -82,7 +82,7 @@ class Calibration(Search):
         def objective(population: np.ndarray) -> np.ndarray:
             candidates = np.ascontiguousarray(population.T)  # scipy's vectorised call: one column per candidate
             replayed = len(record) < len(stored)
-            scores = self.answered(candidates, len(record), stored)
+            scores = self._answered(candidates, len(record), stored)
             record.append(scores)
             best[0] = min(best[0], float(scores[fmt.OBJECTIVE].min()))
             if on_generation is not None:

@@ -88,7 +88,7 @@ class Design(Search):
         super().__init__(services, name, model, content, timeout_s)
         self.study = parse_design(study_section(content, DESIGN), model.wn)
 
-    def round_settings(self) -> tuple[RoundSettings, list[str]]:
+    def _round_settings(self) -> tuple[RoundSettings, list[str]]:
         from cloudburst.plan.rounds import RoundSettings
         return (RoundSettings.of(self.model, self.services.model_input(self.model.sha256), self.content.get("run"),
                                  self.study.nodes, self.study.threshold_m), self.study.metrics())
@@ -106,7 +106,7 @@ class Design(Search):
                       else np.full(len(designs), np.nan))
         return study.costs(designs), shortfall, resilience
 
-    def score(self, candidates: np.ndarray) -> dict[str, np.ndarray]:
+    def _score(self, candidates: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(self.score_columns, self.evaluate(candidates)))
 
     def check_first(self) -> None:
@@ -145,7 +145,7 @@ class Design(Search):
             population = algorithm.ask()
             designs = np.asarray(population.get("X"), dtype=np.int64)
             replayed = len(record) < len(stored)
-            scores = self.answered(designs, len(record), stored)
+            scores = self._answered(designs, len(record), stored)
             record.append(scores)
             cost, shortfall = scores[fmt.COST], scores[fmt.SHORTFALL]
             evaluations += int(scores[fmt.EVALUATED].sum())

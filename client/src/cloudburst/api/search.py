@@ -67,11 +67,11 @@ class Search:
 
     score_columns: ClassVar[tuple[str, ...]] = ()
 
-    def round_settings(self) -> tuple[RoundSettings, list[str]]:
+    def _round_settings(self) -> tuple[RoundSettings, list[str]]:
         """The rounds' settings and metrics."""
         raise NotImplementedError
 
-    def score(self, candidates: np.ndarray) -> dict[str, np.ndarray]:
+    def _score(self, candidates: np.ndarray) -> dict[str, np.ndarray]:
         """Each candidate's scores (``score_columns``), its runs one round on the cluster."""
         raise NotImplementedError
 
@@ -83,7 +83,7 @@ class Search:
     def session(self) -> Session:
         if self._session is None:
             from cloudburst.api.evaluation import Session
-            settings, metrics = self.round_settings()
+            settings, metrics = self._round_settings()
             self._session = Session(self.services, settings, metrics, self.timeout_s)
         return self._session
 
@@ -98,7 +98,7 @@ class Search:
             stored.append(fmt.decode_generation(data))
         return stored
 
-    def answered(self, candidates: np.ndarray, generation: int, stored: list[Generation]) -> Generation:
+    def _answered(self, candidates: np.ndarray, generation: int, stored: list[Generation]) -> Generation:
         """The generation's scores: replayed from the store when it holds this generation (its candidates must be the
         ones asked for again), else each candidate not answered before run on the cluster, and the generation
         written."""
@@ -110,7 +110,7 @@ class Search:
             if key not in self._answers and key not in new:
                 new[key] = position
         if new:
-            scores = self.score(candidates[np.array(list(new.values()))])
+            scores = self._score(candidates[np.array(list(new.values()))])
             for row, key in enumerate(new):
                 self._answers[key] = tuple(float(scores[column][row]) for column in self.score_columns)
         answers = np.array([self._answers[key] for key in keys], dtype=np.float64).reshape(len(keys), -1)
