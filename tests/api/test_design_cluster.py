@@ -100,7 +100,7 @@ def test_a_ga_design_is_feasible_and_costs_what_plain_epanet_and_the_table_say(c
 
 
 def test_a_stopped_design_resumes_to_the_uninterrupted_answers_running_no_design_twice(cluster, client, workers):
-    scenario = small(SCENARIO, evaluations=600)
+    scenario = small(SCENARIO, population=20, evaluations=3000)  # long enough for designs to be asked for again
     whole = client.design(HANOI, scenario, name="hanoi-whole")
 
     def stop_at_four(step: dict) -> None:
@@ -115,12 +115,12 @@ def test_a_stopped_design_resumes_to_the_uninterrupted_answers_running_no_design
     assert replayed[:4] == [True] * 4 and not any(replayed[4:])
     assert resumed.best().equals(whole.best())
     assert resumed.convergence().equals(whole.convergence())
-    # Every distinct design of the record was run once: the evaluations counted equal the distinct designs.
+    # Every distinct design of the record was run once, though some were asked for in more than one generation.
     root = cluster["root"] / "results" / "hanoi-resumed" / "generations"
     import pyarrow.parquet as pq
     designs = [tuple(row) for path in sorted(root.glob("*.parquet"))
                for row in pq.read_table(path).column("design").to_pylist()]
-    assert resumed.status()["evaluations"] == len(set(designs))
+    assert len(designs) > len(set(designs)) == resumed.status()["evaluations"]
     # A finished study is returned as it is: nothing runs again.
     again = client.design(name="hanoi-resumed", on_generation=lambda step: pytest.fail("ran again"))
     assert again.status()["state"] == "finished"
