@@ -79,8 +79,9 @@ class Calibration(Search):
         started = time.monotonic()
         best = [np.inf]
 
-        def objective(population: np.ndarray) -> np.ndarray:
-            candidates = np.ascontiguousarray(population.T)  # scipy's vectorised call: one column per candidate
+        def objective(population: np.ndarray) -> np.ndarray | float:
+            # scipy's vectorised call: one column per candidate (its final polish asks for one candidate at a time)
+            candidates = np.ascontiguousarray(np.atleast_2d(population.T))
             replayed = len(record) < len(stored)
             scores = self._answered(candidates, len(record), stored)
             record.append(scores)
@@ -89,13 +90,14 @@ class Calibration(Search):
                 on_generation({"generation": len(record), "evaluations": int(evaluations(record)[-1]),
                                "best_objective": best[0], "seconds": time.monotonic() - started,
                                "replayed": replayed})
-            return np.asarray(scores[fmt.OBJECTIVE])
+            return np.asarray(scores[fmt.OBJECTIVE]) if population.ndim == 2 else float(scores[fmt.OBJECTIVE][0])
 
         per_generation = study.optimizer.population * len(study.unknowns)
         try:
             differential_evolution(objective, study.bounds, popsize=study.optimizer.population,
                                    maxiter=max(study.optimizer.evaluations // per_generation - 1, 1),
-                                   seed=study.optimizer.seed, vectorized=True, updating="deferred", polish=False,
+                                   seed=study.optimizer.seed, vectorized=True, updating="deferred",
+                                   polish=study.optimizer.polish,
                                    tol=0.0, atol=0.0, init="latinhypercube")
         finally:
             self.flush()

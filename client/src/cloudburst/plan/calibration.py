@@ -14,7 +14,7 @@ the search.
         - {group: residential, pattern: "1"}
       observations: observed.csv       # element, attribute, time, value[, weight]
       objective: squared               # or absolute: sum of weight x error^2 (or |error|)
-      optimizer: {algorithm: de, population: 20, evaluations: 2000, seed: 1}
+      optimizer: {algorithm: de, population: 20, evaluations: 2000, seed: 1, polish: true}
 
 Observations: ``attribute`` pressure (m), head (m), level (m, a tank's) at nodes, or flow (L/s) in links; ``time``
 seconds from the start or ``HH:MM``, a report time of the run. A file named in the section is read when the study
@@ -70,8 +70,9 @@ class Unknown:
 class Optimizer:
     algorithm: str
     population: int
-    evaluations: int
+    evaluations: int     # the evolution's budget; the polish's own evaluations come on top
     seed: int
+    polish: bool = True  # scipy's L-BFGS-B from the best candidate at the end (its gradient by finite differences)
 
 
 @dataclass(frozen=True)
@@ -250,8 +251,9 @@ def parse_calibration(section: dict[str, Any], wn: wntr.network.WaterNetworkMode
     if objective not in OBJECTIVES:
         raise InputError(f"$.study.objective: squared or absolute, not {objective!r}")
     optimizer = section.get("optimizer") or {}
-    if not isinstance(optimizer, dict) or set(optimizer) - {"algorithm", "population", "evaluations", "seed"}:
-        raise InputError("$.study.optimizer: give algorithm, population, evaluations and seed")
+    if not isinstance(optimizer, dict) or set(optimizer) - {"algorithm", "population", "evaluations", "seed",
+                                                            "polish"}:
+        raise InputError("$.study.optimizer: give algorithm, population, evaluations, seed and polish")
     algorithm = optimizer.get("algorithm", "de")
     if algorithm not in ALGORITHMS:
         raise InputError(f"$.study.optimizer.algorithm: de (scipy's differential_evolution), not {algorithm!r}")
@@ -259,4 +261,5 @@ def parse_calibration(section: dict[str, Any], wn: wntr.network.WaterNetworkMode
     evaluations = int(_number(optimizer.get("evaluations", DEFAULT_EVALUATIONS), "$.study.optimizer.evaluations"))
     seed = int(_number(optimizer.get("seed", 1), "$.study.optimizer.seed", positive=False))
     return CalibrationStudy(unknowns, tuple(observe), observed, weights, labels, objective,
-                            Optimizer(algorithm, max(population, 5), evaluations, seed))
+                            Optimizer(algorithm, max(population, 5), evaluations, seed,
+                                      bool(optimizer.get("polish", True))))
