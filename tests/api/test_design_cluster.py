@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import cloudburst
@@ -189,6 +190,14 @@ def test_the_cli_runs_a_design_and_shows_it_again(cluster, workers, tmp_path):
     assert again.returncode == 0 and "best feasible cost" in again.stdout
     refused = cli(cluster, "submit", str(HANOI), str(scenario))
     assert refused.returncode == 2 and "cloudburst design NAME" in refused.stderr
+    listed = cli(cluster, "list").stdout
+    generations = len(list((cluster["root"] / "results" / "hanoi-cli" / "generations").glob("*.parquet")))
+    assert re.search(rf"^hanoi-cli +\S+ +design +{generations} +finished$", listed, re.MULTILINE), listed
+    deleted = cli(cluster, "delete", "hanoi-cli", "--yes")
+    assert deleted.returncode == 0 and "design study hanoi-cli deleted" in deleted.stdout
+    assert not (cluster["root"] / "results" / "hanoi-cli").exists()
+    gone = cli(cluster, "design", "hanoi-cli")
+    assert gone.returncode == 2 and "no design study 'hanoi-cli'" in gone.stderr
 
 
 NYT = HANOI.parent / "nytun.inp"

@@ -29,7 +29,7 @@ from cloudburst.config import Settings
 from cloudburst.errors import InputError, redis_errors
 from cloudburst.lazy import lazy
 from cloudburst.schema.queues import JobPolicy, job_prefix
-from cloudburst.state.records import CALIBRATION, DELETED, DESIGN, ENSEMBLE, FINISHED, TASKS, EnsembleRecord
+from cloudburst.state.records import CALIBRATION, DELETED, DESIGN, ENSEMBLE, FINISHED, SEARCHES, TASKS, EnsembleRecord
 
 # What only submitting, reading results or studies need is imported when first used (cloudburst.lazy): `cloudburst
 # list` and `status` start in a fraction of a second.
@@ -350,6 +350,21 @@ class Client:
         sha256 = hashlib.sha256(data).hexdigest()
         self.models.upload(data, sha256)
         return sha256
+
+    @redis_errors
+    def study_rows(self) -> list[dict[str, Any]]:
+        """Every design and calibration study, oldest first, as plain rows: study, kind, created_at, state, the
+        generations stored."""
+        from cloudburst.schema.search import GENERATIONS_DIR
+        rows = []
+        for name in self.records.names():
+            kind = self.records.kind(name)
+            if kind not in SEARCHES:
+                continue
+            record = self.records.get_search(name, kind)
+            rows.append({"study": name, "kind": kind, "created_at": record.created_at, "state": record.state,
+                         "generations": len(self.store.listing(name, GENERATIONS_DIR))})
+        return sorted(rows, key=lambda row: (row["created_at"], row["study"]))
 
     @redis_errors
     def ensemble_rows(self) -> list[dict[str, Any]]:

@@ -384,7 +384,12 @@ def cmd_list(args: argparse.Namespace, client: Client) -> int:
         lines += [f"{row['taskset']:<32} {row['created_at']:<26} {row['tasks']:>8} {row['finished']:>9} "
                   f"{row['failed']:>7} {human_bytes(row['bytes']):>9}  {row['state']}  {row['function']}"
                   for row in tasks]
-    emit(args, ensembles + tasks, "\n".join(lines))
+    searches = client.study_rows()
+    if searches:
+        lines += ["", f"{'study':<32} {'created':<26} {'kind':>12} {'generations':>12}  state"]
+        lines += [f"{row['study']:<32} {row['created_at']:<26} {row['kind']:>12} {row['generations']:>12}  "
+                  f"{row['state']}" for row in searches]
+    emit(args, ensembles + tasks + searches, "\n".join(lines))
     return 0
 
 
@@ -557,7 +562,7 @@ def parser() -> argparse.ArgumentParser:
     retry = command("retry", "re-enqueue the failed or missing members", cmd_retry)
     retry.add_argument("--wait", action="store_true", help="show progress until every member is done")
     retry.add_argument("--timeout", type=int, default=3600, help="seconds a member may run (default 3600)")
-    command("list", "the ensembles and task sets submitted, with their progress and stored size", cmd_list, True,
+    command("list", "the ensembles, task sets and design and calibration studies, with their progress", cmd_list, True,
             False)
     delete = command("delete", "remove an ensemble (or a task set): queued members, stored results, records",
                      cmd_delete)

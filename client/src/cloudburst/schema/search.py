@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from cloudburst.schema.resultformat import decode, encode
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy, pandas and pyarrow when a table is read or written: `cloudburst list` names the folders
+    import numpy as np
     import pandas as pd
 
 GENERATIONS_DIR, ANSWERS_DIR = "generations", "design"
@@ -38,6 +37,7 @@ def generation_name(generation: int) -> str:
 
 def encode_generation(generation: dict[str, np.ndarray]) -> bytes:
     """A generation's table: the candidates (integer or float rows), every score column, ``evaluated``."""
+    import numpy as np
     import pyarrow as pa
     candidates = generation[DESIGN]
     kind = pa.int16() if np.issubdtype(candidates.dtype, np.integer) else pa.float64()
@@ -49,6 +49,7 @@ def encode_generation(generation: dict[str, np.ndarray]) -> bytes:
 
 
 def decode_generation(data: bytes) -> dict[str, np.ndarray]:
+    import numpy as np
     table = decode(data)
     columns: dict[str, Any] = {name: table.column(name).to_numpy() for name in table.column_names
                                if name not in (DESIGN, EVALUATED)}
