@@ -143,6 +143,8 @@ class Design(Search):
         record: list[Generation] = []
         while algorithm.has_next():
             population = algorithm.ask()
+            if population is None or len(population) == 0:
+                break  # no design left that the search has not asked for: a small space, searched whole
             designs = np.asarray(population.get("X"), dtype=np.int64)
             replayed = len(record) < len(stored)
             scores = self._answered(designs, len(record), stored)
