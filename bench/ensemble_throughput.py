@@ -49,6 +49,7 @@ from cloudburst.schema.batch import (  # noqa: E402
     split,
 )
 from cloudburst.state.ledger import Ledger  # noqa: E402
+from env_manifest import write_env_manifest  # noqa: E402
 from services import nginx_server, redis_server  # noqa: E402
 from verdict import verdict  # noqa: E402
 
@@ -156,7 +157,9 @@ def run_cloudburst(jobs: list[dict], processes: int, redis_url: str, worker_env:
     connection.flushdb()
     queue = Queue("cloudburst", connection=connection, serializer=JSONSerializer)
     batches = [make_batch("bench", part) for part in split(jobs, size)]
-    env = {**os.environ, **worker_env, "PYTHONPATH": str(ENV), "CLOUDBURST_LOG_LEVEL": "WARNING"}
+    manifest = write_env_manifest((ENV,), Path(tempfile.mkdtemp()) / "env-manifest.json")
+    env = {**os.environ, **worker_env, "PYTHONPATH": str(ENV), "CLOUDBURST_LOG_LEVEL": "WARNING",
+           "CLOUDBURST_ENV_MANIFEST": str(manifest)}
     workers = [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url], env=env)
                for _ in range(processes)]
     try:

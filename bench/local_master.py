@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 import cloudburst  # noqa: E402
 from cloudburst.config import Settings  # noqa: E402
+from env_manifest import write_env_manifest  # noqa: E402
 from services import nginx_server, redis_server  # noqa: E402
 
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
@@ -40,7 +41,8 @@ def local_master(processes: int, env_dirs: tuple[Path, ...] = (EPANET_ENV,),
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, env_dirs)), "CLOUDBURST_PRELOAD": preload,
                    "CLOUDBURST_LOG_LEVEL": "WARNING", "CLOUDBURST_FILES_URL": files, "CLOUDBURST_FILES_USER": "worker",
                    "CLOUDBURST_FILES_PASSWORD_FILE": str(scratch / "password"),
-                   "CLOUDBURST_RESULTS_URL": f"{files}/results", "CLOUDBURST_MODEL_CACHE": str(scratch / "cache")}
+                   "CLOUDBURST_RESULTS_URL": f"{files}/results", "CLOUDBURST_MODEL_CACHE": str(scratch / "cache"),
+                   "CLOUDBURST_ENV_MANIFEST": str(write_env_manifest(env_dirs, scratch / "env-manifest.json"))}
             runners = [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url], env=env)
                        for _ in range(processes)]
             try:

@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 import cloudburst  # noqa: E402
 from cloudburst.config import Settings  # noqa: E402
+from env_manifest import write_env_manifest  # noqa: E402
 from services import nginx_server, redis_server  # noqa: E402
 from verdict import verdict  # noqa: E402
 
@@ -144,7 +145,8 @@ def main() -> None:
             env = {**os.environ, "PYTHONPATH": f"{SWMM_ENV}{os.pathsep}{PROBES}", "CLOUDBURST_PRELOAD":
                    "worker,probe_tasks", "CLOUDBURST_LOG_LEVEL": "WARNING", "CLOUDBURST_FILES_URL": files,
                    "CLOUDBURST_FILES_USER": "worker", "CLOUDBURST_FILES_PASSWORD_FILE": str(scratch / "password"),
-                   "CLOUDBURST_RESULTS_URL": f"{files}/results", "CLOUDBURST_MODEL_CACHE": str(scratch / "cache")}
+                   "CLOUDBURST_RESULTS_URL": f"{files}/results", "CLOUDBURST_MODEL_CACHE": str(scratch / "cache"),
+                   "CLOUDBURST_ENV_MANIFEST": str(write_env_manifest((SWMM_ENV, PROBES), scratch / "manifest.json"))}
             timings: dict[str, list[float]] = {"tasks": [], "plain": [], "swmm": [], "pool": []}
             for round_ in range(args.rounds):
                 runners = start_runners(args.processes, redis_url, env)

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from env_manifest import write_env_manifest
 from redis import Redis
 from services import InfluxServer, nginx_server, redis_server
 
@@ -66,6 +67,8 @@ def start_workers(cluster: dict, count: int = 2, env_dirs: tuple[Path, ...] = ()
     if env_dirs:
         env["PYTHONPATH"] = os.pathsep.join(str(path) for path in env_dirs)
         env["CLOUDBURST_PRELOAD"] = ",".join(preload)
+    manifest_dirs = env_dirs or (REPO / "files" / "env" / "epanet",)
+    env["CLOUDBURST_ENV_MANIFEST"] = str(write_env_manifest(manifest_dirs, cluster["tmp"] / "env-manifest.json"))
     redis_url = cluster["env"]["CLOUDBURST_REDIS_URL"]
     log = open(cluster["tmp"] / "workers.log", "ab")
     queues = ["--queue", "cloudburst-stats", "--queue", "cloudburst"]

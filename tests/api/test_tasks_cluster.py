@@ -110,31 +110,45 @@ def test_a_task_that_raises_times_out_or_returns_no_json_is_a_failed_row_with_it
     assert status.returncode == 1 and "task 0: ValueError: no such pipe" in status.stdout
 
 
-def test_an_unknown_function_fails_each_task_with_the_import_error_and_the_workers_serve_on(cluster, client, workers):
-    missing = client.map("no_such_module:run", [[1], [2]], name="missing")
-    absent = client.map("probe_tasks:nope", [[1]], name="absent")
-    constant = client.map("probe_tasks:NOT_A_FUNCTION", [[1]], name="constant")
-    for each in (missing, absent, constant):
-        assert each.wait(progress=False, timeout_s=60).failed == each.info().tasks
-    assert missing.failures()["error"].tolist() == [
-        "cannot call no_such_module:run: ModuleNotFoundError: No module named 'no_such_module'"] * 2
-    assert absent.failures()["error"][0] == ("cannot call probe_tasks:nope: AttributeError: module 'probe_tasks' "
-                                             "has no function 'nope'")
-    assert constant.failures()["error"][0] == ("cannot call probe_tasks:NOT_A_FUNCTION: TypeError: "
-                                               "probe_tasks.NOT_A_FUNCTION is a int, not a function")
+DECLARED = ("probe_tasks:describe, probe_tasks:fail, probe_tasks:mark, probe_tasks:not_json, probe_tasks:numpy_values, "
+            "probe_tasks:record, probe_tasks:sleep_for, probe_tasks:square, stormwater:run_member, "
+            "stormwater:scaled_model, worker:run_member, worker:scaled_model")
+
+
+def test_a_function_the_env_does_not_declare_fails_each_task_unrun_and_the_workers_serve_on(cluster, client, workers,
+                                                                                          tmp_path):
+    canary = tmp_path / "canary"
+    undeclared = {"subprocess:getoutput": [[f"touch {canary}"]], "os:system": [[f"touch {canary}"]],
+                  "no_such_module:run": [[1], [2]], "probe_tasks:nope": [[1]],
+                  "probe_tasks:NOT_A_FUNCTION": [[1]],  # a constant
+                  "probe_tasks:Path": [[str(canary)]]}  # a name the module only imports
+    sets = {function: client.map(function, tasks, name=f"undeclared-{index}")
+            for index, (function, tasks) in enumerate(undeclared.items())}
+    for function, tasks in sets.items():
+        assert tasks.wait(progress=False, timeout_s=60).failed == tasks.info().tasks
+        assert tasks.failures()["error"].tolist() == [
+            f"refused {function}: it is not a function the env declares callable (an env module's __all__, or else "
+            f"the functions it defines; declared: {DECLARED}); nothing was run"] * tasks.info().tasks
+    assert not canary.exists()
     assert client.map("probe_tasks:square", [4], name="after").wait(progress=False, timeout_s=60).finished == 1
 
 
-def test_with_an_env_published_a_function_it_does_not_export_is_refused_before_anything_is_enqueued(cluster, client):
+def test_with_an_env_published_a_function_it_does_not_declare_is_refused_before_anything_is_enqueued(cluster,
+                                                                                                    client):
     version = publish_env(cluster, TASK_PROBES, ["cloudburst-0.2.0-py3-none-any.whl", "rq-3.0.0-py3-none-any.whl"])
-    with pytest.raises(InputError, match=rf"the env the workers run \(version {version[:12]}\) has no nope in "
-                                         r"probe_tasks \(it has: NOT_A_FUNCTION, Path, cloudburst_worker, describe, fail"):
-        client.map("probe_tasks:nope", [[1]], name="refused")
-    with pytest.raises(InputError, match=r"has no module stormwater \(its own: probe_tasks\); push the env"):
-        client.map("stormwater:run_member", [[1]], name="elsewhere")
+    for function in ("probe_tasks:nope", "probe_tasks:Path", "probe_tasks:cloudburst_worker"):
+        with pytest.raises(InputError, match=rf"the env the workers run \(version {version[:12]}\) declares no "
+                                             rf"{function.split(':')[1]} in probe_tasks \(callable: describe, fail, "
+                                             r"mark, not_json, numpy_values, record, sleep_for, square; a module"):
+            client.map(function, [[1]], name="refused")
+    for function, module in (("stormwater:run_member", "stormwater"), ("json:dumps", "json"),
+                             ("subprocess:getoutput", "subprocess")):
+        with pytest.raises(InputError, match=rf"has no module {module} of its own \(its own: probe_tasks\); the "
+                                             "workers run only the functions an env's modules declare"):
+            client.map(function, [[1]], name="elsewhere")
     assert client.redis.llen(client.queue.key) == 0 and client.records.names() == []
-    client.map("probe_tasks:square", [[1]], name="accepted")  # exported: enqueued
-    client.map("json:dumps", [[1]], name="standard-library")  # the standard library is everywhere
+    client.map("probe_tasks:square", [[1]], name="accepted")  # declared: enqueued
+    client.map("cloudburst.worker.studies:run_fire_flow", [[1]], name="own")  # CloudBurst's own study
     assert client.redis.llen(client.queue.key) == 2
     publish_env(cluster, SWMM_ENV, ["rq-3.0.0-py3-none-any.whl"])
     with pytest.raises(InputError, match="has no cloudburst library, which runs task sets"):

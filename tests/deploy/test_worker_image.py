@@ -401,3 +401,22 @@ def test_push_env_keeps_the_newest_versions_it_is_told_to_and_prunes_the_rest(re
                                                  "shared-1.0-py3-none-any.whl"}
     finally:
         subprocess.run(["docker", "volume", "rm", "-f", f"{stack}_files"], capture_output=True)
+
+
+def test_the_worker_runs_only_what_the_pushed_env_declares_and_refuses_the_rest_unrun(cluster):
+    queue, worker = cluster["queue"], cluster["worker"]
+    v1 = cluster["release"](1)
+    worker.start().wait_for_log(f"process 1 started on env {v1[:12]}")
+    canary = "/var/lib/cloudburst/canary"
+    attempts = [queue.enqueue("subprocess.getoutput", f"id; ls /run/test-secrets; touch {canary}"),
+                queue.enqueue("os.system", f"touch {canary}")]
+    declared = queue.enqueue("worker.which", "declared")
+    wait_until("the jobs to end", lambda: [job.get_status(refresh=True) for job in attempts + [declared]], 120,
+               done=lambda statuses: all(status in ("finished", "failed") for status in statuses))
+    for job in attempts:
+        assert job.get_status() == "failed" and job.return_value() is None
+        assert (f"CloudBurstRefusedFunction: job {job.id} names {job.func_name}, which is neither one of CloudBurst's "
+                f"entry points nor a function the env {v1[:12]} declares callable") in job.latest_result().exc_string
+    assert declared.get_status() == "finished" and declared.return_value() == 1
+    looked = subprocess.run(["docker", "exec", worker.name, "ls", canary], capture_output=True, text=True)
+    assert looked.returncode != 0 and "No such file" in looked.stderr

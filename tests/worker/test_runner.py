@@ -12,6 +12,7 @@ import pytest
 from redis import Redis
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
+from env_manifest import write_env_manifest
 from rq.serializers import JSONSerializer
 from services import redis_server
 from waiting import wait_until
@@ -35,7 +36,8 @@ def probe_dir(tmp_path) -> Path:
 
 
 def start_runner(redis_url: str, probe_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(PROBE_ENV), "PROBE_DIR": str(probe_dir)}
+    env = {**os.environ, "PYTHONPATH": str(PROBE_ENV), "PROBE_DIR": str(probe_dir),
+           "CLOUDBURST_ENV_MANIFEST": str(write_env_manifest((PROBE_ENV,), probe_dir / "env-manifest.json"))}
     return subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url, *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -118,3 +120,35 @@ def test_a_job_that_swallows_its_timeout_is_failed_by_the_runner_which_then_exit
     assert job.get_status(refresh=True) == JobStatus.FAILED
     assert "stopped by the runner" in job.latest_result().exc_string
     assert follower.get_status(refresh=True) == JobStatus.QUEUED  # left for the replacement process
+
+
+def test_a_job_naming_anything_the_env_does_not_declare_fails_before_import_and_nothing_runs(redis_url, probe_dir,
+                                                                                           tmp_path):
+    from rq import Callback
+    canary = tmp_path / "canary"
+    queue = json_queue(redis_url)
+    refused = {
+        "subprocess.getoutput": queue.enqueue("subprocess.getoutput", f"touch {canary}", retry=Retry(max=2)),
+        "os.system": queue.enqueue("os.system", f"touch {canary}"),
+        "builtins.eval": queue.enqueue("builtins.eval", f"open({str(canary)!r}, 'w')"),
+        "rq.utils.import_attribute": queue.enqueue("rq.utils.import_attribute", "os.getpid"),  # a wheel's module
+        "worker.Path": queue.enqueue("worker.Path", str(canary)),  # a name the env module only imports
+        "canary._private": queue.enqueue("canary._private"),  # an env module that declares nothing
+    }
+    callback = queue.enqueue("worker.whoami", "callback", on_success=Callback("subprocess.getoutput"))
+    follower = queue.enqueue("worker.whoami", "after")
+    runner = start_runner(redis_url, probe_dir, "--burst")
+    output, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 0, output
+    assert not canary.exists() and not (probe_dir / "canary-imported").exists()
+    for name, job in refused.items():
+        job.refresh()
+        assert job.get_status() == JobStatus.FAILED and job.retries_left == 0, name
+        assert job.exc_info.startswith(f"CloudBurstRefusedFunction: job {job.id} names {name}, which is neither one "
+                                       "of CloudBurst's entry points nor a function the env declares callable "
+                                       "(declared: worker.slow_first_attempt, worker.stubborn, worker.whoami)"), name
+    callback.refresh()
+    assert callback.get_status() == JobStatus.FAILED
+    assert f"job {callback.id} names a callback (subprocess.getoutput)" in callback.exc_info
+    follower.refresh()
+    assert follower.get_status() == JobStatus.FINISHED and follower.return_value()["tag"] == "after"

@@ -11,7 +11,8 @@ Standard library only (the image has Python and nothing else). Every step is one
   version: a restart on the same version installs nothing.
   A version that fails any check is refused with the reason, and the running version keeps serving.
 - Runs ``CLOUDBURST_PROCESSES`` runner processes (0: one per CPU this container may use); each imports the
-  env's module before it takes jobs (runner.py).
+  env's module before it takes jobs (runner.py), and runs only the functions the env's manifest declares callable
+  besides CloudBurst's own.
 - When a new version is published, each process is asked to stop (SIGTERM: RQ finishes the job in hand,
   then exits) and is replaced by one on the new version, so no job is lost or run twice.
 """
@@ -127,7 +128,7 @@ def install(version: str, files: Files, home: Path) -> Path:
         if "bytecode" in manifest:
             unpack_bytecode(home / "wheels" / manifest["bytecode"]["file"], manifest["bytecode"]["magic"],
                             staging / "venv")
-        (staging / "ready").write_text(json.dumps(manifest))
+        (staging / "ready").write_text(json.dumps({**manifest, "version": version}))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     except (KeyError, ValueError, zipfile.BadZipFile, OSError, subprocess.CalledProcessError) as error:
@@ -244,6 +245,7 @@ class Supervisor:
         manifest = json.loads((self.env_dir / "ready").read_text())
         code = self.env_dir / "code"
         env = {**os.environ, "PYTHONPATH": str(code), "CLOUDBURST_PRELOAD": manifest.get("module", "worker"),
+               "CLOUDBURST_ENV_MANIFEST": str(self.env_dir / "ready"),
                "CLOUDBURST_WORKER_NAME": f"{os.uname().nodename}.{self.version[:12]}.{slot.index}.{time.time_ns()}"}
         slot.process = subprocess.Popen([str(self.env_dir / "venv" / "bin" / "python"), str(RUNNER)], cwd=code, env=env)
         slot.version, slot.stopping = self.version, False

@@ -4,7 +4,10 @@ Started by the worker image's entrypoint with the env's own venv Python. RQ's de
 fresh process per job, which pays the env's imports (``import wntr``: about 1.1 s) on every job; this
 worker runs jobs in its own process, so the imports done here at start-up serve every job.
 
-Jobs are JSON (RQ's JSONSerializer): a payload in Redis is never unpickled here. While a job runs, a
+Jobs are JSON (RQ's JSONSerializer): a payload in Redis is never unpickled here. A job runs only when it names
+one of CloudBurst's own entry points or a function the env's manifest declares callable (``--env-manifest``): anything
+else (``subprocess.getoutput``, ``os.system``, a wheel's function the env did not declare, a callback) fails with the
+reason before its module is imported. While a job runs, a
 thread keeps its heartbeat fresh with a short TTL, so when this process or its host dies the job is
 found abandoned within ``--heartbeat-s`` x 3 and re-queued by RQ's own registry cleanup (``Retry``).
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import json
 import logging
 import os
 import socket
@@ -27,7 +31,47 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 
+try:  # the names are CloudBurst's (its schema owns them); an env without the cloudburst library runs its own only
+    from cloudburst.schema.queues import MANIFEST_CALLABLES, OWN_JOB_FUNCTIONS
+except ImportError:
+    MANIFEST_CALLABLES, OWN_JOB_FUNCTIONS = "callables", frozenset()
+
 log = logging.getLogger("cloudburst.runner")
+
+
+class Declared:
+    """What jobs may name on this worker: CloudBurst's own entry points and the functions the env declares."""
+
+    def __init__(self, callables: dict[str, list[str]] | None, version: str = ""):
+        self.callables = callables or {}
+        self.version = version
+
+    @classmethod
+    def from_manifest(cls, path: str | None) -> "Declared":
+        if not path:
+            return cls(None)
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+        return cls(manifest.get(MANIFEST_CALLABLES), str(manifest.get("version", ""))[:12])
+
+    def allows(self, name: str) -> bool:
+        module, _, function = name.rpartition(".")
+        return name in OWN_JOB_FUNCTIONS or function in self.callables.get(module, ())
+
+    def refusal(self, job: Job) -> str | None:
+        """Why the job may not run here (None when it may), read from its stored names without importing them."""
+        if job.instance is not None:
+            return f"job {job.id} calls a method of an instance; CloudBurst workers call functions only"
+        for callback in (job._success_callback_name, job._failure_callback_name, job._stopped_callback_name):
+            if callback:
+                return f"job {job.id} names a callback ({callback}); CloudBurst workers run none"
+        if not self.allows(job.func_name or ""):
+            env = f"the env{' ' + self.version if self.version else ''}"
+            declared = ", ".join(f"{module}.{name}" for module, names in sorted(self.callables.items())
+                                 for name in names)
+            return (f"job {job.id} names {job.func_name}, which is neither one of CloudBurst's entry points nor a "
+                    f"function {env} declares callable (declared: {declared or 'none'}); nothing was run")
+        return None
 
 
 class PreloadedWorker(SimpleWorker):
@@ -40,6 +84,7 @@ class PreloadedWorker(SimpleWorker):
     """
 
     HARD_TIMEOUT_GRACE_S = 5
+    declared = Declared(None)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.job_monitoring_interval * 3
@@ -49,6 +94,10 @@ class PreloadedWorker(SimpleWorker):
             job.args  # RQ decodes a payload lazily, deep inside its bookkeeping: decode it here, first
         except DeserializationError as error:
             self.refuse_payload(job, queue, error)
+            return
+        refusal = self.declared.refusal(job)
+        if refusal is not None:
+            self.refuse(job, queue, f"CloudBurstRefusedFunction: {refusal}")
             return
         execution = self.prepare_execution(job)
         finished = threading.Event()
@@ -81,8 +130,11 @@ class PreloadedWorker(SimpleWorker):
     def refuse_payload(self, job: Job, queue: Queue, error: DeserializationError) -> None:
         """Fail a job whose payload is not JSON (malformed, or pickled by another RQ client) with a reason that
         says so; no retry, as the payload will not change. Nothing of it is executed or unpickled."""
-        reason = (f"CloudBurstPayloadError: job {job.id}'s payload is not a JSON RQ job "
-                  f"({error.__cause__ or 'undecodable'}); CloudBurst workers take only JSON job documents")
+        self.refuse(job, queue, f"CloudBurstPayloadError: job {job.id}'s payload is not a JSON RQ job "
+                                f"({error.__cause__ or 'undecodable'}); CloudBurst workers take only JSON job documents")
+
+    def refuse(self, job: Job, queue: Queue, reason: str) -> None:
+        """Fail a job with the reason, never retried: it would be refused the same way."""
         log.error("%s", reason)
         job.retries_left = 0
         self.handle_job_failure(job, queue, exc_string=reason)
@@ -105,6 +157,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="queue to take jobs from, first named first (default: cloudburst)")
     parser.add_argument("--preload", action="append",
                         help="module to import before taking jobs (default: worker, the env's worker.py)")
+    parser.add_argument("--env-manifest", default=env("CLOUDBURST_ENV_MANIFEST"),
+                        help="the env's manifest (its callables); without one only CloudBurst's entry points run")
     parser.add_argument("--name", default=env("CLOUDBURST_WORKER_NAME"))
     parser.add_argument("--heartbeat-s", type=int, default=int(env("CLOUDBURST_HEARTBEAT_S", "10")))
     parser.add_argument("--maintenance-s", type=int, default=int(env("CLOUDBURST_MAINTENANCE_S", "30")))
@@ -133,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stdout,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    declared = Declared.from_manifest(args.env_manifest)
     preload(args.preload)
     log.info("preloaded %s", ", ".join(args.preload))
     connection = Redis.from_url(args.redis_url, password=read_secret(args.redis_password_file))
@@ -147,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         # which is where abandoned jobs are found and re-queued.
         worker_ttl=args.maintenance_s + 15,
     )
+    worker.declared = declared
     worker.work(burst=args.burst, logging_level=args.log_level)
     return 0
 

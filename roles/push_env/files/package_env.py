@@ -12,8 +12,9 @@ into wheels in a container of the workers' own Debian (``sdists.py``). OUT_DIR r
 sha256: env.zip is built byte-for-byte reproducibly
 (sorted entries, fixed timestamps), so an unchanged env keeps its version. env.zip holds the code,
 ``requirements.lock.txt`` (name==version with the wheel's sha256, installed with --require-hashes) and
-``cloudburst-manifest.json`` (module to preload, wheels and their sha256, and the names each of the env's modules
-exports). The wheels' modules are compiled to bytecode once here and shipped beside them (``bytecode.py``).
+``cloudburst-manifest.json`` (module to preload, wheels and their sha256, the names each of the env's modules
+exports, and the functions each declares callable: all a worker will run besides CloudBurst's own entry points).
+The wheels' modules are compiled to bytecode once here and shipped beside them (``bytecode.py``).
 Prints the manifest as JSON.
 Exits 2 with one sentence on stderr when the env cannot be packaged.
 """
@@ -206,18 +207,25 @@ def code_files(env_dir: Path) -> list[Path]:
     return files
 
 
-def exports(env_dir: Path) -> dict[str, list[str] | None]:
-    """The env's own modules (top-level .py files and packages) and the public names each defines or imports at
-    its top level: what a task set may call, checked by the client before it enqueues."""
-    found = {}
+def env_modules(env_dir: Path) -> dict[str, ast.Module]:
+    """The env's own modules (top-level .py files and packages), each parsed."""
     candidates = [(path.stem, path) for path in env_dir.glob("*.py")]
     candidates += [(path.parent.name, path) for path in env_dir.glob("*/__init__.py")]
+    trees = {}
     for module, path in sorted(candidates):
         try:
-            tree = ast.parse(path.read_bytes(), str(path))
+            trees[module] = ast.parse(path.read_bytes(), str(path))
         except SyntaxError as error:
             raise PackagingError(f"{path.relative_to(env_dir)} is not valid Python (line {error.lineno}: "
                                  f"{error.msg})") from None
+    return trees
+
+
+def exports(env_dir: Path) -> dict[str, list[str] | None]:
+    """The env's own modules and the public names each defines or imports at its top level: what the client names
+    when it refuses a function a module does not have."""
+    found = {}
+    for module, tree in env_modules(env_dir).items():
         names = set()
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -228,6 +236,32 @@ def exports(env_dir: Path) -> dict[str, list[str] | None]:
                 names.update(target.id for target in node.targets if isinstance(target, ast.Name))
         # A star import can bring any name: the module's exports are then unknown (None), and not checked.
         found[module] = None if "*" in names else sorted(name for name in names if not name.startswith("_"))
+    return found
+
+
+def declared_all(tree: ast.Module) -> list[str] | None:
+    """The names a module's top-level ``__all__ = [...]`` (or tuple) of string literals lists, or None."""
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(target, ast.Name) and target.id == "__all__"
+                                                 for target in node.targets)
+                and isinstance(node.value, (ast.List, ast.Tuple))
+                and all(isinstance(item, ast.Constant) and isinstance(item.value, str) for item in node.value.elts)):
+            return [item.value for item in node.value.elts]
+    return None
+
+
+def callables(env_dir: Path) -> dict[str, list[str]]:
+    """What a job or a task may call on the workers, per env module: the names its ``__all__`` lists (the way an
+    env names a function it imports, a wheel's included), or else the public functions and classes it defines
+    itself. A name it only imports (``from subprocess import getoutput``) is not callable unless ``__all__`` says
+    so."""
+    found = {}
+    for module, tree in env_modules(env_dir).items():
+        listed = declared_all(tree)
+        defined = [node.name for node in tree.body
+                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                   and not node.name.startswith("_")]
+        found[module] = sorted(set(listed if listed is not None else defined))
     return found
 
 
@@ -266,7 +300,8 @@ def build_zip(env_dir: Path, wheels: list[Path], module: str, installer: Path | 
     # uv's wheel and the bytecode travel with the wheels (fetched and sha256-checked alike), outside the lock.
     extras = [path for path in (installer, bytecode) if path is not None]
     shipped = entries + [(path.name, sha256_of(path)) for path in extras]
-    manifest = {"module": module, "requirements": LOCK, "exports": exports(env_dir), "modules": wheel_modules(wheels),
+    manifest = {"module": module, "requirements": LOCK, "exports": exports(env_dir), "callables": callables(env_dir),
+                "modules": wheel_modules(wheels),
                 "wheels": [{"file": name, "sha256": digest} for name, digest in shipped]}
     if installer is not None:
         manifest["installer"] = installer.name

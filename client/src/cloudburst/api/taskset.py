@@ -11,7 +11,6 @@ value (the one positional argument, as ``multiprocessing.Pool.map`` calls it).
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from cloudburst.api.submitted import Submitted
 from cloudburst.errors import InputError, redis_errors
 from cloudburst.schema import taskpack as taskformat
 from cloudburst.schema.defaults import ENSEMBLE_PATTERN
-from cloudburst.schema.queues import PACK_ENTRY_POINT, JobPolicy
+from cloudburst.schema.queues import MANIFEST_CALLABLES, PACK_ENTRY_POINT, JobPolicy, task_refusal
 from cloudburst.state.files import current_env_manifest
 from cloudburst.state.records import TaskSetRecord
 from cloudburst.state.store import MEMBERS_DIR
@@ -38,9 +37,9 @@ PACK_OVERHEAD_S = 120
 
 
 def check_function(function: str, manifest: dict[str, Any] | None) -> None:
-    """Refuse, before anything is enqueued, a function the published env's manifest says it does not have, and an
-    env without the cloudburst library (which runs the packs). Without a manifest (no env published: the workers
-    run an env of their own), a missing function fails each task with the import error instead."""
+    """Refuse, before anything is enqueued, a function the published env's manifest does not declare callable (the
+    workers would refuse it), and an env without the cloudburst library (which runs the packs). Without a manifest
+    (no env published: the workers run an env of their own), the workers' refusal fails each task instead."""
     module, name = taskformat.parse_function(function)
     if manifest is None:
         return
@@ -49,16 +48,19 @@ def check_function(function: str, manifest: dict[str, Any] | None) -> None:
     if "cloudburst" not in wheels:
         raise InputError(f"the env the workers run (version {version}) has no cloudburst library, which runs task "
                          "sets: add cloudburst to its Pipfile and push it again")
-    exports = manifest.get("exports") or {}  # the env's own modules and the names each defines
-    top = module.split(".")[0]
-    installed = set(manifest.get("modules", [])) | set(exports) | set(sys.stdlib_module_names)
-    if "modules" in manifest and top not in installed:
-        raise InputError(f"the env the workers run (version {version}) has no module {top} (its own: "
-                         f"{', '.join(sorted(exports)) or 'none'}); push the env that has it, or name one of these")
-    if exports.get(module) is not None and name not in exports[module]:
-        public = ", ".join(exports[module]) or "nothing public"
-        raise InputError(f"the env the workers run (version {version}) has no {name} in {module} (it has: "
-                         f"{public})")
+    if MANIFEST_CALLABLES not in manifest:
+        raise InputError(f"the env the workers run (version {version}) was pushed before envs declared their "
+                         "callable functions: push it again (push-env.yml)")
+    callables = manifest[MANIFEST_CALLABLES]
+    if task_refusal(f"{module}:{name}", callables) is None:
+        return
+    if module not in callables:
+        raise InputError(f"the env the workers run (version {version}) has no module {module} of its own (its own: "
+                         f"{', '.join(sorted(callables)) or 'none'}); the workers run only the functions an env's "
+                         "modules declare: push the env that has it, or name one of these")
+    raise InputError(f"the env the workers run (version {version}) declares no {name} in {module} (callable: "
+                     f"{', '.join(callables[module]) or 'none'}; a module declares its __all__, or else the "
+                     "functions it defines)")
 
 
 def submit_map(services: Services, function: str, iterable: Iterable[Any], name: str | None, timeout_s: int,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,29 @@ TASK_FUNCTIONS = {FIRE_FLOW: "cloudburst.worker.studies:run_fire_flow",
 # paths (``cloudburst/fireflow.py``, ``segments.py``, ``taskrun.py``) keep them working for one release.
 LEGACY_TASK_FUNCTIONS = {FIRE_FLOW: "cloudburst.fireflow:run_task", SEGMENTS: "cloudburst.segments:run_task"}
 LEGACY_PACK_ENTRY_POINT = "cloudburst.taskrun.run_pack"
+
+# What a worker runs: CloudBurst's own functions below, and the functions the running env declares callable (its
+# manifest's ``callables``: per env module, the names its ``__all__`` lists or else the functions it defines; written
+# by push-env's ``package_env.py``). Anything else a job or a task names is refused before it is imported.
+MANIFEST_CALLABLES = "callables"
+OWN_JOB_FUNCTIONS = frozenset({PACK_ENTRY_POINT, LEGACY_PACK_ENTRY_POINT})
+OWN_TASK_FUNCTIONS = frozenset(TASK_FUNCTIONS.values()) | frozenset(LEGACY_TASK_FUNCTIONS.values())
+
+
+def task_refusal(function: str, callables: Mapping[str, Sequence[str]] | None) -> str | None:
+    """Why a task's ``module:function`` may not run on the workers (None when it may): it is neither one of
+    CloudBurst's studies nor a function the env declares callable."""
+    if function in OWN_TASK_FUNCTIONS:
+        return None
+    module, _, name = function.partition(":")
+    if callables is not None and name in callables.get(module, ()):
+        return None
+    if callables is None:
+        return (f"refused {function}: it is not one of CloudBurst's own functions, and this worker has no env "
+                "manifest declaring others; nothing was run")
+    declared = ", ".join(f"{module}:{name}" for module, names in sorted(callables.items()) for name in names)
+    return (f"refused {function}: it is not a function the env declares callable (an env module's __all__, or "
+            f"else the functions it defines; declared: {declared or 'none'}); nothing was run")
 
 
 @dataclass(frozen=True)

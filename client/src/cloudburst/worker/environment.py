@@ -11,6 +11,7 @@ files Docker mounts its secrets as), once per process. An env's own functions us
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import requests
 
 from cloudburst.errors import ConfigError, InputError
+from cloudburst.schema.queues import MANIFEST_CALLABLES
 from cloudburst.state.files import model_path
 from cloudburst.state.influx import InfluxWriter
 from cloudburst.state.models import ModelCache
@@ -34,6 +36,17 @@ def secret(variable: str) -> str | None:
         return None
     with open(path, encoding="utf-8") as handle:
         return handle.read().strip()
+
+
+@functools.cache
+def declared_callables() -> dict[str, list[str]] | None:
+    """Per env module, the functions the running env declares callable: from the manifest the worker's entrypoint
+    names in ``CLOUDBURST_ENV_MANIFEST`` (None without one: only CloudBurst's own functions run)."""
+    path = os.environ.get("CLOUDBURST_ENV_MANIFEST")
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle).get(MANIFEST_CALLABLES, {})
 
 
 class _FilesAuth(requests.auth.HTTPBasicAuth):

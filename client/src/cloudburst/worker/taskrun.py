@@ -21,6 +21,7 @@ from typing import Any
 from rq import get_current_job
 
 from cloudburst.errors import InputError, TaskTimeout
+from cloudburst.schema.queues import task_refusal
 from cloudburst.schema.taskpack import FAILED, FINISHED, Arguments, encode_rows, parse_function, parse_pack, to_json
 from cloudburst.state.ledger import DELETED, OVERTAKEN, RECORDED_ALREADY, BatchOutcome, Ledger
 from cloudburst.worker import environment as cluster
@@ -102,13 +103,18 @@ def run_pack(document: dict[str, Any]) -> dict[str, Any]:
     token = ledger.begin(pack.taskset, pack.batch) if ledger is not None else None
     if token is not None and token <= 0:
         return {"superseded": RECORDED_ALREADY if token == 0 else DELETED, "worker": worker}
+    refusal = task_refusal(pack.function, cluster.declared_callables())  # before anything of it is imported
     try:
-        function = resolve(pack.function)
+        function = None if refusal is not None else resolve(pack.function)
     except Exception as error:  # noqa: BLE001 - every task of the pack fails with why, and the worker serves on
-        reason = f"cannot call {pack.function}: {last_line(error)}"
+        refusal = f"cannot call {pack.function}: {last_line(error)}"
+        trace = traceback.format_exc()
+    else:
+        trace = ""
+    if function is None:
         rows: list[dict[str, Any]] = [
-            {"task": index, "status": FAILED, "error": reason, "traceback": traceback.format_exc(), "seconds": 0.0,
-             "worker": worker} for index, _ in pack.tasks]
+            {"task": index, "status": FAILED, "error": refusal, "traceback": trace, "seconds": 0.0, "worker": worker}
+            for index, _ in pack.tasks]
     else:
         rows = [{"task": index, **run_task(function, arguments, pack.timeout_s), "worker": worker}
                 for index, arguments in pack.tasks]
