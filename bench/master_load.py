@@ -122,7 +122,7 @@ def measure(label: str, outputs: dict, members: int, cluster: dict, log: Path) -
     scenario = yaml.safe_load((REPO / "files" / "scenarios" / "net3-demand-roughness.yml").read_text())
     scenario.update(members=members, output=outputs)
     client = cloudburst.Client(client_settings(cluster))
-    connection = Redis.from_url(cluster["env"]["CLOUDBURST_REDIS_URL"], password="redis-secret")
+    connection = cluster["redis"]
     connection.config_resetstat()
     before_points, before_nginx = influx_points(cluster["influx"]), nginx_bytes(log)
     workers = start_workers(cluster)
@@ -156,7 +156,7 @@ def main() -> None:
             log = next((Path(scratch) / "cluster").glob("nginx-*/access.log"), Path(scratch) / "none")
             results = {"summary only": measure("summary", {}, args.members, cluster, log),
                        "full series": measure("series", {"series": FULL_SERIES}, args.members, cluster, log)}
-            connection = Redis.from_url(cluster["env"]["CLOUDBURST_REDIS_URL"], password="redis-secret")
+            connection = cluster["redis"]
             redis_capacity = redis_commands_per_s(connection)
             store_capacity = store_bytes_per_s(results["summary only"]["client"])
             batch_members = max(1, round(args.members / results["summary only"]["batches"]))

@@ -16,7 +16,8 @@ package_env = importlib.import_module("package_env")
 def write_env_manifest(env_dirs: tuple[Path, ...], path: Path) -> Path:
     """Write the manifest of an env made of ``env_dirs`` (their modules' callables) to ``path``."""
     callables: dict[str, list[str]] = {}
-    for env_dir in env_dirs:
-        callables.update(package_env.callables(Path(env_dir)))
+    for env_dir in env_dirs:  # a module in two directories is the first one's, as on PYTHONPATH
+        for module, names in package_env.callables(Path(env_dir)).items():
+            callables.setdefault(module, names)
     path.write_text(json.dumps({"callables": callables}))
     return path

@@ -14,6 +14,9 @@ from redis import Redis
 from services import InfluxServer, nginx_server, redis_server
 
 REPO = Path(__file__).resolve().parents[1]
+# A password for each of the stack's Redis users (roles/stack/files/redis-users.conf): the tests run as deployed.
+REDIS_PASSWORDS = {"admin": "redis-secret", "submitter": "submitter-secret", "worker": "worker-secret",
+                   "dashboard": "dashboard-secret", "reader": "reader-secret"}
 RUNNER = REPO / "files" / "images" / "worker" / "runner.py"
 
 
@@ -27,12 +30,14 @@ def local_cluster(tmp_path: Path, influx: InfluxServer, access_log: bool = False
         influx.query(f"CREATE USER {user}_{db} WITH PASSWORD '{user}-secret'")
         influx.query(f"GRANT {privilege} ON {db} TO {user}_{db}")
     users = {"cloudburst": "reader-secret", "uploader": "uploader-secret"}
-    with redis_server(tmp_path, password="redis-secret") as redis_url, \
+    with redis_server(tmp_path, users=REDIS_PASSWORDS) as redis_url, \
             nginx_server(root, users, uploads=True, results_writers=("cloudburst", "uploader"),
                          access_log=access_log) as files:
         (tmp_path / "reader").write_text("reader-secret")
         (tmp_path / "influx-writer").write_text("writer-secret")
-        settings = {"CLOUDBURST_REDIS_URL": redis_url.replace(":redis-secret@", ""), "CLOUDBURST_REDIS_PASSWORD": "redis-secret",
+        plain_url = redis_url.replace(f"admin:{REDIS_PASSWORDS['admin']}@", "")
+        settings = {"CLOUDBURST_REDIS_URL": plain_url, "CLOUDBURST_REDIS_USER": "submitter",
+                    "CLOUDBURST_REDIS_PASSWORD": REDIS_PASSWORDS["submitter"],
                     "CLOUDBURST_INFLUX_URL": influx.url, "CLOUDBURST_INFLUX_USER": f"reader_{db}",
                     "CLOUDBURST_INFLUX_PASSWORD": "reader-secret", "CLOUDBURST_INFLUX_DB": db,
                     "CLOUDBURST_FILES_URL": files, "CLOUDBURST_FILES_USER": "uploader",
@@ -45,8 +50,9 @@ def local_cluster(tmp_path: Path, influx: InfluxServer, access_log: bool = False
                       "CLOUDBURST_INFLUX_USER": f"writer_{db}",
                       "CLOUDBURST_INFLUX_PASSWORD_FILE": str(tmp_path / "influx-writer"),
                       "CLOUDBURST_MODEL_CACHE": str(tmp_path / "cache"), "CLOUDBURST_LOG_LEVEL": "WARNING"}
+        # cluster["redis"] is the admin's (tests look at every key); the client and the workers have their own users
         yield {"env": settings, "worker_env": worker_env, "root": root, "db": db, "tmp": tmp_path,
-               "redis": Redis.from_url(redis_url), "influx": influx}
+               "redis": Redis.from_url(redis_url), "redis_url": plain_url, "influx": influx}
 
 
 def cli(cluster: dict, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -72,7 +78,8 @@ def start_workers(cluster: dict, count: int = 2, env_dirs: tuple[Path, ...] = ()
     redis_url = cluster["env"]["CLOUDBURST_REDIS_URL"]
     log = open(cluster["tmp"] / "workers.log", "ab")
     queues = ["--queue", "cloudburst-stats", "--queue", "cloudburst"]
-    return [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url.replace("redis://", "redis://:redis-secret@"),
+    worker_url = redis_url.replace("redis://", f"redis://worker:{REDIS_PASSWORDS['worker']}@")
+    return [subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", worker_url,
                               *queues, *options], env=env, stdout=log, stderr=log) for _ in range(count)]
 
 

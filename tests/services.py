@@ -126,16 +126,37 @@ def s3_server(directory: Path) -> Iterator[str]:
         log.close()
 
 
+REDIS_USERS = Path(__file__).resolve().parents[1] / "roles" / "stack" / "files" / "redis-users.conf"
+
+
+def redis_acl(passwords: dict[str, str]) -> list[str]:
+    """The stack's Redis users (roles/stack/files/redis-users.conf, as start-redis.sh renders it) with these
+    passwords; the default user off."""
+    lines = ["user default off resetkeys resetchannels -@all"]
+    for line in REDIS_USERS.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, rules = line.split(None, 1)
+            lines.append(f"user {name} reset on >{passwords[name]} {rules}")
+    return lines
+
+
 @contextlib.contextmanager
-def redis_server(directory: Path, password: str | None = None) -> Iterator[str]:
-    """Debian's redis-server on a free loopback port; yields its URL (with the password, when one is set)."""
+def redis_server(directory: Path, password: str | None = None, users: dict[str, str] | None = None) -> Iterator[str]:
+    """Debian's redis-server on a free loopback port; yields its URL (with the password, when one is set). With
+    ``users`` (a password for each of the stack's Redis users), Redis has the stack's ACL users instead and the URL
+    names the admin user."""
     port = free_port()
     args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
             "--save", "", "--appendonly", "no", "--logfile", str(directory / f"redis-{port}.log")]
     if password:
         args += ["--requirepass", password]
+    if users:
+        config = directory / f"redis-{port}.conf"
+        config.write_text("\n".join(redis_acl(users)) + "\n")
+        config.chmod(0o600)
+        args = ["redis-server", str(config), *args[1:]]
     process = subprocess.Popen(args)
-    auth = f":{password}@" if password else ""
+    auth = f"admin:{users['admin']}@" if users else f":{password}@" if password else ""
     url = f"redis://{auth}127.0.0.1:{port}/0"
 
     def answers() -> bool:

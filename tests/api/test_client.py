@@ -11,7 +11,7 @@ import yaml
 from cloudburst.plan.scenarios import generate
 from cloudburst.schema.queues import job_id
 from cloudburst.state.ledger import Ledger
-from local_cluster import cli, client_settings, start_workers, stop
+from local_cluster import REDIS_PASSWORDS, cli, client_settings, start_workers, stop
 from test_scenarios import NET3, SOURCE, factors, scenario
 
 
@@ -99,7 +99,7 @@ def test_a_bad_scenario_is_refused_before_anything_is_uploaded_or_enqueued(clust
 def test_unreachable_or_refusing_services_give_one_sentence_and_exit_3(cluster):
     wrong_password = cli({**cluster, "env": {**cluster["env"], "CLOUDBURST_REDIS_PASSWORD": "wrong"}}, "list")
     assert wrong_password.returncode == 3
-    assert wrong_password.stderr.strip().startswith("cloudburst: Redis at redis://127.0.0.1:") and "refused the password" in wrong_password.stderr
+    assert wrong_password.stderr.strip().startswith("cloudburst: Redis at redis://127.0.0.1:") and "refused the user name or password" in wrong_password.stderr
     unreachable = cli({**cluster, "env": {**cluster["env"], "CLOUDBURST_REDIS_URL": "redis://127.0.0.1:1/0"}},
                       "submit", str(NET3), scenario_file(cluster))
     assert unreachable.returncode == 3 and "does not answer" in unreachable.stderr
@@ -108,3 +108,26 @@ def test_unreachable_or_refusing_services_give_one_sentence_and_exit_3(cluster):
     user = cluster["env"]["CLOUDBURST_INFLUX_USER"]
     assert refused.returncode == 3 and refused.stderr == \
         f"cloudburst: InfluxDB at {cluster['influx'].url} refused user {user!r}\n"
+
+
+def test_the_read_only_redis_user_lists_and_reads_and_is_refused_any_change_with_one_sentence(cluster):
+    reader = {**cluster, "env": {**cluster["env"], "CLOUDBURST_REDIS_USER": "reader",
+                                 "CLOUDBURST_REDIS_PASSWORD": REDIS_PASSWORDS["reader"]}}
+    workers = start_workers(cluster, count=1)
+    try:
+        done = cli(cluster, "submit", str(NET3), scenario_file(cluster), "--name", "readable", "--wait")
+        assert done.returncode == 0, done.stderr
+    finally:
+        stop(workers)
+    listed = cli(reader, "list")
+    assert listed.returncode == 0 and "readable" in listed.stdout, listed.stderr
+    status = cli(reader, "status", "readable")
+    assert status.returncode == 0 and "finished 12" in status.stdout, status.stderr
+    for refused in (cli(reader, "submit", str(NET3), scenario_file(cluster), "--name", "by-the-reader"),
+                    cli(reader, "delete", "readable", "--yes"), cli(reader, "cancel", "readable")):
+        assert refused.returncode == 3, refused
+        assert refused.stderr.startswith("cloudburst: Redis at redis://127.0.0.1:")
+        assert "refused this user: this user has no permissions" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert cluster["redis"].llen("rq:queue:cloudburst") == 0
+    assert cli(cluster, "status", "readable").returncode == 0 and "by-the-reader" not in cli(cluster, "list").stdout

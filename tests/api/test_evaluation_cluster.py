@@ -82,7 +82,7 @@ def test_a_set_that_does_not_fit_the_model_is_refused_with_submits_sentence_and_
         client.session(NET3, nodes=["nowhere"])
     with pytest.raises(InputError, match="rounds run on the warm engine"):
         client.session(NET3, run={"epanet": "2.2"})
-    assert client.queue.count == 0 and not client.redis.keys("rq:job:round-*")
+    assert client.queue.count == 0 and not cluster["redis"].keys("rq:job:round-*")
     assert session.rounds == 0
 
 
@@ -129,14 +129,14 @@ def test_an_unanswered_round_times_out_leaving_no_job_and_its_jobs_would_expire(
     started = time.monotonic()
     evaluating = threading.Thread(target=evaluate)
     evaluating.start()
-    while not client.redis.keys("rq:job:round-*") and time.monotonic() - started < 3:
+    while not cluster["redis"].keys("rq:job:round-*") and time.monotonic() - started < 3:
         time.sleep(0.01)
-    ttls = [client.redis.ttl(key) for key in client.redis.keys("rq:job:round-*")]
+    ttls = [cluster["redis"].ttl(key) for key in cluster["redis"].keys("rq:job:round-*")]
     queued = client.queue.count
     evaluating.join(timeout=30)
     assert ttls and all(0 < ttl <= 600 for ttl in ttls) and queued == len(ttls)
     assert raised and "not answered within 3 s" in str(raised[0]) and time.monotonic() - started < 10
-    assert client.queue.count == 0 and not client.redis.keys("rq:job:round-*")
+    assert client.queue.count == 0 and not cluster["redis"].keys("rq:job:round-*")
 
 
 def test_a_pymoo_ga_runs_each_generation_as_one_round_and_its_best_holds_in_plain_epanet(cluster, client, tmp_path):
@@ -203,4 +203,4 @@ def test_a_worker_killed_mid_round_costs_a_rerun_of_its_chunk_and_the_round_answ
     assert (disturbed.status == "finished").all()
     assert np.array_equal(disturbed["pressure_min"], undisturbed["pressure_min"])
     assert np.array_equal(disturbed["pressure_mean"], undisturbed["pressure_mean"])
-    assert not client.redis.keys(f"cloudburst:round:{session.name}:*")  # every reply taken, none left behind
+    assert not cluster["redis"].keys(f"cloudburst:round:{session.name}:*")  # every reply taken, none left behind

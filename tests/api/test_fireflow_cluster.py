@@ -72,7 +72,7 @@ def test_a_study_naming_a_hydrant_the_model_lacks_is_refused_before_anything_is_
     scenario = {**STUDY_SCENARIO, "study": {**STUDY_SCENARIO["study"], "hydrants": ["15", "no-such-node"]}}
     with pytest.raises(InputError, match="not junctions of the model: no-such-node"):
         client.submit(NET3, scenario, name="bad-fire")
-    assert client.redis.keys("*bad-fire*") == []
+    assert cluster["redis"].keys("*bad-fire*") == []
 
 
 def test_the_cli_submits_a_study_from_a_scenario_file_and_prints_each_hydrants_distribution(cluster, tmp_path):

@@ -17,6 +17,7 @@ from cloudburst.schema.batch import batch_name, make_batch, split
 from cloudburst.schema.queues import JobPolicy, job_id, open_queue
 from cloudburst.state.ledger import Ledger
 from conftest import MODEL_READER
+from env_manifest import write_env_manifest
 from redis import Redis
 from rq import Retry
 from services import redis_server
@@ -51,7 +52,8 @@ def work(redis_url: str, tmp_path: Path, net3: dict, runs: int = 1) -> str:
     (tmp_path / "files-password").write_text(MODEL_READER[1])
     env = {**os.environ, "PYTHONPATH": str(EXAMPLE_ENV), "CLOUDBURST_MODEL_CACHE": str(tmp_path / "models"),
            "CLOUDBURST_FILES_URL": net3["files"], "CLOUDBURST_FILES_USER": MODEL_READER[0],
-           "CLOUDBURST_FILES_PASSWORD_FILE": str(tmp_path / "files-password")}
+           "CLOUDBURST_FILES_PASSWORD_FILE": str(tmp_path / "files-password"),
+           "CLOUDBURST_ENV_MANIFEST": str(write_env_manifest((EXAMPLE_ENV,), tmp_path / "env-manifest.json"))}
     env.pop("CLOUDBURST_INFLUX_URL", None)
     logs = ""
     for _ in range(runs):

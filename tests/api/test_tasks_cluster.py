@@ -196,7 +196,7 @@ def test_cancel_retry_and_delete_know_task_sets(cluster, client, tmp_path):
     deleted = cli(cluster, "delete", "later", "--yes")
     assert deleted.returncode == 0 and "task set later deleted" in deleted.stdout
     assert client.records.names() == [] and client.store.batches("later") == []
-    assert not [key for key in client.redis.keys("cloudburst:ensemble:later*")]
+    assert not [key for key in cluster["redis"].keys("cloudburst:ensemble:later*")]
     assert client.tasksets()[["taskset", "tasks", "state"]].values.tolist() == [["later", 3, "deleted"]]
 
 

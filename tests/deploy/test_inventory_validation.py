@@ -101,9 +101,11 @@ def test_vault_secrets_without_the_password_variables_are_refused_naming_them(re
         "cloudburst_master": {"hosts": {"m1": host(**vault_mode)}},
         "cloudburst_workers": {"hosts": {"w1": host()}}})
     assert_stopped_before_any_change(
-        result, "stack_secrets_source is vault but stack_influxdb_admin_password, stack_influxdb_write_password, "
-                "stack_influxdb_read_password, stack_grafana_admin_password, stack_rq_dashboard_password, "
-                "stack_files_reader_password, stack_files_uploader_password are not set")
+        result, "stack_secrets_source is vault but stack_redis_submitter_password, stack_redis_worker_password, "
+                "stack_redis_dashboard_password, stack_redis_reader_password, stack_influxdb_admin_password, "
+                "stack_influxdb_write_password, stack_influxdb_read_password, stack_grafana_admin_password, "
+                "stack_rq_dashboard_password, stack_files_reader_password, stack_files_uploader_password, "
+                "stack_files_analyst_password are not set")
     assert "stack_redis_password," not in re.sub(r"\s+", " ", result.stdout)
 
 

@@ -38,6 +38,7 @@ class Settings:
     results_user: str = ""         # its user, or an S3 access key (default: files_user)
     results_password: str = ""     # its password, or an S3 secret key (default: files_password)
     results_endpoint: str = ""     # an S3-compatible store's endpoint URL (default: AWS)
+    redis_user: str = ""           # Redis's ACL user (site.yml writes "submitter"); empty: the password-only default
 
     @classmethod
     def load(cls, path: Path | None = None, profile: str | None = None) -> "Settings":

@@ -68,7 +68,9 @@ def service_errors(service: str, url: str) -> Iterator[None]:
     try:
         yield
     except redis.AuthenticationError:
-        raise ServiceError(f"{service} at {url} refused the password") from None
+        raise ServiceError(f"{service} at {url} refused the user name or password") from None
+    except redis.exceptions.NoPermissionError as error:
+        raise ServiceError(f"{service} at {url} refused this user: {error}") from None
     except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as error:
         raise ServiceAway(f"{service} at {url} does not answer ({type(error).__name__})") from None
     except redis.RedisError as error:

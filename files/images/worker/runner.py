@@ -152,6 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", default=env("CLOUDBURST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--redis-user", default=env("CLOUDBURST_REDIS_USER"), help="Redis's ACL user (the workers')")
     parser.add_argument("--redis-password-file", default=env("CLOUDBURST_REDIS_PASSWORD_FILE"))
     parser.add_argument("--queue", action="append", dest="queues",
                         help="queue to take jobs from, first named first (default: cloudburst)")
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     declared = Declared.from_manifest(args.env_manifest)
     preload(args.preload)
     log.info("preloaded %s", ", ".join(args.preload))
-    connection = Redis.from_url(args.redis_url, password=read_secret(args.redis_password_file))
+    connection = Redis.from_url(args.redis_url, username=args.redis_user or None,
+                                password=read_secret(args.redis_password_file))
     worker = PreloadedWorker(
         args.queues,
         name=args.name or f"{socket.gethostname()}.{os.getpid()}",

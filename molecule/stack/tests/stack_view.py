@@ -21,8 +21,8 @@ def password(name: str) -> str:
     return (SECRETS / name).read_text().strip()
 
 
-# The stack's 8 generated passwords, and the registry's password, password file and two private keys.
-SECRET_COUNT = 12
+# The stack's 14 generated passwords, and the registry's password, password file and two private keys.
+SECRET_COUNT = 18
 
 
 def secret_values() -> list[str]:
@@ -59,9 +59,9 @@ def tasks(service: str, desired: str = "running") -> list[dict]:
 CLIENT_CONFIG = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "client.toml"  # site.yml writes it
 
 
-def client_env() -> dict[str, str]:
+def client_env(**overrides: str) -> dict[str, str]:
     """The environment the cloudburst CLI runs in: the settings site.yml wrote for this cluster."""
-    return {**os.environ, "CLOUDBURST_CONFIG": str(CLIENT_CONFIG)}
+    return {**os.environ, "CLOUDBURST_CONFIG": str(CLIENT_CONFIG), **overrides}
 
 
 def client_settings():
@@ -69,8 +69,9 @@ def client_settings():
     return Settings.load(CLIENT_CONFIG)
 
 
-def cloudburst(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(["cloudburst", *args], env=client_env(), capture_output=True, text=True, timeout=timeout)
+def cloudburst(*args: str, timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["cloudburst", *args], env=client_env(**(env or {})), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def assert_firewall_admits_exactly(hosts: list[str]) -> None:

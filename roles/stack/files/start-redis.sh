@@ -1,5 +1,6 @@
 #!/bin/sh
-# Redis with a password and AOF persistence; the password goes through a private file, never the command line.
+# Redis with AOF persistence and one ACL user per role (redis-users.conf); the default user is off. Passwords go
+# through a private file as SHA-256 hashes, never the command line.
 set -eu
 umask 077
 conf=$(mktemp)
@@ -9,6 +10,12 @@ conf=$(mktemp)
   echo "dir /data"
   echo "appendonly yes"
   echo "appendfsync everysec"
-  printf 'requirepass "%s"\n' "$(cat /run/secrets/redis_password)"
+  echo "user default off resetkeys resetchannels -@all"
+  grep -v '^[[:space:]]*\(#\|$\)' /cloudburst/redis-users.conf | while read -r name rules; do
+    secret=/run/secrets/redis_${name}_password
+    [ "$name" = admin ] && secret=/run/secrets/redis_password
+    hash=$(printf '%s' "$(cat "$secret")" | sha256sum | cut -d' ' -f1)
+    echo "user $name reset on #$hash $rules"
+  done
 } > "$conf"
 exec redis-server "$conf"

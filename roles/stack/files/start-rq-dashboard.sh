@@ -2,6 +2,6 @@
 # rq-dashboard behind basic auth; passwords from Docker secrets into its environment, not its command line.
 set -eu
 RQ_DASHBOARD_PASSWORD=$(cat /run/secrets/rq_dashboard_password)
-RQ_DASHBOARD_REDIS_URL="redis://:$(cat /run/secrets/redis_password)@${CLOUDBURST_REDIS_HOST:-redis}:6379/0"
+RQ_DASHBOARD_REDIS_URL="redis://dashboard:$(cat /run/secrets/redis_dashboard_password)@${CLOUDBURST_REDIS_HOST:-redis}:6379/0"
 export RQ_DASHBOARD_PASSWORD RQ_DASHBOARD_REDIS_URL
 exec rq-dashboard --bind 0.0.0.0 --port 9181 --json --username "${RQ_DASHBOARD_USERNAME:-admin}"

@@ -40,7 +40,8 @@ class Services:
     @classmethod
     def connect(cls, settings: Settings) -> Services:
         """Every service's client (no connection is opened until first used)."""
-        redis = Redis.from_url(settings.redis_url, password=settings.redis_password or None, socket_connect_timeout=5)
+        redis = Redis.from_url(settings.redis_url, username=settings.redis_user or None,
+                               password=settings.redis_password or None, socket_connect_timeout=5)
         return cls(settings=settings, redis=redis, queue=open_queue(redis, settings.queue), records=Records(redis),
                    ledger=Ledger(redis), models=ModelStore(settings),
                    store=open_store(results_url(settings), results_credentials(settings), settings.results_endpoint),

@@ -51,12 +51,34 @@ def test_the_rerun_replaced_no_task():
         assert tasks(name, desired="shutdown") == [], f"{name} had a task replaced"
 
 
-def test_redis_refuses_a_command_without_the_password_and_accepts_it_with(address):
+def test_redis_refuses_a_command_without_a_user_and_accepts_each_user_with_its_password(address):
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(host=address, port=6379).ping()
+    with pytest.raises(redis.AuthenticationError):  # the password-only default user is off, even with admin's
+        redis.Redis(host=address, port=6379, password=password("redis_password")).ping()
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host=address, port=6379, password="wrong-password").ping()
-    assert redis.Redis(host=address, port=6379, password=password("redis_password")).ping()
+        redis.Redis(host=address, port=6379, username="submitter", password=password("redis_worker_password")).ping()
+    for user in ("admin", "submitter", "worker", "dashboard", "reader"):
+        secret = "redis_password" if user == "admin" else f"redis_{user}_password"
+        assert redis.Redis(host=address, port=6379, username=user, password=password(secret)).ping(), user
+
+
+def test_the_deployed_redis_refuses_each_user_what_its_role_does_not_need(address):
+    def user(name: str) -> redis.Redis:
+        return redis.Redis(host=address, port=6379, username=name, password=password(f"redis_{name}_password"))
+    submitter, worker, reader = user("submitter"), user("worker"), user("reader")
+    for connection in (submitter, worker, reader):
+        for command in (("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("ACL", "SETUSER", "intruder", "on")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                connection.execute_command(*command)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        submitter.set("outside-cloudburst", 1)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        submitter.publish("rq:pubsub:any-worker", '{"command": "shutdown"}')
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        reader.set("cloudburst:probe", 1)
+    admin = redis.Redis(host=address, port=6379, username="admin", password=password("redis_password"))
+    assert admin.acl_getuser("intruder") is None and admin.acl_getuser("default")["enabled"] is False
 
 
 def influx_write(address: str, user: str | None, secret: str | None) -> requests.Response:
@@ -76,6 +98,8 @@ def test_influxdb_refuses_anonymous_writes_accepts_the_write_user_and_not_the_re
 
 
 def test_nginx_serves_an_uploaded_file_and_refuses_uploads_without_the_uploader(address):
+    """The uploader (client.toml) may PUT models, the workers may not; nobody may write env/ or wheels/ over HTTP:
+    push-env writes them on the master, so a leaked client.toml cannot change the code the workers run."""
     url = f"http://{address}:8080/models/probe.inp"
     body = b"[TITLE]\nprobe\n"
     assert requests.put(url, data=body, timeout=10).status_code == 401
@@ -84,6 +108,13 @@ def test_nginx_serves_an_uploaded_file_and_refuses_uploads_without_the_uploader(
     assert requests.get(url, timeout=10).status_code == 401
     served = requests.get(url, auth=("cloudburst", password("files_reader_password")), timeout=10)
     assert served.status_code == 200 and served.content == body
+    uploader = ("uploader", password("files_uploader_password"))
+    for path in ("env/probe.txt", "wheels/probe.txt", "env/current", "probe.txt"):
+        assert requests.put(f"http://{address}:8080/{path}", data=b"x", auth=uploader, timeout=10).status_code == 403
+        assert requests.delete(f"http://{address}:8080/{path}", auth=uploader, timeout=10).status_code == 403
+    analyst = ("analyst", password("files_analyst_password"))
+    assert requests.get(url, auth=analyst, timeout=10).status_code == 401  # the analyst reads results only
+    assert requests.put(url, data=body, auth=analyst, timeout=10).status_code == 401
 
 
 def test_the_results_store_takes_the_workers_writes_lists_as_json_and_refuses_anonymous_use(address):
@@ -94,6 +125,10 @@ def test_the_results_store_takes_the_workers_writes_lists_as_json_and_refuses_an
     listing = requests.get(f"http://{address}:8080/results/probe-ensemble/members/", auth=worker, timeout=10)
     assert listing.status_code == 200 and [entry["name"] for entry in listing.json()] == ["0000000-0000000.parquet"]
     assert requests.get(url, timeout=10).status_code == 401
+    analyst = ("analyst", password("files_analyst_password"))
+    assert requests.get(url, auth=analyst, timeout=10).status_code == 200
+    assert requests.put(url, data=b"PAR1", auth=analyst, timeout=10).status_code == 401
+    assert requests.delete(url, auth=analyst, timeout=10).status_code == 401
     uploader = ("uploader", password("files_uploader_password"))
     assert requests.delete(f"http://{address}:8080/results/probe-ensemble/", auth=uploader, timeout=10).status_code == 204
     assert requests.get(url, auth=worker, timeout=10).status_code == 404
@@ -113,7 +148,7 @@ def test_workers_wait_for_an_env_and_say_so(host):
 
 def test_data_written_before_a_forced_update(address):
     """Seeds the data tests/updated reads back after side_effect force_update.yml."""
-    assert redis.Redis(host=address, port=6379, password=password("redis_password")).set("survivor", "still-here")
+    assert redis.Redis(host=address, port=6379, username="admin", password=password("redis_password")).set("survivor", "still-here")
     assert influx_write(address, "cloudburst_writer", "influxdb_write_password").status_code == 204
 
 
@@ -132,7 +167,7 @@ def test_every_published_port_refuses_anonymous_use(address):
     for port, service in ports.items():
         if service == "redis":
             with pytest.raises(redis.AuthenticationError):
-                redis.Redis(host=address, port=port).keys("*")
+                redis.Redis(host=address, port=port).get("cloudburst:ensembles")
         else:
             paths = {"influxdb": "/query?q=SHOW+DATABASES", "nginx": "/env/current", "rq-dashboard": "/"}
             assert requests.get(f"http://{address}:{port}{paths[service]}", timeout=10).status_code == 401, service
@@ -142,7 +177,8 @@ def test_nginx_password_files_hash_at_crypts_own_cost_it_checks_on_every_request
     """SHA-512 crypt at 5,000 rounds ($6$salt$hash, no rounds= field): at passlib's default 656,000 every
     authenticated request cost Nginx 0.45 s of CPU (a results GET, a batch PUT, a model download)."""
     nginx = host.check_output("docker ps -q --filter label=com.docker.swarm.service.name=cloudburst_nginx").strip()
-    for name in ("files_htpasswd_readers", "files_htpasswd_uploaders", "files_htpasswd_results_writers"):
+    for name in ("files_htpasswd_readers", "files_htpasswd_uploaders", "files_htpasswd_results_writers",
+                 "files_htpasswd_results_readers"):
         lines = host.check_output(f"docker exec {nginx} cat /run/secrets/{name}").split()
         assert lines and all(line.split(":", 1)[1].startswith("$6$") and "rounds=" not in line for line in lines), name
 

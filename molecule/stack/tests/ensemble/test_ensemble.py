@@ -11,7 +11,7 @@ import pytest
 import wntr
 import yaml
 from cloudburst import Client
-from stack_view import MASTER, WORKERS, client_settings, cloudburst
+from stack_view import CLIENT_CONFIG, MASTER, WORKERS, client_settings, cloudburst
 
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
@@ -157,6 +157,24 @@ def test_results_gives_the_clusters_percentiles_of_the_stored_series(submitted, 
         assert float(row["min"]) == ordered[0] and float(row["max"]) == ordered[-1]
         for percentile in (5, 50, 95):  # InfluxDB's nearest rank: index floor(n p / 100 + 0.5) - 1
             assert float(row[f"p{percentile}"]) == ordered[int(np.floor(MEMBERS * percentile / 100 + 0.5)) - 1]
+
+
+def test_the_read_only_settings_read_results_and_statistics_and_change_nothing(submitted, cluster, tmp_path):
+    """reader.toml (site.yml writes it beside client.toml: Redis's reader, Nginx's analyst, InfluxDB's read user)
+    lists and reads an ensemble; submitting, deleting or uploading is refused with a sentence, and nothing changes."""
+    reader = {"CLOUDBURST_CONFIG": str(CLIENT_CONFIG.with_name("reader.toml"))}
+    listed = cloudburst("list", env=reader)
+    assert listed.returncode == 0 and NAME in listed.stdout, listed.stderr
+    table = tmp_path / "read.csv"
+    read = cloudburst("results", NAME, "--element", "node:123", "--attribute", "pressure", "--csv", str(table),
+                      env=reader)
+    assert read.returncode == 0 and len(list(csv.DictReader(table.open()))) > 0, read.stderr
+    submit = cloudburst("submit", str(MODEL), str(REPO / "files" / "scenarios" / "net3-demand-roughness.yml"),
+                        "--name", "by-the-reader", env=reader)
+    assert submit.returncode == 3 and "refused" in submit.stderr and len(submit.stderr.strip().splitlines()) == 1, submit
+    deleted = cloudburst("delete", NAME, "--yes", env=reader)
+    assert deleted.returncode != 0 and "refused" in deleted.stderr, deleted
+    assert cluster.ensemble(NAME).status().finished == MEMBERS and "by-the-reader" not in cluster.records.names()
 
 
 TINY_MEMBERS = 100_000

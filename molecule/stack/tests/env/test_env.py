@@ -65,7 +65,7 @@ def test_a_second_push_changes_nothing():
 
 def test_workers_on_both_nodes_run_epanet_jobs_end_to_end():
     address = master_address()
-    connection = redis.Redis(host=address, port=6379, password=password("redis_password"))
+    connection = redis.Redis(host=address, port=6379, username="admin", password=password("redis_password"))
     deadline = time.monotonic() + 300  # each node downloads and installs the env (~100 MB of wheels)
     while len({worker.name.split(".")[0] for worker in Worker.all(connection=connection)}) < 2:
         assert time.monotonic() < deadline, "workers on both nodes did not start within 300 s"

@@ -83,8 +83,8 @@ def settings() -> Settings:
 @functools.cache
 def connection() -> redis.Redis:
     current = settings()
-    return redis.Redis.from_url(current.redis_url, password=current.redis_password, socket_timeout=5,
-                                socket_connect_timeout=5)
+    return redis.Redis.from_url(current.redis_url, username=current.redis_user or None,
+                                password=current.redis_password, socket_timeout=5, socket_connect_timeout=5)
 
 
 def docker(*args: str) -> str:

@@ -45,7 +45,7 @@ def test_no_task_on_the_other_hosts_was_replaced_by_adding_a_host():
 
 def test_the_added_host_takes_jobs():
     address = master_address()
-    connection = redis.Redis(host=address, port=6379, password=password("redis_password"))
+    connection = redis.Redis(host=address, port=6379, username="admin", password=password("redis_password"))
     deadline = time.monotonic() + 300  # the new host downloads and installs the env first
     # Worker containers take their node's name: RQ worker names and status records say which host ran a job.
     while not any(worker.name.split(".")[0] == ADDED for worker in Worker.all(connection=connection)):

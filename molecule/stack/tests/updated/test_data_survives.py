@@ -12,7 +12,7 @@ def test_redis_and_influxdb_tasks_were_replaced():
 
 
 def test_redis_keeps_its_data_through_a_forced_update():
-    client = redis.Redis(host=master_address(), port=6379, password=password("redis_password"))
+    client = redis.Redis(host=master_address(), port=6379, username="admin", password=password("redis_password"))
     assert client.get("survivor") == b"still-here"
 
 
