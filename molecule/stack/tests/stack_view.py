@@ -21,8 +21,8 @@ def password(name: str) -> str:
     return (SECRETS / name).read_text().strip()
 
 
-# The stack's 14 generated passwords, and the registry's password, password file and two private keys.
-SECRET_COUNT = 18
+# The stack's 13 generated passwords, and the registry's password, password file and two private keys.
+SECRET_COUNT = 17
 
 
 def secret_values() -> list[str]:
