@@ -1,7 +1,8 @@
 """Benchmark: enqueueing 100,000 ensemble members into a real Redis on loopback.
 
 Compares CloudBurst's path (members cut into batch jobs, the batches' job hashes and their planned members
-written in pipelined chunks) with RQ's own enqueue_many of one job per member (the path before batches) and with
+written in pipelined chunks), over TLS as deployed (rediss://, verified against a CA made here) and in plain text,
+with RQ's own enqueue_many of one job per member (the path before batches) and with
 a pipelined raw LPUSH of every member's payload (no job hashes: what Redis itself takes). Members are drawn from
 the demo's scenario (files/scenarios/net3-demand-roughness.yml) beforehand; the figures are making the batches
 and enqueueing. Prints members per second.
@@ -30,7 +31,7 @@ from cloudburst.plan.scenarios import generate  # noqa: E402
 from cloudburst.schema.batch import make_batch, split  # noqa: E402
 from cloudburst.schema.queues import ENTRY_POINT, JobPolicy, job_id, open_queue  # noqa: E402
 from cloudburst.state.ledger import Ledger  # noqa: E402
-from services import redis_server  # noqa: E402
+from services import redis_server, tls_material  # noqa: E402
 from verdict import verdict  # noqa: E402
 
 
@@ -48,10 +49,13 @@ def main() -> None:
     generate_s = time.perf_counter() - started
     policy = JobPolicy()
     figures: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory() as scratch, redis_server(Path(scratch)) as url:
-        connection = Redis.from_url(url)
-        paths = ("cloudburst batches", "rq enqueue_many", "raw pipelined LPUSH")
+    with tempfile.TemporaryDirectory() as scratch, redis_server(Path(scratch)) as url, \
+            redis_server(Path(scratch), tls=tls_material(Path(scratch))) as tls_url:
+        plain = Redis.from_url(url)
+        over_tls = Redis.from_url(tls_url, ssl_ca_certs=str(Path(scratch) / "cluster-ca.crt"))
+        paths = ("cloudburst batches over TLS", "cloudburst batches", "rq enqueue_many", "raw pipelined LPUSH")
         for name in [name for _ in range(args.rounds) for name in paths]:
+            connection = over_tls if name.endswith("TLS") else plain
             connection.flushdb()
             started = time.perf_counter()
             if name.startswith("cloudburst"):
@@ -85,7 +89,10 @@ def main() -> None:
         rates[name] = len(documents) / seconds
         print(f"  {name:<28} {seconds:6.2f} s  {rates[name]:9,.0f} members/s  (rounds: "
               f"{', '.join(f'{len(documents) / t:,.0f}' for t in timings)})")
-    print(verdict("cloudburst enqueue", rates["cloudburst batches"], 100_000, at_least=True, unit=" members/s"))
+    print(f"  TLS costs {100 * (1 - rates['cloudburst batches over TLS'] / rates['cloudburst batches']):.1f} % of "
+          "the plain-text rate")
+    print(verdict("cloudburst enqueue over TLS", rates["cloudburst batches over TLS"], 100_000, at_least=True,
+                  unit=" members/s"))
 
 
 if __name__ == "__main__":

@@ -99,23 +99,31 @@ def store_bytes_per_s(client: cloudburst.Client) -> float:
     return rate
 
 
-def replay_rate(cluster: dict, members: int, batch_members: int, runners: int) -> tuple[float, int]:
-    """Members per second the master's Redis recorded with runners doing only a batch's Redis side, and how many
-    were recorded (every one, or the replay failed)."""
+def redis_cpu_s(connection: Redis) -> float:
+    """CPU seconds the Redis server has used (user and system), from its own INFO."""
+    cpu = connection.info("cpu")
+    return cpu["used_cpu_user"] + cpu["used_cpu_sys"]
+
+
+def replay_rate(cluster: dict, members: int, batch_members: int, runners: int) -> tuple[float, int, float]:
+    """Members per second the master's Redis recorded with runners doing only a batch's Redis side, how many were
+    recorded (every one, or the replay failed), and the Redis server's CPU microseconds per member recorded."""
     scenario = yaml.safe_load((REPO / "files" / "scenarios" / "net3-demand-roughness.yml").read_text())
     scenario.update(members=members, batch={"members": batch_members}, output={})
     client = cloudburst.Client(client_settings(cluster))
     workers = start_workers(cluster, runners, env_dirs=(REPO / "bench" / "replay_env",), preload=("worker",))
     try:
         time.sleep(3)  # the runners started and idle, as in a running cluster
+        cpu_before = redis_cpu_s(cluster["redis"])
         started = time.perf_counter()
         ensemble = client.submit(MODEL, scenario, name="load-replay")
         while (progress := ensemble.status()).finished < members:
             time.sleep(0.05)
         seconds = time.perf_counter() - started
+        cpu_us = (redis_cpu_s(cluster["redis"]) - cpu_before) * 1e6 / progress.finished
     finally:
         stop(workers)
-    return members / seconds, progress.finished
+    return members / seconds, progress.finished, cpu_us
 
 
 def measure(label: str, outputs: dict, members: int, cluster: dict, log: Path) -> dict[str, float]:
@@ -160,7 +168,13 @@ def main() -> None:
             redis_capacity = redis_commands_per_s(connection)
             store_capacity = store_bytes_per_s(results["summary only"]["client"])
             batch_members = max(1, round(args.members / results["summary only"]["batches"]))
-            replayed_rate, replayed = replay_rate(cluster, args.replay_members, batch_members, args.replay_runners)
+            replayed_rate, replayed, replayed_cpu_us = replay_rate(cluster, args.replay_members, batch_members,
+                                                                   args.replay_runners)
+            # The same replay with Redis and Nginx speaking TLS only, the client and the runners verifying them.
+            (Path(scratch) / "tls-cluster").mkdir()
+            with local_cluster(Path(scratch) / "tls-cluster", influx, tls=True) as secured:
+                tls_rate, tls_replayed, tls_cpu_us = replay_rate(secured, args.replay_members, batch_members,
+                                                                 args.replay_runners)
     print(f"load on the master per member: Net3 24 h, {args.members} members, 2 worker processes on this host")
     print(f"  {'outputs':<14} {'batches':>7} {'Redis cmds':>10} {'Redis bytes':>11} {'store in':>10} "
           f"{'Nginx out':>9} {'Influx pts':>10} {'stored B':>9} {'members/s':>9}")
@@ -187,6 +201,11 @@ def main() -> None:
           f"full series ~{min(redis_bound, store_bound) / (16 * series_core):.1f} hosts")
     print(verdict("Redis commands per member", summary["redis_commands"], 3, at_least=False))
     print(verdict("members/s the master's Redis recorded (measured replay)", replayed_rate, 20_000, at_least=True))
+    print(f"the replay with TLS on (rediss://, verified) and off, same run: {tls_replayed:,} vs {replayed:,} members, "
+          f"{tls_rate:,.0f} vs {replayed_rate:,.0f} members/s, Redis CPU {tls_cpu_us:.1f} vs {replayed_cpu_us:.1f} µs "
+          "per member recorded")
+    print(verdict("growth of the master's Redis CPU per member with TLS (%)",
+                  100 * (tls_cpu_us / replayed_cpu_us - 1), 20, at_least=False))
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def s3_server(directory: Path) -> Iterator[str]:
     log = open(directory / "moto.log", "wb")
     process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                                stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         _wait_until(lambda: requests.get(url, timeout=1).status_code < 500, process, "moto_server")
         yield url
@@ -124,6 +124,42 @@ def s3_server(directory: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+def tls_material(directory: Path, name: str = "cluster", expired: bool = False) -> dict[str, Path]:
+    """A CA and a server certificate it signs for 127.0.0.1 and localhost (one already expired when asked), as
+    role tls makes them: files ``<name>-ca.crt``, ``<name>-server.crt`` and ``<name>-server.key`` in directory."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=2))
+          .not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    valid_until = now - datetime.timedelta(hours=1) if expired else now + datetime.timedelta(days=1)
+    server = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+              .issuer_name(ca_name).public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(valid_until)
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                          x509.DNSName("localhost")]), critical=False)
+              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    files = {"ca": directory / f"{name}-ca.crt", "cert": directory / f"{name}-server.crt",
+             "key": directory / f"{name}-server.key"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files["cert"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files["key"].write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+    return files
 
 
 REDIS_USERS = Path(__file__).resolve().parents[1] / "roles" / "stack" / "files" / "redis-users.conf"
@@ -141,13 +177,17 @@ def redis_acl(passwords: dict[str, str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def redis_server(directory: Path, password: str | None = None, users: dict[str, str] | None = None) -> Iterator[str]:
+def redis_server(directory: Path, password: str | None = None, users: dict[str, str] | None = None,
+                 tls: dict[str, Path] | None = None) -> Iterator[str]:
     """Debian's redis-server on a free loopback port; yields its URL (with the password, when one is set). With
     ``users`` (a password for each of the stack's Redis users), Redis has the stack's ACL users instead and the URL
-    names the admin user."""
+    names the admin user. With ``tls`` (tls_material's files) it speaks TLS only, as the stack's does (rediss://)."""
     port = free_port()
     args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
             "--save", "", "--appendonly", "no", "--logfile", str(directory / f"redis-{port}.log")]
+    if tls:
+        args[1:3] = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls["cert"]),
+                     "--tls-key-file", str(tls["key"]), "--tls-ca-cert-file", str(tls["ca"]), "--tls-auth-clients", "no"]
     if password:
         args += ["--requirepass", password]
     if users:
@@ -157,7 +197,7 @@ def redis_server(directory: Path, password: str | None = None, users: dict[str, 
         args = ["redis-server", str(config), *args[1:]]
     process = subprocess.Popen(args)
     auth = f"admin:{users['admin']}@" if users else f":{password}@" if password else ""
-    url = f"redis://{auth}127.0.0.1:{port}/0"
+    url = f"{'rediss' if tls else 'redis'}://{auth}127.0.0.1:{port}/0"
 
     def answers() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -173,7 +213,7 @@ def redis_server(directory: Path, password: str | None = None, users: dict[str, 
 
 @contextlib.contextmanager
 def nginx_server(root: Path, users: dict[str, str], uploads: bool = False, access_log: bool = False,
-                 results_writers: tuple[str, ...] = ()) -> Iterator[str]:
+                 results_writers: tuple[str, ...] = (), tls: dict[str, Path] | None = None) -> Iterator[str]:
     """Debian's nginx on a free loopback port serving root to the given users (basic auth), taking PUT uploads
     under /models/ when asked, and, with results writers, the results store under /results/ as the stack's Nginx
     serves it (WebDAV PUT and DELETE for those users, JSON listings); yields its URL."""
@@ -205,7 +245,8 @@ http {{
   uwsgi_temp_path {work}/uwsgi;
   scgi_temp_path {work}/scgi;
   server {{
-    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{port}{" ssl" if tls else ""};
+    {f"ssl_certificate {tls['cert']}; ssl_certificate_key {tls['key']};" if tls else ""}
     root {root};
     auth_basic "CloudBurst files";
     auth_basic_user_file {work}/htpasswd;
@@ -216,9 +257,11 @@ http {{
 """)
     process = subprocess.Popen(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
-        _wait_until(lambda: requests.get(url, timeout=1).status_code in (401, 403, 404), process, "nginx")
+        verify = str(tls["ca"]) if tls else True
+        _wait_until(lambda: requests.get(url, timeout=1, verify=verify).status_code in (401, 403, 404), process,
+                    "nginx")
         yield url
     finally:
         process.terminate()

@@ -33,6 +33,7 @@ class _Model(BaseModel):
 class DatasourceJson(_Model):
     dbName: str
     httpMode: Literal["GET", "POST"]
+    tlsAuthWithCACert: bool = False
 
 
 class Datasource(_Model):
@@ -43,7 +44,7 @@ class Datasource(_Model):
     url: HttpUrl
     user: str
     jsonData: DatasourceJson
-    secureJsonData: dict[Literal["password"], str]
+    secureJsonData: dict[Literal["password", "tlsCACert"], str]
 
 
 class DatasourceFile(_Model):
@@ -117,9 +118,13 @@ def load_yaml(path: Path) -> Any:
 def test_the_datasource_file_matches_grafanas_schema_and_the_stack():
     provisioned = DatasourceFile.model_validate(load_yaml(GRAFANA / "provisioning" / "datasources" / "cloudburst.yml"))
     source = provisioned.datasources[0]
-    assert str(source.url).rstrip("/") == "http://influxdb:8086"  # the stack's service name and port
-    # The password comes from the read-only user's secret, which the stack mounts into Grafana.
+    assert str(source.url).rstrip("/") == "https://influxdb:8086"  # the stack's service name and port, over TLS
+    # The password comes from the read-only user's secret, which the stack mounts into Grafana; InfluxDB's
+    # certificate is verified against the cluster's CA, mounted there too.
     assert source.secureJsonData["password"] == "$__file{/run/secrets/influxdb_read_password}"
+    assert source.jsonData.tlsAuthWithCACert and source.secureJsonData["tlsCACert"] == "$__file{/cloudburst/tls/ca.crt}"
+    grafana = STACK_TEMPLATE.split("  grafana:", 1)[1].split("\n  worker:", 1)[0]
+    assert "target: /cloudburst/tls/ca.crt" in grafana
     grafana_service = STACK_TEMPLATE.split("  grafana:", 1)[1].split("\n  worker:", 1)[0]
     assert "influxdb_read_password" in grafana_service
     assert source.user == "$CLOUDBURST_INFLUXDB_READ_USER" and "CLOUDBURST_INFLUXDB_READ_USER:" in grafana_service

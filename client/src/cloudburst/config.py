@@ -31,7 +31,7 @@ class Settings:
     files_url: str                 # Nginx as the client reaches it: http://host:8080
     files_user: str                # the uploader
     files_password: str
-    cluster_files_url: str = "http://nginx:8080"  # Nginx as the workers reach it (job model URLs)
+    cluster_files_url: str = "https://nginx:8080"  # Nginx as the workers reach it (job model URLs)
     queue: str = "cloudburst"
     retention_days: str = "0"      # `cloudburst prune` deletes ensembles created longer ago (0: keep them all)
     results_url: str = ""          # the results store: default files_url + /results; or s3://bucket/prefix
@@ -39,6 +39,8 @@ class Settings:
     results_password: str = ""     # its password, or an S3 secret key (default: files_password)
     results_endpoint: str = ""     # an S3-compatible store's endpoint URL (default: AWS)
     redis_user: str = ""           # Redis's ACL user (site.yml writes "submitter"); empty: the password-only default
+    ca_file: str = ""              # the cluster's CA (site.yml writes ca.crt beside client.toml): rediss:// and
+                                   # https:// servers are verified against it; a relative path is the file's own dir
 
     @classmethod
     def load(cls, path: Path | None = None, profile: str | None = None) -> "Settings":
@@ -57,6 +59,8 @@ class Settings:
                 known = ", ".join(sorted(profiles)) or "none"
                 raise ConfigError(f"{path} has no profile {profile!r} (profiles: {known})")
             values.update({key: str(value) for key, value in profiles[profile].items()})
+        if values.get("ca_file") and not Path(values["ca_file"]).expanduser().is_absolute():
+            values["ca_file"] = str(path.parent / values["ca_file"])  # beside the file that names it
         for field in fields(cls):
             override = os.environ.get(f"CLOUDBURST_{field.name.upper()}")
             if override is not None:

@@ -59,14 +59,34 @@ class MemberFailed(CloudBurstError, RuntimeError):
     """A member that could not run; the message is the reason recorded in its status."""
 
 
+def _certificate_refused(error: BaseException) -> str | None:
+    """The verification failure inside a connection error (a server whose certificate the CA did not sign, an
+    expired one, a name it was not issued for), or None when the error is not that."""
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" not in text and "certificate verify failed" not in text:
+        return None
+    reason = text.split("certificate verify failed:", 1)[-1].split("(_ssl.c", 1)[0].strip(" .')\"")
+    return reason or "certificate verify failed"
+
+
 @contextlib.contextmanager
-def service_errors(service: str, url: str) -> Iterator[None]:
-    """Turn Redis and HTTP client failures inside the block into a ServiceError naming the service and URL."""
+def service_errors(service: str, url: str, ca_file: str | None = None) -> Iterator[None]:
+    """Turn Redis and HTTP client failures inside the block into a ServiceError naming the service and URL (and,
+    for a certificate the client cannot verify, the CA it verified against)."""
     # Imported here: the CLI's first steps (--help, --version) raise and catch these errors without either client.
     import redis
     import requests
     try:
-        yield
+        try:
+            yield
+        except (redis.ConnectionError, requests.exceptions.SSLError) as error:
+            reason = _certificate_refused(error)
+            if reason is None:
+                raise
+            trusted = f"the CA in {ca_file}" if ca_file else "the system's CAs (no ca_file set)"
+            raise ServiceError(f"{service} at {url} presents a certificate that {trusted} does not vouch for "
+                               f"({reason}): is ca_file this cluster's CA (site.yml writes it beside client.toml)?"
+                               ) from None
     except redis.AuthenticationError:
         raise ServiceError(f"{service} at {url} refused the user name or password") from None
     except redis.exceptions.NoPermissionError as error:
@@ -89,7 +109,8 @@ def redis_errors(method: _Method) -> _Method:
     holds the ``services``, whose settings name it). HTTP services name themselves."""
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with service_errors("Redis", self.services.settings.redis_url):
+        settings = self.services.settings
+        with service_errors("Redis", settings.redis_url, settings.ca_file or None):
             return method(self, *args, **kwargs)
     return wrapper  # type: ignore[return-value]
 

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,7 @@ class Settings:
     poll_s: float
     username: str | None = None
     password: str | None = None
+    ca_file: str | None = None  # the cluster's CA: an https files_url is verified against it
 
     @classmethod
     def from_environment(cls) -> "Settings":
@@ -65,7 +67,8 @@ class Settings:
                    processes=processes,
                    poll_s=float(env("CLOUDBURST_POLL_S", "10")),
                    username=env("CLOUDBURST_FILES_USER"),
-                   password=Path(password_file).read_text().strip() if password_file else None)
+                   password=Path(password_file).read_text().strip() if password_file else None,
+                   ca_file=env("CLOUDBURST_CA_FILE"))
 
 
 class Files:
@@ -73,6 +76,7 @@ class Files:
 
     def __init__(self, settings: Settings):
         self.base = settings.files_url
+        self.tls = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
         self.headers = {}
         if settings.username:
             token = base64.b64encode(f"{settings.username}:{settings.password or ''}".encode()).decode()
@@ -80,7 +84,7 @@ class Files:
 
     def get(self, path: str, timeout_s: float = 60) -> bytes:
         request = urllib.request.Request(f"{self.base}/{path}", headers=self.headers)
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=self.tls) as response:
             return response.read()
 
     def current_version(self) -> str | None:

@@ -154,6 +154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=env("CLOUDBURST_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--redis-user", default=env("CLOUDBURST_REDIS_USER"), help="Redis's ACL user (the workers')")
     parser.add_argument("--redis-password-file", default=env("CLOUDBURST_REDIS_PASSWORD_FILE"))
+    parser.add_argument("--ca-file", default=env("CLOUDBURST_CA_FILE"),
+                        help="the cluster's CA: a rediss:// server is verified against it")
     parser.add_argument("--queue", action="append", dest="queues",
                         help="queue to take jobs from, first named first (default: cloudburst)")
     parser.add_argument("--preload", action="append",
@@ -191,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     declared = Declared.from_manifest(args.env_manifest)
     preload(args.preload)
     log.info("preloaded %s", ", ".join(args.preload))
+    tls = {"ssl_ca_certs": args.ca_file} if args.ca_file and args.redis_url.startswith("rediss://") else {}
     connection = Redis.from_url(args.redis_url, username=args.redis_user or None,
-                                password=read_secret(args.redis_password_file))
+                                password=read_secret(args.redis_password_file), **tls)
     worker = PreloadedWorker(
         args.queues,
         name=args.name or f"{socket.gethostname()}.{os.getpid()}",

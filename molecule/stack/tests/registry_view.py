@@ -15,7 +15,7 @@ def registry_address() -> str:
 
 
 def cluster_ca() -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(SECRETS / "registry-ca.crt"))
+    return ssl.create_default_context(cafile=str(SECRETS / "cluster-ca.crt"))
 
 
 def registry_get(path: str, *, login: bool = True, context: ssl.SSLContext | None = None) -> dict:

@@ -9,6 +9,8 @@ import testinfra
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
+# The cluster's CA (role tls): every service's certificate is verified against it.
+CA = str(SECRETS / "cluster-ca.crt")
 MASTER = "cb-stack-master"
 WORKERS = ["cb-stack-worker1", "cb-stack-worker2"]
 
@@ -21,8 +23,9 @@ def password(name: str) -> str:
     return (SECRETS / name).read_text().strip()
 
 
-# The stack's 13 generated passwords, and the registry's password, password file and two private keys.
-SECRET_COUNT = 17
+# The stack's 13 generated passwords, the registry's password, password file and key, the cluster CA's key and the
+# master's key.
+SECRET_COUNT = 18
 
 
 def secret_values() -> list[str]:
@@ -57,6 +60,27 @@ def tasks(service: str, desired: str = "running") -> list[dict]:
 
 
 CLIENT_CONFIG = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "client.toml"  # site.yml writes it
+
+
+def playbook(path: str, *extra: str) -> subprocess.CompletedProcess:
+    """One of the repository's playbooks run against the scenario's hosts, as a user runs it."""
+    repo = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(repo / "roles"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_CONFIG": str(repo / "ansible.cfg")}
+    return subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(repo / path), *extra],
+                          env=env, capture_output=True, text=True, timeout=1200, cwd=repo)
+
+
+def redis_as(user: str | None, secret: str | None = None, port: int = 6379) -> "redis.Redis":
+    """Redis on the master over TLS (verified against the cluster's CA) as one of its users, or none."""
+    import redis
+    return redis.Redis(host=master_address(), port=port, ssl=True, ssl_ca_certs=CA, username=user,
+                       password=password(secret) if secret else None, socket_timeout=10)
+
+
+def redis_user(name: str) -> "redis.Redis":
+    """Redis as one of the stack's users with its own password (admin's is redis_password)."""
+    return redis_as(name, "redis_password" if name == "admin" else f"redis_{name}_password")
 
 
 def client_env(**overrides: str) -> dict[str, str]:

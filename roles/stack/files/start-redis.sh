@@ -1,12 +1,18 @@
 #!/bin/sh
-# Redis with AOF persistence and one ACL user per role (redis-users.conf); the default user is off. Passwords go
+# Redis over TLS only (the master's certificate), with AOF persistence and one ACL user per role (redis-users.conf); the default user is off. Passwords go
 # through a private file as SHA-256 hashes, never the command line.
 set -eu
 umask 077
 conf=$(mktemp)
 {
   echo "bind 0.0.0.0"
-  echo "port 6379"
+  echo "port 0"
+  echo "tls-port 6379"
+  echo "tls-cert-file /cloudburst/tls/server.crt"
+  echo "tls-key-file /run/secrets/tls_server_key"
+  echo "tls-ca-cert-file /cloudburst/tls/ca.crt"
+  echo "tls-auth-clients no"
+  echo "tls-protocols \"TLSv1.2 TLSv1.3\""
   echo "dir /data"
   echo "appendonly yes"
   echo "appendfsync everysec"

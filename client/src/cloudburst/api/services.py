@@ -13,6 +13,7 @@ from cloudburst.config import Settings
 from cloudburst.lazy import lazy
 from cloudburst.schema.queues import open_queue
 from cloudburst.state.files import ModelStore, model_input, results_credentials, results_url
+from cloudburst.state.https import cluster_session
 from cloudburst.state.influx import InfluxQuery
 from cloudburst.state.ledger import Ledger
 from cloudburst.state.records import Records
@@ -40,13 +41,16 @@ class Services:
     @classmethod
     def connect(cls, settings: Settings) -> Services:
         """Every service's client (no connection is opened until first used)."""
+        verified = settings.ca_file and settings.redis_url.startswith("rediss:")
+        tls = {"ssl_ca_certs": settings.ca_file} if verified else {}
         redis = Redis.from_url(settings.redis_url, username=settings.redis_user or None,
-                               password=settings.redis_password or None, socket_connect_timeout=5)
+                               password=settings.redis_password or None, socket_connect_timeout=5, **tls)
         return cls(settings=settings, redis=redis, queue=open_queue(redis, settings.queue), records=Records(redis),
                    ledger=Ledger(redis), models=ModelStore(settings),
-                   store=open_store(results_url(settings), results_credentials(settings), settings.results_endpoint),
+                   store=open_store(results_url(settings), results_credentials(settings), settings.results_endpoint,
+                                    ca_file=settings.ca_file or None),
                    influx=InfluxQuery(settings.influx_url, settings.influx_db, settings.influx_user,
-                                      settings.influx_password))
+                                      settings.influx_password, session=cluster_session(settings.ca_file or None)))
 
     @functools.cached_property
     def results(self) -> reader.ResultsReader:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     pass
 
 from cloudburst.errors import ConfigError, ServiceError, refused, service_errors
+from cloudburst.state.https import cluster_session, trusted_ca
 
 log = logging.getLogger(__name__)
 SERIES_DIR, MEMBERS_DIR = "series", "members"
@@ -80,13 +81,13 @@ def relative_path(ensemble: str, directory: str = "", batch: str | None = None, 
 
 
 def open_store(url: str, credentials: tuple[str, str] | None, endpoint: str = "",
-               retry_for_s: float = 0.0) -> ResultsStore:
+               retry_for_s: float = 0.0, ca_file: str | None = None) -> ResultsStore:
     """The store at url: ``s3://bucket/prefix`` an S3-compatible object store (at ``endpoint``, e.g.
     ``https://minio.example:9000``; credentials: access key and secret), ``http(s)://`` the stack's WebDAV store
-    (credentials: user and password)."""
+    (credentials: user and password; an https store verified against ``ca_file``, the cluster's CA)."""
     if url.startswith("s3://"):
         return S3Store(url, credentials, endpoint or None, retry_for_s)
-    return WebDavStore(url, credentials, retry_for_s=retry_for_s)
+    return WebDavStore(url, credentials, session=cluster_session(ca_file), retry_for_s=retry_for_s)
 
 
 def _retrying(what: Callable[[], _T], retry_for_s: float, retry_if: Callable[[ServiceError], bool]) -> _T:
@@ -138,7 +139,7 @@ class WebDavStore:
     def _put(self, location: str, data: bytes) -> None:
         def attempt() -> None:
             try:
-                with service_errors(SERVICE, self.url):
+                with service_errors(SERVICE, self.url, trusted_ca(self.session)):
                     response = self.session.put(location, data=data, timeout=self.timeouts)
             except ServiceError as unreachable:
                 raise _Retryable(str(unreachable)) from None
@@ -154,7 +155,7 @@ class WebDavStore:
 
     def listing(self, ensemble: str, directory: str = MEMBERS_DIR) -> dict[str, int]:
         """``batches`` with each file's size in bytes (Nginx's JSON index)."""
-        with service_errors(SERVICE, self.url):
+        with service_errors(SERVICE, self.url, trusted_ca(self.session)):
             response = self.session.get(self._location(ensemble, directory), timeout=self.timeouts)
         if response.status_code == 404:
             return {}
@@ -165,7 +166,7 @@ class WebDavStore:
 
     def read(self, ensemble: str, directory: str, batch: str) -> bytes | None:
         """A batch's file, or None when it is not there (a batch without series, or deleted meanwhile)."""
-        with service_errors(SERVICE, self.url):
+        with service_errors(SERVICE, self.url, trusted_ca(self.session)):
             response = self.session.get(self._location(ensemble, directory, batch), timeout=self.timeouts)
         if response.status_code == 404:
             return None
@@ -177,7 +178,7 @@ class WebDavStore:
         """Bytes the ensemble's files take."""
         total = 0
         for directory in (SERIES_DIR, MEMBERS_DIR):
-            with service_errors(SERVICE, self.url):
+            with service_errors(SERVICE, self.url, trusted_ca(self.session)):
                 response = self.session.get(self._location(ensemble, directory), timeout=self.timeouts)
             if response.status_code == 200:
                 total += sum(int(entry.get("size", 0)) for entry in response.json() if entry.get("type") == "file")
@@ -185,7 +186,7 @@ class WebDavStore:
 
     def delete(self, ensemble: str) -> bool:
         """Remove every file of the ensemble; returns whether there were any."""
-        with service_errors(SERVICE, self.url):
+        with service_errors(SERVICE, self.url, trusted_ca(self.session)):
             response = self.session.delete(self._location(ensemble), timeout=self.timeouts)
         if response.status_code == 404:
             return False

@@ -24,6 +24,7 @@ import requests
 from cloudburst.errors import ConfigError, InputError
 from cloudburst.schema.queues import MANIFEST_CALLABLES
 from cloudburst.state.files import model_path
+from cloudburst.state.https import cluster_session
 from cloudburst.state.influx import InfluxWriter
 from cloudburst.state.models import ModelCache
 from cloudburst.state.store import ResultsStore, open_store
@@ -69,8 +70,14 @@ def _files_credentials() -> tuple[str, str] | None:
     return (user, secret("CLOUDBURST_FILES_PASSWORD_FILE") or "") if user else None
 
 
+def ca_file() -> str | None:
+    """The cluster's CA the stack mounts (``CLOUDBURST_CA_FILE``): its https and rediss servers are verified
+    against it."""
+    return os.environ.get("CLOUDBURST_CA_FILE") or None
+
+
 def model_session() -> requests.Session:
-    session = requests.Session()
+    session = cluster_session(ca_file())
     url, credentials = files_url(), _files_credentials()
     if url and credentials:
         session.auth = _FilesAuth(url, *credentials)
@@ -92,7 +99,7 @@ def results_store() -> ResultsStore | None:
     credentials = (user, secret("CLOUDBURST_RESULTS_PASSWORD_FILE") or "") if user else _files_credentials()
     return open_store(url, credentials, os.environ.get("CLOUDBURST_RESULTS_ENDPOINT", ""),
                       # long enough to ride out a restart of the master's file service rather than fail a batch
-                      retry_for_s=float(os.environ.get("CLOUDBURST_STORE_RETRY_S", "300")))
+                      retry_for_s=float(os.environ.get("CLOUDBURST_STORE_RETRY_S", "300")), ca_file=ca_file())
 
 
 @functools.cache
@@ -104,7 +111,8 @@ def influx_writer() -> InfluxWriter | None:
     return InfluxWriter(url=url, db=os.environ.get("CLOUDBURST_INFLUX_DB", "cloudburst"),
                         username=os.environ.get("CLOUDBURST_INFLUX_USER"),
                         password=secret("CLOUDBURST_INFLUX_PASSWORD_FILE"),
-                        retry_for_s=float(os.environ.get("CLOUDBURST_INFLUX_RETRY_S", "300")))
+                        retry_for_s=float(os.environ.get("CLOUDBURST_INFLUX_RETRY_S", "300")),
+                        session=cluster_session(ca_file()))
 
 
 def model_file(sha256: str) -> Path:

@@ -11,20 +11,13 @@ import pytest
 import yaml
 from cloudburst import Client
 from cloudburst.state.store import MEMBERS_DIR, SERIES_DIR
-from stack_view import MASTER, client_settings, cloudburst, cluster_host
+from stack_view import MASTER, client_settings, cloudburst, cluster_host, playbook
 
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
 EARLIER = "e2e-300"  # tests/ensemble's
 QUEUED = f"queued-at-backup-{int(time.time())}"
 VOLUMES = ["cloudburst_redis-data", "cloudburst_influxdb-data", "cloudburst_files"]
-
-
-def playbook(path: str, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
-    return subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(REPO / path), *extra],
-                          env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
 
 
 def wait_for(what: str, condition, timeout_s: float, poll_s: float = 2.0):

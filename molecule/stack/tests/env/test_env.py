@@ -19,7 +19,7 @@ from cloudburst.state.reader import member_rows
 from cloudburst.state.store import WebDavStore
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
-from stack_view import MASTER, WORKERS, master_address, password
+from stack_view import CA, MASTER, WORKERS, master_address, password
 
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
@@ -32,8 +32,8 @@ def canonical(name: str) -> str:
 @pytest.fixture(scope="module")
 def files():
     session = requests.Session()
-    session.auth = ("cloudburst", password("files_reader_password"))
-    base = f"http://{master_address()}:8080"
+    session.auth, session.verify = ("cloudburst", password("files_reader_password")), CA
+    base = f"https://{master_address()}:8080"
     return lambda path: session.get(f"{base}/{path}", timeout=60)
 
 
@@ -65,20 +65,20 @@ def test_a_second_push_changes_nothing():
 
 def test_workers_on_both_nodes_run_epanet_jobs_end_to_end():
     address = master_address()
-    connection = redis.Redis(host=address, port=6379, username="admin", password=password("redis_password"))
+    connection = redis.Redis(host=address, port=6379, ssl=True, ssl_ca_certs=CA, username="admin", password=password("redis_password"))
     deadline = time.monotonic() + 300  # each node downloads and installs the env (~100 MB of wheels)
     while len({worker.name.split(".")[0] for worker in Worker.all(connection=connection)}) < 2:
         assert time.monotonic() < deadline, "workers on both nodes did not start within 300 s"
         time.sleep(2)
     model = (Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp").read_bytes()
     sha = hashlib.sha256(model).hexdigest()
-    uploaded = requests.put(f"http://{address}:8080/models/{sha}.inp", data=model,
-                            auth=("uploader", password("files_uploader_password")), timeout=60)
+    uploaded = requests.put(f"https://{address}:8080/models/{sha}.inp", data=model,
+                            auth=("uploader", password("files_uploader_password")), verify=CA, timeout=60)
     assert uploaded.status_code in (201, 204)
     queue = Queue("cloudburst", connection=connection, serializer=JSONSerializer)
     jobs = [queue.enqueue("worker.run", make_batch("molecule", [{
         "schema": "cloudburst.job/1", "ensemble": "molecule", "member": member,
-        "input": {"url": f"http://nginx:8080/models/{sha}.inp", "sha256": sha},
+        "input": {"url": f"https://nginx:8080/models/{sha}.inp", "sha256": sha},
         "run": {"alterations": [{"type": "demand_scale", "factor": 0.8 + 0.01 * member}]}}]))
         for member in range(40)]
     deadline = time.monotonic() + 120
@@ -88,6 +88,7 @@ def test_workers_on_both_nodes_run_epanet_jobs_end_to_end():
     assert [job.get_status() for job in jobs] == ["finished"] * 40, [job.exc_info for job in jobs if job.exc_info][:1]
     # Each batch's return names the host whose worker ran it: both worker hosts took jobs.
     assert {job.return_value()["worker"] for job in jobs} == set(WORKERS)
-    store = WebDavStore(f"http://{address}:8080/results", ("cloudburst", password("files_reader_password")))
+    store = WebDavStore(f"https://{address}:8080/results", ("cloudburst", password("files_reader_password")),
+                        session=cluster_session(CA))
     rows = member_rows(store, "molecule", store.batches("molecule"))
     assert rows["member"].tolist() == list(range(40)) and set(rows["status"]) == {"finished"}

@@ -10,6 +10,8 @@ import functools
 import io
 import json
 import os
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -30,7 +32,16 @@ from rq import Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
-from stack_view import MASTER, WORKERS, client_env, client_settings, cloudburst, cluster_host
+from stack_view import (
+    MASTER,
+    WORKERS,
+    client_env,
+    client_settings,
+    cloudburst,
+    cluster_host,
+    master_address,
+    playbook,
+)
 
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
@@ -83,7 +94,7 @@ def settings() -> Settings:
 @functools.cache
 def connection() -> redis.Redis:
     current = settings()
-    return redis.Redis.from_url(current.redis_url, username=current.redis_user or None,
+    return redis.Redis.from_url(current.redis_url, username=current.redis_user or None, ssl_ca_certs=current.ca_file,
                                 password=current.redis_password, socket_timeout=5, socket_connect_timeout=5)
 
 
@@ -99,8 +110,8 @@ def container_of(host: str, service: str) -> str:
 def services_answer() -> bool:
     current = settings()
     connection().ping()
-    ping = requests.get(f"{current.influx_url}/ping", timeout=5)
-    files = requests.get(f"{current.files_url}/env/current", timeout=5,
+    ping = requests.get(f"{current.influx_url}/ping", timeout=5, verify=current.ca_file)
+    files = requests.get(f"{current.files_url}/env/current", timeout=5, verify=current.ca_file,
                          auth=(current.files_user, current.files_password))
     return ping.status_code == 204 and files.status_code == 200
 
@@ -401,3 +412,31 @@ def test_the_master_host_power_cycled(ensemble_named):
     figures.update(queued_when_killed=queued_before, stack_back_s=round(back_s, 1),
                    members_finishing_again_s=round(resumed_s, 1))
     record("master host power-cycled", figures)
+
+
+def served_certificate(port: int) -> bytes:
+    """The certificate the master presents on a port, verified against the cluster's CA (DER)."""
+    context = ssl.create_default_context(cafile=settings().ca_file)
+    with socket.create_connection((master_address(), port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=master_address()) as connection:
+        return connection.getpeercert(binary_form=True)
+
+
+def test_the_masters_certificate_rotated_mid_ensemble(ensemble_named):
+    """playbooks/rotate-certificates.yml while an ensemble runs: Redis, InfluxDB and Nginx restart on a new
+    certificate from the same CA, the workers reconnect over TLS, every member finishes once, and the client's
+    ca.crt (unchanged) verifies the new certificate."""
+    run = ensemble_named("certificate-rotated")
+    before = {port: served_certificate(port) for port in (6379, 8086, 8080)}
+    ca_before = Path(settings().ca_file).read_bytes()
+    started = time.monotonic()
+    rotated = playbook("playbooks/rotate-certificates.yml")
+    assert rotated.returncode == 0, rotated.stdout[-3000:]
+    rotated_s = time.monotonic() - started
+    back_s = wait_for("the stack answers on the new certificate", services_answer, 300)
+    after = {port: served_certificate(port) for port in before}
+    assert all(after[port] != before[port] for port in before) and len(set(after.values())) == 1
+    assert Path(settings().ca_file).read_bytes() == ca_before
+    figures = run.assert_complete_once()
+    figures.update(rotation_playbook_s=round(rotated_s, 1), services_answer_after_s=round(back_s, 1))
+    record("master's certificate rotated mid-ensemble", figures)

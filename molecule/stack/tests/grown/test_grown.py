@@ -13,6 +13,7 @@ from cloudburst.schema.queues import job_id, open_queue
 from cloudburst.state.ledger import Ledger
 from rq import Worker
 from stack_view import (
+    CA,
     MASTER,
     WORKERS,
     assert_firewall_admits_exactly,
@@ -45,7 +46,7 @@ def test_no_task_on_the_other_hosts_was_replaced_by_adding_a_host():
 
 def test_the_added_host_takes_jobs():
     address = master_address()
-    connection = redis.Redis(host=address, port=6379, username="admin", password=password("redis_password"))
+    connection = redis.Redis(host=address, port=6379, ssl=True, ssl_ca_certs=CA, username="admin", password=password("redis_password"))
     deadline = time.monotonic() + 300  # the new host downloads and installs the env first
     # Worker containers take their node's name: RQ worker names and status records say which host ran a job.
     while not any(worker.name.split(".")[0] == ADDED for worker in Worker.all(connection=connection)):
@@ -53,10 +54,10 @@ def test_the_added_host_takes_jobs():
         time.sleep(2)
     model = (Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp").read_bytes()
     sha = hashlib.sha256(model).hexdigest()
-    assert requests.head(f"http://{address}:8080/models/{sha}.inp", timeout=30,
+    assert requests.head(f"https://{address}:8080/models/{sha}.inp", verify=CA, timeout=30,
                          auth=("cloudburst", password("files_reader_password"))).status_code == 200
     documents = [{"schema": "cloudburst.job/1", "ensemble": "grown", "member": member,
-                  "input": {"url": f"http://nginx:8080/models/{sha}.inp", "sha256": sha}} for member in range(60)]
+                  "input": {"url": f"https://nginx:8080/models/{sha}.inp", "sha256": sha}} for member in range(60)]
     queue = open_queue(connection)
     enqueue_batches(queue, Ledger(connection), "grown", (make_batch("grown", [document]) for document in documents))
     jobs = [queue.fetch_job(job_id("grown", batch_name(member, member))) for member in range(60)]
