@@ -8,12 +8,11 @@ import copy
 import csv
 import json
 
-import cloudburst
 import epanet.toolkit as tk
 import numpy as np
 import pytest
 from cloudburst.errors import InputError
-from local_cluster import cli, client_settings, start_workers, stop
+from local_cluster import cli
 from test_scenarios import NET3
 from wntr.epanet.util import FlowUnits, HydParam
 
@@ -90,18 +89,6 @@ def scenario(tmp_path, evaluations: int = 2400) -> dict:
                                  {"group": "idle", "nodes": IDLE, "low": 0.5, "high": 1.5}],
                       "observations": str(observed),
                       "optimizer": {"population": 10, "evaluations": evaluations, "seed": 2}}}
-
-
-@pytest.fixture
-def client(cluster) -> cloudburst.Client:
-    return cloudburst.Client(client_settings(cluster))
-
-
-@pytest.fixture
-def workers(cluster):
-    running = start_workers(cluster)
-    yield running
-    stop(running)
 
 
 def test_a_synthetic_calibration_recovers_its_factors_and_flags_the_zone_it_cannot_tell(cluster, client, workers,

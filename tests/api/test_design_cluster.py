@@ -10,13 +10,12 @@ import json
 import re
 from pathlib import Path
 
-import cloudburst
 import epanet.toolkit as tk
 import numpy as np
 import pytest
 import yaml
 from cloudburst.errors import InputError
-from local_cluster import cli, client_settings, start_workers, stop
+from local_cluster import cli
 from wntr.epanet.util import FlowUnits, HydParam
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,18 +69,6 @@ def plain_hanoi(diameters_mm: dict[str, float], change=None) -> tuple[float, dic
     tk.close(project)
     tk.deleteproject(project)
     return cost, pressures, surplus / (supplied - required)
-
-
-@pytest.fixture
-def client(cluster) -> cloudburst.Client:
-    return cloudburst.Client(client_settings(cluster))
-
-
-@pytest.fixture
-def workers(cluster):
-    running = start_workers(cluster)
-    yield running
-    stop(running)
 
 
 def test_a_ga_design_is_feasible_and_costs_what_plain_epanet_and_the_table_say(cluster, client, workers):

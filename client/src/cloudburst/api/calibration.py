@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cloudburst.api.search import Generation, Search, evaluations, open_search, study_section
+from cloudburst.errors import InputError
 from cloudburst.plan.calibration import ATTRIBUTES, CALIBRATION, FLAT, CalibrationStudy, parse_calibration
 from cloudburst.schema import evaluation as rounds
 from cloudburst.schema import search as fmt
@@ -62,7 +63,6 @@ class Calibration(Search):
         simulated = self.simulate(np.ones((1, len(self.study.unknowns))), prechecked=False)
         if np.isnan(simulated).any():
             missing = [self.study.labels[index] for index in np.flatnonzero(np.isnan(simulated[0]))[:3]]
-            from cloudburst.errors import InputError
             raise InputError(f"$.study.observations: the model as it is does not run to {missing}: its run fails or "
                              "stops before those times")
 
@@ -131,11 +131,7 @@ class Calibration(Search):
             "time_s": [time_s for _, _, time_s in study.labels],
             "observed": study.observed / to_si, "simulated": simulated[0] / to_si,
             "residual": (simulated[0] - study.observed) / to_si, "weight": study.weights})
-        best, rows = np.inf, []
-        for generation, (scores_of, run) in enumerate(zip(stored, evaluations(stored)), start=1):
-            best = min(best, float(scores_of[fmt.OBJECTIVE].min()))
-            rows.append({"generation": generation, "evaluations": int(run), "best_objective": best})
-        return {fmt.FITTED: fitted_table, fmt.RESIDUALS: residuals, fmt.CONVERGENCE: pd.DataFrame(rows)}
+        return {fmt.FITTED: fitted_table, fmt.RESIDUALS: residuals, fmt.CONVERGENCE: _convergence(stored)}
 
     def fitted(self) -> pd.DataFrame:
         """Per unknown: its range, the fitted factor, whether the observations can tell it (``identifiable``: moving
@@ -151,11 +147,17 @@ class Calibration(Search):
         """Per generation: evaluations so far, the best objective so far."""
         return self.answer(fmt.CONVERGENCE)
 
+    @staticmethod
+    def _convergence_of(stored: list[Generation]) -> pd.DataFrame:
+        return _convergence(stored)
+
     def status(self) -> dict[str, Any]:
-        stored = self.generations()
-        best = min((float(generation[fmt.OBJECTIVE].min()) for generation in stored), default=float("nan"))
-        return {"calibration": self.name, "state": self.state(), "generations": len(stored),
-                "evaluations": int(evaluations(stored)[-1]) if stored else 0,
+        """How far the fit is: state, generations, evaluations, best objective."""
+        state, convergence = self.progress()
+        last = convergence.iloc[-1] if len(convergence) else None
+        best = float(last["best_objective"]) if last is not None else float("nan")
+        return {"calibration": self.name, "state": state, "generations": len(convergence),
+                "evaluations": int(last["evaluations"]) if last is not None else 0,
                 "budget": self.study.optimizer.evaluations, "best_objective": best,
                 "unknowns": [unknown.label for unknown in self.study.unknowns]}
 
@@ -189,3 +191,12 @@ def open_calibration(services: Services, name: str, model: ModelFile | None = No
                      content: dict[str, Any] | None = None, timeout_s: int = 600) -> Calibration:
     """A calibration study: a new one, or the stored one of that name (``cloudburst.api.search.open_search``)."""
     return open_search(Calibration, services, name, model, content, timeout_s)
+
+
+def _convergence(stored: list[Generation]) -> pd.DataFrame:
+    """Per generation: evaluations so far, the best objective so far."""
+    best, rows = np.inf, []
+    for generation, (scores, run) in enumerate(zip(stored, evaluations(stored)), start=1):
+        best = min(best, float(scores[fmt.OBJECTIVE].min()))
+        rows.append({"generation": generation, "evaluations": int(run), "best_objective": best})
+    return pd.DataFrame(rows, columns=["generation", "evaluations", "best_objective"])

@@ -244,14 +244,18 @@ class Design(Search):
         """Two objectives: the non-dominated designs found (cost and the second objective), cheapest first."""
         return self.answer(fmt.PARETO)
 
+    @staticmethod
+    def _convergence_of(stored: list[Generation]) -> pd.DataFrame:
+        return _convergence(stored)
+
     def status(self) -> dict[str, Any]:
         """How far the search is: state, generations, evaluations, best feasible cost."""
-        stored = self.generations()
-        convergence = _convergence(stored)
-        best = float(convergence["best_cost"].iloc[-1]) if len(convergence) else float("nan")
-        return {"design": self.name, "state": self.state(), "generations": len(stored),
-                "evaluations": int(evaluations(stored)[-1]) if stored else 0,
-                "budget": self.study.optimizer.evaluations, "best_cost": best,
+        state, convergence = self.progress()
+        last = convergence.iloc[-1] if len(convergence) else None
+        return {"design": self.name, "state": state, "generations": len(convergence),
+                "evaluations": int(last["evaluations"]) if last is not None else 0,
+                "budget": self.study.optimizer.evaluations,
+                "best_cost": float(last["best_cost"]) if last is not None else float("nan"),
                 "objectives": self.study.objectives, "algorithm": self.study.optimizer.algorithm}
 
     def plot(self, path: str) -> None:

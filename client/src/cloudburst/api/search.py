@@ -163,6 +163,20 @@ class Search:
     def state(self) -> str:
         return self.services.records.get_search(self.name, self.kind).state
 
+    @staticmethod
+    def _convergence_of(stored: list[Generation]) -> pd.DataFrame:
+        """Per generation of ``stored``: evaluations so far and the best so far (the ``convergence`` table)."""
+        raise NotImplementedError
+
+    def progress(self) -> tuple[str, pd.DataFrame]:
+        """The study's state and its convergence so far: a finished study's stored table (one read), a running or
+        stopped one's computed from its stored generations (a read each)."""
+        state = self.state()
+        stored = self.services.store.read(self.name, fmt.ANSWERS_DIR, fmt.CONVERGENCE) if state == FINISHED else None
+        if stored is not None:
+            return state, fmt.decode_frame(stored)
+        return state, self._convergence_of(self.generations())
+
     def delete(self) -> dict[str, Any]:
         """Remove the study's stored generations and answers, and its record."""
         records = self.services.records

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cloudburst.cli import tasks as taskcli
@@ -177,17 +178,23 @@ def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
-def cmd_design(args: argparse.Namespace, client: Client) -> int:
+def search_progress(args: argparse.Namespace, kind: str, best_of: Callable[[dict], str]) -> Callable[[dict], None]:
+    """A design or calibration study's start checked (both --model and --scenario, or neither to resume), and its
+    progress printer: a line every ``--every`` generations, with the best so far as ``best_of`` words it."""
     if (args.model is None) != (args.scenario is None):
-        raise InputError("give both --model and --scenario to start a design study (neither to resume one)")
+        raise InputError(f"give both --model and --scenario to start a {kind} study (neither to resume one)")
 
     def progress(step: dict) -> None:
         if not args.quiet and (step["generation"] % args.every == 0 or step["generation"] == 1):
-            best = f"{step['best_cost']:,.0f}" if step["best_cost"] < float("inf") else "none feasible yet"
-            print(f"generation {step['generation']:>5}  evaluations {step['evaluations']:>8,}  best {best}"
+            print(f"generation {step['generation']:>5}  evaluations {step['evaluations']:>8,}  {best_of(step)}"
                   f"{'  (replayed from the store)' if step['replayed'] else ''}  {step['seconds']:.1f} s",
                   file=sys.stderr)
+    return progress
 
+
+def cmd_design(args: argparse.Namespace, client: Client) -> int:
+    progress = search_progress(args, "design", lambda step: "best " + (
+        f"{step['best_cost']:,.0f}" if step["best_cost"] < float("inf") else "none feasible yet"))
     design = client.design(args.model, args.scenario, name=args.ensemble, timeout_s=args.timeout,
                            on_generation=progress)
     status = design.status()
@@ -219,15 +226,7 @@ def cmd_design(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace, client: Client) -> int:
-    if (args.model is None) != (args.scenario is None):
-        raise InputError("give both --model and --scenario to start a calibration study (neither to resume one)")
-
-    def progress(step: dict) -> None:
-        if not args.quiet and (step["generation"] % args.every == 0 or step["generation"] == 1):
-            print(f"generation {step['generation']:>5}  evaluations {step['evaluations']:>8,}  best objective "
-                  f"{step['best_objective']:.6g}{'  (replayed from the store)' if step['replayed'] else ''}  "
-                  f"{step['seconds']:.1f} s", file=sys.stderr)
-
+    progress = search_progress(args, "calibration", lambda step: f"best objective {step['best_objective']:.6g}")
     fit = client.calibrate(args.model, args.scenario, name=args.ensemble, timeout_s=args.timeout,
                            on_generation=progress)
     status, fitted = fit.status(), fit.fitted()

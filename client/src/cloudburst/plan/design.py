@@ -261,21 +261,23 @@ def _loadings(raw: Any, wn: wntr.network.WaterNetworkModel) -> list[Loading]:
 
 
 def _limits(raw: Any, nodes: list[str], where: str) -> np.ndarray:
+    """A limit per node: one number for all, or a mapping of nodes (``"*"`` for the rest) to numbers; NaN: none."""
     limits = np.full(len(nodes), np.nan)
     if raw is None:
         return limits
     values = raw if isinstance(raw, dict) else {"*": raw}
     position = {node: index for index, node in enumerate(nodes)}
+    named: dict[int, float] = {}
     for node, value in values.items():
         metres = _number(value, f"{where}[{node!r}]" if isinstance(raw, dict) else where, positive=False)
         if node == "*":
-            limits[np.isnan(limits)] = metres
-            continue
-        if str(node) not in position:
+            limits[:] = metres
+        elif str(node) in position:
+            named[position[str(node)]] = metres
+        else:
             raise InputError(f"{where}: {node} is not one of the constrained junctions (pressure.nodes)")
-    for node, value in values.items():
-        if node != "*":
-            limits[position[str(node)]] = float(value)
+    for index, metres in named.items():
+        limits[index] = metres
     return limits
 
 
