@@ -116,7 +116,7 @@ def s3_server(directory: Path) -> Iterator[str]:
     log = open(directory / "moto.log", "wb")
     process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                                stdout=log, stderr=log)
-    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
     try:
         _wait_until(lambda: requests.get(url, timeout=1).status_code < 500, process, "moto_server")
         yield url
