@@ -96,6 +96,23 @@ def cluster(tmp_path, influx):
         yield running
 
 
+@pytest.fixture
+def client(cluster):
+    """A client of the test's cluster (a module's own ``client`` fixture takes precedence)."""
+    import cloudburst
+    from local_cluster import client_settings
+    return cloudburst.Client(client_settings(cluster))
+
+
+@pytest.fixture
+def workers(cluster):
+    """Two runners on the EPANET example env (a module's own ``workers``, e.g. on another env, takes precedence)."""
+    from local_cluster import start_workers, stop
+    running = start_workers(cluster)
+    yield running
+    stop(running)
+
+
 # The workers' write user of the results store, as deployed.
 RESULTS_WRITER = ("worker", "worker-secret")
 

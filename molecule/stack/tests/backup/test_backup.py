@@ -4,6 +4,7 @@ reads back identical (its stored files byte for byte, the cluster's statistics v
 ensemble runs to the end once the workers return."""
 import os
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -86,6 +87,9 @@ def test_a_backup_holds_each_part_in_one_folder_readable_by_its_owner_only(resto
     assert sorted(path.name for path in folder.iterdir()) == [
         "backup.json", "files.tar.gz", "influxdb.tar.gz", "redis-data.tar.gz", "secrets.tar.gz"]
     assert {oct(path.stat().st_mode & 0o777) for path in folder.iterdir()} == {"0o600"}
+    with tarfile.open(folder / "secrets.tar.gz") as secrets:  # the cluster's CA and the master's key go with it
+        names = {Path(name).name for name in secrets.getnames()}
+    assert {"cluster-ca.crt", "cluster-ca.key", "master.crt", "master.key", "redis_submitter_password"} <= names
 
 
 def test_an_earlier_ensemble_reads_back_identical_after_the_volumes_were_deleted_and_restored(restored):
