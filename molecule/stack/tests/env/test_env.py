@@ -16,6 +16,7 @@ import requests
 import wntr
 from cloudburst.schema.batch import make_batch
 from cloudburst.state.reader import member_rows
+from cloudburst.state.https import cluster_session
 from cloudburst.state.store import WebDavStore
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
@@ -31,8 +32,8 @@ def canonical(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def files():
-    session = requests.Session()
-    session.auth, session.verify = ("cloudburst", password("files_reader_password")), CA
+    session = cluster_session(CA)  # verify=CA on a plain Session loses to REQUESTS_CA_BUNDLE, when it is set
+    session.auth = ("cloudburst", password("files_reader_password"))
     base = f"https://{master_address()}:8080"
     return lambda path: session.get(f"{base}/{path}", timeout=60)
 
