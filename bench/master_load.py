@@ -66,7 +66,8 @@ def nginx_bytes(log: Path) -> tuple[int, int]:
 def redis_commands_per_s(connection: Redis) -> float:
     """What this Redis takes: redis-benchmark's mean requests/s over single commands RQ uses (8 clients)."""
     options = connection.connection_pool.connection_kwargs
-    output = subprocess.run(["redis-benchmark", "-h", options["host"], "-p", str(options["port"]), "-a",
+    user = ["--user", options["username"]] if options.get("username") else []
+    output = subprocess.run(["redis-benchmark", "-h", options["host"], "-p", str(options["port"]), *user, "-a",
                              options["password"], "-c", "8", "-n", "100000", "-q", "--csv",
                              "-t", "set,get,lpush,rpop,hset"], capture_output=True, text=True, check=True).stdout
     rates = [float(line.split(",")[1].strip('"')) for line in output.splitlines() if line.startswith('"')
