@@ -168,11 +168,12 @@ REDIS_USERS = Path(__file__).resolve().parents[1] / "roles" / "stack" / "files" 
 def redis_acl(passwords: dict[str, str]) -> list[str]:
     """The stack's Redis users (roles/stack/files/redis-users.conf, as start-redis.sh renders it) with these
     passwords; the default user off."""
-    lines = ["user default off resetkeys resetchannels -@all"]
+    lines = []
     for line in REDIS_USERS.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             name, rules = line.split(None, 1)
-            lines.append(f"user {name} reset on >{passwords[name]} {rules}")
+            lines.append(f"user {name} reset {rules}" if rules.startswith("off") else
+                         f"user {name} reset on >{passwords[name]} {rules}")
     return lines
 
 

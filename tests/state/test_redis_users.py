@@ -1,8 +1,11 @@
 """The stack's Redis users (roles/stack/files/redis-users.conf) on a real Redis: what each role is refused."""
+import subprocess
+
 import pytest
 import redis
 from local_cluster import REDIS_PASSWORDS
 from services import redis_server
+from waiting import wait_until
 
 pytestmark = pytest.mark.services
 
@@ -65,3 +68,40 @@ def test_the_default_user_is_off_even_with_the_admin_s_password(users):
         redis.Redis(port=users["port"], password=REDIS_PASSWORDS["admin"]).ping()
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(port=users["port"]).get("cloudburst:probe:record")
+
+
+def test_transactions_and_scripts_survive_a_restart_from_the_append_only_file(tmp_path):
+    """Redis replays its AOF's MULTI/EXEC blocks (scripts' effects are written as such) under the default user's
+    permissions: with that user stripped of them every transaction was dropped on restart, silently (a ledger's
+    records among them). The default user is off (no one logs in as it) but keeps them."""
+    from services import free_port, redis_acl
+    port = free_port()
+    config = tmp_path / "redis.conf"
+    config.write_text("\n".join([f"port {port}", "bind 127.0.0.1", f"dir {tmp_path}", "appendonly yes",
+                                 "appendfsync always", "save \"\"", *redis_acl(REDIS_PASSWORDS)]) + "\n")
+
+    def started() -> subprocess.Popen:
+        process = subprocess.Popen(["redis-server", str(config)], stdout=subprocess.DEVNULL)
+        wait_until("redis-server answers", lambda: redis.Redis(port=port, username="admin",
+                                                               password=REDIS_PASSWORDS["admin"]).ping(), 30)
+        return process
+
+    server = started()
+    try:
+        submitter = redis.Redis(port=port, username="submitter", password=REDIS_PASSWORDS["submitter"])
+        with submitter.pipeline(transaction=True) as transaction:
+            transaction.hset("cloudburst:probe:done", "batch", "recorded").rpush("rq:queue:probe", "job").execute()
+        submitter.eval("redis.call('SET', KEYS[1], ARGV[1])", 1, "cloudburst:probe:script", "ran")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    server = started()
+    try:
+        admin = redis.Redis(port=port, username="admin", password=REDIS_PASSWORDS["admin"])
+        assert admin.hget("cloudburst:probe:done", "batch") == b"recorded"
+        assert admin.lrange("rq:queue:probe", 0, -1) == [b"job"] and admin.get("cloudburst:probe:script") == b"ran"
+        with pytest.raises(redis.AuthenticationError):  # and still no one is the default user
+            redis.Redis(port=port).get("cloudburst:probe:script")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Redis over TLS only (the master's certificate), with AOF persistence and one ACL user per role (redis-users.conf); the default user is off. Passwords go
-# through a private file as SHA-256 hashes, never the command line.
+# Redis over TLS only (the master's certificate), with AOF persistence and one ACL user per role (redis-users.conf);
+# no one logs in as the default user. Passwords go through a private file as SHA-256 hashes, never the command line.
 set -eu
 umask 077
 conf=$(mktemp)
@@ -16,8 +16,8 @@ conf=$(mktemp)
   echo "dir /data"
   echo "appendonly yes"
   echo "appendfsync everysec"
-  echo "user default off resetkeys resetchannels -@all"
   grep -v '^[[:space:]]*\(#\|$\)' /cloudburst/redis-users.conf | while read -r name rules; do
+    case "$rules" in off*) echo "user $name reset $rules"; continue ;; esac
     secret=/run/secrets/redis_${name}_password
     [ "$name" = admin ] && secret=/run/secrets/redis_password
     hash=$(printf '%s' "$(cat "$secret")" | sha256sum | cut -d' ' -f1)
