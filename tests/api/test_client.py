@@ -123,11 +123,15 @@ def test_the_read_only_redis_user_lists_and_reads_and_is_refused_any_change_with
     assert listed.returncode == 0 and "readable" in listed.stdout, listed.stderr
     status = cli(reader, "status", "readable")
     assert status.returncode == 0 and "finished 12" in status.stdout, status.stderr
-    for refused in (cli(reader, "submit", str(NET3), scenario_file(cluster), "--name", "by-the-reader"),
-                    cli(reader, "delete", "readable", "--yes"), cli(reader, "cancel", "readable")):
-        assert refused.returncode == 3, refused
-        assert refused.stderr.startswith("cloudburst: Redis at redis://127.0.0.1:")
-        assert "refused this user: this user has no permissions" in refused.stderr
-        assert len(refused.stderr.strip().splitlines()) == 1
+    refused = cli(reader, "submit", str(NET3), scenario_file(cluster), "--name", "by-the-reader")
+    assert refused.returncode == 3, refused
+    assert refused.stderr.startswith("cloudburst: Redis at redis://127.0.0.1:")
+    assert "refused this user: this user has no permissions" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    for action in ("delete", "cancel"):  # the submitter's: refused before Redis would be asked
+        refused = cli(reader, action, "readable", "--yes") if action == "delete" else cli(reader, action, "readable")
+        assert refused.returncode == 2, refused
+        assert refused.stderr == (f"cloudburst: readable belongs to submitter: reader may not {action} it (only its "
+                                  "owner or an admin may; `cloudburst list` shows each one's owner)\n")
     assert cluster["redis"].llen("rq:queue:cloudburst") == 0
     assert cli(cluster, "status", "readable").returncode == 0 and "by-the-reader" not in cli(cluster, "list").stdout

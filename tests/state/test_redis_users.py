@@ -105,3 +105,18 @@ def test_transactions_and_scripts_survive_a_restart_from_the_append_only_file(tm
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_submitters_and_the_reader_read_who_is_an_admin_and_the_quotas_and_cannot_change_them(users):
+    users["admin"].sadd("cloudburst-admin:admins", "carol")
+    users["admin"].hset("cloudburst-admin:quotas", "submitter", 10)
+    for user in ("submitter", "reader"):
+        assert users[user].sismember("cloudburst-admin:admins", "carol")
+        assert users[user].hget("cloudburst-admin:quotas", "submitter") == b"10"
+        for write in (lambda r: r.sadd("cloudburst-admin:admins", "submitter"),
+                      lambda r: r.hset("cloudburst-admin:quotas", "submitter", 10**9),
+                      lambda r: r.delete("cloudburst-admin:quotas")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                write(users[user])
+    assert users["admin"].smembers("cloudburst-admin:admins") == {b"carol"}
+    assert users["admin"].hget("cloudburst-admin:quotas", "submitter") == b"10"

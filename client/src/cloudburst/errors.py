@@ -39,6 +39,10 @@ class InputError(CloudBurstError, ValueError):
         super().__init__("; ".join(self.problems))
 
 
+class Refused(InputError):
+    """An action the caller may not take: another person's work, or more than their quota."""
+
+
 class ServiceError(CloudBurstError, RuntimeError):
     """A service that does not answer or refuses the credentials; the message is one sentence."""
 
@@ -70,9 +74,9 @@ def _certificate_refused(error: BaseException) -> str | None:
 
 
 @contextlib.contextmanager
-def service_errors(service: str, url: str, ca_file: str | None = None) -> Iterator[None]:
+def service_errors(service: str, url: str, ca_file: str | None = None, user: str = "") -> Iterator[None]:
     """Turn Redis and HTTP client failures inside the block into a ServiceError naming the service and URL (and,
-    for a certificate the client cannot verify, the CA it verified against)."""
+    for a certificate the client cannot verify, the CA it verified against; for refused credentials, the user)."""
     # Imported here: the CLI's first steps (--help, --version) raise and catch these errors without either client.
     import redis
     import requests
@@ -88,7 +92,9 @@ def service_errors(service: str, url: str, ca_file: str | None = None) -> Iterat
                                f"({reason}): is ca_file this cluster's CA (site.yml writes it beside client.toml)?"
                                ) from None
     except redis.AuthenticationError:
-        raise ServiceError(f"{service} at {url} refused the user name or password") from None
+        who = f" (user {user!r})" if user else ""
+        raise ServiceError(f"{service} at {url} refused the user name or password{who}: a wrong password, or a user "
+                           "the cluster no longer has (playbooks/remove-user.yml)") from None
     except redis.exceptions.NoPermissionError as error:
         raise ServiceError(f"{service} at {url} refused this user: {error}") from None
     except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as error:
@@ -110,7 +116,7 @@ def redis_errors(method: _Method) -> _Method:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         settings = self.services.settings
-        with service_errors("Redis", settings.redis_url, settings.ca_file or None):
+        with service_errors("Redis", settings.redis_url, settings.ca_file or None, settings.redis_user):
             return method(self, *args, **kwargs)
     return wrapper  # type: ignore[return-value]
 

@@ -118,6 +118,7 @@ class Client:
                                           self.settings.influx_db, base_dir)
         for taken in submission.names(plan):
             self.records.refuse_taken(taken)
+        self.services.refuse_over_quota(submission.queued_at_submit(plan))
         return model_file, plan
 
     @redis_errors
@@ -304,19 +305,22 @@ class Client:
                 continue
             record = self.records.get_taskset(name)
             progress = tracked_progress(self.queue, self.ledger, name, record.tasks)
-            rows.append({"taskset": name, "created_at": record.created_at, "function": record.function,
+            rows.append({"taskset": name, "owner": record.owner, "created_at": record.created_at,
+                         "function": record.function,
                          "tasks": record.tasks, "finished": progress.finished, "failed": progress.failed,
                          "running": progress.running,
                          "state": shown_state(task_sets.TaskSet(self.services, name).stamp(record), progress),
                          "bytes": self.store.size(name)})
-        rows += [{"taskset": name, "created_at": gone["created_at"], "function": gone["function"],
+        rows += [{"taskset": name, "owner": gone.get("owner", ""), "created_at": gone["created_at"],
+                  "function": gone["function"],
                   "tasks": gone["members"], "finished": 0, "failed": 0, "running": 0, "state": DELETED, "bytes": 0}
                  for name, gone in self.records.deleted().items() if gone["kind"] == TASKS]
         return sorted(rows, key=lambda row: (row["created_at"], row["taskset"]))
 
     def tasksets(self) -> pd.DataFrame:
         """Every task set with its progress, oldest first."""
-        columns = ["taskset", "created_at", "function", "tasks", "finished", "failed", "running", "state", "bytes"]
+        columns = ["taskset", "owner", "created_at", "function", "tasks", "finished", "failed", "running", "state",
+                   "bytes"]
         return pd.DataFrame(self.taskset_rows(), columns=columns)
 
     @redis_errors
@@ -362,28 +366,31 @@ class Client:
             if kind not in SEARCHES:
                 continue
             record = self.records.get_search(name, kind)
-            rows.append({"study": name, "kind": kind, "created_at": record.created_at, "state": record.state,
+            rows.append({"study": name, "owner": record.owner, "kind": kind, "created_at": record.created_at,
+                         "state": record.state,
                          "generations": len(self.store.listing(name, GENERATIONS_DIR))})
         return sorted(rows, key=lambda row: (row["created_at"], row["study"]))
 
     @redis_errors
     def ensemble_rows(self) -> list[dict[str, Any]]:
-        """Every ensemble with its progress, oldest first, as plain rows (``ensembles`` without pandas)."""
+        """Every ensemble with its owner and progress, oldest first, as plain rows (``ensembles`` without pandas)."""
         rows = []
         for name in self.records.names():
             if self.records.kind(name) != ENSEMBLE:
                 continue
             ensemble = Ensemble(self.services, name)
             record, progress = ensemble.info(), ensemble.status()
-            rows.append({"ensemble": name, "created_at": record.created_at, "members": record.members,
+            rows.append({"ensemble": name, "owner": record.owner, "created_at": record.created_at,
+                         "members": record.members,
                          "finished": progress.finished, "failed": progress.failed, "running": progress.running,
                          "state": shown_state(ensemble.stamp(record), progress), "bytes": self.store.size(name)})
-        rows += [{"ensemble": name, "created_at": gone["created_at"], "members": gone["members"], "finished": 0,
+        rows += [{"ensemble": name, "owner": gone.get("owner", ""), "created_at": gone["created_at"],
+                  "members": gone["members"], "finished": 0,
                   "failed": 0, "running": 0, "state": DELETED, "bytes": 0}
                  for name, gone in self.records.deleted().items() if gone["kind"] == ENSEMBLE]
         return sorted(rows, key=lambda row: (row["created_at"], row["ensemble"]))
 
     def ensembles(self) -> pd.DataFrame:
         """Every ensemble with its progress, oldest first."""
-        columns = ["ensemble", "created_at", "members", "finished", "failed", "running", "state", "bytes"]
+        columns = ["ensemble", "owner", "created_at", "members", "finished", "failed", "running", "state", "bytes"]
         return pd.DataFrame(self.ensemble_rows(), columns=columns)

@@ -328,7 +328,7 @@ class Ensemble(Submitted):
         """Remove the ensemble: its queued batches, files, ledger, RQ's records of its jobs and its record; a
         worker drops its statistics from InfluxDB (the client only reads InfluxDB). Batches running now stop at
         their next checkpoint and keep, store and record nothing (what one stored as the deletion came goes too);
-        a statistics job computing now drops what it writes."""
+        a statistics job computing now drops what it writes. Only its owner or an admin may."""
         record = self.info()
         removed = self._remove()
         queue_forget(self.services.redis, self.name, (record.scenario.get("output") or {}).get(

@@ -296,6 +296,24 @@ def waiting_members(queue: Queue, ledger: Ledger, name: str) -> set[int]:
             for member in plan.get(batch, [])}
 
 
+def waiting_count(queue: Queue, ledger: Ledger, names: Iterable[str]) -> int:
+    """Members (or tasks) of these ensembles' and task sets' batches queued or running now: the queues and the
+    started registry read once for all of them."""
+    prefixes = {job_prefix(name): name for name in names}
+    if not prefixes:
+        return 0
+    jobs = [redis_values.text(raw) for key in (queue.key, queue.intermediate_queue_key)
+            for raw in queue.connection.lrange(key, 0, -1)]
+    jobs += StartedJobRegistry(queue.name, connection=queue.connection).get_job_ids(cleanup=False)
+    batches: dict[str, set[str]] = {}
+    for job in jobs:
+        for prefix, name in prefixes.items():
+            if job.startswith(prefix):
+                batches.setdefault(name, set()).add(job[len(prefix):])
+    plans = {name: ledger.plan(name) for name in batches}
+    return sum(len(plans[name].get(batch, [])) for name, found in batches.items() for batch in found)
+
+
 def other_jobs(queue: Queue, known_prefixes: Iterable[str], limit: int = 100) -> list[dict[str, Any]]:
     """The queue's jobs that belong to no ensemble or task set (enqueued with RQ directly), newest registry
     entries first: job ID, function, status, and the result or the failure's last line."""

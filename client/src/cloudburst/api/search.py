@@ -178,8 +178,9 @@ class Search:
         return state, self._convergence_of(self.generations())
 
     def delete(self) -> dict[str, Any]:
-        """Remove the study's stored generations and answers, and its record."""
+        """Remove the study's stored generations and answers, and its record. Only its owner or an admin may."""
         records = self.services.records
+        self.services.people.refuse_change(self.name, records.get_search(self.name, self.kind).owner, "delete")
         records.mark_deleted(self.name)
         files = self.services.store.delete(self.name)
         records.delete(self.name)

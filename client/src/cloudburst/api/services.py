@@ -16,6 +16,7 @@ from cloudburst.state.files import ModelStore, model_input, results_credentials,
 from cloudburst.state.https import cluster_session
 from cloudburst.state.influx import InfluxQuery
 from cloudburst.state.ledger import Ledger
+from cloudburst.state.people import People
 from cloudburst.state.records import Records
 from cloudburst.state.store import ResultsStore, open_store
 
@@ -34,6 +35,7 @@ class Services:
     queue: Queue
     records: Records
     ledger: Ledger
+    people: People           # the caller: admin or not, their quota
     models: ModelStore       # model files on the cluster's file service
     store: ResultsStore      # the members' results
     influx: InfluxQuery      # the cluster's statistics, read-only
@@ -45,8 +47,10 @@ class Services:
         tls = {"ssl_ca_certs": settings.ca_file} if verified else {}
         redis = Redis.from_url(settings.redis_url, username=settings.redis_user or None,
                                password=settings.redis_password or None, socket_connect_timeout=5, **tls)
-        return cls(settings=settings, redis=redis, queue=open_queue(redis, settings.queue), records=Records(redis),
-                   ledger=Ledger(redis), models=ModelStore(settings),
+        people = People(redis, settings.redis_user)
+        return cls(settings=settings, redis=redis, queue=open_queue(redis, settings.queue),
+                   records=Records(redis, people.user), ledger=Ledger(redis), people=people,
+                   models=ModelStore(settings),
                    store=open_store(results_url(settings), results_credentials(settings), settings.results_endpoint,
                                     ca_file=settings.ca_file or None),
                    influx=InfluxQuery(settings.influx_url, settings.influx_db, settings.influx_user,
@@ -56,6 +60,16 @@ class Services:
     def results(self) -> reader.ResultsReader:
         """The results store's and InfluxDB's reader (made when first asked for)."""
         return reader.ResultsReader(self.store, self.influx)
+
+    def refuse_over_quota(self, adding: int) -> None:
+        """Refused when ``adding`` members (or tasks) would pass the caller's quota on those they have queued or
+        running (``cloudburst.state.people``); nothing is read for a caller without one."""
+        quota = self.people.quota()
+        if quota is None:
+            return
+        from cloudburst.api.queue import waiting_count
+        mine = [name for name, owner in self.records.owners(self.records.names()).items() if owner == self.people.user]
+        self.people.refuse_over_quota(adding, waiting_count(self.queue, self.ledger, mine), quota)
 
     def model_input(self, sha256: str) -> dict[str, str]:
         """Where a member's job tells the workers to fetch the model of that sha256."""

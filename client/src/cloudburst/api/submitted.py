@@ -114,10 +114,15 @@ class Submitted:
         plan = self.services.ledger.plan(self.name)
         return sum(len(plan.get(batch, [])) for batch in cancel_queued(self.services.queue, self.name))
 
+    def _refuse_unless_mine(self, action: str) -> None:
+        """Refused unless the caller submitted it or is an admin (``cloudburst.state.people``)."""
+        self.services.people.refuse_change(self.name, self.info().owner, action)
+
     @redis_errors
     def cancel(self) -> int:
-        """Remove the queued members (or tasks); returns how many. Those already running finish."""
-        self.info()
+        """Remove the queued members (or tasks); returns how many. Those already running finish. Only its owner or
+        an admin may."""
+        self._refuse_unless_mine("cancel")
         removed = self._dequeue()
         self.services.records.set_state(self.name, CANCELLED)
         return removed
@@ -125,8 +130,8 @@ class Submitted:
     def _retry(self, **options: Any) -> dict[str, int]:
         """Re-enqueue the failed and missing members (or tasks): neither finished, queued nor running (nor, for an
         ensemble, unbalanced: it would stop the same way again), as jobs of a new retry round. Each kind's ``retry``
-        names its own options."""
-        self.info()
+        names its own options. Only its owner or an admin may."""
+        self._refuse_unless_mine("retry")
         # Waiting first: a batch that ends between the two reads is then counted twice (waiting and finished), never
         # missed by both and enqueued again.
         waiting = waiting_members(self.services.queue, self.services.ledger, self.name)
@@ -146,11 +151,12 @@ class Submitted:
     @redis_errors
     def delete(self) -> dict[str, int | bool]:
         """Remove it: its queued jobs, stored results, ledger, RQ's records of its jobs and its record. Members (or
-        tasks) running now store and record nothing of theirs (``cloudburst.state.ledger``'s tombstone check)."""
-        self.info()
+        tasks) running now store and record nothing of theirs (``cloudburst.state.ledger``'s tombstone check). Only its
+        owner or an admin may."""
         return self._remove()
 
     def _remove(self) -> dict[str, int | bool]:
+        self._refuse_unless_mine("delete")
         # The tombstone first: from then on a batch (or pack) still running keeps, stores and records nothing, and
         # removes what it stored when the deletion overtook its upload; a statistics job drops what it wrote.
         self.services.records.mark_deleted(self.name)

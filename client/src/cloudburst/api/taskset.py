@@ -76,6 +76,7 @@ def submit_map(services: Services, function: str, iterable: Iterable[Any], name:
     if not arguments:
         raise InputError("no task to run: the iterable is empty")
     services.records.refuse_taken(name)
+    services.refuse_over_quota(len(arguments))
     check_function(function, current_env_manifest(services.settings))
     workers = Worker.count(queue=services.queue)
     size = taskformat.pack_size(len(arguments), workers, per_job)

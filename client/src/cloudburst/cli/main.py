@@ -374,20 +374,22 @@ def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_list(args: argparse.Namespace, client: Client) -> int:
     ensembles, tasks = client.ensemble_rows(), client.taskset_rows()
-    lines = [f"{'ensemble':<32} {'created':<26} {'members':>8} {'finished':>9} {'failed':>7} {'size':>9}  state"]
-    lines += [f"{row['ensemble']:<32} {row['created_at']:<26} {row['members']:>8} {row['finished']:>9} "
-              f"{row['failed']:>7} {human_bytes(row['bytes']):>9}  {row['state']}" for row in ensembles]
+    lines = [f"{'ensemble':<32} {'owner':<12} {'created':<26} {'members':>8} {'finished':>9} {'failed':>7} "
+             f"{'size':>9}  state"]
+    lines += [f"{row['ensemble']:<32} {row['owner'] or '-':<12} {row['created_at']:<26} {row['members']:>8} "
+              f"{row['finished']:>9} {row['failed']:>7} {human_bytes(row['bytes']):>9}  {row['state']}"
+              for row in ensembles]
     if tasks:
-        lines += ["", f"{'task set':<32} {'created':<26} {'tasks':>8} {'finished':>9} {'failed':>7} {'size':>9}  "
-                      "state  function"]
-        lines += [f"{row['taskset']:<32} {row['created_at']:<26} {row['tasks']:>8} {row['finished']:>9} "
-                  f"{row['failed']:>7} {human_bytes(row['bytes']):>9}  {row['state']}  {row['function']}"
-                  for row in tasks]
+        lines += ["", f"{'task set':<32} {'owner':<12} {'created':<26} {'tasks':>8} {'finished':>9} {'failed':>7} "
+                      f"{'size':>9}  state  function"]
+        lines += [f"{row['taskset']:<32} {row['owner'] or '-':<12} {row['created_at']:<26} {row['tasks']:>8} "
+                  f"{row['finished']:>9} {row['failed']:>7} {human_bytes(row['bytes']):>9}  {row['state']}  "
+                  f"{row['function']}" for row in tasks]
     searches = client.study_rows()
     if searches:
-        lines += ["", f"{'study':<32} {'created':<26} {'kind':>12} {'generations':>12}  state"]
-        lines += [f"{row['study']:<32} {row['created_at']:<26} {row['kind']:>12} {row['generations']:>12}  "
-                  f"{row['state']}" for row in searches]
+        lines += ["", f"{'study':<32} {'owner':<12} {'created':<26} {'kind':>12} {'generations':>12}  state"]
+        lines += [f"{row['study']:<32} {row['owner'] or '-':<12} {row['created_at']:<26} {row['kind']:>12} "
+                  f"{row['generations']:>12}  {row['state']}" for row in searches]
     emit(args, ensembles + tasks + searches, "\n".join(lines))
     return 0
 

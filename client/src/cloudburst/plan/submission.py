@@ -146,6 +146,13 @@ def names(plan: Plan) -> list[str]:
     return [variant.name for variant in plan.variants] if isinstance(plan, AlternativesPlan) else [plan.name]
 
 
+def queued_at_submit(plan: Plan) -> int:
+    """The members (or a study's tasks) the plan queues when submitted."""
+    if isinstance(plan, AlternativesPlan):
+        return sum(variant.first_members for variant in plan.variants)
+    return len(plan.tasks) if isinstance(plan, StudyPlan) else plan.first_members
+
+
 def describe(plan: Plan, model: ModelFile) -> dict[str, Any]:
     """What ``submit --check`` prints of a plan. An ensemble: members (and those queued first), batches and members
     per batch, series values, the store's estimated bytes and the budget's limits; a study: its type, members and

@@ -58,6 +58,7 @@ class EnsembleRecord:
     start_every_s: int = 0                           # member i starts i times this later
     created_at: str = ""
     state: str = SUBMITTED
+    owner: str = ""                                  # the Redis user who submitted it ("": before owners were)
 
     def member_start(self, member: int) -> int:
         """A member's start as a Unix timestamp."""
@@ -75,7 +76,7 @@ class EnsembleRecord:
                    model_sha256=text["model_sha256"], scenario=json.loads(text["scenario"]),
                    start_time_utc=text.get("start_time_utc", DEFAULT_START.isoformat()),
                    start_every_s=int(text.get("start_every_s", 0)), created_at=text["created_at"],
-                   state=text["state"])
+                   state=text["state"], owner=text.get("owner", ""))
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class TaskSetRecord:
     created_at: str = ""
     state: str = SUBMITTED
     kind: str = TASKS
+    owner: str = ""
 
     def to_redis(self) -> dict[str, str | int]:
         fields = asdict(self)
@@ -97,7 +99,7 @@ class TaskSetRecord:
     def from_redis(cls, name: str, fields: dict[bytes, bytes]) -> "TaskSetRecord":
         text = {key.decode(): value.decode() for key, value in fields.items()}
         return cls(name=name, tasks=int(text["tasks"]), function=text["function"], timeout_s=int(text["timeout_s"]),
-                   created_at=text["created_at"], state=text["state"])
+                   created_at=text["created_at"], state=text["state"], owner=text.get("owner", ""))
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class SearchRecord:
     created_at: str = ""
     state: str = SUBMITTED
     kind: str = DESIGN
+    owner: str = ""
 
     def to_redis(self) -> dict[str, str | int]:
         fields = asdict(self)
@@ -120,17 +123,19 @@ class SearchRecord:
     def from_redis(cls, name: str, fields: dict[bytes, bytes]) -> "SearchRecord":
         text = {key.decode(): value.decode() for key, value in fields.items()}
         return cls(name=name, model_sha256=text["model_sha256"], scenario=json.loads(text["scenario"]),
-                   created_at=text["created_at"], state=text["state"], kind=text["kind"])
+                   created_at=text["created_at"], state=text["state"], kind=text["kind"], owner=text.get("owner", ""))
 
 
 Record = EnsembleRecord | TaskSetRecord | SearchRecord
 
 
 class Records:
-    """The ensemble and task set records of one cluster's Redis."""
+    """The ensemble and task set records of one cluster's Redis; ``owner`` is the Redis user whose client creates
+    records (``cloudburst.state.people``)."""
 
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, owner: str = ""):
         self.redis = redis
+        self.owner = owner
 
     def refuse_taken(self, name: str) -> None:
         """Raise InputError when an ensemble of that name exists (create checks again, atomically)."""
@@ -143,7 +148,7 @@ class Records:
         if not self.redis.sadd(INDEX_KEY, record.name):
             raise _taken(record.name)
         self.redis.hdel(DELETED_KEY, record.name)
-        created = type(record)(**{**asdict(record), "state": SUBMITTING,
+        created = type(record)(**{**asdict(record), "state": SUBMITTING, "owner": self.owner,
                                   "created_at": datetime.now(UTC).isoformat(timespec="seconds")})
         self.redis.hset(key_for(record.name), mapping=redis_values.fields(created.to_redis()))
         return created
@@ -186,6 +191,14 @@ class Records:
             return self.get_taskset(name)
         return self.get_search(name, kind) if kind in SEARCHES else self.get(name)
 
+    def owners(self, names: list[str]) -> dict[str, str]:
+        """Each name's owner ("" for one recorded before owners were, or gone), read in one round trip."""
+        pipeline = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipeline.hget(key_for(name), "owner")
+        return {name: redis_values.text(owner) if owner is not None else ""
+                for name, owner in zip(names, pipeline.execute())}
+
     def set_state(self, name: str, state: str) -> None:
         self.redis.hset(key_for(name), "state", state)
 
@@ -207,6 +220,7 @@ class Records:
         fields = {redis_values.text(key): redis_values.text(value)
                   for key, value in self.redis.hgetall(key_for(name)).items()}
         gone = {"kind": fields.get("kind", ENSEMBLE), "created_at": fields.get("created_at", ""),
+                "owner": fields.get("owner", ""),
                 "members": int(fields.get("members", fields.get("tasks", 0))), "function": fields.get("function", ""),
                 "deleted_at": datetime.now(UTC).isoformat(timespec="seconds")}
         self.redis.hset(DELETED_KEY, name, json.dumps(gone))
