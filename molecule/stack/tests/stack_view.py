@@ -31,7 +31,8 @@ SECRET_COUNT = 18
 def secret_values() -> list[str]:
     """Everything in the controller's secrets directory that must not leak: all but the registry's certificates
     and certificate requests, which are public."""
-    return [path.read_text().strip() for path in sorted(SECRETS.iterdir()) if path.suffix not in (".crt", ".csr")]
+    return [path.read_text().strip() for path in sorted(SECRETS.rglob("*"))
+            if path.is_file() and path.suffix not in (".crt", ".csr")]
 
 
 def host_address(name: str) -> str:

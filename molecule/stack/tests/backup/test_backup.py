@@ -105,3 +105,14 @@ def test_an_ensemble_queued_at_the_backup_runs_to_the_end_after_the_restore(rest
         ensemble.status()), 600, poll_s=3)
     assert progress.failed == 0
     assert cloudburst("status", QUEUED).returncode == 0
+
+
+def test_the_people_added_before_the_backup_submit_and_upload_after_the_restore(restored):
+    """tests/users left bob: his Redis user (Redis's ACL file), Nginx user (the files volume) and settings."""
+    bob = {"CLOUDBURST_CONFIG": str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "users" / "bob" / "client.toml")}
+    listed = wait_for("bob lists", lambda: (lambda run: run if run.returncode == 0 else None)(
+        cloudburst("list", env=bob)), 300, poll_s=3)
+    assert "alice-work " in listed.stdout
+    uploaded = cloudburst("upload", str(Path(__file__).resolve().parents[4] / "files" / "models" / "Net3.inp"),
+                          env=bob)
+    assert uploaded.returncode == 0 and len(uploaded.stdout.strip()) == 64, uploaded.stderr
