@@ -11,7 +11,15 @@ import pytest
 import requests
 import yaml
 from cloudburst import Client
-from stack_view import CA, MASTER, client_settings, cloudburst, cluster_host, master_address, playbook
+from stack_view import (
+    CA,
+    MASTER,
+    client_settings,
+    cloudburst,
+    cluster_host,
+    master_address,
+    playbook,
+)
 
 testinfra_hosts = [MASTER]
 REPO = Path(__file__).resolve().parents[4]
