@@ -138,3 +138,10 @@ def test_no_one_reads_the_people_s_password_lines_over_http(people):
         for path in (".people/htpasswd", ".people/auth/uploaders"):
             answer = requests.get(f"https://{master_address()}:8080/{path}", auth=auth, verify=CA, timeout=10)
             assert answer.status_code == 403, (path, answer.status_code)
+
+
+def test_a_name_that_is_not_a_persons_is_refused_with_a_sentence_and_nothing_changes():
+    for name in ("submitter", "Alice!"):
+        refused = playbook("playbooks/add-user.yml", "-e", f"user={name}")
+        assert refused.returncode != 0 and "a person's name is a-z, 0-9, _ and -" in refused.stdout, refused.stdout[-2000:]
+        assert not (PEOPLE / name).exists()
