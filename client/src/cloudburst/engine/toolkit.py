@@ -38,6 +38,7 @@ _SIGNATURES: dict[str, list[type]] = {
     "EN_getnodevalue": [_P, _I, _I, _PD], "EN_setnodevalue": [_P, _I, _I, _D],
     "EN_getlinkvalue": [_P, _I, _I, _PD], "EN_setlinkvalue": [_P, _I, _I, _D],
     "EN_getnodevalues": [_P, _I, _P],  # the row's address: numpy rows are filled without a ctypes cast each
+    "EN_getlinkvalues": [_P, _I, _P], "EN_getlinknodes": [_P, _I, _PI, _PI],
     "EN_gettimeparam": [_P, _I, _PL], "EN_settimeparam": [_P, _I, _L],
     "EN_getoption": [_P, _I, _PD], "EN_setoption": [_P, _I, _D], "EN_getflowunits": [_P, _PI],
     "EN_getdemandmodel": [_P, _PI, _PD, _PD, _PD], "EN_setdemandmodel": [_P, _I, _D, _D, _D],
@@ -110,6 +111,16 @@ class Capture:
     def warning_text(self) -> str:
         """EPANET's warnings in a sentence, each with the first time it was raised; empty without any."""
         return "; ".join(f"{WARNINGS.get(code, f'warning {code}')} from {clock(at)}" for at, code in self.warnings)
+
+
+@dataclass
+class SavedHydraulics:
+    """What ``Project.saved_hydraulics`` read while saving the run's hydraulics: each report time, every node's
+    demand and every link's flow then (model units), and whether every solution balanced."""
+    times: np.ndarray
+    demand: np.ndarray
+    flow: np.ndarray
+    balanced: bool = True
 
 
 class Project:
@@ -365,6 +376,65 @@ class Project:
             self._read(en.FULLDEMAND, full)
             previous = now
         return delivered, asked, short_s, balanced
+
+    def link_nodes(self, index: int) -> tuple[int, int]:
+        start, end = _I(), _I()
+        _check(_lib.EN_getlinknodes(self._handle, index, ctypes.byref(start), ctypes.byref(end)), "reading a link")
+        return start.value, end.value
+
+    def saved_hydraulics(self) -> SavedHydraulics:
+        """Solve hydraulics over the whole run once, saved for any number of quality runs over them
+        (``quality_samples``), as EPANET's own command line does before its quality run; node demands and link
+        flows (model units) at every report time (report start + k x report step, the times quality is sampled
+        at). A solver failure raises ``EpanetError``."""
+        start, step, duration = self.time(en.REPORTSTART), self.time(en.REPORTSTEP), self.time(en.DURATION)
+        expected = 0 if start > duration else (duration - start) // step + 1
+        saved = SavedHydraulics(times=np.arange(expected, dtype=np.int64) * step + start,
+                                demand=np.empty((expected, self.node_count)),
+                                flow=np.empty((expected, self.link_count)))
+        now, advance = _L(), _L()
+        handle, row = self._handle, 0
+        _check(_lib.EN_openH(handle), "opening hydraulics")
+        try:
+            _check(_lib.EN_initH(handle, en.SAVE), "starting hydraulics")
+            while True:
+                warning = _check(_lib.EN_runH(handle, ctypes.byref(now)), "solving hydraulics")
+                saved.balanced = saved.balanced and warning != 1
+                if row < expected and now.value >= saved.times[row]:
+                    _check(_lib.EN_getnodevalues(handle, en.DEMAND, saved.demand[row].ctypes.data), "reading demands")
+                    _check(_lib.EN_getlinkvalues(handle, en.FLOW, saved.flow[row].ctypes.data), "reading flows")
+                    row += 1
+                _check(_lib.EN_nextH(handle, ctypes.byref(advance)), "advancing hydraulics")
+                if advance.value <= 0:
+                    break
+        finally:
+            _lib.EN_closeH(handle)
+        if row < expected:
+            raise EpanetError(f"hydraulics stopped at {clock(int(now.value))}, before the run's end")
+        return saved
+
+    def quality_samples(self, out: np.ndarray) -> None:
+        """One quality run over the hydraulics ``saved_hydraulics`` saved: every node's quality at each report
+        time into ``out`` (report times x nodes)."""
+        now, advance = _L(), _L()
+        handle = self._handle
+        report_at, step, row = self.time(en.REPORTSTART), self.time(en.REPORTSTEP), 0
+        row_bytes = self.node_count * 8
+        address = out.ctypes.data
+        _check(_lib.EN_openQ(handle), "opening quality")
+        try:
+            _check(_lib.EN_initQ(handle, en.NOSAVE), "starting quality")
+            while True:
+                _check(_lib.EN_runQ(handle, ctypes.byref(now)), "solving quality")
+                if row < len(out) and now.value >= report_at:
+                    _check(_lib.EN_getnodevalues(handle, en.QUALITY, address + row * row_bytes), "reading quality")
+                    report_at += step
+                    row += 1
+                _check(_lib.EN_nextQ(handle, ctypes.byref(advance)), "advancing quality")
+                if advance.value <= 0:
+                    break
+        finally:
+            _lib.EN_closeQ(handle)
 
     def run(self, properties: Iterable[int], with_quality: bool, save_output: bool = False) -> Capture:
         """Solve hydraulics (and quality, when asked) in memory; node ``properties`` at every report time.
