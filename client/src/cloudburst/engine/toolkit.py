@@ -410,7 +410,7 @@ class Project:
         finally:
             _lib.EN_closeH(handle)
         if row < expected:
-            raise EpanetError(f"hydraulics stopped at {clock(int(now.value))}, before the run's end")
+            raise EpanetError(0, f"hydraulics stopped at {clock(int(now.value))}, before the run's end")
         return saved
 
     def quality_samples(self, out: np.ndarray) -> None:
