@@ -10,6 +10,14 @@ workers as a task set (one task per member and group of elements), their results
       system_pressure_m: 14        # everywhere else (default 14 m)
 
     study:
+      type: contamination          # each injection's impacts per candidate sensor (cloudburst.engine.contamination)
+      injections: "*"              # every junction; or with_demand, or a list of node IDs
+      start_times_s: {every_s: 3600}   # or a list; {every_s, from_s (0), to_s (the run's end - injection_s)}
+      sensors: "*"                 # candidate sensor nodes: every junction, or a list
+      strength: 479166.67          # and ContaminationSettings' other fields (default: BWSN's case A)
+      max_runs: 2000000            # the most quality runs (members x injections x start times) it may take
+
+    study:
       type: segments               # what isolating each valve segment costs (cloudburst.engine.segments)
       valves: {generate: strategic, n: 1, seed: 1}   # or [[link, node], ...] or a CSV file (link, node)
       required_pressure_m: 14      # pressure-driven runs: full demand from here (default 14 m) ...
@@ -27,16 +35,18 @@ from typing import Any
 
 import wntr
 
+from cloudburst.engine.contamination import ContaminationSettings
 from cloudburst.engine.fireflow import FireFlowSettings
 from cloudburst.engine.segments import Segment, SegmentSettings, segments_of, valve_layer
 from cloudburst.engine.warm import solve_seconds
 from cloudburst.errors import EpanetError, InputError
 from cloudburst.schema.job import parse_job
-from cloudburst.schema.queues import FIRE_FLOW, SEGMENTS, TASK_FUNCTIONS
+from cloudburst.schema.queues import CONTAMINATION, FIRE_FLOW, SEGMENTS, TASK_FUNCTIONS
 
 SEARCH_COMMANDS = {"design": ("design", "design"), "calibration": ("calibrate", "calibrate")}  # command, method
 TASK_SECONDS = 3.0         # aim for tasks of about this long
-RUNS_PER_ELEMENT = {FIRE_FLOW: 12, SEGMENTS: 1}  # about: a hydrant's search; a segment's isolation
+RUNS_PER_ELEMENT = {FIRE_FLOW: 12, SEGMENTS: 1, CONTAMINATION: 1}  # a hydrant's search, an isolation, a quality run
+MAX_CONTAMINATION_RUNS = 2_000_000  # a contamination study's default budget of quality runs
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,31 @@ class SegmentStudy:
         return 0
 
 
-Study = FireFlowStudy | SegmentStudy
+@dataclass(frozen=True)
+class ContaminationStudy:
+    injections: list[list[Any]]       # [node, start_s] each
+    settings: ContaminationSettings
+    sensors: list[str] | str          # candidate sensor nodes, or "*": every junction
+    kind: str = CONTAMINATION
+
+    @property
+    def elements(self) -> list[Any]:
+        return self.injections
+
+    @property
+    def end_s(self) -> int:
+        return self.settings.duration_s
+
+    def task_settings(self) -> dict[str, Any]:
+        return {**asdict(self.settings), "sensors": self.sensors}
+
+
+Study = FireFlowStudy | SegmentStudy | ContaminationStudy
+
+
+def task_settings(study: Study) -> dict[str, Any]:
+    """The settings every task of the study gets."""
+    return study.task_settings() if isinstance(study, ContaminationStudy) else asdict(study.settings)
 
 
 def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path | None = None,
@@ -83,6 +117,8 @@ def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path
                          f"Client.{method}")
     if not isinstance(section, dict) or section.get("type") not in TASK_FUNCTIONS:
         raise InputError(f"$.study: give type ({', '.join(TASK_FUNCTIONS)}) and its settings (see docs/studies.md)")
+    if section["type"] == CONTAMINATION:
+        return contamination_study(section, wn, duration_s)
     if section["type"] == SEGMENTS:
         raw = {key: value for key, value in section.items() if key not in ("type", "valves")}
         if "valves" not in section:
@@ -106,6 +142,79 @@ def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path
     return FireFlowStudy(hydrants, FireFlowSettings.parse(raw))
 
 
+def _node_list(value: Any, wn: wntr.network.WaterNetworkModel, where: str, every: str) -> list[str]:
+    """A list of node IDs (or "*": every junction), each checked against the model."""
+    if value == "*":
+        return list(wn.junction_name_list)
+    if not isinstance(value, list) or not value:
+        raise InputError(f"$.study.{where}: {every}")
+    names = [str(name) for name in value]
+    unknown = [name for name in names if name not in wn.node_name_list]
+    if unknown:
+        raise InputError(f"$.study.{where}: the model has no node {', '.join(unknown[:5])}"
+                         + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
+    return names
+
+
+def _start_times(value: Any, duration_s: int, injection_s: int) -> list[int]:
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"every_s", "from_s", "to_s"})
+        every: Any = value.get("every_s")
+        first: Any = value.get("from_s", 0)
+        last: Any = value.get("to_s", duration_s - injection_s)
+        if unknown or not all(isinstance(v, int) and not isinstance(v, bool) for v in (every, first, last)) \
+                or every <= 0 or first < 0 or last < first:
+            raise InputError("$.study.start_times_s: {every_s: S, from_s: S, to_s: S} in whole seconds (every_s > 0, "
+                             "from_s <= to_s)" + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+        return list(range(first, last + 1, every))
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                           for v in value):
+        raise InputError("$.study.start_times_s: a list of whole seconds >= 0, or {every_s: S}")
+    return sorted(set(value))
+
+
+def contamination_study(section: dict[str, Any], wn: wntr.network.WaterNetworkModel,
+                        duration_s: int | None) -> ContaminationStudy:
+    """A contamination study's section, checked against the model and the run: injection and sensor nodes, start
+    times within the run and on the model's pattern periods, the settings, and the number of quality runs."""
+    known = {"type", "injections", "start_times_s", "sensors", "max_runs"}
+    run_s = duration_s if duration_s is not None else int(wn.options.time.duration)
+    if run_s <= 0:
+        raise InputError("$.study: a contamination study follows the contaminant through an extended period run, "
+                         "and this run is a steady-state snapshot (duration 0): set run.duration_s (e.g. 86400)")
+    settings = ContaminationSettings.parse({"duration_s": run_s,
+                                            **{key: value for key, value in section.items() if key not in known}})
+    injections = section.get("injections", "*")
+    if injections == "with_demand":
+        nodes = [name for name, junction in wn.junctions()
+                 if any(demand.base_value > 0 for demand in junction.demand_timeseries_list)]
+    else:
+        nodes = _node_list(injections, wn, "injections", '"*" (every junction), with_demand, or a list of node IDs')
+    sensors_value = section.get("sensors", "*")
+    sensors = "*" if sensors_value == "*" else _node_list(sensors_value, wn, "sensors",
+                                                          '"*" (every junction) or a list of node IDs')
+    starts = _start_times(section.get("start_times_s", [0]), run_s, settings.injection_s)
+    late = [start for start in starts if start >= run_s]
+    if late:
+        raise InputError(f"$.study.start_times_s: {late[0]} s is past the run's end ({run_s} s): start injections "
+                         "within the run")
+    step, clock = int(wn.options.time.pattern_timestep), int(wn.options.time.pattern_start)
+    off = [start for start in starts if (start + clock) % step] + ([settings.injection_s]
+                                                                  if settings.injection_s % step else [])
+    if off:
+        raise InputError(f"$.study: injections follow the model's pattern periods ({step} s from {clock} s): "
+                         f"{off[0]} s is not on one; give start_times_s and injection_s in whole pattern steps")
+    budget = section.get("max_runs", MAX_CONTAMINATION_RUNS)
+    runs = len(nodes) * len(starts)
+    if not isinstance(budget, int) or budget <= 0:
+        raise InputError(f"$.study.max_runs: a whole number > 0, not {budget!r}")
+    if runs > budget:
+        raise InputError(f"$.study: {len(nodes):,} injection nodes x {len(starts):,} start times = {runs:,} quality "
+                         f"runs per member, over the budget of {budget:,} (max_runs): give fewer start times (a "
+                         "longer every_s), fewer injection nodes (with_demand, or a list), or a shorter run")
+    return ContaminationStudy([[node, start] for start in starts for node in nodes], settings, sensors)
+
+
 def elements_per_task(data: bytes, wn: wntr.network.WaterNetworkModel, member: dict[str, Any], study: Study) -> int:
     """Hydrants or segments per task for tasks of about TASK_SECONDS, by one timed run here of the unaltered model
     (up to the end of the fire for a fire-flow study)."""
@@ -124,7 +233,7 @@ def elements_per_task(data: bytes, wn: wntr.network.WaterNetworkModel, member: d
 
 def study_tasks(documents: list[dict[str, Any]], study: Study, per_task: int) -> list[list[Any]]:
     """Each task's arguments: a member's job document, a group of hydrants or segments, the settings."""
-    settings = asdict(study.settings)
+    settings = task_settings(study)
     elements = study.elements
     groups = [elements[i:i + per_task] for i in range(0, len(elements), per_task)]
     return [[document, group, settings] for document in documents for group in groups]

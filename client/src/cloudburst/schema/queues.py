@@ -25,9 +25,10 @@ EVALUATE_ENTRY_POINT = "worker.evaluate"     # one chunk of an evaluation round 
 PACK_ENTRY_POINT = "cloudburst.worker.taskrun.run_pack"  # every task pack's job, in the env's own venv
 
 # Studies run as task sets of CloudBurst's own functions.
-FIRE_FLOW, SEGMENTS = "fire_flow", "segments"
+FIRE_FLOW, SEGMENTS, CONTAMINATION = "fire_flow", "segments", "contamination"
 TASK_FUNCTIONS = {FIRE_FLOW: "cloudburst.worker.studies:run_fire_flow",
-                  SEGMENTS: "cloudburst.worker.studies:run_segments"}
+                  SEGMENTS: "cloudburst.worker.studies:run_segments",
+                  CONTAMINATION: "cloudburst.worker.studies:run_contamination"}
 # The names stored before the package split (0.2): their records and queued packs still name these. Shims at the old
 # paths (``cloudburst/fireflow.py``, ``segments.py``, ``taskrun.py``) keep them working for one release.
 LEGACY_TASK_FUNCTIONS = {FIRE_FLOW: "cloudburst.fireflow:run_task", SEGMENTS: "cloudburst.segments:run_task"}

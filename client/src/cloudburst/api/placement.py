@@ -1,0 +1,228 @@
+"""Sensor placement from a contamination study's impacts: choose k sensor nodes minimising the expected harm of the
+injections (each weighted alike), the harm of an injection being the one done before the earliest chosen sensor
+detects it (its whole run's when none does).
+
+Two solvers over the same impact matrix (injection x sensor -> harm, sparse: only detecting sensors):
+
+- ``mip``: the p-median formulation Chama and TEVA-SPOT solve (Berry et al. 2006), exactly, with HiGHS through
+  scipy's ``milp``: a binary per candidate sensor, a fraction per (injection, sensor) and per injection undetected,
+  each injection's fractions summing to one and none above its sensor's; at most k sensors.
+- ``greedy``: sensors added one at a time by the largest drop in expected harm, with lazy evaluation (a sensor's
+  earlier drop bounds its current one: the objective is supermodular), and the bound on the best placement it
+  proves (Leskovec et al. 2007's online bound, and the (1 - 1/e) guarantee's; the tighter is reported).
+
+Objectives: ``z1_s`` (time to detection), ``z2_people``, ``z3_m3``, ``mass_kg``, ``extent_m`` (see
+``cloudburst.engine.contamination``); any placement's values of all of them and of ``z4`` (the share of injections
+detected) are reported, and ``worst`` / ``cvar`` summarise the harm's tail.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cloudburst.engine.contamination import HARMS
+from cloudburst.errors import InputError
+
+METHODS = ("mip", "greedy")
+
+
+@dataclass
+class ImpactMatrix:
+    """Every injection's impacts: ``undetected`` (injections x harms), and per detecting (injection, sensor) its
+    harms (entries x harms), ordered by sensor."""
+    injections: pd.DataFrame              # member, node, start_s: one row per injection
+    sensors: list[str]                    # the candidate sensor nodes
+    row: np.ndarray                       # each entry's injection
+    column: np.ndarray                    # each entry's sensor
+    detected_s: np.ndarray                # each entry's detection time
+    harm: np.ndarray                      # each entry's harms
+    undetected: np.ndarray                # each injection's whole-run harms
+
+    @classmethod
+    def of(cls, tasks: Iterable[dict], sensors: Sequence[str] | None = None) -> ImpactMatrix:
+        """From the tasks' returned impacts (``run_contamination``'s ``member`` and ``impacts``); ``sensors``: the
+        candidate nodes (default: every node that detects something)."""
+        injections, undetected, rows, names, times, harms = [], [], [], [], [], []
+        for task in tasks:
+            for impacts in task["impacts"]:
+                injections.append((int(task["member"]), impacts["injection"]["node"],
+                                   int(impacts["injection"]["start_s"])))
+                undetected.append(impacts["undetected"])
+                rows += [len(injections) - 1] * len(impacts["sensors"])
+                names += impacts["sensors"]
+                times += impacts["detected_s"]
+                harms += impacts["harm"]
+        if not injections:
+            raise InputError("no injection's impacts to place sensors from")
+        candidates = list(sensors) if sensors is not None else sorted(set(names), key=str)
+        index = {name: position for position, name in enumerate(candidates)}
+        keep = np.array([name in index for name in names], dtype=bool)
+        column = np.array([index.get(name, -1) for name in names], dtype=np.int64)[keep]
+        order = np.argsort(column, kind="stable")
+        return cls(pd.DataFrame(injections, columns=["member", "node", "start_s"]), candidates,
+                   np.asarray(rows, dtype=np.int64)[keep][order], column[order],
+                   np.asarray(times, dtype=np.int64)[keep][order],
+                   np.asarray(harms, dtype=np.float64).reshape(-1, len(HARMS))[keep][order],
+                   np.asarray(undetected, dtype=np.float64).reshape(-1, len(HARMS)))
+
+    def objective(self, name: str) -> int:
+        if name not in HARMS:
+            raise InputError(f"objective {name!r}: one of {', '.join(HARMS)}")
+        return HARMS.index(name)
+
+    def sensor_index(self, names: Iterable[str]) -> list[int]:
+        known = {name: position for position, name in enumerate(self.sensors)}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise InputError(f"not candidate sensor nodes: {', '.join(map(str, unknown[:5]))}")
+        return [known[name] for name in names]
+
+    def first_detection(self, chosen: Sequence[int]) -> np.ndarray:
+        """Per injection, the entry of its earliest detection by a chosen sensor (-1: undetected)."""
+        first = np.full(len(self.undetected), -1, dtype=np.int64)
+        when = np.full(len(self.undetected), np.iinfo(np.int64).max)
+        mask = np.isin(self.column, np.asarray(chosen, dtype=np.int64))
+        for entry in np.flatnonzero(mask):
+            row = self.row[entry]
+            if self.detected_s[entry] < when[row]:
+                when[row], first[row] = self.detected_s[entry], entry
+        return first
+
+    def harms_of(self, chosen: Sequence[int]) -> np.ndarray:
+        """Per injection, every harm at its earliest detection by the chosen sensors (injections x harms)."""
+        first = self.first_detection(chosen)
+        harms = self.undetected.copy()
+        detected = first >= 0
+        harms[detected] = self.harm[first[detected]]
+        return harms
+
+    def values(self, chosen: Sequence[int], cvar_alpha: float = 0.95) -> dict[str, float]:
+        """A placement's expected harms (each objective), the share of injections detected (z4), and the worst and
+        CVaR (mean of the worst 1 - alpha) of each harm."""
+        harms = self.harms_of(chosen)
+        values = {name: float(harms[:, column].mean()) for column, name in enumerate(HARMS)}
+        values["z4_detected"] = float((self.first_detection(chosen) >= 0).mean())
+        tail = max(1, math.ceil((1 - cvar_alpha) * len(harms)))
+        for column, name in enumerate(HARMS):
+            ordered = np.sort(harms[:, column])
+            values[f"worst_{name}"] = float(ordered[-1])
+            values[f"cvar_{name}"] = float(ordered[-tail:].mean())
+        return values
+
+
+@dataclass
+class Placement:
+    sensors: list[str]
+    objective: str
+    method: str
+    value: float                          # the expected harm minimised
+    bound: float                          # no placement of k does better than this (the optimum's, for mip)
+    values: dict[str, float] = field(default_factory=dict)
+
+
+def _expected(matrix: ImpactMatrix, column: int, chosen: Sequence[int]) -> float:
+    return float(matrix.harms_of(chosen)[:, column].mean())
+
+
+def greedy(matrix: ImpactMatrix, k: int, objective: str = "z1_s") -> Placement:
+    """k sensors, each the largest drop in expected harm given those before it (lazy evaluation), and the bound."""
+    column = matrix.objective(objective)
+    _check_k(matrix, k)
+    count = len(matrix.undetected)
+    best = matrix.undetected[:, column].copy()           # each injection's harm with the sensors chosen so far
+    starts = np.searchsorted(matrix.column, np.arange(len(matrix.sensors) + 1))
+
+    def drop(sensor: int) -> float:
+        entries = slice(starts[sensor], starts[sensor + 1])
+        rows, harms = matrix.row[entries], matrix.harm[entries, column]
+        improved = np.zeros(count)
+        np.maximum.at(improved, rows, best[rows] - np.minimum(best[rows], harms))
+        return float(improved.sum()) / count
+
+    heap = [(-drop(sensor), sensor, 0) for sensor in range(len(matrix.sensors))]
+    heapq.heapify(heap)
+    chosen: list[int] = []
+    while len(chosen) < k and heap:
+        negative, sensor, stamp = heapq.heappop(heap)
+        if stamp != len(chosen):
+            heapq.heappush(heap, (-drop(sensor), sensor, len(chosen)))
+            continue
+        chosen.append(sensor)
+        entries = slice(starts[sensor], starts[sensor + 1])
+        np.minimum.at(best, matrix.row[entries], matrix.harm[entries, column])
+    value = float(best.mean())
+    empty = float(matrix.undetected[:, column].mean())
+    remaining = sorted((drop(sensor) for sensor in range(len(matrix.sensors)) if sensor not in chosen),
+                       reverse=True)[:k]
+    online = value - sum(remaining)
+    guarantee = empty - (empty - value) / (1 - 1 / math.e)
+    return Placement([matrix.sensors[sensor] for sensor in chosen], objective, "greedy", value,
+                     max(online, guarantee, 0.0), matrix.values(chosen))
+
+
+def mip(matrix: ImpactMatrix, k: int, objective: str = "z1_s", time_limit_s: float = 600.0) -> Placement:
+    """The k sensors of least expected harm, exactly (HiGHS): the p-median formulation over detecting entries that
+    do better than undetected."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix, csr_matrix, vstack
+
+    column = matrix.objective(objective)
+    _check_k(matrix, k)
+    sensors, count = len(matrix.sensors), len(matrix.undetected)
+    useful = np.flatnonzero(matrix.harm[:, column] < matrix.undetected[matrix.row, column])
+    entries = len(useful)
+    rows, columns = matrix.row[useful], matrix.column[useful]
+    # variables: sensors (binary), entries (fractions), undetected per injection (fractions)
+    cost = np.concatenate([np.zeros(sensors), matrix.harm[useful, column], matrix.undetected[:, column]]) / count
+    total = sensors + entries + count
+    each_once = coo_matrix((np.ones(entries + count), (np.concatenate([rows, np.arange(count)]),
+                                                        np.concatenate([sensors + np.arange(entries),
+                                                                        sensors + entries + np.arange(count)]))),
+                           shape=(count, total))
+    within = coo_matrix((np.concatenate([np.ones(entries), -np.ones(entries)]),
+                         (np.concatenate([np.arange(entries), np.arange(entries)]),
+                          np.concatenate([sensors + np.arange(entries), columns]))), shape=(entries, total))
+    at_most_k = csr_matrix((np.ones(sensors), (np.zeros(sensors, dtype=np.int64), np.arange(sensors))),
+                           shape=(1, total))
+    constraints = [LinearConstraint(csr_matrix(each_once), 1, 1), LinearConstraint(at_most_k, 0, k)]
+    if entries:
+        constraints.append(LinearConstraint(vstack([csr_matrix(within)]), -np.inf, 0))
+    integrality = np.concatenate([np.ones(sensors), np.zeros(entries + count)])
+    solved = milp(cost, constraints=constraints, integrality=integrality, bounds=Bounds(0, 1),
+                  options={"time_limit": time_limit_s, "disp": False})
+    if solved.x is None:
+        raise InputError(f"the placement's MIP found no solution ({solved.message})")
+    chosen = [int(sensor) for sensor in np.flatnonzero(solved.x[:sensors] > 0.5)]
+    value = _expected(matrix, column, chosen)
+    bound = float(getattr(solved, "mip_dual_bound", None) or value)
+    return Placement([matrix.sensors[sensor] for sensor in chosen], objective, "mip", value, min(bound, value),
+                     matrix.values(chosen))
+
+
+def brute_force(matrix: ImpactMatrix, k: int, objective: str = "z1_s") -> tuple[float, tuple[int, ...]]:
+    """Every k-subset's expected harm: the best (small candidate sets only)."""
+    column = matrix.objective(objective)
+    return min((_expected(matrix, column, subset), subset)
+               for subset in itertools.combinations(range(len(matrix.sensors)), k))
+
+
+def trade_off(matrix: ImpactMatrix, ks: Iterable[int], objective: str = "z1_s", method: str = "greedy",
+              ) -> pd.DataFrame:
+    """The placement's objective values over k (one row per k)."""
+    place = {"greedy": greedy, "mip": mip}[method]
+    rows = []
+    for k in ks:
+        placement = place(matrix, k, objective)
+        rows.append({"k": k, "sensors": " ".join(placement.sensors), "bound": placement.bound, **placement.values})
+    return pd.DataFrame(rows)
+
+
+def _check_k(matrix: ImpactMatrix, k: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(matrix.sensors):
+        raise InputError(f"k: a whole number of sensors from 1 to the {len(matrix.sensors)} candidates, not {k!r}")

@@ -1,0 +1,76 @@
+"""Sensor placement (cloudburst.api.placement) on real impacts (Net3, contamination runs on EPANET): the MIP's
+placement is the best of every k-subset found by brute force here, and the greedy's expected harm is within the
+bound it reports of the MIP's, which that bound never exceeds."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict
+from pathlib import Path
+
+import epanet.toolkit as en
+import numpy as np
+import pytest
+from cloudburst.api.placement import ImpactMatrix, greedy, mip, trade_off
+from cloudburst.engine import toolkit
+from cloudburst.engine.contamination import HARMS, ContaminationSettings, Injection, SharedHydraulics
+from cloudburst.errors import InputError
+
+NET3 = Path(__file__).resolve().parents[2] / "files" / "models" / "Net3.inp"
+CANDIDATES = ["10", "15", "20", "35", "101", "123", "149", "189", "199", "211", "253", "275"]
+
+
+@pytest.fixture(scope="module")
+def matrix() -> ImpactMatrix:
+    project = toolkit.Project(NET3)
+    try:
+        junctions = [name for index, name in enumerate(project.node_ids, 1) if project.node_type(index) == en.JUNCTION]
+        shared = SharedHydraulics(project, ContaminationSettings(duration_s=86400), CANDIDATES)
+        injections = [Injection(node, start) for node in junctions[::9] for start in (0, 21600, 43200)]
+        tasks = [{"member": 0, "impacts": [asdict(shared.impacts(injection)) for injection in injections]}]
+    finally:
+        project.close()
+    return ImpactMatrix.of(tasks, CANDIDATES)
+
+
+def expected_harm(matrix: ImpactMatrix, chosen: tuple[str, ...], column: int) -> float:
+    """The reference: per injection, the harm at the earliest detection by a chosen sensor, read entry by entry."""
+    total = 0.0
+    for injection in range(len(matrix.undetected)):
+        best_time, harm = None, matrix.undetected[injection, column]
+        for entry in range(len(matrix.row)):
+            if matrix.row[entry] == injection and matrix.sensors[matrix.column[entry]] in chosen:
+                if best_time is None or matrix.detected_s[entry] < best_time:
+                    best_time, harm = matrix.detected_s[entry], matrix.harm[entry, column]
+        total += harm
+    return total / len(matrix.undetected)
+
+
+@pytest.mark.parametrize("objective", ["z1_s", "z3_m3", "z2_people"])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_the_mips_placement_is_the_best_k_subset_and_the_greedy_is_within_its_bound(matrix, objective, k):
+    column = HARMS.index(objective)
+    best = min(expected_harm(matrix, subset, column) for subset in itertools.combinations(CANDIDATES, k))
+    exact = mip(matrix, k, objective)
+    assert len(exact.sensors) <= k
+    assert exact.value == pytest.approx(best, rel=1e-9)
+    assert expected_harm(matrix, tuple(exact.sensors), column) == pytest.approx(exact.value, rel=1e-9)
+    fast = greedy(matrix, k, objective)
+    assert len(fast.sensors) == k
+    assert expected_harm(matrix, tuple(fast.sensors), column) == pytest.approx(fast.value, rel=1e-9)
+    assert fast.bound <= exact.value + 1e-9 <= fast.value + 2e-9
+    assert fast.values[objective] == pytest.approx(fast.value)
+
+
+def test_a_placements_values_report_every_objective_and_the_share_detected(matrix):
+    placement = greedy(matrix, 4, "z1_s")
+    assert set(placement.values) >= {*HARMS, "z4_detected", "worst_z1_s", "cvar_z3_m3"}
+    assert 0 < placement.values["z4_detected"] <= 1
+    curve = trade_off(matrix, [1, 2, 3, 4], "z1_s")
+    assert list(curve["k"]) == [1, 2, 3, 4] and (np.diff(curve["z1_s"]) <= 1e-9).all()
+
+
+def test_bad_placement_requests_get_a_sentence(matrix):
+    with pytest.raises(InputError, match="k: a whole number of sensors from 1 to the 12 candidates, not 0"):
+        greedy(matrix, 0)
+    with pytest.raises(InputError, match="objective 'z9': one of z1_s, z2_people, z3_m3, mass_kg, extent_m"):
+        mip(matrix, 2, "z9")
