@@ -179,7 +179,7 @@ def test_the_cli_runs_a_design_and_shows_it_again(cluster, workers, tmp_path):
     assert refused.returncode == 2 and "cloudburst design NAME" in refused.stderr
     listed = cli(cluster, "list").stdout
     generations = len(list((cluster["root"] / "results" / "hanoi-cli" / "generations").glob("*.parquet")))
-    assert re.search(rf"^hanoi-cli +\S+ +design +{generations} +finished$", listed, re.MULTILINE), listed
+    assert re.search(rf"^hanoi-cli +submitter +\S+ +design +{generations} +finished$", listed, re.MULTILINE), listed
     deleted = cli(cluster, "delete", "hanoi-cli", "--yes")
     assert deleted.returncode == 0 and "design study hanoi-cli deleted" in deleted.stdout
     assert not (cluster["root"] / "results" / "hanoi-cli").exists()

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from cloudburst.errors import InputError
-from cloudburst.schema.queues import FIRE_FLOW, SEGMENTS, study_kind
+from cloudburst.schema.queues import CONTAMINATION, FIRE_FLOW, SEGMENTS, study_kind
 
 if TYPE_CHECKING:
+    from cloudburst.api.placement import ImpactMatrix, Placement
     from cloudburst.api.taskset import TaskSet
 
 PERCENTILES = (5, 50, 95)  # of each hydrant's available flow over the members (numpy's linear interpolation)
@@ -130,7 +131,52 @@ class Segments(StudyRun):
         return segment_criticality(self.table())
 
 
-STUDY_RUNS = {FIRE_FLOW: FireFlow, SEGMENTS: Segments}
+class Contamination(StudyRun):
+    """A contamination warning study (cloudburst.engine.contamination): each injection's impacts per candidate
+    sensor, and sensor placements from them (cloudburst.api.placement)."""
+    kind = CONTAMINATION
+
+    def impacts(self) -> ImpactMatrix:
+        """Every injection's impacts (member, node, start), per detecting candidate sensor."""
+        from cloudburst.api.placement import ImpactMatrix
+        results = self.finished_results()
+        return ImpactMatrix.of({"member": member, "impacts": impacts}
+                               for member, impacts in zip(results["member"], results["impacts"]))
+
+    def model(self) -> Any:
+        """The study's model (a wntr model), fetched from the cluster as its first task names it."""
+        import tempfile
+        from pathlib import Path
+
+        from cloudburst.engine.models import parse_inp
+        services = self.taskset.services
+        document = services.ledger.arguments(self.name)[0][0]
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "model.inp"
+            path.write_bytes(services.models.fetch(document["input"]["sha256"]))
+            return parse_inp(path, f"model {document['input']['sha256'][:12]}")
+
+    def injection_table(self) -> pd.DataFrame:
+        """One row per injection (member, node, start_s) with its whole run's harms, undetected."""
+        from cloudburst.engine.contamination import HARMS
+        matrix = self.impacts()
+        return pd.concat([matrix.injections, pd.DataFrame(matrix.undetected, columns=list(HARMS))], axis=1)
+
+    def place(self, k: int, objective: str = "z1_s", method: str = "mip") -> Placement:
+        """The k sensors of least expected harm (``mip``, exact; ``greedy``, with its bound)."""
+        from cloudburst.api import placement
+        if method not in placement.METHODS:
+            raise InputError(f"method {method!r}: one of {', '.join(placement.METHODS)}")
+        solve = placement.mip if method == "mip" else placement.greedy
+        return solve(self.impacts(), k, objective)
+
+    def trade_off(self, ks: list[int], objective: str = "z1_s", method: str = "greedy") -> pd.DataFrame:
+        """The placement's objective values over k."""
+        from cloudburst.api import placement
+        return placement.trade_off(self.impacts(), ks, objective, method)
+
+
+STUDY_RUNS = {FIRE_FLOW: FireFlow, SEGMENTS: Segments, CONTAMINATION: Contamination}
 
 
 def study_run(function: str, taskset: "TaskSet") -> StudyRun | None:

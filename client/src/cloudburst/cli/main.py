@@ -178,6 +178,40 @@ def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_sensors(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.api.studies import Contamination
+    study = study_of(client, args.ensemble, Contamination)
+    placement = study.place(args.k, args.objective, args.method)
+    values = placement.values
+    lines = [f"{len(placement.sensors)} sensors ({placement.method}, least expected {placement.objective}): "
+             f"{' '.join(placement.sensors)}",
+             f"expected {placement.objective} {placement.value:,.6g} (no placement of {args.k} does better than "
+             f"{placement.bound:,.6g})",
+             f"Z1 time to detection {values['z1_s'] / 60:,.1f} min, Z2 people affected {values['z2_people']:,.1f}, "
+             f"Z3 contaminated demand {values['z3_m3']:,.2f} m3, Z4 detected {values['z4_detected']:.1%}; "
+             f"mass {values['mass_kg']:,.3f} kg, extent {values['extent_m']:,.0f} m"]
+    data: dict[str, Any] = {"sensors": placement.sensors, "method": placement.method,
+                            "objective": placement.objective, "value": placement.value, "bound": placement.bound,
+                            "values": values}
+    if args.curve:
+        curve = study.trade_off(list(range(1, args.curve + 1)), args.objective, "greedy")
+        lines += ["", f"{'k':>3} {args.objective:>14} {'Z4 detected':>12}  sensors (greedy)"]
+        lines += [f"{row.k:>3} {getattr(row, args.objective):>14,.6g} {row.z4_detected:>12.1%}  {row.sensors}"
+                  for row in curve.itertuples()]
+        data["curve"] = curve.to_dict("records")
+        if args.csv:
+            curve.to_csv(args.csv, index=False)
+    if args.plot:
+        from cloudburst.cli.plots import plot_sensors
+        harm = study.injection_table().groupby("node")[args.objective].mean()
+        plot_sensors(study.model(), harm, placement.sensors,
+                     f"{args.ensemble}: {len(placement.sensors)} sensors, mean undetected {args.objective} per "
+                     "injection node", args.plot)
+        lines.append(f"map: {args.plot}")
+    emit(args, data, "\n".join(lines))
+    return 0
+
+
 def search_progress(args: argparse.Namespace, kind: str, best_of: Callable[[dict], str]) -> Callable[[dict], None]:
     """A design or calibration study's start checked (both --model and --scenario, or neither to resume), and its
     progress printer: a line every ``--every`` generations, with the best so far as ``best_of`` words it."""
@@ -610,6 +644,16 @@ def parser() -> argparse.ArgumentParser:
     segments.add_argument("--top", type=int, default=30, help="how many segments to show (default 30)")
     segments.add_argument("--csv", help="write every segment's row as CSV")
     segments.add_argument("--members-csv", help="write every member's isolations as CSV")
+    sensors = command("sensors", "place k sensors from a contamination study's impacts (least expected harm)",
+                      cmd_sensors, True)
+    sensors.add_argument("--k", type=int, default=5, help="how many sensors (default 5)")
+    sensors.add_argument("--objective", default="z1_s", choices=["z1_s", "z2_people", "z3_m3", "mass_kg", "extent_m"],
+                         help="the expected harm to minimise (default z1_s, time to detection)")
+    sensors.add_argument("--method", default="mip", choices=["mip", "greedy"],
+                         help="mip (exact, HiGHS) or greedy (lazy, with its bound); default mip")
+    sensors.add_argument("--curve", type=int, default=0, help="also the greedy trade-off over k = 1 .. N")
+    sensors.add_argument("--csv", help="write the trade-off curve as CSV (with --curve)")
+    sensors.add_argument("--plot", help="draw the network with the sensors and each injection node's harm (PNG)")
     design = command("design", "run (or resume) a design study: pymoo's GA or NSGA-II over pipe options, each "
                                "generation a round on the cluster; then its best design", cmd_design, True, False)
     design.add_argument("ensemble", metavar="NAME", help="the study's name (resumes it when it exists)")

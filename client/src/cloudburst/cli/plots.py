@@ -108,3 +108,35 @@ def plot_bands(table: pd.DataFrame, title: str, attribute: str, path: str) -> No
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def plot_sensors(wn: wntr.network.WaterNetworkModel, harm: pd.Series, sensors: list[str], title: str,
+                 path: str) -> None:
+    """The network from the model's coordinates: links as lines, each injection node coloured by its harm
+    (``harm``: node -> value), the chosen sensors as large black-edged stars, named."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(9, 8))
+    for name in wn.link_name_list:
+        link = wn.get_link(name)
+        (x1, y1), (x2, y2) = link.start_node.coordinates, link.end_node.coordinates
+        axes.plot([x1, x2], [y1, y2], color="0.75", linewidth=0.6, zorder=1)
+    known = [name for name in harm.index if name in wn.node_name_list]
+    points = axes.scatter([wn.get_node(n).coordinates[0] for n in known],
+                          [wn.get_node(n).coordinates[1] for n in known], c=[harm[n] for n in known], cmap="YlOrRd",
+                          s=20, zorder=2)
+    figure.colorbar(points, ax=axes, label=str(harm.name or "harm"))
+    axes.scatter([wn.get_node(n).coordinates[0] for n in sensors], [wn.get_node(n).coordinates[1] for n in sensors],
+                 marker="*", s=260, color="tab:blue", edgecolors="black", zorder=3, label="sensors")
+    for name in sensors:
+        x, y = wn.get_node(name).coordinates
+        axes.annotate(name, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=9, zorder=4)
+    axes.legend(loc="best", fontsize=8)
+    axes.set_title(title)
+    axes.set_aspect("equal", adjustable="datalim")
+    axes.set_xticks([])
+    axes.set_yticks([])
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

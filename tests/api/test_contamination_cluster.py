@@ -1,0 +1,95 @@
+"""Contamination studies on a real Redis, Nginx and runner processes: submitted from a scenario (Python and the CLI),
+each member's injections run on the workers over its hydraulics solved once, the impacts stored as the task set's
+results equal a run here of the same injections, and sensors placed from them (`cloudburst sensors`); bad input
+refused with a sentence each and nothing enqueued."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import cloudburst
+import pytest
+import yaml
+from cloudburst.engine import toolkit
+from cloudburst.engine.contamination import ContaminationSettings, Injection, SharedHydraulics
+from cloudburst.errors import InputError
+from local_cluster import cli, client_settings, start_workers, stop
+from waiting import wait_until
+
+NET3 = Path(__file__).resolve().parents[2] / "files" / "models" / "Net3.inp"
+SENSORS = ["10", "15", "20", "35", "101", "123", "149", "189", "199", "211", "253", "275"]
+INJECTION_NODES = ["10", "20", "101", "123", "149", "199", "253", "275"]
+SCENARIO = {"ensemble": "net3-contamination", "members": 1, "run": {"duration_s": 86400},
+            "study": {"type": "contamination", "injections": INJECTION_NODES, "start_times_s": {"every_s": 21600},
+                      "sensors": SENSORS}}
+
+
+def impacts_here(node: str, start_s: int) -> dict:
+    """The same injection run here, on a model of its own (the reference for what the workers stored)."""
+    project = toolkit.Project(NET3)
+    try:
+        shared = SharedHydraulics(project, ContaminationSettings(duration_s=86400), SENSORS)
+        return json.loads(json.dumps(asdict(shared.impacts(Injection(node, start_s)))))
+    finally:
+        project.close()
+
+
+def test_a_contamination_study_runs_on_the_workers_and_places_sensors_from_its_impacts(cluster, tmp_path):
+    client = cloudburst.Client(client_settings(cluster))
+    workers = start_workers(cluster, 2)
+    try:
+        study = client.submit(NET3, SCENARIO, name="net3-contamination")
+        wait_until("the study's tasks to finish", study.status, timeout_s=240,
+                   done=lambda progress: progress.finished + progress.failed == progress.members)
+    finally:
+        stop(workers)
+    study = client.study("net3-contamination")
+    matrix = study.impacts()
+    assert len(matrix.injections) == len(INJECTION_NODES) * 4  # 0, 6, 12 and 18 h
+    assert sorted(zip(matrix.injections["node"], matrix.injections["start_s"])) == sorted(
+        (node, start) for node in INJECTION_NODES for start in (0, 21600, 43200, 64800))
+    results = study.finished_results()
+    stored = {(impact["injection"]["node"], impact["injection"]["start_s"]): impact
+              for impacts in results["impacts"] for impact in impacts}
+    for key in [("123", 21600), ("253", 64800), ("10", 0)]:
+        assert stored[key] == impacts_here(*key)
+
+    exact = study.place(3, "z1_s", "mip")
+    fast = study.place(3, "z1_s", "greedy")
+    assert len(exact.sensors) == 3 and set(exact.sensors) <= set(SENSORS)
+    assert fast.bound <= exact.value + 1e-9 <= fast.value + 1e-9
+
+    plot = tmp_path / "sensors.png"
+    placed = cli(cluster, "sensors", "net3-contamination", "--k", "3", "--curve", "4", "--plot", str(plot), "--json")
+    assert placed.returncode == 0, placed.stderr
+    answer = json.loads(placed.stdout)
+    assert answer["sensors"] == exact.sensors and answer["value"] == pytest.approx(exact.value)
+    assert [row["k"] for row in answer["curve"]] == [1, 2, 3, 4]
+    assert plot.stat().st_size > 10_000
+    table = cli(cluster, "sensors", "net3-contamination", "--k", "2", "--method", "greedy")
+    assert table.returncode == 0 and table.stdout.startswith("2 sensors (greedy, least expected z1_s): "), table
+
+
+@pytest.mark.parametrize("change, sentence", [
+    ({"injections": ["10", "NOPE"]}, "$.study.injections: the model has no node NOPE"),
+    ({"sensors": ["X1"]}, "$.study.sensors: the model has no node X1"),
+    ({"start_times_s": [90000]}, "$.study.start_times_s: 90000 s is past the run's end (86400 s)"),
+    ({"detection_limit_mg_L": 0}, "$.study.detection_limit_mg_L: a number > 0, not 0"),
+    ({"start_times_s": [1800]}, "injections follow the model's pattern periods (3600 s from 0 s): 1800 s is not on one"),
+    ({"injections": "*", "start_times_s": {"every_s": 3600}, "max_runs": 1000},
+     "$.study: 92 injection nodes x 23 start times = 2,116 quality runs per member, over the budget of 1,000"),
+])
+def test_bad_contamination_input_is_refused_with_a_sentence_and_nothing_is_enqueued(cluster, tmp_path, change,
+                                                                                   sentence):
+    client = cloudburst.Client(client_settings(cluster))
+    scenario = {**SCENARIO, "study": {**SCENARIO["study"], **change}}
+    with pytest.raises(InputError) as refused:
+        client.submit(NET3, scenario, name="refused")
+    assert sentence in str(refused.value)
+    assert cluster["redis"].llen("rq:queue:cloudburst") == 0 and "refused" not in client.records.names()
+    path = tmp_path / "scenario.yml"
+    path.write_text(yaml.safe_dump(scenario))
+    by_cli = cli(cluster, "submit", str(NET3), str(path), "--name", "refused")
+    assert by_cli.returncode == 2 and sentence in by_cli.stderr
+
