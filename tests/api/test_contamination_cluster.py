@@ -76,7 +76,7 @@ def test_a_contamination_study_runs_on_the_workers_and_places_sensors_from_its_i
     ({"sensors": ["X1"]}, "$.study.sensors: the model has no node X1"),
     ({"start_times_s": [90000]}, "$.study.start_times_s: 90000 s is past the run's end (86400 s)"),
     ({"detection_limit_mg_L": 0}, "$.study.detection_limit_mg_L: a number > 0, not 0"),
-    ({"start_times_s": [1800]}, "injections follow the model's pattern periods (3600 s from 0 s): 1800 s is not on one"),
+    ({"start_times_s": [1850]}, "injections start and last whole report steps (300 s, report_step_s): 1850 s is not one"),
     ({"injections": "*", "start_times_s": {"every_s": 3600}, "max_runs": 1000},
      "$.study: 92 injection nodes x 23 start times = 2,116 quality runs per member, over the budget of 1,000"),
 ])

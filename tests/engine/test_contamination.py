@@ -177,6 +177,48 @@ def test_bad_settings_get_one_sentence_each():
                                       "$.study.report_step_s: whole seconds > 0, not 0"]
 
 
-def test_an_injection_off_the_models_pattern_periods_is_refused_with_a_sentence(shared):
-    with pytest.raises(InputError, match="does not fall on the model's pattern periods"):
-        shared.impacts(Injection("10", 1800))
+def test_an_injection_off_the_report_step_is_refused_with_a_sentence(shared):
+    with pytest.raises(InputError, match="starts and lengths are whole report steps"):
+        shared.impacts(Injection("10", 1850))
+
+
+def switched_source_run(node: str, start_s: int, settings: ContaminationSettings) -> np.ndarray:
+    """The reference for an injection between the model's pattern periods: EPANET's own order through owa-epanet's
+    wrapper, the source's quality set at the start and cleared at the end, each a report time of the run."""
+    project = en.createproject()
+    en.open(project, str(NET3), os.devnull, "")
+    try:
+        en.settimeparam(project, en.DURATION, settings.duration_s)
+        en.settimeparam(project, en.REPORTSTEP, settings.report_step_s)
+        en.settimeparam(project, en.REPORTSTART, 0)
+        en.settimeparam(project, en.QUALSTEP, settings.quality_step_s)
+        en.setqualtype(project, en.CHEM, "Contaminant", "mg/L", "")
+        index = en.getnodeindex(project, node)
+        en.setnodevalue(project, index, en.SOURCETYPE, en.MASS)
+        nodes = en.getcount(project, en.NODECOUNT)
+        en.solveH(project)
+        en.openQ(project)
+        en.initQ(project, en.NOSAVE)
+        rows, report_at = [], 0
+        while True:
+            now = en.runQ(project)
+            if now == start_s:
+                en.setnodevalue(project, index, en.SOURCEQUAL, settings.strength)
+            if now == start_s + settings.injection_s:
+                en.setnodevalue(project, index, en.SOURCEQUAL, 0.0)
+            if now >= report_at and report_at <= settings.duration_s:
+                rows.append([en.getnodevalue(project, i, en.QUALITY) for i in range(1, nodes + 1)])
+                report_at += settings.report_step_s
+            if en.nextQ(project) <= 0:
+                break
+        en.closeQ(project)
+        return np.array(rows)
+    finally:
+        en.close(project)
+        en.deleteproject(project)
+
+
+def test_an_injection_starting_between_pattern_periods_equals_the_switched_source_run_bit_for_bit(shared):
+    for injection in (Injection("123", 3900), Injection("10", 300), Injection("20", 85800)):
+        assert np.array_equal(shared.concentrations(injection),
+                              switched_source_run(injection.node, injection.start_s, SETTINGS)), injection

@@ -32,7 +32,6 @@ from cloudburst.engine import toolkit
 from cloudburst.errors import InputError
 
 SOURCE_TYPES = {"concen": en.CONCEN, "mass": en.MASS, "setpoint": en.SETPOINT, "flowpaced": en.FLOWPACED}
-INJECTION_PATTERN = "cloudburst-injection"
 HARMS = ("z1_s", "z2_people", "z3_m3", "mass_kg", "extent_m")  # an impact row's harm columns, in order
 
 
@@ -105,9 +104,6 @@ class SharedHydraulics:
         project.set_time(en.REPORTSTEP, settings.report_step_s)
         project.set_time(en.QUALSTEP, settings.quality_step_s)
         project.set_quality(en.CHEM, chemical="Contaminant", units="mg/L")
-        self.pattern_start = project.time(en.PATTERNSTART)
-        self.pattern_step = project.time(en.PATTERNSTEP)
-        self.pattern = project.add_pattern(INJECTION_PATTERN, [0.0])
         self.node_index = {name: index for index, name in enumerate(project.node_ids, start=1)}
         for index in range(1, project.node_count + 1):  # the model's own sources and initial quality do not count
             project.set_node_value(index, en.SOURCEQUAL, 0.0)
@@ -138,32 +134,21 @@ class SharedHydraulics:
         with np.errstate(divide="ignore", invalid="ignore"):
             self.timing = np.where(mean_demand > 0, np.clip(self.demand_m3s, 0, None) / mean_demand, 0.0)
 
-    def _inject(self, injection: Injection) -> int:
-        settings = self.settings
-        if (injection.start_s + self.pattern_start) % self.pattern_step or settings.injection_s % self.pattern_step:
-            raise InputError(f"an injection at {injection.start_s} s lasting {settings.injection_s} s does not "
-                             f"fall on the model's pattern periods ({self.pattern_step} s from "
-                             f"{self.pattern_start} s): give start times and injection_s in whole pattern steps")
-        first = (injection.start_s + self.pattern_start) // self.pattern_step
-        periods = first + settings.injection_s // self.pattern_step
-        length = max(periods, (settings.duration_s + self.pattern_start) // self.pattern_step + 1) + 1
-        multipliers = np.zeros(length)
-        multipliers[first:periods] = 1.0
-        self.project.set_pattern(self.pattern, multipliers)
-        node = self.node_index[injection.node]
-        self.project.set_node_value(node, en.SOURCETYPE, SOURCE_TYPES[settings.source_type])
-        self.project.set_node_value(node, en.SOURCEPAT, self.pattern)
-        self.project.set_node_value(node, en.SOURCEQUAL, settings.strength)
-        return node
-
     def concentrations(self, injection: Injection) -> np.ndarray:
         """Every node's concentration (mg/L) at every report time after this injection (a view, overwritten by
-        the next call)."""
-        node = self._inject(injection)
-        try:
-            self.project.quality_samples(self.quality)
-        finally:
-            self.project.set_node_value(node, en.SOURCEQUAL, 0.0)
+        the next call). The source is switched on at the injection's start and off at its end, both report times
+        (the quality run stops at each), so any start on the report step works, whatever the model's pattern step."""
+        settings = self.settings
+        step = settings.report_step_s
+        if injection.start_s % step or settings.injection_s % step or not 0 <= injection.start_s < settings.duration_s:
+            raise InputError(f"an injection at {injection.start_s} s lasting {settings.injection_s} s: starts and "
+                             f"lengths are whole report steps ({step} s) within the run ({settings.duration_s} s)")
+        node = self.node_index[injection.node]
+        self.project.set_node_value(node, en.SOURCETYPE, SOURCE_TYPES[settings.source_type])
+        self.project.set_node_value(node, en.SOURCEPAT, 0)
+        self.project.set_node_value(node, en.SOURCEQUAL, 0.0)
+        end = injection.start_s + settings.injection_s
+        self.project.quality_samples(self.quality, (node, injection.start_s, end, settings.strength))
         return self.quality
 
     def impacts(self, injection: Injection) -> Impacts:

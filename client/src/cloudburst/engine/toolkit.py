@@ -413,9 +413,10 @@ class Project:
             raise EpanetError(0, f"hydraulics stopped at {clock(int(now.value))}, before the run's end")
         return saved
 
-    def quality_samples(self, out: np.ndarray) -> None:
+    def quality_samples(self, out: np.ndarray, source: tuple[int, int, int, float] | None = None) -> None:
         """One quality run over the hydraulics ``saved_hydraulics`` saved: every node's quality at each report
-        time into ``out`` (report times x nodes)."""
+        time into ``out`` (report times x nodes). ``source``: (node, start, end, strength): the node's source quality
+        set to ``strength`` at ``start`` and back to 0 at ``end`` (report times both: the run stops at each)."""
         now, advance = _L(), _L()
         handle = self._handle
         report_at, step, row = self.time(en.REPORTSTART), self.time(en.REPORTSTEP), 0
@@ -426,6 +427,9 @@ class Project:
             _check(_lib.EN_initQ(handle, en.NOSAVE), "starting quality")
             while True:
                 _check(_lib.EN_runQ(handle, ctypes.byref(now)), "solving quality")
+                if source is not None and now.value in (source[1], source[2]):
+                    strength = source[3] if now.value == source[1] else 0.0
+                    _check(_lib.EN_setnodevalue(handle, source[0], en.SOURCEQUAL, strength), "setting a source")
                 if row < len(out) and now.value >= report_at:
                     _check(_lib.EN_getnodevalues(handle, en.QUALITY, address + row * row_bytes), "reading quality")
                     report_at += step
@@ -435,6 +439,8 @@ class Project:
                     break
         finally:
             _lib.EN_closeQ(handle)
+            if source is not None:
+                _lib.EN_setnodevalue(handle, source[0], en.SOURCEQUAL, 0.0)
 
     def run(self, properties: Iterable[int], with_quality: bool, save_output: bool = False) -> Capture:
         """Solve hydraulics (and quality, when asked) in memory; node ``properties`` at every report time.

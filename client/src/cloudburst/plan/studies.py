@@ -198,12 +198,11 @@ def contamination_study(section: dict[str, Any], wn: wntr.network.WaterNetworkMo
     if late:
         raise InputError(f"$.study.start_times_s: {late[0]} s is past the run's end ({run_s} s): start injections "
                          "within the run")
-    step, clock = int(wn.options.time.pattern_timestep), int(wn.options.time.pattern_start)
-    off = [start for start in starts if (start + clock) % step] + ([settings.injection_s]
-                                                                  if settings.injection_s % step else [])
+    step = settings.report_step_s
+    off = [start for start in starts if start % step] + ([settings.injection_s] if settings.injection_s % step else [])
     if off:
-        raise InputError(f"$.study: injections follow the model's pattern periods ({step} s from {clock} s): "
-                         f"{off[0]} s is not on one; give start_times_s and injection_s in whole pattern steps")
+        raise InputError(f"$.study: injections start and last whole report steps ({step} s, report_step_s): {off[0]} s "
+                         "is not one")
     budget = section.get("max_runs", MAX_CONTAMINATION_RUNS)
     runs = len(nodes) * len(starts)
     if not isinstance(budget, int) or budget <= 0:
