@@ -4,7 +4,6 @@ bound it reports of the MIP's, which that bound never exceeds."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
 from pathlib import Path
 
 import epanet.toolkit as en
@@ -12,7 +11,8 @@ import numpy as np
 import pytest
 from cloudburst.api.placement import ImpactMatrix, greedy, mip, trade_off
 from cloudburst.engine import toolkit
-from cloudburst.engine.contamination import HARMS, ContaminationSettings, Injection, SharedHydraulics
+from cloudburst.engine.contamination import HARMS, ContaminationSettings, Injection, SharedHydraulics, task_impacts
+from cloudburst.schema import impacts as impact_format
 from cloudburst.errors import InputError
 
 NET3 = Path(__file__).resolve().parents[2] / "files" / "models" / "Net3.inp"
@@ -26,10 +26,11 @@ def matrix() -> ImpactMatrix:
         junctions = [name for index, name in enumerate(project.node_ids, 1) if project.node_type(index) == en.JUNCTION]
         shared = SharedHydraulics(project, ContaminationSettings(duration_s=86400), CANDIDATES)
         injections = [Injection(node, start) for node in junctions[::9] for start in (0, 21600, 43200)]
-        tasks = [{"member": 0, "impacts": [asdict(shared.impacts(injection)) for injection in injections]}]
+        tasks = [impact_format.decode(impact_format.encode(task_impacts(shared, 0, part)))  # as stored
+                 for part in (injections[:20], injections[20:])]
     finally:
         project.close()
-    return ImpactMatrix.of(tasks, CANDIDATES)
+    return ImpactMatrix.of(tasks)
 
 
 def expected_harm(matrix: ImpactMatrix, chosen: tuple[str, ...], column: int) -> float:

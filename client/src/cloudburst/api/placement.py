@@ -28,6 +28,7 @@ import pandas as pd
 
 from cloudburst.engine.contamination import HARMS
 from cloudburst.errors import InputError
+from cloudburst.schema.impacts import TaskImpacts
 
 METHODS = ("mip", "greedy")
 
@@ -45,31 +46,31 @@ class ImpactMatrix:
     undetected: np.ndarray                # each injection's whole-run harms
 
     @classmethod
-    def of(cls, tasks: Iterable[dict], sensors: Sequence[str] | None = None) -> ImpactMatrix:
-        """From the tasks' returned impacts (``run_contamination``'s ``member`` and ``impacts``); ``sensors``: the
-        candidate nodes (default: every node that detects something)."""
-        injections, undetected, rows, names, times, harms = [], [], [], [], [], []
+    def of(cls, tasks: Iterable[TaskImpacts]) -> ImpactMatrix:
+        """From the tasks' impacts (``cloudburst.schema.impacts``: every task names the same candidate sensors)."""
+        injections: list[tuple[int, str, int]] = []
+        rows, columns, times, harms, undetected = [], [], [], [], []
+        sensors: list[str] | None = None
         for task in tasks:
-            for impacts in task["impacts"]:
-                injections.append((int(task["member"]), impacts["injection"]["node"],
-                                   int(impacts["injection"]["start_s"])))
-                undetected.append(impacts["undetected"])
-                rows += [len(injections) - 1] * len(impacts["sensors"])
-                names += impacts["sensors"]
-                times += impacts["detected_s"]
-                harms += impacts["harm"]
-        if not injections:
+            if sensors is None:
+                sensors = task.sensors
+            elif task.sensors != sensors:
+                raise InputError("the tasks name different candidate sensors")
+            starts = np.array([start for _, start in task.injections], dtype=np.int64)
+            rows.append(task.row.astype(np.int64) + len(injections))
+            injections += [(task.member, node, start) for node, start in task.injections]
+            columns.append(task.column.astype(np.int64))
+            times.append(task.detected_s.astype(np.int64))
+            z1 = (task.detected_s - starts[task.row]).astype(np.float64)
+            harms.append(np.column_stack([z1, task.harm]))
+            undetected.append(np.column_stack([(task.run_end_s - starts).astype(np.float64), task.undetected]))
+        if sensors is None or not injections:
             raise InputError("no injection's impacts to place sensors from")
-        candidates = list(sensors) if sensors is not None else sorted(set(names), key=str)
-        index = {name: position for position, name in enumerate(candidates)}
-        keep = np.array([name in index for name in names], dtype=bool)
-        column = np.array([index.get(name, -1) for name in names], dtype=np.int64)[keep]
+        column = np.concatenate(columns)
         order = np.argsort(column, kind="stable")
-        return cls(pd.DataFrame(injections, columns=["member", "node", "start_s"]), candidates,
-                   np.asarray(rows, dtype=np.int64)[keep][order], column[order],
-                   np.asarray(times, dtype=np.int64)[keep][order],
-                   np.asarray(harms, dtype=np.float64).reshape(-1, len(HARMS))[keep][order],
-                   np.asarray(undetected, dtype=np.float64).reshape(-1, len(HARMS)))
+        return cls(pd.DataFrame(injections, columns=["member", "node", "start_s"]), list(sensors),
+                   np.concatenate(rows)[order], column[order], np.concatenate(times)[order],
+                   np.concatenate(harms)[order], np.concatenate(undetected))
 
     def objective(self, name: str) -> int:
         if name not in HARMS:

@@ -139,9 +139,11 @@ class Contamination(StudyRun):
     def impacts(self) -> ImpactMatrix:
         """Every injection's impacts (member, node, start), per detecting candidate sensor."""
         from cloudburst.api.placement import ImpactMatrix
-        results = self.finished_results()
-        return ImpactMatrix.of({"member": member, "impacts": impacts}
-                               for member, impacts in zip(results["member"], results["impacts"]))
+        from cloudburst.schema import impacts as impact_format
+        results = self.finished_results()  # each returned object's keys as columns
+        keys = ["schema", "member", "run_end_s", "sensors", "injections", "arrays"]
+        return ImpactMatrix.of(impact_format.decode(dict(zip(keys, values)))
+                               for values in zip(*(results[key] for key in keys)))
 
     def model(self) -> Any:
         """The study's model (a wntr model), fetched from the cluster as its first task names it."""

@@ -30,6 +30,7 @@ from wntr.epanet.util import FlowUnits, HydParam, to_si
 
 from cloudburst.engine import toolkit
 from cloudburst.errors import InputError
+from cloudburst.schema.impacts import TaskImpacts
 
 SOURCE_TYPES = {"concen": en.CONCEN, "mass": en.MASS, "setpoint": en.SETPOINT, "flowpaced": en.FLOWPACED}
 HARMS = ("z1_s", "z2_people", "z3_m3", "mass_kg", "extent_m")  # an impact row's harm columns, in order
@@ -198,3 +199,22 @@ def impacts_of(shared: SharedHydraulics, injection: Injection, concentration: np
         impacts.harm.append([float(shared.times[row] - injection.start_s), *curves[row].tolist()])
     impacts.undetected = [float(shared.settings.duration_s - injection.start_s), *curves[-1].tolist()]
     return impacts
+
+
+def task_impacts(shared: SharedHydraulics, member: int, injections: list[Injection]) -> TaskImpacts:
+    """Several injections' impacts as one task returns them (``cloudburst.schema.impacts``)."""
+    column_of = {name: position for position, name in enumerate(shared.sensors)}
+    rows, columns, times, harms, undetected = [], [], [], [], []
+    for row, injection in enumerate(injections):
+        impacts = shared.impacts(injection)
+        rows += [row] * len(impacts.sensors)
+        columns += [column_of[name] for name in impacts.sensors]
+        times += impacts.detected_s
+        harms += [harm[1:] for harm in impacts.harm]
+        undetected.append(impacts.undetected[1:])
+    return TaskImpacts(member, shared.settings.duration_s, list(shared.sensors),
+                       [(injection.node, injection.start_s) for injection in injections],
+                       np.asarray(rows, dtype=np.int32), np.asarray(columns, dtype=np.int32),
+                       np.asarray(times, dtype=np.int64),
+                       np.asarray(harms, dtype=np.float64).reshape(-1, len(HARMS) - 1),
+                       np.asarray(undetected, dtype=np.float64).reshape(-1, len(HARMS) - 1))

@@ -8,15 +8,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from typing import Any
 
 from cloudburst.engine import toolkit
-from cloudburst.engine.contamination import ContaminationSettings, Injection, SharedHydraulics
+from cloudburst.engine.contamination import ContaminationSettings, Injection, SharedHydraulics, task_impacts
 from cloudburst.engine.fireflow import FireFlowSettings, search_member
 from cloudburst.engine.models import parse_inp
 from cloudburst.engine.segments import SegmentSettings, isolate_member
 from cloudburst.engine.warm import Changes, OpenModel, apply_alterations, apply_settings
+from cloudburst.schema import impacts as impact_format
 from cloudburst.schema.job import Job, parse_job
 from cloudburst.worker import environment
 
@@ -77,8 +77,8 @@ def _hydraulics_of(job: Job, settings: dict[str, Any]) -> SharedHydraulics:
 def run_contamination(job_document: dict[str, Any], injections: list[list[Any]],
                       settings: dict[str, Any]) -> dict[str, Any]:
     """One member's injections ([node, start_s] each): a quality run each over the member's hydraulics, solved
-    once; each injection's impacts per candidate sensor."""
+    once; each injection's impacts per candidate sensor (``cloudburst.schema.impacts``)."""
     job = parse_job(job_document)
     shared = _hydraulics_of(job, settings)
-    return {"member": job.member,
-            "impacts": [asdict(shared.impacts(Injection(str(node), int(start)))) for node, start in injections]}
+    wanted = [Injection(str(node), int(start)) for node, start in injections]
+    return impact_format.encode(task_impacts(shared, job.member, wanted))
