@@ -87,12 +87,12 @@ class ImpactMatrix:
     def first_detection(self, chosen: Sequence[int]) -> np.ndarray:
         """Per injection, the entry of its earliest detection by a chosen sensor (-1: undetected)."""
         first = np.full(len(self.undetected), -1, dtype=np.int64)
-        when = np.full(len(self.undetected), np.iinfo(np.int64).max)
-        mask = np.isin(self.column, np.asarray(chosen, dtype=np.int64))
-        for entry in np.flatnonzero(mask):
-            row = self.row[entry]
-            if self.detected_s[entry] < when[row]:
-                when[row], first[row] = self.detected_s[entry], entry
+        entries = np.flatnonzero(np.isin(self.column, np.asarray(chosen, dtype=np.int64)))
+        if len(entries):
+            ordered = entries[np.lexsort((self.detected_s[entries], self.row[entries]))]
+            rows = self.row[ordered]
+            leading = np.concatenate([[True], rows[1:] != rows[:-1]])
+            first[rows[leading]] = ordered[leading]
         return first
 
     def harms_of(self, chosen: Sequence[int]) -> np.ndarray:
