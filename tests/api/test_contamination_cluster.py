@@ -95,7 +95,8 @@ def test_a_contamination_study_runs_on_the_workers_and_places_sensors_from_its_i
     ({"detection_limit_mg_L": 0}, "$.study.detection_limit_mg_L: a number > 0, not 0"),
     ({"start_times_s": [1850]}, "injections start and last whole report steps (300 s, report_step_s): 1850 s is not one"),
     ({"injections": "*", "start_times_s": {"every_s": 3600}, "max_runs": 1000},
-     "$.study: 92 injection nodes x 23 start times = 2,116 quality runs per member, over the budget of 1,000"),
+     "$.study: 1 member x 92 injection nodes x 23 start times = 2,116 quality runs, over the budget of 1,000 "
+     "(max_runs): give fewer start times"),
 ])
 def test_bad_contamination_input_is_refused_with_a_sentence_and_nothing_is_enqueued(cluster, tmp_path, change,
                                                                                    sentence):

@@ -107,7 +107,7 @@ def task_settings(study: Study) -> dict[str, Any]:
 
 
 def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path | None = None,
-                duration_s: int | None = None) -> Study:
+                duration_s: int | None = None, members: int = 1) -> Study:
     """The scenario's ``study`` section, checked against the model (and the run's ``duration_s``, when the scenario
     sets one); raises InputError."""
     if isinstance(section, dict) and section.get("type") in SEARCH_COMMANDS:
@@ -118,7 +118,7 @@ def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path
     if not isinstance(section, dict) or section.get("type") not in TASK_FUNCTIONS:
         raise InputError(f"$.study: give type ({', '.join(TASK_FUNCTIONS)}) and its settings (see docs/studies.md)")
     if section["type"] == CONTAMINATION:
-        return contamination_study(section, wn, duration_s)
+        return contamination_study(section, wn, duration_s, members)
     if section["type"] == SEGMENTS:
         raw = {key: value for key, value in section.items() if key not in ("type", "valves")}
         if "valves" not in section:
@@ -174,7 +174,7 @@ def _start_times(value: Any, duration_s: int, injection_s: int) -> list[int]:
 
 
 def contamination_study(section: dict[str, Any], wn: wntr.network.WaterNetworkModel,
-                        duration_s: int | None) -> ContaminationStudy:
+                        duration_s: int | None, members: int = 1) -> ContaminationStudy:
     """A contamination study's section, checked against the model and the run: injection and sensor nodes, start
     times within the run and on the model's pattern periods, the settings, and the number of quality runs."""
     known = {"type", "injections", "start_times_s", "sensors", "max_runs"}
@@ -204,13 +204,14 @@ def contamination_study(section: dict[str, Any], wn: wntr.network.WaterNetworkMo
         raise InputError(f"$.study: injections start and last whole report steps ({step} s, report_step_s): {off[0]} s "
                          "is not one")
     budget = section.get("max_runs", MAX_CONTAMINATION_RUNS)
-    runs = len(nodes) * len(starts)
+    runs = members * len(nodes) * len(starts)
     if not isinstance(budget, int) or budget <= 0:
         raise InputError(f"$.study.max_runs: a whole number > 0, not {budget!r}")
     if runs > budget:
-        raise InputError(f"$.study: {len(nodes):,} injection nodes x {len(starts):,} start times = {runs:,} quality "
-                         f"runs per member, over the budget of {budget:,} (max_runs): give fewer start times (a "
-                         "longer every_s), fewer injection nodes (with_demand, or a list), or a shorter run")
+        raise InputError(f"$.study: {members:,} member{'s' if members != 1 else ''} x {len(nodes):,} injection nodes "
+                         f"x {len(starts):,} start times = {runs:,} quality runs, over the budget of {budget:,} "
+                         "(max_runs): give fewer start times (a longer every_s), fewer injection nodes (with_demand, "
+                         "or a list), fewer members, or a shorter run")
     return ContaminationStudy([[node, start] for start in starts for node in nodes], settings, sensors)
 
 

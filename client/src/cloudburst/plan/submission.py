@@ -129,7 +129,9 @@ def ensemble_plan(model: ModelFile, content: dict[str, Any], name: str, start: d
 
 def study_plan(model: ModelFile, content: dict[str, Any], name: str, start: datetime | str | None,
                model_input: dict[str, Any], base_dir: Path | None) -> StudyPlan:
-    study = studies.parse_study(content[STUDY], model.wn, base_dir, (content.get("run") or {}).get("duration_s"))
+    members = content.get("members")
+    study = studies.parse_study(content[STUDY], model.wn, base_dir, (content.get("run") or {}).get("duration_s"),
+                                members if isinstance(members, int) and not isinstance(members, bool) else 1)
     drawn = scenarios.generate({key: value for key, value in content.items() if key != STUDY}, model.wn,
                                model_input, name, start)
     chosen = warm.file_path_reason(parse_job(drawn.documents[0]))
