@@ -13,8 +13,8 @@ import zipfile
 import requests
 
 from cloudburst.config import Settings
-from cloudburst.errors import refused, service_errors
-from cloudburst.state.https import cluster_session, trusted_ca
+from cloudburst.errors import refused
+from cloudburst.state.https import cluster_session, session_errors
 
 ENV_MANIFEST = "cloudburst-manifest.json"  # inside env.zip: written by push-env (roles/push_env/files/package_env.py)
 
@@ -48,7 +48,7 @@ class ModelStore:
 
     def has(self, sha256: str) -> bool:
         """Whether the store holds the model already."""
-        with service_errors("Nginx", self.url, trusted_ca(self.session)):
+        with session_errors("Nginx", self.url, self.session):
             present = self.session.head(f"{self.url}/{model_path(sha256)}", auth=self.auth, timeout=30)
         if present.status_code in (401, 403):
             raise refused("Nginx", self.url, present, "a model check", self.auth[0])
@@ -59,14 +59,14 @@ class ModelStore:
         if self.has(sha256):
             return False
         location = f"{self.url}/{model_path(sha256)}"
-        with service_errors("Nginx", self.url, trusted_ca(self.session)):
+        with session_errors("Nginx", self.url, self.session):
             put = self.session.put(location, data=data, auth=self.auth, timeout=300)
         if put.status_code not in (201, 204):
             raise refused("Nginx", self.url, put, "the model upload", self.auth[0])
         return True
 
     def fetch(self, sha256: str) -> bytes:
-        with service_errors("Nginx", self.url, trusted_ca(self.session)):
+        with session_errors("Nginx", self.url, self.session):
             response = self.session.get(f"{self.url}/{model_path(sha256)}", auth=self.auth, timeout=300)
         if response.status_code != 200:
             raise refused("Nginx", self.url, response, f"fetching model {sha256[:12]}", self.auth[0])
@@ -78,7 +78,7 @@ def current_env_manifest(settings: Settings, session: requests.Session | None = 
     published (workers started with an env of their own, as in a test)."""
     session = session or cluster_session(settings.ca_file or None)
     auth = (settings.files_user, settings.files_password)
-    with service_errors("Nginx", settings.files_url, trusted_ca(session)):
+    with session_errors("Nginx", settings.files_url, session):
         current = session.get(f"{settings.files_url}/env/current", auth=auth, timeout=30)
         if current.status_code == 404:
             return None

@@ -2,10 +2,13 @@
 on a worker the stack mounts it), never against it for anyone else's hosts (an S3 store keeps the system's CAs)."""
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import contextlib
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import requests
+
+from cloudburst.errors import service_errors
 
 
 class _ClusterSession(requests.Session):
@@ -32,3 +35,10 @@ def cluster_session(ca_file: str | None) -> requests.Session:
 def trusted_ca(session: requests.Session) -> str | None:
     """The CA file a session verifies servers against, when it names one."""
     return session.verify if isinstance(session.verify, str) else None
+
+
+@contextlib.contextmanager
+def session_errors(service: str, url: str, session: requests.Session) -> Iterator[None]:
+    """``service_errors`` for requests made with ``session``: a certificate it refuses names the CA it trusts."""
+    with service_errors(service, url, trusted_ca(session)):
+        yield

@@ -16,8 +16,8 @@ import requests
 if TYPE_CHECKING:
     import pandas as pd
 
-from cloudburst.errors import InfluxWriteError, ServiceError, refused, service_errors
-from cloudburst.state.https import trusted_ca
+from cloudburst.errors import InfluxWriteError, ServiceError, refused
+from cloudburst.state.https import session_errors
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class InfluxWriter:
 def run_statement(writer: InfluxWriter, statement: str, db: str | None = None) -> None:
     """A statement that changes data (``DROP SERIES``), as the writer's user; InfluxDB refusing it is an error."""
     auth = (writer.username, writer.password or "") if writer.username else None
-    with service_errors("InfluxDB", writer.url, trusted_ca(writer.session)):
+    with session_errors("InfluxDB", writer.url, writer.session):
         response = writer.session.post(f"{writer.url}/query", params={"db": db or writer.db, "q": statement},
                                        auth=auth, timeout=writer.timeout_s)
     if response.status_code != 200 or "error" in response.json()["results"][0]:
@@ -114,7 +114,7 @@ class InfluxQuery:
 
     def series(self, query: str) -> list[dict[str, Any]]:
         """The query's series as InfluxDB returns them (name, tags, columns, values); times in seconds."""
-        with service_errors("InfluxDB", self.url, trusted_ca(self.session)):
+        with session_errors("InfluxDB", self.url, self.session):
             response = self.session.post(f"{self.url}/query", timeout=self.timeout_s,
                                          params={"db": self.db, "q": query, "epoch": "s"},
                                          auth=(self.username, self.password))

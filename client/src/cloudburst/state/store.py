@@ -33,8 +33,8 @@ import requests
 if TYPE_CHECKING:
     pass
 
-from cloudburst.errors import ConfigError, ServiceError, refused, service_errors
-from cloudburst.state.https import cluster_session, trusted_ca
+from cloudburst.errors import ConfigError, ServiceError, refused
+from cloudburst.state.https import cluster_session, session_errors
 
 log = logging.getLogger(__name__)
 SERIES_DIR, MEMBERS_DIR = "series", "members"
@@ -139,7 +139,7 @@ class WebDavStore:
     def _put(self, location: str, data: bytes) -> None:
         def attempt() -> None:
             try:
-                with service_errors(SERVICE, self.url, trusted_ca(self.session)):
+                with session_errors(SERVICE, self.url, self.session):
                     response = self.session.put(location, data=data, timeout=self.timeouts)
             except ServiceError as unreachable:
                 raise _Retryable(str(unreachable)) from None
@@ -155,7 +155,7 @@ class WebDavStore:
 
     def listing(self, ensemble: str, directory: str = MEMBERS_DIR) -> dict[str, int]:
         """``batches`` with each file's size in bytes (Nginx's JSON index)."""
-        with service_errors(SERVICE, self.url, trusted_ca(self.session)):
+        with session_errors(SERVICE, self.url, self.session):
             response = self.session.get(self._location(ensemble, directory), timeout=self.timeouts)
         if response.status_code == 404:
             return {}
@@ -166,7 +166,7 @@ class WebDavStore:
 
     def read(self, ensemble: str, directory: str, batch: str) -> bytes | None:
         """A batch's file, or None when it is not there (a batch without series, or deleted meanwhile)."""
-        with service_errors(SERVICE, self.url, trusted_ca(self.session)):
+        with session_errors(SERVICE, self.url, self.session):
             response = self.session.get(self._location(ensemble, directory, batch), timeout=self.timeouts)
         if response.status_code == 404:
             return None
@@ -178,7 +178,7 @@ class WebDavStore:
         """Bytes the ensemble's files take."""
         total = 0
         for directory in (SERIES_DIR, MEMBERS_DIR):
-            with service_errors(SERVICE, self.url, trusted_ca(self.session)):
+            with session_errors(SERVICE, self.url, self.session):
                 response = self.session.get(self._location(ensemble, directory), timeout=self.timeouts)
             if response.status_code == 200:
                 total += sum(int(entry.get("size", 0)) for entry in response.json() if entry.get("type") == "file")
@@ -186,7 +186,7 @@ class WebDavStore:
 
     def delete(self, ensemble: str) -> bool:
         """Remove every file of the ensemble; returns whether there were any."""
-        with service_errors(SERVICE, self.url, trusted_ca(self.session)):
+        with session_errors(SERVICE, self.url, self.session):
             response = self.session.delete(self._location(ensemble), timeout=self.timeouts)
         if response.status_code == 404:
             return False
