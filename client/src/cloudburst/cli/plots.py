@@ -2,6 +2,8 @@
 coloured by the probability of a threshold being passed."""
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import wntr
 
@@ -47,15 +49,8 @@ def plot_risk_map(wn: wntr.network.WaterNetworkModel, table: pd.DataFrame, title
     """The network from the model's coordinates: links as lines, nodes coloured by ``Ensemble.risk``'s
     probability (nodes without one grey), tanks as squares and reservoirs as triangles, the ``labelled`` worst
     elements named."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     probability = dict(zip(table["element"], table["probability"]))
-    figure, axes = plt.subplots(figsize=(9, 8))
-    for name in wn.link_name_list:
-        link = wn.get_link(name)
-        (x1, y1), (x2, y2) = link.start_node.coordinates, link.end_node.coordinates
-        axes.plot([x1, x2], [y1, y2], color="0.75", linewidth=0.6, zorder=1)
+    figure, axes = _network_figure(wn)
     points = None
     for node_type, marker, size in (("Junction", "o", 18), ("Tank", "s", 60), ("Reservoir", "^", 70)):
         names = [name for name, node in wn.nodes() if node.node_type == node_type]
@@ -79,13 +74,7 @@ def plot_risk_map(wn: wntr.network.WaterNetworkModel, table: pd.DataFrame, title
         figure.colorbar(points, ax=axes, label="probability")
     if axes.get_legend_handles_labels()[1]:
         axes.legend(loc="best", fontsize=8)
-    axes.set_title(title)
-    axes.set_aspect("equal", adjustable="datalim")
-    axes.set_xticks([])
-    axes.set_yticks([])
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save_map(figure, axes, title, path)
 
 
 def plot_bands(table: pd.DataFrame, title: str, attribute: str, path: str) -> None:
@@ -114,14 +103,7 @@ def plot_sensors(wn: wntr.network.WaterNetworkModel, harm: pd.Series, sensors: l
                  path: str) -> None:
     """The network from the model's coordinates: links as lines, each injection node coloured by its harm
     (``harm``: node -> value), the chosen sensors as large black-edged stars, named."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(figsize=(9, 8))
-    for name in wn.link_name_list:
-        link = wn.get_link(name)
-        (x1, y1), (x2, y2) = link.start_node.coordinates, link.end_node.coordinates
-        axes.plot([x1, x2], [y1, y2], color="0.75", linewidth=0.6, zorder=1)
+    figure, axes = _network_figure(wn)
     known = [name for name in harm.index if name in wn.node_name_list]
     points = axes.scatter([wn.get_node(n).coordinates[0] for n in known],
                           [wn.get_node(n).coordinates[1] for n in known], c=[harm[n] for n in known], cmap="YlOrRd",
@@ -133,6 +115,24 @@ def plot_sensors(wn: wntr.network.WaterNetworkModel, harm: pd.Series, sensors: l
         x, y = wn.get_node(name).coordinates
         axes.annotate(name, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=9, zorder=4)
     axes.legend(loc="best", fontsize=8)
+    _save_map(figure, axes, title, path)
+
+
+def _network_figure(wn: wntr.network.WaterNetworkModel) -> tuple[Any, Any]:
+    """A figure with the network's links drawn as grey lines from the model's coordinates."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(9, 8))
+    for name in wn.link_name_list:
+        link = wn.get_link(name)
+        (x1, y1), (x2, y2) = link.start_node.coordinates, link.end_node.coordinates
+        axes.plot([x1, x2], [y1, y2], color="0.75", linewidth=0.6, zorder=1)
+    return figure, axes
+
+
+def _save_map(figure: Any, axes: Any, title: str, path: str) -> None:
+    import matplotlib.pyplot as plt
     axes.set_title(title)
     axes.set_aspect("equal", adjustable="datalim")
     axes.set_xticks([])

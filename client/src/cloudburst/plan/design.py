@@ -35,6 +35,7 @@ import numpy as np
 import wntr
 
 from cloudburst.errors import InputError
+from cloudburst.plan.ids import checked_ids
 
 DESIGN = "design"
 ALGORITHMS = {1: ("ga",), 2: ("nsga2",)}      # per number of objectives, the first is the default
@@ -210,16 +211,8 @@ def _groups(raw: Any, wn: wntr.network.WaterNetworkModel) -> list[Group]:
         at = f"$.study.groups[{position}]"
         if not isinstance(group, dict) or set(group) - {"pipes", "options", "keep", "duplicate"}:
             raise InputError(f"{at}: a group has pipes, options, keep and duplicate")
-        pipes = group.get("pipes", "*")
-        if pipes == "*":
-            pipes = list(wn.pipe_name_list)
-        if not isinstance(pipes, list) or not pipes:
-            raise InputError(f'{at}.pipes: "*" or a list of pipe IDs')
-        pipes = [str(pipe) for pipe in pipes]
-        unknown = [pipe for pipe in pipes if pipe not in wn.pipe_name_list]
-        if unknown:
-            raise InputError(f"{at}.pipes: the model has no pipe {', '.join(unknown[:5])}"
-                             + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
+        pipes = checked_ids(group.get("pipes", "*"), wn.pipe_name_list, set(wn.pipe_name_list), f"{at}.pipes", "pipe",
+                            '"*" or a list of pipe IDs')
         twice = [pipe for pipe in pipes if pipe in seen]
         if twice:
             raise InputError(f"{at}.pipes: already in an earlier group: {', '.join(twice[:5])}")

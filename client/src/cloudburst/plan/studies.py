@@ -40,6 +40,7 @@ from cloudburst.engine.fireflow import FireFlowSettings
 from cloudburst.engine.segments import Segment, SegmentSettings, segments_of, valve_layer
 from cloudburst.engine.warm import solve_seconds
 from cloudburst.errors import EpanetError, InputError
+from cloudburst.plan.ids import checked_ids
 from cloudburst.schema.job import parse_job
 from cloudburst.schema.queues import CONTAMINATION, FIRE_FLOW, SEGMENTS, TASK_FUNCTIONS
 
@@ -142,18 +143,9 @@ def parse_study(section: Any, wn: wntr.network.WaterNetworkModel, base_dir: Path
     return FireFlowStudy(hydrants, FireFlowSettings.parse(raw))
 
 
-def _node_list(value: Any, wn: wntr.network.WaterNetworkModel, where: str, every: str) -> list[str]:
+def _node_list(value: Any, wn: wntr.network.WaterNetworkModel, where: str, form: str) -> list[str]:
     """A list of node IDs (or "*": every junction), each checked against the model."""
-    if value == "*":
-        return list(wn.junction_name_list)
-    if not isinstance(value, list) or not value:
-        raise InputError(f"$.study.{where}: {every}")
-    names = [str(name) for name in value]
-    unknown = [name for name in names if name not in wn.node_name_list]
-    if unknown:
-        raise InputError(f"$.study.{where}: the model has no node {', '.join(unknown[:5])}"
-                         + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
-    return names
+    return checked_ids(value, wn.junction_name_list, set(wn.node_name_list), f"$.study.{where}", "node", form)
 
 
 def _start_times(value: Any, duration_s: int, injection_s: int) -> list[int]:
