@@ -76,6 +76,9 @@ def test_a_contamination_study_runs_on_the_workers_and_places_sensors_from_its_i
     fast = study.place(3, "z1_s", "greedy")
     assert len(exact.sensors) == 3 and set(exact.sensors) <= set(SENSORS)
     assert fast.bound <= exact.value + 1e-9 <= fast.value + 1e-9
+    from cloudburst.api.placement import mip
+    mapped = study.impacts(tmp_path / "mapped")  # read a pack at a time into memory-mapped files
+    assert mip(mapped, 3, "z1_s").value == pytest.approx(exact.value) and len(mapped.injections) == len(matrix.injections)
 
     plot = tmp_path / "sensors.png"
     placed = cli(cluster, "sensors", "net3-contamination", "--k", "3", "--curve", "4", "--plot", str(plot), "--json")

@@ -20,17 +20,22 @@ CANDIDATES = ["10", "15", "20", "35", "101", "123", "149", "189", "199", "211", 
 
 
 @pytest.fixture(scope="module")
-def matrix() -> ImpactMatrix:
+def stored_tasks() -> list:
+    """Net3's impacts for every ninth junction at 0, 6 and 12 h, as two tasks store them."""
     project = toolkit.Project(NET3)
     try:
         junctions = [name for index, name in enumerate(project.node_ids, 1) if project.node_type(index) == en.JUNCTION]
         shared = SharedHydraulics(project, ContaminationSettings(duration_s=86400), CANDIDATES)
         injections = [Injection(node, start) for node in junctions[::9] for start in (0, 21600, 43200)]
-        tasks = [impact_format.decode(impact_format.encode(task_impacts(shared, 0, part)))  # as stored
-                 for part in (injections[:20], injections[20:])]
+        return [impact_format.decode(impact_format.encode(task_impacts(shared, 0, part)))  # as stored
+                for part in (injections[:20], injections[20:])]
     finally:
         project.close()
-    return ImpactMatrix.of(tasks)
+
+
+@pytest.fixture(scope="module")
+def matrix(stored_tasks) -> ImpactMatrix:
+    return ImpactMatrix.of(stored_tasks)
 
 
 def expected_harm(matrix: ImpactMatrix, chosen: tuple[str, ...], column: int) -> float:
@@ -75,3 +80,23 @@ def test_bad_placement_requests_get_a_sentence(matrix):
         greedy(matrix, 0)
     with pytest.raises(InputError, match="objective 'z9': one of z1_s, z2_people, z3_m3, mass_kg, extent_m"):
         mip(matrix, 2, "z9")
+
+
+def test_impacts_read_to_memory_mapped_files_a_task_at_a_time_place_alike(stored_tasks, matrix, tmp_path):
+    reads = []
+
+    def tasks():
+        reads.append(1)
+        return iter(stored_tasks)
+    mapped = ImpactMatrix.on_disk(tasks, tmp_path / "impacts")
+    assert len(reads) == 2 and sorted(path.name for path in (tmp_path / "impacts").iterdir()) == [
+        "column.npy", "detected_s.npy", "harm.npy", "row.npy"]
+    assert isinstance(mapped.harm, np.memmap)
+    entries = lambda m: sorted(zip(m.row.tolist(), m.column.tolist(), m.detected_s.tolist(),  # noqa: E731
+                                   map(tuple, m.harm.tolist())))
+    assert entries(mapped) == entries(matrix)
+    assert np.array_equal(mapped.undetected, matrix.undetected)
+    assert (np.diff(mapped.column) >= 0).all()  # ordered by sensor
+    for k in (2, 4):
+        assert greedy(mapped, k, "z3_m3").sensors == greedy(matrix, k, "z3_m3").sensors
+        assert mip(mapped, k, "z1_s").value == pytest.approx(mip(matrix, k, "z1_s").value)

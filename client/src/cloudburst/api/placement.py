@@ -20,8 +20,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -71,6 +73,51 @@ class ImpactMatrix:
         return cls(pd.DataFrame(injections, columns=["member", "node", "start_s"]), list(sensors),
                    np.concatenate(rows)[order], column[order], np.concatenate(times)[order],
                    np.concatenate(harms)[order], np.concatenate(undetected))
+
+    @classmethod
+    def on_disk(cls, tasks: Callable[[], Iterable[TaskImpacts]], directory: Path) -> ImpactMatrix:
+        """The same matrix with its entries in memory-mapped files in ``directory``, ordered by sensor, written
+        from two passes over the tasks (``tasks()`` gives them afresh each time): one task's impacts in memory at
+        a time, whatever the study's size (the placement then reads a sensor's entries as it needs them)."""
+        sensors: list[str] | None = None
+        counts = np.zeros(0, dtype=np.int64)
+        for task in tasks():
+            if sensors is None:
+                sensors, counts = task.sensors, np.zeros(len(task.sensors), dtype=np.int64)
+            elif task.sensors != sensors:
+                raise InputError("the tasks name different candidate sensors")
+            counts += np.bincount(task.column, minlength=len(sensors))
+        if sensors is None:
+            raise InputError("no injection's impacts to place sensors from")
+        total = int(counts.sum())
+        directory.mkdir(parents=True, exist_ok=True)
+
+        def mapped(name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+            return np.lib.format.open_memmap(directory / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+
+        row, column = mapped("row", np.int64, (total,)), mapped("column", np.int64, (total,))
+        detected, harm = mapped("detected_s", np.int64, (total,)), mapped("harm", np.float64, (total, len(HARMS)))
+        cursor = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        injections: list[tuple[int, str, int]] = []
+        undetected = []
+        for task in tasks():
+            order = np.argsort(task.column, kind="stable")
+            columns = task.column[order].astype(np.int64)
+            rank = np.arange(len(columns)) - np.searchsorted(columns, columns)
+            at = cursor[columns] + rank
+            starts = np.array([start for _, start in task.injections], dtype=np.int64)
+            row[at] = task.row[order].astype(np.int64) + len(injections)
+            column[at] = columns
+            detected[at] = task.detected_s[order]
+            harm[at] = np.column_stack([(task.detected_s[order] - starts[task.row[order]]).astype(np.float64),
+                                        task.harm[order]])
+            cursor += np.bincount(columns, minlength=len(sensors))
+            injections += [(task.member, node, start) for node, start in task.injections]
+            undetected.append(np.column_stack([(task.run_end_s - starts).astype(np.float64), task.undetected]))
+        for array in (row, column, detected, harm):
+            cast(np.memmap, array).flush()
+        return cls(pd.DataFrame(injections, columns=["member", "node", "start_s"]), list(sensors), row, column,
+                   detected, harm, np.concatenate(undetected))
 
     def objective(self, name: str) -> int:
         if name not in HARMS:

@@ -3,6 +3,9 @@ The study's plan is ``cloudburst.plan.studies``'; its runs are ``cloudburst.work
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,6 +17,7 @@ from cloudburst.schema.queues import CONTAMINATION, FIRE_FLOW, SEGMENTS, study_k
 if TYPE_CHECKING:
     from cloudburst.api.placement import ImpactMatrix, Placement
     from cloudburst.api.taskset import TaskSet
+    from cloudburst.schema.impacts import TaskImpacts
 
 PERCENTILES = (5, 50, 95)  # of each hydrant's available flow over the members (numpy's linear interpolation)
 
@@ -87,6 +91,14 @@ class StudyRun:
     def status(self) -> Any:
         return self.taskset.status()
 
+    def finished_count(self) -> int:
+        """The tasks; raises InputError unless every one finished (nothing of the results is read)."""
+        progress = self.taskset.status()
+        if progress.finished < progress.members:
+            raise InputError(f"{self.name}: {progress.members - progress.finished} of {progress.members} tasks have "
+                             f"not finished ({progress.failed} failed): `cloudburst tasks status {self.name}`")
+        return progress.members
+
     def finished_results(self) -> pd.DataFrame:
         """The task set's results; raises InputError while tasks have not finished or some failed."""
         results = self.taskset.results()
@@ -136,14 +148,31 @@ class Contamination(StudyRun):
     sensor, and sensor placements from them (cloudburst.api.placement)."""
     kind = CONTAMINATION
 
-    def impacts(self) -> ImpactMatrix:
-        """Every injection's impacts (member, node, start), per detecting candidate sensor."""
-        from cloudburst.api.placement import ImpactMatrix
+    def task_impacts(self) -> Iterator[TaskImpacts]:
+        """Every task's impacts (``cloudburst.schema.impacts``), read from the results store a pack at a time;
+        raises InputError while tasks have not finished or some failed."""
         from cloudburst.schema import impacts as impact_format
-        results = self.finished_results()  # each returned object's keys as columns
-        keys = ["schema", "member", "run_end_s", "sensors", "injections", "arrays"]
-        return ImpactMatrix.of(impact_format.decode(dict(zip(keys, values)))
-                               for values in zip(*(results[key] for key in keys)))
+        from cloudburst.schema import taskpack
+        from cloudburst.state.store import MEMBERS_DIR
+        self.finished_count()
+        store, seen = self.taskset.services.store, set()
+        for pack in store.batches(self.name, MEMBERS_DIR):
+            data = store.read(self.name, MEMBERS_DIR, pack)
+            if data is None:
+                continue
+            rows = taskpack.decode_rows(data)
+            for task, status, value in zip(rows["task"], rows["status"], rows["value"]):
+                if status == taskpack.FINISHED and task not in seen:  # a task run twice counts once
+                    seen.add(task)
+                    yield impact_format.decode(json.loads(value))
+
+    def impacts(self, directory: str | Path | None = None) -> ImpactMatrix:
+        """Every injection's impacts (member, node, start), per detecting candidate sensor: in memory, or with
+        ``directory`` in memory-mapped files there, read a pack at a time (a study too large for memory)."""
+        from cloudburst.api.placement import ImpactMatrix
+        if directory is None:
+            return ImpactMatrix.of(self.task_impacts())
+        return ImpactMatrix.on_disk(self.task_impacts, Path(directory))
 
     def model(self) -> Any:
         """The study's model (a wntr model), fetched from the cluster as its first task names it."""
