@@ -1,8 +1,8 @@
 """Benchmark: contamination impacts with hydraulics solved once per member against the bare toolkit loop that
 solves hydraulics and quality for each injection, in one process, on the same model, in the same run:
 
-- the loop: per injection, the source set, the run's hydraulics solved (and saved), a quality run over them and
-  the impacts computed (``Project.saved_hydraulics`` + ``SharedHydraulics.impacts``);
+- the loop: per injection, the run's hydraulics solved (and saved), a quality run over them and the impacts
+  computed (``Project.saved_hydraulics``, then ``task_impacts``);
 - hydraulics once: the member's hydraulics solved once (``SharedHydraulics``), then per injection only the quality
   run and the impacts, as a contamination study's tasks do on a worker.
 
@@ -26,7 +26,12 @@ import wntr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cloudburst.engine import toolkit  # noqa: E402
-from cloudburst.engine.contamination import ContaminationSettings, Injection, SharedHydraulics  # noqa: E402
+from cloudburst.engine.contamination import (  # noqa: E402
+    ContaminationSettings,
+    Injection,
+    SharedHydraulics,
+    task_impacts,
+)
 from verdict import verdict  # noqa: E402
 
 EPYT_NETWORKS = Path(importlib.util.find_spec("epyt").origin).parent / "networks" / "asce-tf-wdst"
@@ -56,7 +61,7 @@ def measure(name: str, path: Path, duration_s: int, count: int) -> tuple[float, 
         shared = SharedHydraulics(project, settings, sensors)
         once = {}
         for injection in injections:
-            shared.impacts(injection)
+            task_impacts(shared, 0, [injection])  # what a contamination task does per injection
             once[injection] = shared.quality.copy()
         once_s = time.perf_counter() - started
 
@@ -64,7 +69,7 @@ def measure(name: str, path: Path, duration_s: int, count: int) -> tuple[float, 
         loop = {}
         for injection in injections:
             shared.saved = project.saved_hydraulics()  # the loop: this injection's hydraulics solved again
-            shared.impacts(injection)
+            task_impacts(shared, 0, [injection])
             loop[injection] = shared.quality.copy()
         loop_s = time.perf_counter() - started
     finally:

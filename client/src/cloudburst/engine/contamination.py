@@ -130,10 +130,11 @@ class SharedHydraulics:
         self.sensors = sensors
         self.quality = np.empty((len(self.times), project.node_count))
         # Per node: people (mean demand over the run / per-capita use) and the ingestion timing (demand / mean).
-        mean_demand = np.clip(self.demand_m3s, 0, None).mean(axis=0)
+        self.consumed = np.clip(self.demand_m3s, 0, None)
+        mean_demand = self.consumed.mean(axis=0)
         self.population = mean_demand * 86400 * 1000 / settings.per_capita_L_day
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.timing = np.where(mean_demand > 0, np.clip(self.demand_m3s, 0, None) / mean_demand, 0.0)
+            self.timing = np.where(mean_demand > 0, self.consumed / mean_demand, 0.0)
 
     def concentrations(self, injection: Injection) -> np.ndarray:
         """Every node's concentration (mg/L) at every report time after this injection (a view, overwritten by
@@ -157,64 +158,65 @@ class SharedHydraulics:
 
 
 
-def _probit(dose_mg_kg: np.ndarray, beta: float, dose50: float) -> np.ndarray:
-    """Phi(beta x log10(dose / D50)); 0 for no dose."""
-    from scipy.special import ndtr
-    with np.errstate(divide="ignore"):
-        return np.where(dose_mg_kg > 0, ndtr(beta * np.log10(np.maximum(dose_mg_kg, 1e-300) / dose50)), 0.0)
-
-
 def harm_curves(shared: SharedHydraulics, concentration: np.ndarray) -> np.ndarray:
     """The harms after ``z1_s`` (``HARMS[1:]``) done before each report time, and in the whole run: row k sums
     the report times before the k-th (row 0 is none, the last row all of them), each sample standing for the
-    report step that follows it."""
+    report step that follows it. Only the nodes the contaminant reached, and the pipes they feed, are counted."""
+    from scipy.special import ndtr
     settings, step = shared.settings, float(shared.settings.report_step_s)
-    demand = np.clip(shared.demand_m3s, 0, None)
-    above_limit = concentration > settings.detection_limit_mg_L
-    volume = demand * step                                                        # m3 per sample
-    z3 = (volume * (concentration > settings.hazard_mg_L)).sum(axis=1)
-    mass_kg = (volume * np.where(above_limit, concentration, 0.0)).sum(axis=1) / 1000.0   # mg/L x m3 = g
-    ingested_mg = np.cumsum(concentration * shared.timing * (settings.ingestion_L_day * step / 86400), axis=0)
-    people = (shared.population * _probit(ingested_mg / settings.body_kg, settings.probit_beta,
-                                          settings.dose50_mg_kg)).sum(axis=1)
-    upstream = np.where(shared.pipe_flow > 0, above_limit[:, shared.pipe_from],
-                        np.where(shared.pipe_flow < 0, above_limit[:, shared.pipe_to], False))
-    extent = (np.maximum.accumulate(upstream, axis=0) * shared.pipe_length_m).sum(axis=1)
+    reached = np.flatnonzero(concentration.max(axis=0) > 0)
+    quality = concentration[:, reached]
+    above_limit = quality > settings.detection_limit_mg_L
+    volume = shared.consumed[:, reached] * step                                    # m3 per sample
+    z3 = (volume * (quality > settings.hazard_mg_L)).sum(axis=1)
+    mass_kg = (volume * np.where(above_limit, quality, 0.0)).sum(axis=1) / 1000.0   # mg/L x m3 = g
+    dose = np.cumsum(quality * shared.timing[:, reached], axis=0) * (
+        settings.ingestion_L_day * step / 86400 / settings.body_kg)                  # mg per kg of body
+    affected = np.zeros_like(dose)
+    dosed = dose > 0
+    affected[dosed] = ndtr(settings.probit_beta * np.log10(dose[dosed] / settings.dose50_mg_kg))
+    people = affected @ shared.population[reached]
+    # A pipe is entered when its upstream node (by the flow's direction then) is above the detection limit.
+    everywhere = np.zeros(concentration.shape, dtype=bool)
+    everywhere[:, reached] = above_limit
+    fed = np.flatnonzero(np.isin(shared.pipe_from, reached) | np.isin(shared.pipe_to, reached))
+    flow = shared.pipe_flow[:, fed]
+    upstream = (flow > 0) & everywhere[:, shared.pipe_from[fed]] | (flow < 0) & everywhere[:, shared.pipe_to[fed]]
+    extent = np.maximum.accumulate(upstream, axis=0) @ shared.pipe_length_m[fed]
     curves = np.zeros((len(shared.times) + 1, len(HARMS) - 1))
     curves[1:, 0], curves[1:, 1], curves[1:, 2], curves[1:, 3] = people, np.cumsum(z3), np.cumsum(mass_kg), extent
     return curves
 
 
-def impacts_of(shared: SharedHydraulics, injection: Injection, concentration: np.ndarray) -> Impacts:
-    """Each candidate sensor's first detection (a concentration above the detection limit at a report time) and
-    the harm done before it; the whole run's harm for the run undetected."""
-    curves = harm_curves(shared, concentration)
+def _detections(shared: SharedHydraulics, concentration: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate sensors (columns) that detect the contaminant (a concentration above the detection limit at a
+    report time), the report time each first does (rows), and the harm curves."""
     detected = concentration[:, shared.sensor_columns] > shared.settings.detection_limit_mg_L
-    first = detected.argmax(axis=0)
-    impacts = Impacts(injection)
-    for column in np.flatnonzero(detected.any(axis=0)):
-        row = int(first[column])
-        impacts.sensors.append(shared.sensors[column])
-        impacts.detected_s.append(int(shared.times[row]))
-        impacts.harm.append([float(shared.times[row] - injection.start_s), *curves[row].tolist()])
+    columns = np.flatnonzero(detected.any(axis=0))
+    return columns, detected[:, columns].argmax(axis=0), harm_curves(shared, concentration)
+
+
+def impacts_of(shared: SharedHydraulics, injection: Injection, concentration: np.ndarray) -> Impacts:
+    """Each candidate sensor's first detection and the harm done before it; the whole run's harm undetected."""
+    columns, rows, curves = _detections(shared, concentration)
+    impacts = Impacts(injection, [shared.sensors[column] for column in columns],
+                      [int(shared.times[row]) for row in rows])
+    impacts.harm = [[float(shared.times[row] - injection.start_s), *curves[row].tolist()] for row in rows]
     impacts.undetected = [float(shared.settings.duration_s - injection.start_s), *curves[-1].tolist()]
     return impacts
 
 
 def task_impacts(shared: SharedHydraulics, member: int, injections: list[Injection]) -> TaskImpacts:
     """Several injections' impacts as one task returns them (``cloudburst.schema.impacts``)."""
-    column_of = {name: position for position, name in enumerate(shared.sensors)}
     rows, columns, times, harms, undetected = [], [], [], [], []
     for row, injection in enumerate(injections):
-        impacts = shared.impacts(injection)
-        rows += [row] * len(impacts.sensors)
-        columns += [column_of[name] for name in impacts.sensors]
-        times += impacts.detected_s
-        harms += [harm[1:] for harm in impacts.harm]
-        undetected.append(impacts.undetected[1:])
+        found, first, curves = _detections(shared, shared.concentrations(injection))
+        rows.append(np.full(len(found), row, dtype=np.int32))
+        columns.append(found.astype(np.int32))
+        times.append(shared.times[first])
+        harms.append(curves[first])
+        undetected.append(curves[-1])
     return TaskImpacts(member, shared.settings.duration_s, list(shared.sensors),
                        [(injection.node, injection.start_s) for injection in injections],
-                       np.asarray(rows, dtype=np.int32), np.asarray(columns, dtype=np.int32),
-                       np.asarray(times, dtype=np.int64),
-                       np.asarray(harms, dtype=np.float64).reshape(-1, len(HARMS) - 1),
-                       np.asarray(undetected, dtype=np.float64).reshape(-1, len(HARMS) - 1))
+                       np.concatenate(rows), np.concatenate(columns), np.concatenate(times).astype(np.int64),
+                       np.concatenate(harms).reshape(-1, len(HARMS) - 1), np.asarray(undetected, dtype=np.float64))
