@@ -107,3 +107,23 @@ def test_a_file_epanet_refuses_is_called_invalid_in_epanets_words(cluster, tmp_p
     assert "\tlong" in path.read_text()
     with pytest.raises(InputError, match=r"is not a valid EPANET \.inp file: EPANET .*Error 2\d\d"):
         cloudburst.Client(client_settings(cluster)).check_submission(path, SCENARIO, name="broken")
+
+
+def test_a_chemical_whose_units_wntr_does_not_know_is_read_and_a_contamination_study_plans_on_it(tmp_path):
+    """BWSN network 1 as epyt ships it says `Quality Chemical TIME` (units wntr 1.5 refuses; EPANET reads them)."""
+    import importlib.util
+
+    from cloudburst.engine.models import parse_inp
+    from cloudburst.plan.studies import parse_study
+    bwsn1 = Path(importlib.util.find_spec("epyt").origin).parent / "networks" / "asce-tf-wdst" / "BWSN_Network_1.inp"
+    assert "Chemical TIME" in bwsn1.read_text()
+    with pytest.raises(Exception, match="Error 200"):  # wntr's own reader refuses the file
+        wntr.network.WaterNetworkModel(str(bwsn1))
+    wn = parse_inp(bwsn1, "BWSN_Network_1.inp")
+    assert len(wn.junction_name_list) == 126 and wn.options.time.quality_timestep == 300  # the rest as written
+    study = parse_study({"type": "contamination", "start_times_s": [0, 300]}, wn)
+    assert len(study.injections) == 2 * 126
+    net1 = tmp_path / "net1-odd-units.inp"
+    net1.write_text(NET1.read_text().replace("\tChlorine mg/L", "\tChlorine BOGUS"))
+    assert "BOGUS" in net1.read_text()
+    assert parse_inp(net1, "net1").options.quality.parameter == "CHEMICAL"

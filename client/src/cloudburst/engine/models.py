@@ -39,10 +39,14 @@ def load_model(source: ModelInput, cache: ModelCache) -> wntr.network.WaterNetwo
         raise InputError([f"$.input.url: {problem}" for problem in error.problems]) from None
 
 
-# wntr 1.5's .inp reader does not cover all of EPANET's syntax (e.g. `IF SYSTEM CLOCKTIME >= 6 AM` in a rule).
-# CloudBurst's checks look up elements, patterns and curves, never rules: where EPANET itself opens a model that
-# wntr cannot read, the checks read it without its [RULES] (the members run the file as it is, on EPANET's toolkit).
+# wntr 1.5's .inp reader does not cover all of EPANET's syntax (e.g. `IF SYSTEM CLOCKTIME >= 6 AM` in a rule, or a
+# chemical's units other than mg/L and ug/L: BWSN network 1 says `Quality Chemical TIME`). CloudBurst's checks look
+# up elements, patterns and curves, never rules or the chemical's units: where EPANET itself opens a model that wntr
+# cannot read, the checks read it without its [RULES] and with such units as mg/L (the members run the file as it
+# is, on EPANET's toolkit).
 _RULES_SECTION = re.compile(r"^\s*\[RULES\].*?(?=^\s*\[)", re.MULTILINE | re.IGNORECASE | re.DOTALL)
+_CHEMICAL_UNITS = re.compile(r"^(\s*QUALITY\s+(?!NONE\b|AGE\b|TRACE\b|TIMESTEP\b)\S+\s+)(?!mg/L\b|ug/L\b)\S+",
+                             re.MULTILINE | re.IGNORECASE)
 UNREAD_RULES = "cloudburst_unread_rules"  # set on a model read without its rules: what wntr could not read
 
 
@@ -58,7 +62,8 @@ def parse_inp(path: Path, shown_as: str) -> wntr.network.WaterNetworkModel:
         raise InputError(f"{shown_as} is not a valid EPANET .inp file: {epanet_says} (wntr: {reason})")
     with tempfile.TemporaryDirectory() as scratch:
         without_rules = Path(scratch) / path.name
-        without_rules.write_text(_RULES_SECTION.sub("[RULES]\n\n", path.read_text(errors="replace")))
+        without_rules.write_text(_CHEMICAL_UNITS.sub(r"\1mg/L", _RULES_SECTION.sub("[RULES]\n\n",
+                                                                                   path.read_text(errors="replace"))))
         try:
             model = _wntr_model(without_rules, shown_as)
         except _WntrCannot:
@@ -67,8 +72,8 @@ def parse_inp(path: Path, shown_as: str) -> wntr.network.WaterNetworkModel:
                 f"the model with it) cannot: {reason}. Rewrite what it names in a form wntr 1.5 reads, or report it "
                 "to wntr") from None
     setattr(model, UNREAD_RULES, reason)
-    log.warning("%s: wntr's .inp parser cannot read its [RULES] (%s); the checks read the model without them, and "
-                "the members run it with them on EPANET's toolkit", shown_as, reason)
+    log.warning("%s: wntr's .inp parser cannot read all of it (%s); the checks read the model without its [RULES] "
+                "(and a chemical's units as mg/L), and the members run it as it is on EPANET's toolkit", shown_as, reason)
     return model
 
 
