@@ -73,7 +73,8 @@ def parse_inp(path: Path, shown_as: str) -> wntr.network.WaterNetworkModel:
                 "to wntr") from None
     setattr(model, UNREAD_RULES, reason)
     log.warning("%s: wntr's .inp parser cannot read all of it (%s); the checks read the model without its [RULES] "
-                "(and a chemical's units as mg/L), and the members run it as it is on EPANET's toolkit", shown_as, reason)
+                "(and a chemical's units as mg/L), and the members run it as it is on EPANET's toolkit",
+                shown_as, reason)
     return model
 
 
