@@ -67,7 +67,7 @@ def main() -> int:
             started = time.perf_counter()
             placed[method] = solve()
             placed[method].values["seconds"] = time.perf_counter() - started
-        random_values = [matrix.values(sorted(rng.choice(len(matrix.sensors), k, replace=False)).tolist())
+        random_values = [matrix.values([int(s) for s in rng.choice(len(matrix.sensors), k, replace=False)])
                          for _ in range(args.random)]
         print(f"  k = {k}, least expected time to detection:")
         print(f"    {'':<22} {'Z1 min':>9} {'Z2 people':>10} {'Z3 m3':>9} {'Z4 detected':>12} {'seconds':>8}  sensors")

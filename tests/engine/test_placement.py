@@ -100,3 +100,12 @@ def test_impacts_read_to_memory_mapped_files_a_task_at_a_time_place_alike(stored
     for k in (2, 4):
         assert greedy(mapped, k, "z3_m3").sensors == greedy(matrix, k, "z3_m3").sensors
         assert mip(mapped, k, "z1_s").value == pytest.approx(mip(matrix, k, "z1_s").value)
+
+
+def test_a_mip_stopped_by_its_time_limit_says_so_and_keeps_the_better_of_its_best_and_the_greedys(matrix):
+    exact = mip(matrix, 3, "z1_s")
+    assert exact.proven and exact.method == "mip" and exact.bound == exact.value
+    stopped = mip(matrix, 3, "z1_s", time_limit_s=1e-6)
+    assert not stopped.proven and "greedy" in stopped.method
+    assert stopped.value <= greedy(matrix, 3, "z1_s").value + 1e-9
+    assert stopped.bound <= exact.value + 1e-9 <= stopped.value + 1e-9

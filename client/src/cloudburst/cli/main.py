@@ -185,14 +185,15 @@ def cmd_sensors(args: argparse.Namespace, client: Client) -> int:
     values = placement.values
     lines = [f"{len(placement.sensors)} sensors ({placement.method}, least expected {placement.objective}): "
              f"{' '.join(placement.sensors)}",
-             f"expected {placement.objective} {placement.value:,.6g} (no placement of {args.k} does better than "
-             f"{placement.bound:,.6g})",
+             f"expected {placement.objective} {placement.value:,.6g} ("
+             + ("the best placement, proved" if placement.proven else
+                f"no placement of {args.k} does better than {placement.bound:,.6g}") + ")",
              f"Z1 time to detection {values['z1_s'] / 60:,.1f} min, Z2 people affected {values['z2_people']:,.1f}, "
              f"Z3 contaminated demand {values['z3_m3']:,.2f} m3, Z4 detected {values['z4_detected']:.1%}; "
              f"mass {values['mass_kg']:,.3f} kg, extent {values['extent_m']:,.0f} m"]
     data: dict[str, Any] = {"sensors": placement.sensors, "method": placement.method,
                             "objective": placement.objective, "value": placement.value, "bound": placement.bound,
-                            "values": values}
+                            "proven": placement.proven, "values": values}
     if args.curve:
         curve = study.trade_off(list(range(1, args.curve + 1)), args.objective, "greedy")
         lines += ["", f"{'k':>3} {args.objective:>14} {'Z4 detected':>12}  sensors (greedy)"]
