@@ -245,16 +245,19 @@ def mip(matrix: ImpactMatrix, k: int, objective: str = "z1_s", time_limit_s: flo
     integrality = np.concatenate([np.ones(sensors), np.zeros(entries + count)])
     solved = milp(cost, constraints=constraints, integrality=integrality, bounds=Bounds(0, 1),
                   options={"time_limit": time_limit_s, "disp": False})
-    fallback = greedy(matrix, k, objective)
     if solved.x is None:  # stopped before any integer solution: the greedy's, with the better bound
+        fallback = greedy(matrix, k, objective)
         fallback.method = f"greedy (the MIP found no solution in {time_limit_s:g} s: {solved.message})"
         return fallback
     chosen = [int(sensor) for sensor in np.flatnonzero(solved.x[:sensors] > 0.5)]
     value = _expected(matrix, column, chosen)
     proven = solved.status == 0
-    bound = value if proven else max(float(getattr(solved, "mip_dual_bound", None) or 0.0), fallback.bound)
-    if not proven and fallback.value < value:  # the time limit stopped the MIP: the better of it and the greedy
-        chosen, value = [matrix.sensor_index([name])[0] for name in fallback.sensors], fallback.value
+    bound = value
+    if not proven:  # the time limit stopped the MIP: the better of its best and the greedy's, the better bound
+        fallback = greedy(matrix, k, objective)
+        bound = max(float(getattr(solved, "mip_dual_bound", None) or 0.0), fallback.bound)
+        if fallback.value < value:
+            chosen, value = matrix.sensor_index(fallback.sensors), fallback.value
     method = "mip" if proven else f"mip (stopped at {time_limit_s:g} s; the better of its best and the greedy's)"
     return Placement([matrix.sensors[sensor] for sensor in chosen], objective, method, value, min(bound, value),
                      matrix.values(chosen), proven)

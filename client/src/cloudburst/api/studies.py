@@ -147,6 +147,7 @@ class Contamination(StudyRun):
     """A contamination warning study (cloudburst.engine.contamination): each injection's impacts per candidate
     sensor, and sensor placements from them (cloudburst.api.placement)."""
     kind = CONTAMINATION
+    _matrix: ImpactMatrix | None = None
 
     def task_impacts(self) -> Iterator[TaskImpacts]:
         """Every task's impacts (``cloudburst.schema.impacts``), read from the results store a pack at a time;
@@ -170,9 +171,11 @@ class Contamination(StudyRun):
         """Every injection's impacts (member, node, start), per detecting candidate sensor: in memory, or with
         ``directory`` in memory-mapped files there, read a pack at a time (a study too large for memory)."""
         from cloudburst.api.placement import ImpactMatrix
-        if directory is None:
-            return ImpactMatrix.of(self.task_impacts())
-        return ImpactMatrix.on_disk(self.task_impacts, Path(directory))
+        if directory is not None:
+            return ImpactMatrix.on_disk(self.task_impacts, Path(directory))
+        if self._matrix is None:  # a finished study's impacts never change: read once per handle
+            self._matrix = ImpactMatrix.of(self.task_impacts())
+        return self._matrix
 
     def model(self) -> Any:
         """The study's model (a wntr model), fetched from the cluster as its first task names it."""

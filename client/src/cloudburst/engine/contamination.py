@@ -117,7 +117,8 @@ class SharedHydraulics:
         self.times = self.saved.times
         # Water is consumed at junctions only (a tank's "demand" is its inflow, a reservoir's its outflow).
         junctions = np.array([project.node_type(index) == en.JUNCTION for index in range(1, project.node_count + 1)])
-        self.demand_m3s = np.where(junctions, np.asarray(to_si(units, self.saved.demand, HydParam.Demand)), 0.0)
+        demand_m3s = np.asarray(to_si(units, self.saved.demand, HydParam.Demand))
+        self.consumed = np.where(junctions, np.clip(demand_m3s, 0, None), 0.0)
         pipes = [index for index in range(1, project.link_count + 1)
                  if project.link_type(index) in (en.CVPIPE, en.PIPE)]
         ends = np.array([project.link_nodes(index) for index in pipes], dtype=np.int64).reshape(-1, 2) - 1
@@ -130,7 +131,6 @@ class SharedHydraulics:
         self.sensors = sensors
         self.quality = np.empty((len(self.times), project.node_count))
         # Per node: people (mean demand over the run / per-capita use) and the ingestion timing (demand / mean).
-        self.consumed = np.clip(self.demand_m3s, 0, None)
         mean_demand = self.consumed.mean(axis=0)
         self.population = mean_demand * 86400 * 1000 / settings.per_capita_L_day
         with np.errstate(divide="ignore", invalid="ignore"):
