@@ -123,3 +123,52 @@ def test_a_process_reading_only_new_batches_computes_what_reading_every_batch_co
     put(4, 4)  # ... then the batch ran again and stored it: a changed file is read again, with everything
     incremental = statistics()
     assert incremental == afresh() and any("statistic=count pressure=20.0" in line for line in incremental)
+
+
+STATS_SCENARIO = {"members": 40, "seed": 5, "run": {"duration_s": 3600},
+                  "alterations": [{"type": "demand_scale", "factor": {"distribution": "uniform", "low": 0.8,
+                                                                      "high": 1.2}}],
+                  "output": {"series": [{"element": "node", "attributes": ["pressure"], "ids": ["123"]}]},
+                  "batch": {"members": 10}}
+
+
+def plant_a_claim_whose_job_is_gone(cluster: dict, name: str) -> None:
+    """What a Redis restarted from an append-only file that lost its last second leaves (or a statistics job whose
+    worker died with it): the statistics claim, taken a minute ago, naming a job Redis does not have."""
+    from cloudburst.state.ledger import STATS_CLAIM_S, STATS_PENDING, key_for
+    cluster["redis"].set(key_for(name, STATS_PENDING), "statistics-lost-in-a-restart", ex=STATS_CLAIM_S - 60)
+
+
+def test_a_claim_whose_statistics_job_is_gone_does_not_hold_back_the_ensembles_statistics(cluster, client):
+    """The batches recorded after it take the claim over: the final statistics come with the last batch."""
+    ensemble = client.submit(NET3, {**STATS_SCENARIO, "ensemble": "claim-lost"}, name="claim-lost")
+    plant_a_claim_whose_job_is_gone(cluster, "claim-lost")
+    workers = start_workers(cluster)
+    try:
+        final = ensemble.wait(progress=False, timeout_s=300, statistics_s=60)
+    finally:
+        stop(workers)
+    assert (final.finished, final.failed) == (40, 0)
+    assert ensemble.statistics_current()
+    assert (ensemble.percentiles("node:123")["count"] == 40).all()
+    assert "is gone" in (cluster["tmp"] / "workers.log").read_text()
+
+
+def test_a_client_waiting_for_the_final_statistics_queues_them_when_nothing_else_will(cluster, client):
+    """Every batch recorded, the last statistics job gone before it covered them (its claim left behind): no worker
+    will queue statistics again, so the waiting client does."""
+    from cloudburst.state.ledger import STATS, key_for
+    workers = start_workers(cluster)
+    try:
+        ensemble = client.submit(NET3, {**STATS_SCENARIO, "ensemble": "last-lost"}, name="last-lost")
+        ensemble.wait(progress=False, timeout_s=300)
+        assert ensemble.statistics_current()
+        cluster["redis"].hset(key_for("last-lost", STATS), mapping={"members": 30, "at": 0})
+        plant_a_claim_whose_job_is_gone(cluster, "last-lost")
+        assert not ensemble.statistics_current()
+        ensemble.wait(progress=False, timeout_s=300, statistics_s=60)
+        state = cluster["redis"].hgetall(key_for("last-lost", STATS))
+    finally:
+        stop(workers)
+    assert ensemble.statistics_current()
+    assert float(state[b"members"]) == 40 and float(state[b"at"]) > 0

@@ -23,6 +23,7 @@ from cloudburst.schema import resultformat as fmt
 from cloudburst.schema.queues import JobPolicy
 from cloudburst.state.ledger import MemberStates
 from cloudburst.state.records import EnsembleRecord
+from cloudburst.state.statistics_jobs import request_statistics
 from cloudburst.state.store import MEMBERS_DIR, SERIES_DIR
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ else:
     waves = lazy("cloudburst.api.waves")  # numpy and the batch schema: only for an adaptive ensemble's waves
 
 log = logging.getLogger(__name__)
+# How often a client waiting for the final statistics looks whether anything will compute them.
+STATISTICS_ASK_S = 10.0
 
 
 def parse_element(element: str) -> tuple[str, str]:
@@ -136,12 +139,16 @@ class Ensemble(Submitted):
 
     def _settled_with_statistics(self, statistics_s: float) -> Callable[[Progress], bool]:
         statistics_deadline: list[float] = []
+        asked_at = [-float("inf")]
 
         def settled(current: Progress) -> bool:
             if not current.done:
                 return False
             if self.statistics_current():
                 return True
+            if time.monotonic() - asked_at[0] >= STATISTICS_ASK_S:
+                asked_at[0] = time.monotonic()
+                self._ask_for_statistics()
             if not statistics_deadline:
                 statistics_deadline.append(time.monotonic() + statistics_s)
             if time.monotonic() > statistics_deadline[0]:
@@ -151,6 +158,19 @@ class Ensemble(Submitted):
             return False
 
         return settled
+
+    def _ask_for_statistics(self) -> None:
+        """Every member is recorded but the statistics lag: no worker will queue them now (they do after a batch),
+        so queue them unless a statistics job is queued or running (one lost to a Redis restart, or to its worker's
+        death, is not: ``cloudburst.state.statistics_jobs``). A reader, who may not queue jobs, waits as before."""
+        from redis.exceptions import NoPermissionError
+
+        try:
+            if request_statistics(self.services.redis, self.name):
+                log.info("ensemble %s: every member is recorded and no statistics job was queued or running: "
+                         "queued one", self.name)
+        except NoPermissionError:
+            pass
 
     @redis_errors
     def failures(self) -> pd.DataFrame:

@@ -10,7 +10,9 @@ Keys, owned here (``cloudburst.records`` owns the ensemble's record beside them)
                                              with
 - ``cloudburst:ensemble:<name>:stats``       hash: ``done`` (members recorded so far, each batch adds its own),
                                              ``at`` and ``members`` (when statistics last ran, over how many)
-- ``cloudburst:ensemble:<name>:stats-pending``  set while a statistics job is queued or running: one at a time
+- ``cloudburst:ensemble:<name>:stats-pending``  the ID of the statistics job queued or running: one at a time
+                                             (``cloudburst.state.statistics_jobs`` takes over a claim whose job
+                                             is gone)
 - ``cloudburst:ensemble:<name>:arguments``   hash, a task set's pack -> its tasks' arguments (zlib'd JSON), kept
                                              for ``retry`` longer than RQ keeps the job's own copy
 - ``cloudburst:ensemble:<name>:staged``      list, the job IDs a submit (or retry) has written and not queued yet;
@@ -96,6 +98,22 @@ STAGING_TTL_S = 30
 PARTIAL_TTL_S = 7 * 86400
 # A claimed statistics run that never started (its worker died) stops blocking the next one after this long.
 STATS_CLAIM_S = 600
+# Takes over a claim (ARGV[2]: the new job ID, ARGV[3]: its seconds) only while it still names the stale job ARGV[1]
+# (or, ARGV[1] empty, while there is none): of two callers that found the same stale claim, one queues a job.
+_TAKE_OVER_SCRIPT = """
+local held = redis.call('GET', KEYS[1])
+if (ARGV[1] == '' and not held) or held == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 def key_for(name: str, part: str) -> str:
@@ -115,6 +133,12 @@ def ranges(members: Iterable[int]) -> list[list[int]]:
 
 def expand(runs: list[list[int]]) -> list[int]:
     return [member for first, last in runs for member in range(first, last + 1)]
+
+
+@dataclass(frozen=True)
+class StatisticsClaim:
+    job_id: str   # the statistics job its claimer queued (or is about to)
+    age_s: int    # since it was claimed
 
 
 @dataclass
@@ -232,13 +256,33 @@ class Ledger:
             kept.update((index, arguments) for index, arguments in unpacked)
         return kept
 
-    def claim_statistics(self, name: str) -> bool:
-        """True for the one caller that may queue the next statistics job (none is queued or running)."""
-        return bool(self.redis.set(key_for(name, STATS_PENDING), 1, nx=True, ex=STATS_CLAIM_S))
+    def claim_statistics(self, name: str, job_id: str) -> bool:
+        """True for the one caller that may queue the next statistics job, as ``job_id`` (none is queued or
+        running)."""
+        return bool(self.redis.set(key_for(name, STATS_PENDING), job_id, nx=True, ex=STATS_CLAIM_S))
 
-    def release_statistics(self, name: str) -> None:
-        """A statistics job done: the next may be queued."""
-        self.redis.delete(key_for(name, STATS_PENDING))
+    def statistics_claim(self, name: str) -> StatisticsClaim | None:
+        """The job the statistics claim names, and how long ago it was taken; None: no claim."""
+        pipeline = self.redis.pipeline(transaction=False)
+        pipeline.get(key_for(name, STATS_PENDING))
+        pipeline.ttl(key_for(name, STATS_PENDING))
+        held, ttl_s = pipeline.execute()
+        if held is None:
+            return None
+        return StatisticsClaim(redis_values.text(held), STATS_CLAIM_S - max(int(ttl_s), 0))
+
+    def take_over_statistics(self, name: str, stale: StatisticsClaim | None, job_id: str) -> bool:
+        """Claim the next statistics job, as ``job_id``, from a claim whose job is gone (or from none)."""
+        return bool(self.redis.eval(_TAKE_OVER_SCRIPT, 1, key_for(name, STATS_PENDING),
+                                    "" if stale is None else stale.job_id, job_id, STATS_CLAIM_S))
+
+    def release_statistics(self, name: str, job_id: str | None = None) -> None:
+        """A statistics job done: the next may be queued. With ``job_id``, only while the claim is still that job's
+        (a job taken for gone that ran on after all leaves its successor's claim alone)."""
+        if job_id is None:
+            self.redis.delete(key_for(name, STATS_PENDING))
+        else:
+            self.redis.eval(_RELEASE_SCRIPT, 1, key_for(name, STATS_PENDING), job_id)
 
     def done(self, name: str) -> dict[str, BatchOutcome]:
         return {redis_values.text(batch): BatchOutcome.from_json(outcome)

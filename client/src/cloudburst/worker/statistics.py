@@ -11,16 +11,18 @@ from redis import Redis
 
 from cloudburst.errors import InputError
 from cloudburst.schema import resultformat as fmt
-from cloudburst.schema.queues import STATS_ENTRY_POINT, STATS_QUEUE, open_queue
+from cloudburst.schema.queues import STATS_QUEUE
 from cloudburst.state.influx import InfluxWriter, run_statement
 from cloudburst.state.ledger import Ledger
 from cloudburst.state.records import Records
+from cloudburst.state.statistics_jobs import request_statistics
 from cloudburst.state.store import ResultsStore
 from cloudburst.worker import aggregate
 
 
 def after_batch(connection: Redis, name: str, members_done: int, queue_name: str = STATS_QUEUE) -> bool:
-    """Queue a statistics job when one is due and none is waiting; returns whether one was queued."""
+    """Queue a statistics job when one is due and none is waiting (``cloudburst.state.statistics_jobs``); returns
+    whether one was queued."""
     ledger = Ledger(connection)
     try:
         total = Records(connection).get(name).members
@@ -28,12 +30,7 @@ def after_batch(connection: Redis, name: str, members_done: int, queue_name: str
         return False  # batches enqueued without an ensemble record (a script's): nothing to compute statistics for
     if not aggregate.due(time.time(), ledger.stats_state(name), members_done, total):
         return False
-    if not ledger.claim_statistics(name):
-        return False
-    open_queue(connection, queue_name).enqueue(
-        STATS_ENTRY_POINT, name, job_timeout=3600, result_ttl=600, failure_ttl=7 * 86400,
-        description=f"{STATS_ENTRY_POINT} {name}")
-    return True
+    return request_statistics(connection, name, queue_name)
 
 
 def run_statistics(connection: Redis, name: str, store: ResultsStore, writer: InfluxWriter) -> int:
@@ -41,7 +38,10 @@ def run_statistics(connection: Redis, name: str, store: ResultsStore, writer: In
 
     One statistics job runs at a time per ensemble (it holds the claim its queueing took): batches recorded while
     it runs queue none, so when it ends it queues the next itself if members were recorded since it started."""
+    from rq import get_current_job
+
     ledger = Ledger(connection)
+    current = get_current_job()
     started = time.time()
     try:
         covered = ledger.stats_state(name).get("done", 0.0)
@@ -61,7 +61,7 @@ def run_statistics(connection: Redis, name: str, store: ResultsStore, writer: In
             return 0
         ledger.set_stats_state(name, at=started, members=covered)
     finally:
-        ledger.release_statistics(name)
+        ledger.release_statistics(name, None if current is None else current.id)
     after_batch(connection, name, int(ledger.stats_state(name).get("done", 0.0)))
     return written
 
