@@ -89,6 +89,18 @@ def test_a_contamination_study_runs_on_the_workers_and_places_sensors_from_its_i
     assert plot.stat().st_size > 10_000
     table = cli(cluster, "sensors", "net3-contamination", "--k", "2", "--method", "greedy")
     assert table.returncode == 0 and table.stdout.startswith("2 sensors (greedy, least expected z1_s): "), table
+    robust = cli(cluster, "sensors", "net3-contamination", "--k", "2", "--statistic", "cvar", "--alpha", "0.9",
+                 "--curve", "2", "--json")
+    assert robust.returncode == 0, robust.stderr
+    answer = json.loads(robust.stdout)
+    cvar = study.place(2, "z1_s", "mip", "cvar", 0.9)
+    assert (answer["sensors"], answer["statistic"], answer["cvar_alpha"]) == (cvar.sensors, "cvar", 0.9)
+    assert answer["value"] == pytest.approx(cvar.value) == pytest.approx(answer["values"]["cvar_z1_s"])
+    assert answer["value"] <= study.place(2, "z1_s", "mip").values["cvar_z1_s"] + 1e-9
+    worst = cli(cluster, "sensors", "net3-contamination", "--k", "2", "--statistic", "worst")
+    assert worst.returncode == 0 and worst.stdout.startswith("2 sensors (mip, least worst z1_s): "), worst
+    refused = cli(cluster, "sensors", "net3-contamination", "--statistic", "worst", "--method", "greedy")
+    assert refused.returncode == 2 and "the greedy minimises the expected (mean) harm only" in refused.stderr
 
 
 @pytest.mark.parametrize("change, sentence", [

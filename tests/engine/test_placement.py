@@ -9,7 +9,7 @@ from pathlib import Path
 import epanet.toolkit as en
 import numpy as np
 import pytest
-from cloudburst.api.placement import ImpactMatrix, greedy, mip, trade_off
+from cloudburst.api.placement import ImpactMatrix, greedy, mip, risk, trade_off
 from cloudburst.engine import toolkit
 from cloudburst.engine.contamination import HARMS, ContaminationSettings, Injection, SharedHydraulics, task_impacts
 from cloudburst.schema import impacts as impact_format
@@ -38,17 +38,28 @@ def matrix(stored_tasks) -> ImpactMatrix:
     return ImpactMatrix.of(stored_tasks)
 
 
-def expected_harm(matrix: ImpactMatrix, chosen: tuple[str, ...], column: int) -> float:
+def injection_harms(matrix: ImpactMatrix, chosen: tuple[str, ...], column: int) -> list[float]:
     """The reference: per injection, the harm at the earliest detection by a chosen sensor, read entry by entry."""
-    total = 0.0
+    harms = []
     for injection in range(len(matrix.undetected)):
         best_time, harm = None, matrix.undetected[injection, column]
         for entry in range(len(matrix.row)):
             if matrix.row[entry] == injection and matrix.sensors[matrix.column[entry]] in chosen:
                 if best_time is None or matrix.detected_s[entry] < best_time:
                     best_time, harm = matrix.detected_s[entry], matrix.harm[entry, column]
-        total += harm
-    return total / len(matrix.undetected)
+        harms.append(float(harm))
+    return harms
+
+
+def expected_harm(matrix: ImpactMatrix, chosen: tuple[str, ...], column: int) -> float:
+    harms = injection_harms(matrix, chosen, column)
+    return sum(harms) / len(harms)
+
+
+def conditional_value_at_risk(harms: list[float], alpha: float) -> float:
+    """Rockafellar and Uryasev's definition, min over v of v + E[max(0, harm - v)] / (1 - alpha), taken over every
+    harm as v (a minimum of this piecewise-linear convex function lies at one of them)."""
+    return min(v + sum(max(0.0, harm - v) for harm in harms) / ((1 - alpha) * len(harms)) for v in harms)
 
 
 @pytest.mark.parametrize("objective", ["z1_s", "z3_m3", "z2_people"])
@@ -109,3 +120,42 @@ def test_a_mip_stopped_by_its_time_limit_says_so_and_keeps_the_better_of_its_bes
     assert not stopped.proven and "greedy" in stopped.method
     assert stopped.value <= greedy(matrix, 3, "z1_s").value + 1e-9
     assert stopped.bound <= exact.value + 1e-9 <= stopped.value + 1e-9
+
+
+@pytest.mark.parametrize("statistic", ["worst", "cvar"])
+@pytest.mark.parametrize("objective", ["z1_s", "z3_m3"])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_the_mip_minimising_the_worst_or_the_cvar_finds_the_best_k_subset(matrix, statistic, objective, k):
+    """33 injections: the CVaR at 0.95 takes the worst 1.65 of them, the boundary one counted in part."""
+    column = HARMS.index(objective)
+    summary = max if statistic == "worst" else (lambda harms: conditional_value_at_risk(harms, 0.95))
+    values = {subset: summary(injection_harms(matrix, subset, column))
+              for subset in itertools.combinations(CANDIDATES, k)}
+    placement = mip(matrix, k, objective, statistic=statistic)
+    assert placement.proven and placement.statistic == statistic
+    assert placement.value == pytest.approx(min(values.values()), rel=1e-9, abs=1e-9)
+    assert summary(injection_harms(matrix, tuple(placement.sensors), column)) == pytest.approx(placement.value,
+                                                                                              rel=1e-9)
+    assert placement.values[f"{statistic}_{objective}"] == pytest.approx(placement.value, rel=1e-9)
+    mean_placement = mip(matrix, k, objective)
+    assert placement.value <= summary(injection_harms(matrix, tuple(mean_placement.sensors), column)) + 1e-9
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.9, 0.95, 0.99])
+def test_the_reported_cvar_is_rockafellar_and_uryasevs(alpha):
+    generator = np.random.default_rng(11)
+    for size in (1, 7, 33, 100):
+        harms = generator.exponential(100.0, size).round(1)
+        assert risk(harms, "cvar", alpha) == pytest.approx(conditional_value_at_risk(harms.tolist(), alpha),
+                                                           rel=1e-12)
+        assert risk(harms, "worst") == max(harms) and risk(harms, "mean") == pytest.approx(harms.mean())
+
+
+def test_a_risk_statistic_asked_of_the_greedy_or_a_bad_alpha_gets_a_sentence(matrix):
+    with pytest.raises(InputError, match="the greedy minimises the expected \\(mean\\) harm only, not the worst"):
+        greedy(matrix, 2, "z1_s", "worst")
+    with pytest.raises(InputError, match="statistic 'median': one of mean, worst, cvar"):
+        mip(matrix, 2, "z1_s", statistic="median")
+    with pytest.raises(InputError, match="cvar_alpha: a share from 0 up to \\(not including\\) 1, such as 0.95, "
+                                         "not 1.5"):
+        mip(matrix, 2, "z1_s", statistic="cvar", cvar_alpha=1.5)

@@ -1,15 +1,21 @@
-"""Sensor placement from a contamination study's impacts: choose k sensor nodes minimising the expected harm of the
-injections (each weighted alike), the harm of an injection being the one done before the earliest chosen sensor
-detects it (its whole run's when none does).
+"""Sensor placement from a contamination study's impacts: choose k sensor nodes minimising a statistic of the
+injections' harm (each injection weighted alike), the harm of an injection being the one done before the earliest
+chosen sensor detects it (its whole run's when none does). The statistic is the expected harm (``mean``), the
+worst injection's (``worst``), or the conditional value at risk (``cvar``: the mean over the worst 1 - alpha of the
+injections, Rockafellar and Uryasev's, the injection at the boundary counted in part), as TEVA-SPOT and Chama offer
+(Watson et al. 2006, robust sensor placement).
 
 Two solvers over the same impact matrix (injection x sensor -> harm, sparse: only detecting sensors):
 
 - ``mip``: the p-median formulation Chama and TEVA-SPOT solve (Berry et al. 2006), exactly, with HiGHS through
   scipy's ``milp``: a binary per candidate sensor, a fraction per (injection, sensor) and per injection undetected,
-  each injection's fractions summing to one and none above its sensor's; at most k sensors.
+  each injection's fractions summing to one and none above its sensor's; at most k sensors. For ``worst``, one
+  more variable above every injection's harm is minimised; for ``cvar``, the value at risk and each injection's
+  excess over it (Rockafellar and Uryasev's linear form).
 - ``greedy``: sensors added one at a time by the largest drop in expected harm, with lazy evaluation (a sensor's
   earlier drop bounds its current one: the objective is supermodular), and the bound on the best placement it
-  proves (Leskovec et al. 2007's online bound, and the (1 - 1/e) guarantee's; the tighter is reported).
+  proves (Leskovec et al. 2007's online bound, and the (1 - 1/e) guarantee's; the tighter is reported). The mean
+  only: the worst and the CVaR are not supermodular, so neither the lazy evaluation nor the bounds hold for them.
 
 Objectives: ``z1_s`` (time to detection), ``z2_people``, ``z3_m3``, ``mass_kg``, ``extent_m`` (see
 ``cloudburst.engine.contamination``); any placement's values of all of them and of ``z4`` (the share of injections
@@ -33,6 +39,24 @@ from cloudburst.errors import InputError
 from cloudburst.schema.impacts import TaskImpacts
 
 METHODS = ("mip", "greedy")
+STATISTICS = ("mean", "worst", "cvar")
+CVAR_ALPHA = 0.95  # the CVaR's default: the mean over the worst 5 % of the injections
+
+
+def risk(harms: np.ndarray, statistic: str = "mean", cvar_alpha: float = CVAR_ALPHA) -> float:
+    """The injections' harms summarised: their ``mean``, the ``worst``, or their ``cvar`` at ``cvar_alpha`` (the
+    mean over the worst (1 - alpha) N of the N injections; when that share is not a whole number of injections, the
+    one at its boundary counts by the fraction left, so the value equals the linear programme's minimum)."""
+    _check_statistic(statistic, cvar_alpha)
+    if statistic == "mean":
+        return float(harms.mean())
+    ordered = np.sort(np.asarray(harms, dtype=np.float64))[::-1]
+    if statistic == "worst":
+        return float(ordered[0])
+    share = (1 - cvar_alpha) * len(ordered)
+    whole = min(int(math.floor(share + 1e-9)), len(ordered))
+    partial = ordered[whole] * (share - whole) if whole < len(ordered) and share > whole else 0.0
+    return float((ordered[:whole].sum() + partial) / share)
 
 
 @dataclass
@@ -150,17 +174,15 @@ class ImpactMatrix:
         harms[detected] = self.harm[first[detected]]
         return harms
 
-    def values(self, chosen: Sequence[int], cvar_alpha: float = 0.95) -> dict[str, float]:
+    def values(self, chosen: Sequence[int], cvar_alpha: float = CVAR_ALPHA) -> dict[str, float]:
         """A placement's expected harms (each objective), the share of injections detected (z4), and the worst and
-        CVaR (mean of the worst 1 - alpha) of each harm."""
+        CVaR (``risk``) of each harm."""
         harms = self.harms_of(chosen)
         values = {name: float(harms[:, column].mean()) for column, name in enumerate(HARMS)}
         values["z4_detected"] = float((self.first_detection(chosen) >= 0).mean())
-        tail = max(1, math.ceil((1 - cvar_alpha) * len(harms)))
         for column, name in enumerate(HARMS):
-            ordered = np.sort(harms[:, column])
-            values[f"worst_{name}"] = float(ordered[-1])
-            values[f"cvar_{name}"] = float(ordered[-tail:].mean())
+            values[f"worst_{name}"] = risk(harms[:, column], "worst")
+            values[f"cvar_{name}"] = risk(harms[:, column], "cvar", cvar_alpha)
         return values
 
 
@@ -169,20 +191,26 @@ class Placement:
     sensors: list[str]
     objective: str
     method: str
-    value: float                          # the expected harm minimised
+    value: float                          # the statistic of the harm minimised
     bound: float                          # no placement of k does better than this (the optimum's, for mip)
     values: dict[str, float] = field(default_factory=dict)
     proven: bool = False                  # the MIP proved this placement the best
+    statistic: str = "mean"               # mean, worst or cvar (``risk``)
+    cvar_alpha: float = CVAR_ALPHA        # the CVaR's alpha, with statistic cvar
 
 
-def _expected(matrix: ImpactMatrix, column: int, chosen: Sequence[int]) -> float:
-    return float(matrix.harms_of(chosen)[:, column].mean())
+def _value(matrix: ImpactMatrix, column: int, chosen: Sequence[int], statistic: str = "mean",
+           cvar_alpha: float = CVAR_ALPHA) -> float:
+    return risk(matrix.harms_of(chosen)[:, column], statistic, cvar_alpha)
 
 
-def greedy(matrix: ImpactMatrix, k: int, objective: str = "z1_s") -> Placement:
+def greedy(matrix: ImpactMatrix, k: int, objective: str = "z1_s", statistic: str = "mean") -> Placement:
     """k sensors, each the largest drop in expected harm given those before it (lazy evaluation), and the bound."""
     column = matrix.objective(objective)
     _check_k(matrix, k)
+    if statistic != "mean":
+        raise InputError(f"the greedy minimises the expected (mean) harm only, not the {statistic}: its lazy "
+                         f"evaluation and its bound need a supermodular objective; the mip minimises the {statistic}")
     count = len(matrix.undetected)
     best = matrix.undetected[:, column].copy()           # each injection's harm with the sensors chosen so far
     starts = np.searchsorted(matrix.column, np.arange(len(matrix.sensors) + 1))
@@ -215,25 +243,29 @@ def greedy(matrix: ImpactMatrix, k: int, objective: str = "z1_s") -> Placement:
                      max(online, guarantee, 0.0), matrix.values(chosen))
 
 
-def mip(matrix: ImpactMatrix, k: int, objective: str = "z1_s", time_limit_s: float = 600.0) -> Placement:
-    """The k sensors of least expected harm, exactly (HiGHS): the p-median formulation over detecting entries that
-    do better than undetected."""
+def mip(matrix: ImpactMatrix, k: int, objective: str = "z1_s", time_limit_s: float = 600.0,
+        statistic: str = "mean", cvar_alpha: float = CVAR_ALPHA) -> Placement:
+    """The k sensors of least harm (its ``statistic``), exactly (HiGHS): the p-median formulation over detecting
+    entries that do better than undetected, with the worst's or the CVaR's variables for those statistics."""
     from scipy.optimize import Bounds, LinearConstraint, milp
-    from scipy.sparse import coo_matrix, csr_matrix, vstack
+    from scipy.sparse import coo_matrix, csr_matrix, hstack
 
     column = matrix.objective(objective)
     _check_k(matrix, k)
+    _check_statistic(statistic, cvar_alpha)
     sensors, count = len(matrix.sensors), len(matrix.undetected)
     useful = np.flatnonzero(matrix.harm[:, column] < matrix.undetected[matrix.row, column])
     entries = len(useful)
     rows, columns = matrix.row[useful], matrix.column[useful]
-    # variables: sensors (binary), entries (fractions), undetected per injection (fractions)
-    cost = np.concatenate([np.zeros(sensors), matrix.harm[useful, column], matrix.undetected[:, column]]) / count
-    total = sensors + entries + count
-    each_once = coo_matrix((np.ones(entries + count), (np.concatenate([rows, np.arange(count)]),
-                                                        np.concatenate([sensors + np.arange(entries),
-                                                                        sensors + entries + np.arange(count)]))),
-                           shape=(count, total))
+    harm, undetected = matrix.harm[useful, column], matrix.undetected[:, column]
+    # variables: sensors (binary), entries (fractions), undetected per injection (fractions), then the statistic's:
+    # none (mean), the worst harm (worst), the value at risk and each injection's excess over it (cvar)
+    extra = {"mean": 0, "worst": 1, "cvar": 1 + count}[statistic]
+    assigned = entries + count
+    total = sensors + assigned + extra
+    choice_rows = np.concatenate([rows, np.arange(count)])
+    choice_columns = sensors + np.arange(assigned)
+    each_once = coo_matrix((np.ones(assigned), (choice_rows, choice_columns)), shape=(count, total))
     within = coo_matrix((np.concatenate([np.ones(entries), -np.ones(entries)]),
                          (np.concatenate([np.arange(entries), np.arange(entries)]),
                           np.concatenate([sensors + np.arange(entries), columns]))), shape=(entries, total))
@@ -241,44 +273,84 @@ def mip(matrix: ImpactMatrix, k: int, objective: str = "z1_s", time_limit_s: flo
                            shape=(1, total))
     constraints = [LinearConstraint(csr_matrix(each_once), 1, 1), LinearConstraint(at_most_k, 0, k)]
     if entries:
-        constraints.append(LinearConstraint(vstack([csr_matrix(within)]), -np.inf, 0))
-    integrality = np.concatenate([np.ones(sensors), np.zeros(entries + count)])
-    solved = milp(cost, constraints=constraints, integrality=integrality, bounds=Bounds(0, 1),
+        constraints.append(LinearConstraint(csr_matrix(within), -np.inf, 0))
+    cost = np.zeros(total)
+    upper = np.concatenate([np.ones(sensors + assigned), np.full(extra, np.inf)])
+    # each injection's harm, as its assignment's fractions make it
+    injection_harm = coo_matrix((np.concatenate([harm, undetected]), (choice_rows, choice_columns)),
+                                shape=(count, total)).tocsr()
+    if statistic == "mean":
+        cost[sensors:sensors + assigned] = np.concatenate([harm, undetected]) / count
+    elif statistic == "worst":  # worst >= every injection's harm
+        cost[-1] = 1.0
+        worst = csr_matrix((np.ones(count), (np.arange(count), np.full(count, total - 1))), shape=(count, total))
+        constraints.append(LinearConstraint(worst - injection_harm, 0, np.inf))
+    else:  # value at risk + the mean excess over it / (1 - alpha): excess_i >= harm_i - value at risk
+        at_risk = sensors + assigned
+        cost[at_risk] = 1.0
+        cost[at_risk + 1:] = 1.0 / ((1 - cvar_alpha) * count)
+        excess = hstack([csr_matrix((count, at_risk)), csr_matrix(np.ones((count, 1))),
+                         csr_matrix((np.ones(count), (np.arange(count), np.arange(count))), shape=(count, count))])
+        constraints.append(LinearConstraint(csr_matrix(excess) - injection_harm, 0, np.inf))
+    integrality = np.concatenate([np.ones(sensors), np.zeros(assigned + extra)])
+    solved = milp(cost, constraints=constraints, integrality=integrality, bounds=Bounds(0, upper),
                   options={"time_limit": time_limit_s, "disp": False})
-    if solved.x is None:  # stopped before any integer solution: the greedy's, with the better bound
-        fallback = greedy(matrix, k, objective)
-        fallback.method = f"greedy (the MIP found no solution in {time_limit_s:g} s: {solved.message})"
-        return fallback
+    if solved.x is None:  # stopped before any integer solution: the greedy's (of the mean), with the better bound
+        return _greedy_instead(matrix, k, objective, statistic, cvar_alpha,
+                               f"greedy (the MIP found no solution in {time_limit_s:g} s: {solved.message})")
     chosen = [int(sensor) for sensor in np.flatnonzero(solved.x[:sensors] > 0.5)]
-    value = _expected(matrix, column, chosen)
+    value = _value(matrix, column, chosen, statistic, cvar_alpha)
     proven = solved.status == 0
     bound = value
     if not proven:  # the time limit stopped the MIP: the better of its best and the greedy's, the better bound
-        fallback = greedy(matrix, k, objective)
+        fallback = _greedy_instead(matrix, k, objective, statistic, cvar_alpha, "")
         bound = max(float(getattr(solved, "mip_dual_bound", None) or 0.0), fallback.bound)
         if fallback.value < value:
             chosen, value = matrix.sensor_index(fallback.sensors), fallback.value
     method = "mip" if proven else f"mip (stopped at {time_limit_s:g} s; the better of its best and the greedy's)"
     return Placement([matrix.sensors[sensor] for sensor in chosen], objective, method, value, min(bound, value),
-                     matrix.values(chosen), proven)
+                     matrix.values(chosen, cvar_alpha), proven, statistic, cvar_alpha)
 
 
-def brute_force(matrix: ImpactMatrix, k: int, objective: str = "z1_s") -> tuple[float, tuple[int, ...]]:
-    """Every k-subset's expected harm: the best (small candidate sets only)."""
+def _greedy_instead(matrix: ImpactMatrix, k: int, objective: str, statistic: str, cvar_alpha: float,
+                    method: str) -> Placement:
+    """The greedy's placement (of the mean), valued by ``statistic``; its bound holds for the mean only."""
+    placement = greedy(matrix, k, objective)
+    if statistic != "mean":
+        chosen = matrix.sensor_index(placement.sensors)
+        placement.value = _value(matrix, matrix.objective(objective), chosen, statistic, cvar_alpha)
+        placement.bound, placement.statistic, placement.cvar_alpha = 0.0, statistic, cvar_alpha
+        placement.values = matrix.values(chosen, cvar_alpha)
+    placement.method = method or placement.method
+    return placement
+
+
+def brute_force(matrix: ImpactMatrix, k: int, objective: str = "z1_s", statistic: str = "mean",
+                cvar_alpha: float = CVAR_ALPHA) -> tuple[float, tuple[int, ...]]:
+    """Every k-subset's harm (its statistic): the best (small candidate sets only)."""
     column = matrix.objective(objective)
-    return min((_expected(matrix, column, subset), subset)
+    return min((_value(matrix, column, subset, statistic, cvar_alpha), subset)
                for subset in itertools.combinations(range(len(matrix.sensors)), k))
 
 
 def trade_off(matrix: ImpactMatrix, ks: Iterable[int], objective: str = "z1_s", method: str = "greedy",
-              ) -> pd.DataFrame:
+              statistic: str = "mean", cvar_alpha: float = CVAR_ALPHA) -> pd.DataFrame:
     """The placement's objective values over k (one row per k)."""
-    place = {"greedy": greedy, "mip": mip}[method]
+    if method not in METHODS:
+        raise InputError(f"method {method!r}: one of {', '.join(METHODS)}")
     rows = []
     for k in ks:
-        placement = place(matrix, k, objective)
+        placement = (mip(matrix, k, objective, statistic=statistic, cvar_alpha=cvar_alpha) if method == "mip"
+                     else greedy(matrix, k, objective, statistic))
         rows.append({"k": k, "sensors": " ".join(placement.sensors), "bound": placement.bound, **placement.values})
     return pd.DataFrame(rows)
+
+
+def _check_statistic(statistic: str, cvar_alpha: float) -> None:
+    if statistic not in STATISTICS:
+        raise InputError(f"statistic {statistic!r}: one of {', '.join(STATISTICS)}")
+    if not isinstance(cvar_alpha, (int, float)) or isinstance(cvar_alpha, bool) or not 0 <= cvar_alpha < 1:
+        raise InputError(f"cvar_alpha: a share from 0 up to (not including) 1, such as 0.95, not {cvar_alpha!r}")
 
 
 def _check_k(matrix: ImpactMatrix, k: int) -> None:

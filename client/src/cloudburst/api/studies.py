@@ -196,18 +196,22 @@ class Contamination(StudyRun):
         matrix = self.impacts()
         return pd.concat([matrix.injections, pd.DataFrame(matrix.undetected, columns=list(HARMS))], axis=1)
 
-    def place(self, k: int, objective: str = "z1_s", method: str = "mip") -> Placement:
-        """The k sensors of least expected harm (``mip``, exact; ``greedy``, with its bound)."""
+    def place(self, k: int, objective: str = "z1_s", method: str = "mip", statistic: str = "mean",
+              cvar_alpha: float = 0.95) -> Placement:
+        """The k sensors of least harm: its ``statistic`` over the injections (``mean``, ``worst`` or ``cvar``, the
+        mean over the worst 1 - ``cvar_alpha``); ``mip``, exact, or ``greedy`` (the mean only), with its bound."""
         from cloudburst.api import placement
         if method not in placement.METHODS:
             raise InputError(f"method {method!r}: one of {', '.join(placement.METHODS)}")
-        solve = placement.mip if method == "mip" else placement.greedy
-        return solve(self.impacts(), k, objective)
+        if method == "greedy":
+            return placement.greedy(self.impacts(), k, objective, statistic)
+        return placement.mip(self.impacts(), k, objective, statistic=statistic, cvar_alpha=cvar_alpha)
 
-    def trade_off(self, ks: list[int], objective: str = "z1_s", method: str = "greedy") -> pd.DataFrame:
+    def trade_off(self, ks: list[int], objective: str = "z1_s", method: str = "greedy", statistic: str = "mean",
+                  cvar_alpha: float = 0.95) -> pd.DataFrame:
         """The placement's objective values over k."""
         from cloudburst.api import placement
-        return placement.trade_off(self.impacts(), ks, objective, method)
+        return placement.trade_off(self.impacts(), ks, objective, method, statistic, cvar_alpha)
 
 
 STUDY_RUNS = {FIRE_FLOW: FireFlow, SEGMENTS: Segments, CONTAMINATION: Contamination}

@@ -181,24 +181,33 @@ def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
 def cmd_sensors(args: argparse.Namespace, client: Client) -> int:
     from cloudburst.api.studies import Contamination
     study = study_of(client, args.ensemble, Contamination)
-    placement = study.place(args.k, args.objective, args.method)
+    placement = study.place(args.k, args.objective, args.method, args.statistic, args.alpha)
     values = placement.values
-    lines = [f"{len(placement.sensors)} sensors ({placement.method}, least expected {placement.objective}): "
+    minimised = {"mean": f"expected {placement.objective}", "worst": f"worst {placement.objective}",
+                 "cvar": f"CVaR({args.alpha:g}) of {placement.objective}"}[args.statistic]
+    lines = [f"{len(placement.sensors)} sensors ({placement.method}, least {minimised}): "
              f"{' '.join(placement.sensors)}",
-             f"expected {placement.objective} {placement.value:,.6g} ("
+             f"{minimised} {placement.value:,.6g} ("
              + ("the best placement, proved" if placement.proven else
                 f"no placement of {args.k} does better than {placement.bound:,.6g}") + ")",
              f"Z1 time to detection {values['z1_s'] / 60:,.1f} min, Z2 people affected {values['z2_people']:,.1f}, "
              f"Z3 contaminated demand {values['z3_m3']:,.2f} m3, Z4 detected {values['z4_detected']:.1%}; "
-             f"mass {values['mass_kg']:,.3f} kg, extent {values['extent_m']:,.0f} m"]
+             f"mass {values['mass_kg']:,.3f} kg, extent {values['extent_m']:,.0f} m (means over the injections)",
+             f"worst {placement.objective} {values[f'worst_{placement.objective}']:,.6g}, CVaR({args.alpha:g}) "
+             f"{values[f'cvar_{placement.objective}']:,.6g}"]
     data: dict[str, Any] = {"sensors": placement.sensors, "method": placement.method,
-                            "objective": placement.objective, "value": placement.value, "bound": placement.bound,
+                            "objective": placement.objective, "statistic": placement.statistic,
+                            "cvar_alpha": placement.cvar_alpha, "value": placement.value, "bound": placement.bound,
                             "proven": placement.proven, "values": values}
     if args.curve:
-        curve = study.trade_off(list(range(1, args.curve + 1)), args.objective, "greedy")
-        lines += ["", f"{'k':>3} {args.objective:>14} {'Z4 detected':>12}  sensors (greedy)"]
-        lines += [f"{row.k:>3} {getattr(row, args.objective):>14,.6g} {row.z4_detected:>12.1%}  {row.sensors}"
-                  for row in curve.itertuples()]
+        curve_method = "greedy" if args.statistic == "mean" else "mip"
+        curve = study.trade_off(list(range(1, args.curve + 1)), args.objective, curve_method, args.statistic,
+                                args.alpha)
+        column = {"mean": args.objective, "worst": f"worst_{args.objective}",
+                  "cvar": f"cvar_{args.objective}"}[args.statistic]
+        lines += ["", f"{'k':>3} {column:>18} {'Z4 detected':>12}  sensors ({curve_method})"]
+        lines += [f"{row['k']:>3} {row[column]:>18,.6g} {row['z4_detected']:>12.1%}  {row['sensors']}"
+                  for row in curve.to_dict("records")]
         data["curve"] = curve.to_dict("records")
         if args.csv:
             curve.to_csv(args.csv, index=False)
@@ -645,14 +654,18 @@ def parser() -> argparse.ArgumentParser:
     segments.add_argument("--top", type=int, default=30, help="how many segments to show (default 30)")
     segments.add_argument("--csv", help="write every segment's row as CSV")
     segments.add_argument("--members-csv", help="write every member's isolations as CSV")
-    sensors = command("sensors", "place k sensors from a contamination study's impacts (least expected harm)",
-                      cmd_sensors, True)
+    sensors = command("sensors", "place k sensors from a contamination study's impacts (least expected, worst or "
+                                 "CVaR harm)", cmd_sensors, True)
     sensors.add_argument("--k", type=int, default=5, help="how many sensors (default 5)")
     sensors.add_argument("--objective", default="z1_s", choices=["z1_s", "z2_people", "z3_m3", "mass_kg", "extent_m"],
-                         help="the expected harm to minimise (default z1_s, time to detection)")
+                         help="the harm to minimise (default z1_s, time to detection)")
+    sensors.add_argument("--statistic", default="mean", choices=["mean", "worst", "cvar"],
+                         help="over the injections: mean (default), worst, or cvar (the mean of the worst 1 - alpha)")
+    sensors.add_argument("--alpha", type=float, default=0.95, help="the CVaR's alpha (default 0.95: the worst 5 %%)")
     sensors.add_argument("--method", default="mip", choices=["mip", "greedy"],
-                         help="mip (exact, HiGHS) or greedy (lazy, with its bound); default mip")
-    sensors.add_argument("--curve", type=int, default=0, help="also the greedy trade-off over k = 1 .. N")
+                         help="mip (exact, HiGHS) or greedy (lazy, with its bound; the mean only); default mip")
+    sensors.add_argument("--curve", type=int, default=0, help="also the trade-off over k = 1 .. N (greedy for the "
+                                                              "mean, mip for worst or cvar)")
     sensors.add_argument("--csv", help="write the trade-off curve as CSV (with --curve)")
     sensors.add_argument("--plot", help="draw the network with the sensors and each injection node's harm (PNG)")
     design = command("design", "run (or resume) a design study: pymoo's GA or NSGA-II over pipe options, each "
