@@ -139,16 +139,15 @@ class Ensemble(Submitted):
 
     def _settled_with_statistics(self, statistics_s: float) -> Callable[[Progress], bool]:
         statistics_deadline: list[float] = []
-        asked_at = [-float("inf")]
+        asked = {"at": -float("inf"), "queued": False}
 
         def settled(current: Progress) -> bool:
             if not current.done:
                 return False
             if self.statistics_current():
                 return True
-            if time.monotonic() - asked_at[0] >= STATISTICS_ASK_S:
-                asked_at[0] = time.monotonic()
-                self._ask_for_statistics()
+            if not asked["queued"] and time.monotonic() - asked["at"] >= STATISTICS_ASK_S:
+                asked["at"], asked["queued"] = time.monotonic(), self._ask_for_statistics()
             if not statistics_deadline:
                 statistics_deadline.append(time.monotonic() + statistics_s)
             if time.monotonic() > statistics_deadline[0]:
@@ -159,18 +158,26 @@ class Ensemble(Submitted):
 
         return settled
 
-    def _ask_for_statistics(self) -> None:
+    def _ask_for_statistics(self) -> bool:
         """Every member is recorded but the statistics lag: no worker will queue them now (they do after a batch),
         so queue them unless a statistics job is queued or running (one lost to a Redis restart, or to its worker's
-        death, is not: ``cloudburst.state.statistics_jobs``). A reader, who may not queue jobs, waits as before."""
+        death, is not: ``cloudburst.state.statistics_jobs``); returns whether it queued one (a waiting client queues
+        at most one). Only for an ensemble whose workers compute statistics (a claim is held, or a run was
+        written): an env without them is not sent a job it cannot run. A reader, who may not queue jobs, waits as
+        before."""
         from redis.exceptions import NoPermissionError
 
+        if self.services.ledger.statistics_claim(self.name) is None and \
+                "members" not in self.services.ledger.stats_state(self.name):
+            return False
         try:
-            if request_statistics(self.services.redis, self.name):
-                log.info("ensemble %s: every member is recorded and no statistics job was queued or running: "
-                         "queued one", self.name)
+            queued = request_statistics(self.services.redis, self.name)
         except NoPermissionError:
-            pass
+            return False
+        if queued:
+            log.info("ensemble %s: every member is recorded and no statistics job was queued or running: queued one",
+                     self.name)
+        return queued
 
     @redis_errors
     def failures(self) -> pd.DataFrame:
