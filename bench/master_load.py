@@ -14,6 +14,7 @@ recorded are timed from submit to the last record. That figure is judged; the ex
 docs/scaling.md records a run.
 
     .venv/bin/python bench/master_load.py [--members 2000] [--replay-members 200000] [--replay-runners 4]
+                                          [--wait-rounds 3]
 """
 from __future__ import annotations
 
@@ -106,9 +107,17 @@ def redis_cpu_s(connection: Redis) -> float:
     return cpu["used_cpu_user"] + cpu["used_cpu_sys"]
 
 
-def replay_rate(cluster: dict, members: int, batch_members: int, runners: int) -> tuple[float, int, float]:
+def replay_rate(cluster: dict, members: int, batch_members: int, runners: int, follow: str = "poll",
+                name: str = "load-replay") -> tuple[float, int, float]:
     """Members per second the master's Redis recorded with runners doing only a batch's Redis side, how many were
-    recorded (every one, or the replay failed), and the Redis server's CPU microseconds per member recorded."""
+    recorded (every one, or the replay failed), and the Redis server's CPU microseconds per member recorded.
+
+    ``follow``: how the submitting client follows the ensemble meanwhile: ``poll`` reads its status every 50 ms
+    (this script's first way, the most a client costs), ``wait`` as ``cloudburst wait`` does (blocked on the
+    workers' signals, the status read after each, ``Submitted.wait``: the members, not the statistics the replay
+    does not compute)."""
+    from cloudburst.api.submitted import Submitted
+
     scenario = yaml.safe_load((REPO / "files" / "scenarios" / "net3-demand-roughness.yml").read_text())
     scenario.update(members=members, batch={"members": batch_members}, output={})
     client = cloudburst.Client(client_settings(cluster))
@@ -117,7 +126,9 @@ def replay_rate(cluster: dict, members: int, batch_members: int, runners: int) -
         time.sleep(3)  # the runners started and idle, as in a running cluster
         cpu_before = redis_cpu_s(cluster["redis"])
         started = time.perf_counter()
-        ensemble = client.submit(MODEL, scenario, name="load-replay")
+        ensemble = client.submit(MODEL, scenario, name=name)
+        if follow == "wait":
+            Submitted.wait(ensemble, progress=False)
         while (progress := ensemble.status()).finished < members:
             time.sleep(0.05)
         seconds = time.perf_counter() - started
@@ -156,6 +167,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--replay-members", type=int, default=200_000)
     parser.add_argument("--replay-runners", type=int, default=4)
+    parser.add_argument("--wait-rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         for part in ("influx", "cluster"):
@@ -171,11 +183,17 @@ def main() -> None:
             batch_members = max(1, round(args.members / results["summary only"]["batches"]))
             replayed_rate, replayed, replayed_cpu_us = replay_rate(cluster, args.replay_members, batch_members,
                                                                    args.replay_runners)
-            # The same replay with Redis and Nginx speaking TLS only, the client and the runners verifying them.
+            # The same replay with Redis and Nginx speaking TLS only, the client and the runners verifying them; and
+            # both again with the client following as `cloudburst wait` does, alternating plain and TLS.
             (Path(scratch) / "tls-cluster").mkdir()
             with local_cluster(Path(scratch) / "tls-cluster", influx, tls=True) as secured:
                 tls_rate, tls_replayed, tls_cpu_us = replay_rate(secured, args.replay_members, batch_members,
                                                                  args.replay_runners)
+                waited: dict[str, list[float]] = {"plain": [], "tls": []}
+                for round_ in range(args.wait_rounds):
+                    for label, where in (("plain", cluster), ("tls", secured)):
+                        waited[label].append(replay_rate(where, args.replay_members, batch_members,
+                                                         args.replay_runners, "wait", f"load-waited-{round_}")[2])
     print(f"load on the master per member: Net3 24 h, {args.members} members, 2 worker processes on this host")
     print(f"  {'outputs':<14} {'batches':>7} {'Redis cmds':>10} {'Redis bytes':>11} {'store in':>10} "
           f"{'Nginx out':>9} {'Influx pts':>10} {'stored B':>9} {'members/s':>9}")
@@ -205,8 +223,14 @@ def main() -> None:
     print(f"the replay with TLS on (rediss://, verified) and off, same run: {tls_replayed:,} vs {replayed:,} members, "
           f"{tls_rate:,.0f} vs {replayed_rate:,.0f} members/s, Redis CPU {tls_cpu_us:.1f} vs {replayed_cpu_us:.1f} µs "
           "per member recorded")
-    print(verdict("growth of the master's Redis CPU per member with TLS (%)",
-                  100 * (tls_cpu_us / replayed_cpu_us - 1), 20, at_least=False))
+    print(f"  the client polling its status every 50 ms: growth {100 * (tls_cpu_us / replayed_cpu_us - 1):+.0f} %")
+    plain_us, tls_us = (float(np.median(waited[label])) for label in ("plain", "tls"))
+    print(f"the same replays, the client following as `cloudburst wait` does (its workers' signals), "
+          f"{args.wait_rounds} rounds alternating plain and TLS: Redis CPU per member recorded, TLS "
+          f"{' '.join(f'{value:.2f}' for value in waited['tls'])} µs vs plain "
+          f"{' '.join(f'{value:.2f}' for value in waited['plain'])} µs; medians {tls_us:.2f} vs {plain_us:.2f}")
+    print(verdict("growth of the master's Redis CPU per member with TLS, a client following as `cloudburst wait` "
+                  "(%, medians)", 100 * (tls_us / plain_us - 1), 20, at_least=False))
 
 
 if __name__ == "__main__":
