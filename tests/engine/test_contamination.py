@@ -222,3 +222,20 @@ def test_an_injection_starting_between_pattern_periods_equals_the_switched_sourc
     for injection in (Injection("123", 3900), Injection("10", 300), Injection("20", 85800)):
         assert np.array_equal(shared.concentrations(injection),
                               switched_source_run(injection.node, injection.start_s, SETTINGS)), injection
+
+
+def test_a_model_whose_hydraulics_stop_balancing_is_refused_with_when_and_what_to_change():
+    """BWSN network 2 (the epyt wheel's copy) under EPANET 2.3.5 stops balancing at 27 h, and says UNBALANCED STOP:
+    its 48 h run cannot be shared; 24 h can."""
+    import importlib.util
+    network = Path(importlib.util.find_spec("epyt").origin).parent / "networks" / "asce-tf-wdst" / "BWSN_Network_2.inp"
+    project = toolkit.Project(network)
+    try:
+        with pytest.raises(toolkit.EpanetError, match=r"EPANET stopped the hydraulics at 27:00:00 of 48:00:00: system "
+                                                      r"hydraulically unbalanced \(the model's UNBALANCED STOP\); a "
+                                                      r"shorter run \(run.duration_s\)"):
+            SharedHydraulics(project, ContaminationSettings(duration_s=48 * 3600), ["JUNCTION-0"])
+        shared = SharedHydraulics(project, ContaminationSettings(duration_s=24 * 3600), ["JUNCTION-0"])
+        assert shared.saved.balanced and shared.times[-1] == 24 * 3600
+    finally:
+        project.close()

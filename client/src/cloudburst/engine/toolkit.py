@@ -410,7 +410,10 @@ class Project:
         finally:
             _lib.EN_closeH(handle)
         if row < expected:
-            raise EpanetError(0, f"hydraulics stopped at {clock(int(now.value))}, before the run's end")
+            why = f"{WARNINGS[1]} (the model's UNBALANCED STOP)" if not saved.balanced else "before the run's end"
+            raise EpanetError(0, f"EPANET stopped the hydraulics at {clock(int(now.value))} of {clock(duration)}: "
+                                 f"{why}; a shorter run (run.duration_s) that ends before it, or run.unbalanced: "
+                                 "continue (the solutions after it are not balanced)")
         return saved
 
     def quality_samples(self, out: np.ndarray, source: tuple[int, int, int, float] | None = None) -> None:
