@@ -85,20 +85,28 @@ class PreloadedWorker(SimpleWorker):
     """
 
     HARD_TIMEOUT_GRACE_S = 5
+    BEAT_AGAIN_S = 1.0
     declared = Declared(None)
+    _beat: tuple[float, int] | None = None  # when this process last beat on its own, and the expiry it gave
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.job_monitoring_interval * 3
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        """RQ's worker heartbeat (its hash's last beat and two expiries), sent as one round trip rather than three:
-        RQ beats three times per job, and over TLS each round trip costs the master's Redis a record each way."""
+        """RQ's worker heartbeat (its hash's last beat and two expiries), sent as one round trip rather than three,
+        and not again within ``BEAT_AGAIN_S`` of the last one with the same expiry: RQ beats three times around each
+        job, milliseconds apart, each keeping the worker's keys for a minute or more, and over TLS each round trip
+        costs the master's Redis a record each way."""
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
+            return
+        expiry = timeout or self.worker_ttl + 60
+        if self._beat is not None and self._beat[1] == expiry and time.monotonic() - self._beat[0] < self.BEAT_AGAIN_S:
             return
         with self.connection.pipeline(transaction=False) as batched:
             super().heartbeat(timeout, batched)
             batched.execute()
+        self._beat = (time.monotonic(), expiry)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
