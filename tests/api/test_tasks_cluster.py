@@ -264,3 +264,37 @@ def test_your_own_function_in_the_epanet_example_env_reads_an_uploaded_model(clu
     lowest = pressure[wn.junction_name_list].min()
     assert rows["node"][1] == lowest.idxmin() and rows["pressure_m"][1] == float(lowest.min())
     assert rows["pressure_m"][0] > rows["pressure_m"][1] > rows["pressure_m"][2]  # more demand, lower pressure
+
+
+def test_a_retried_task_a_worker_has_popped_but_not_yet_registered_counts_as_running_not_failed(cluster, client):
+    """A worker on several queues pops a job (BLPOP) and registers it as started a moment later; a status read in
+    between saw the retried task's earlier failure and nothing else, and `wait` returned before the retry ran (CI,
+    2026-12-05: `[2, 2, 1]` executions). The pop and the registration here are a real RQ worker's own steps."""
+    import threading
+
+    from rq import SimpleWorker
+    from rq.registry import StartedJobRegistry
+
+    tasks = client.map("probe_tasks:fail", [["first"]] * 2, name="in-hand", per_job=1)
+    workers = start_workers(cluster, 1, ENV_DIRS, PRELOAD)
+    try:
+        assert tasks.wait(progress=False, timeout_s=60).failed == 2
+    finally:
+        stop(workers)
+    assert tasks.retry()["enqueued"] == 2
+    queue = Queue(client.queue.name, connection=client.redis, serializer=JSONSerializer)
+    worker = SimpleWorker([Queue("cloudburst-stats", connection=client.redis), queue], connection=client.redis,
+                          serializer=JSONSerializer)
+    worker.register_birth()
+    job, _ = worker.dequeue_job_and_maintain_ttl(timeout=1)  # popped: in neither the queue nor a registry
+    registered = threading.Timer(0.15, lambda: worker.prepare_execution(job))
+    registered.start()
+    try:
+        progress = tasks.status()
+    finally:
+        registered.join()
+    assert (progress.failed, progress.running, progress.queued) == (0, 1, 1), progress
+    started = StartedJobRegistry(queue.name, connection=client.redis).key
+    client.redis.zrem(started, *client.redis.zrange(started, 0, -1))  # the worker "died": its job is nowhere now
+    gone = tasks.status()
+    assert (gone.failed, gone.running, gone.queued) == (1, 0, 1), gone  # lost, as its last run: failed

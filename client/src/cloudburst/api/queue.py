@@ -10,6 +10,7 @@ ensemble and batch name, so its job can be found (status, retry) from the ensemb
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -40,6 +41,10 @@ from cloudburst.state import redis_values
 from cloudburst.state.ledger import STAGING_TTL_S, Ledger, MemberStates
 from cloudburst.state.records import SUBMITTED, SUBMITTING
 from cloudburst.state.records import key_for as record_key
+
+# How long a status read looks again for a retried batch in a worker's hands (popped, not yet registered as started:
+# a few milliseconds), and how often.
+TRANSIT_S, TRANSIT_POLL_S = 0.5, 0.02
 
 # Removes the ensemble's job IDs (ARGV[1]: their prefix) from the queue list and deletes their job hashes
 # (ARGV[2]: RQ's job key prefix), in one step, so no worker takes one half-removed.
@@ -265,19 +270,43 @@ def cancel_queued(queue: Queue, ensemble: str) -> list[str]:
 def tracked_progress(queue: Queue, ledger: Ledger, name: str, total: int) -> Progress:
     """Finished, failed and unbalanced members (or tasks) from the ledger and RQ's failed registry (a batch that
     crashed or timed out), running ones from RQ's started registry. A failed member queued again (``retry``) counts
-    as queued or running until its new batch is recorded."""
-    states = MemberStates.of(ledger.done(name))
+    as queued or running until its new batch is recorded.
+
+    A worker taking jobs from several queues pops one (BLPOP) and registers it as started a moment later: in
+    between, the job is in neither the queue nor a registry. A retried batch seen nowhere (neither queued, running,
+    recorded nor failed in RQ) is read again for up to ``TRANSIT_S`` until it shows; one that stays away was
+    cancelled or lost, and its members count as failed, as their last run did."""
+    deadline = time.monotonic() + TRANSIT_S
+    while True:
+        progress, in_transit = _progress_once(queue, ledger, name, total)
+        if not in_transit or time.monotonic() >= deadline:
+            return progress
+        time.sleep(TRANSIT_POLL_S)
+
+
+def _progress_once(queue: Queue, ledger: Ledger, name: str, total: int) -> tuple[Progress, bool]:
+    """The progress, and whether a retried batch of a failed member was seen nowhere (in a worker's hands)."""
+    done = ledger.done(name)
+    states = MemberStates.of(done)
     plan = ledger.plan(name)
-    crashed = {member for batch in failed_jobs(queue, name) for member in plan.get(batch, [])}
+    crashed_batches = failed_jobs(queue, name)
+    crashed = {member for batch in crashed_batches for member in plan.get(batch, [])}
     unbalanced = set(states.unbalanced)
     failed = (set(states.failed) | crashed) - states.finished - unbalanced
-    running_now = running_batches(queue, name)
-    running = {member for batch in running_now for member in plan.get(batch, [])} - states.finished
+    in_transit = False
     if failed or unbalanced:  # only then is the queue's list worth reading
-        again = running | {member for batch in queued_batches(queue, name) for member in plan.get(batch, [])}
+        queued_now = queued_batches(queue, name)  # the queue before the registry: the way a job moves
+        running_now = running_batches(queue, name)
+        seen = queued_now | running_now | set(done) | set(crashed_batches)
+        settled_again = failed | unbalanced
+        in_transit = any(batch not in seen and not settled_again.isdisjoint(members) for batch, members in plan.items())
+        again = {member for batch in queued_now | running_now for member in plan.get(batch, [])}
         failed, unbalanced = failed - again, unbalanced - again
+    else:
+        running_now = running_batches(queue, name)
+    running = {member for batch in running_now for member in plan.get(batch, [])} - states.finished
     running -= failed | unbalanced
-    return Progress(total, len(states.finished), len(failed), len(running), len(unbalanced))
+    return Progress(total, len(states.finished), len(failed), len(running), len(unbalanced)), in_transit
 
 
 def crashed_members(queue: Queue, ledger: Ledger, name: str, states: MemberStates) -> dict[int, str]:
