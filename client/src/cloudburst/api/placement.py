@@ -43,6 +43,12 @@ STATISTICS = ("mean", "worst", "cvar")
 CVAR_ALPHA = 0.95  # the CVaR's default: the mean over the worst 5 % of the injections
 
 
+def value_key(statistic: str, objective: str) -> str:
+    """The name a placement's ``values`` gives one statistic of one harm: ``z1_s`` (the mean), ``worst_z1_s``,
+    ``cvar_z1_s``."""
+    return objective if statistic == "mean" else f"{statistic}_{objective}"
+
+
 def risk(harms: np.ndarray, statistic: str = "mean", cvar_alpha: float = CVAR_ALPHA) -> float:
     """The injections' harms summarised: their ``mean``, the ``worst``, or their ``cvar`` at ``cvar_alpha`` (the
     mean over the worst (1 - alpha) N of the N injections; when that share is not a whole number of injections, the
@@ -181,8 +187,8 @@ class ImpactMatrix:
         values = {name: float(harms[:, column].mean()) for column, name in enumerate(HARMS)}
         values["z4_detected"] = float((self.first_detection(chosen) >= 0).mean())
         for column, name in enumerate(HARMS):
-            values[f"worst_{name}"] = risk(harms[:, column], "worst")
-            values[f"cvar_{name}"] = risk(harms[:, column], "cvar", cvar_alpha)
+            values[value_key("worst", name)] = risk(harms[:, column], "worst")
+            values[value_key("cvar", name)] = risk(harms[:, column], "cvar", cvar_alpha)
         return values
 
 

@@ -179,6 +179,7 @@ def cmd_fireflow(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_sensors(args: argparse.Namespace, client: Client) -> int:
+    from cloudburst.api.placement import value_key
     from cloudburst.api.studies import Contamination
     study = study_of(client, args.ensemble, Contamination)
     placement = study.place(args.k, args.objective, args.method, args.statistic, args.alpha)
@@ -193,8 +194,8 @@ def cmd_sensors(args: argparse.Namespace, client: Client) -> int:
              f"Z1 time to detection {values['z1_s'] / 60:,.1f} min, Z2 people affected {values['z2_people']:,.1f}, "
              f"Z3 contaminated demand {values['z3_m3']:,.2f} m3, Z4 detected {values['z4_detected']:.1%}; "
              f"mass {values['mass_kg']:,.3f} kg, extent {values['extent_m']:,.0f} m (means over the injections)",
-             f"worst {placement.objective} {values[f'worst_{placement.objective}']:,.6g}, CVaR({args.alpha:g}) "
-             f"{values[f'cvar_{placement.objective}']:,.6g}"]
+             f"worst {placement.objective} {values[value_key('worst', placement.objective)]:,.6g}, "
+             f"CVaR({args.alpha:g}) {values[value_key('cvar', placement.objective)]:,.6g}"]
     data: dict[str, Any] = {"sensors": placement.sensors, "method": placement.method,
                             "objective": placement.objective, "statistic": placement.statistic,
                             "cvar_alpha": placement.cvar_alpha, "value": placement.value, "bound": placement.bound,
@@ -203,8 +204,7 @@ def cmd_sensors(args: argparse.Namespace, client: Client) -> int:
         curve_method = "greedy" if args.statistic == "mean" else "mip"
         curve = study.trade_off(list(range(1, args.curve + 1)), args.objective, curve_method, args.statistic,
                                 args.alpha)
-        column = {"mean": args.objective, "worst": f"worst_{args.objective}",
-                  "cvar": f"cvar_{args.objective}"}[args.statistic]
+        column = value_key(args.statistic, args.objective)
         lines += ["", f"{'k':>3} {column:>18} {'Z4 detected':>12}  sensors ({curve_method})"]
         lines += [f"{row['k']:>3} {row[column]:>18,.6g} {row['z4_detected']:>12.1%}  {row['sensors']}"
                   for row in curve.to_dict("records")]
