@@ -108,9 +108,10 @@ def redis_cpu_s(connection: Redis) -> float:
 
 
 def replay_rate(cluster: dict, members: int, batch_members: int, runners: int, follow: str = "poll",
-                name: str = "load-replay") -> tuple[float, int, float]:
+                name: str = "load-replay") -> tuple[float, int, float, float]:
     """Members per second the master's Redis recorded with runners doing only a batch's Redis side, how many were
-    recorded (every one, or the replay failed), and the Redis server's CPU microseconds per member recorded.
+    recorded (every one, or the replay failed), the Redis server's CPU microseconds per member recorded, and the
+    read events Redis served per batch (each a round trip from a runner or the client; TLS costs per round trip).
 
     ``follow``: how the submitting client follows the ensemble meanwhile: ``poll`` reads its status every 50 ms
     (this script's first way, the most a client costs), ``wait`` as ``cloudburst wait`` does (blocked on the
@@ -125,6 +126,7 @@ def replay_rate(cluster: dict, members: int, batch_members: int, runners: int, f
     try:
         time.sleep(3)  # the runners started and idle, as in a running cluster
         cpu_before = redis_cpu_s(cluster["redis"])
+        reads_before = cluster["redis"].info("stats")["total_reads_processed"]
         started = time.perf_counter()
         ensemble = client.submit(MODEL, scenario, name=name)
         if follow == "wait":
@@ -133,9 +135,10 @@ def replay_rate(cluster: dict, members: int, batch_members: int, runners: int, f
             time.sleep(0.05)
         seconds = time.perf_counter() - started
         cpu_us = (redis_cpu_s(cluster["redis"]) - cpu_before) * 1e6 / progress.finished
+        reads = cluster["redis"].info("stats")["total_reads_processed"] - reads_before
     finally:
         stop(workers)
-    return members / seconds, progress.finished, cpu_us
+    return members / seconds, progress.finished, cpu_us, reads / -(-members // batch_members)
 
 
 def measure(label: str, outputs: dict, members: int, cluster: dict, log: Path) -> dict[str, float]:
@@ -181,14 +184,14 @@ def main() -> None:
             redis_capacity = redis_commands_per_s(connection)
             store_capacity = store_bytes_per_s(results["summary only"]["client"])
             batch_members = max(1, round(args.members / results["summary only"]["batches"]))
-            replayed_rate, replayed, replayed_cpu_us = replay_rate(cluster, args.replay_members, batch_members,
-                                                                   args.replay_runners)
+            replayed_rate, replayed, replayed_cpu_us, replayed_reads = replay_rate(
+                cluster, args.replay_members, batch_members, args.replay_runners)
             # The same replay with Redis and Nginx speaking TLS only, the client and the runners verifying them; and
             # both again with the client following as `cloudburst wait` does, alternating plain and TLS.
             (Path(scratch) / "tls-cluster").mkdir()
             with local_cluster(Path(scratch) / "tls-cluster", influx, tls=True) as secured:
-                tls_rate, tls_replayed, tls_cpu_us = replay_rate(secured, args.replay_members, batch_members,
-                                                                 args.replay_runners)
+                tls_rate, tls_replayed, tls_cpu_us, tls_reads = replay_rate(secured, args.replay_members,
+                                                                            batch_members, args.replay_runners)
                 waited: dict[str, list[float]] = {"plain": [], "tls": []}
                 for round_ in range(args.wait_rounds):
                     for label, where in (("plain", cluster), ("tls", secured)):
@@ -222,7 +225,7 @@ def main() -> None:
     print(verdict("members/s the master's Redis recorded (measured replay)", replayed_rate, 20_000, at_least=True))
     print(f"the replay with TLS on (rediss://, verified) and off, same run: {tls_replayed:,} vs {replayed:,} members, "
           f"{tls_rate:,.0f} vs {replayed_rate:,.0f} members/s, Redis CPU {tls_cpu_us:.1f} vs {replayed_cpu_us:.1f} µs "
-          "per member recorded")
+          f"per member recorded; Redis read events (round trips) per batch {tls_reads:.1f} vs {replayed_reads:.1f}")
     print(f"  the client polling its status every 50 ms: growth {100 * (tls_cpu_us / replayed_cpu_us - 1):+.0f} %")
     plain_us, tls_us = (float(np.median(waited[label])) for label in ("plain", "tls"))
     print(f"the same replays, the client following as `cloudburst wait` does (its workers' signals), "

@@ -152,3 +152,76 @@ def test_a_job_naming_anything_the_env_does_not_declare_fails_before_import_and_
     assert f"job {callback.id} names a callback (subprocess.getoutput)" in callback.exc_info
     follower.refresh()
     assert follower.get_status() == JobStatus.FINISHED and follower.return_value()["tag"] == "after"
+
+
+REFERENCE_WORKER = """
+import sys
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+SimpleWorker([Queue("cloudburst", connection=Redis.from_url(sys.argv[1]), serializer=JSONSerializer)],
+             connection=Redis.from_url(sys.argv[1]), serializer=JSONSerializer).work(burst=True)
+"""
+
+
+def rq_records(connection: Redis, job: Job) -> dict:
+    """What a finished job leaves in Redis, with its id and execution ids named generically: the keys (and whether
+    each expires), the job's fields and status, the worker's counts, the registries' members and its result's type."""
+    def generic(key: bytes) -> str:
+        text = key.decode().replace(job.id, "JOB")
+        if text.startswith("rq:worker:"):
+            return "rq:worker:NAME"
+        return "EXECUTION-KEY" if ":execution:" in text or text.startswith("rq:execution") else text
+    results = connection.xrange(f"rq:results:{job.id}")
+    [worker_key] = connection.keys("rq:worker:*")
+    return {
+        "keys and whether each expires": sorted({(generic(key), connection.ttl(key) > 0)
+                                                 for key in connection.keys("*")}),
+        "worker counts": connection.hmget(worker_key, "successful_job_count", "failed_job_count", "state"),
+        "job fields": sorted(field.decode() for field in connection.hkeys(job.key)),
+        "status": connection.hget(job.key, "status"),
+        "finished": [member.decode().replace(job.id, "JOB") for member in connection.zrange(
+            "rq:finished:cloudburst", 0, -1)],
+        "started": connection.zcard("rq:wip:cloudburst"),
+        "intermediate": connection.llen("rq:queue:cloudburst:intermediate"),
+        "result types": [fields[b"type"] for _, fields in results],
+    }
+
+
+def test_a_finished_job_leaves_in_redis_what_rqs_own_worker_leaves(redis_url, probe_dir, tmp_path):
+    """The runner writes a job's start and end in fewer round trips than RQ's worker; what it leaves must not
+    differ. The reference is RQ's own SimpleWorker on a second Redis."""
+    (tmp_path / "reference").mkdir()
+    with redis_server(tmp_path / "reference") as reference_url:
+        recorded = {}
+        for label, url, command in (
+                ("runner", redis_url, [sys.executable, str(RUNNER), "--redis-url", redis_url, "--burst"]),
+                ("rq", reference_url, [sys.executable, "-c", REFERENCE_WORKER, reference_url])):
+            job = json_queue(url).enqueue("worker.whoami", label, result_ttl=600)
+            env = {**os.environ, "PYTHONPATH": str(PROBE_ENV), "PROBE_DIR": str(probe_dir),
+                   "CLOUDBURST_ENV_MANIFEST": str(write_env_manifest((PROBE_ENV,), probe_dir / "env-manifest.json"))}
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert job.return_value(refresh=True)["tag"] == label
+            recorded[label] = rq_records(Redis.from_url(url), job)
+    assert recorded["runner"]["status"] == b"finished"
+    assert recorded["runner"] == recorded["rq"]
+
+
+def test_between_jobs_the_worker_keeps_its_own_expiry_and_is_idle(redis_url, probe_dir):
+    """A running job gives the worker's key a short expiry (3 heartbeats); once the job is done the worker is
+    listening, idle, for up to its maintenance interval, and its key must outlive that wait."""
+    runner = start_runner(redis_url, probe_dir, "--name", "probe-runner", "--heartbeat-s", "2",
+                          "--maintenance-s", "30")
+    try:
+        jobs = [json_queue(redis_url).enqueue("worker.whoami", f"job-{n}") for n in range(3)]  # back to back
+        wait_until("the jobs finished", lambda: [job.get_status(refresh=True) for job in jobs], 30,
+                   done=lambda statuses: statuses == [JobStatus.FINISHED] * 3)
+        connection = Redis.from_url(redis_url)
+        wait_until("the worker idle", lambda: connection.hget("rq:worker:probe-runner", "state"), 10,
+                   done=lambda state: state == b"idle")
+        assert connection.hget("rq:worker:probe-runner", "successful_job_count") == b"3"
+        assert connection.ttl("rq:worker:probe-runner") > 30 + 15  # its worker_ttl, not the job's 3 x 2 s
+    finally:
+        runner.terminate()
+        runner.communicate(timeout=30)

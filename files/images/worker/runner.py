@@ -28,8 +28,12 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.exceptions import DeserializationError
-from rq.job import Job
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.rate_limit import release_slot
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import now
 from rq.worker import WorkerStatus
 
 try:  # the names are CloudBurst's (its schema owns them); an env without the cloudburst library runs its own only
@@ -48,7 +52,7 @@ class Declared:
         self.version = version
 
     @classmethod
-    def from_manifest(cls, path: str | None) -> "Declared":
+    def from_manifest(cls, path: str | None) -> Declared:
         if not path:
             return cls(None)
         with open(path, encoding="utf-8") as handle:
@@ -86,8 +90,11 @@ class PreloadedWorker(SimpleWorker):
 
     HARD_TIMEOUT_GRACE_S = 5
     BEAT_AGAIN_S = 1.0
+    SUSPENSION_AGAIN_S = 1.0
     declared = Declared(None)
-    _beat: tuple[float, int] | None = None  # when this process last beat on its own, and the expiry it gave
+    _beat: tuple[float, int] | None = None  # when this process last beat (alone or in a pipeline), and its expiry
+    _state_sent: str | None = None  # the state this process last wrote to its worker hash
+    _suspension_read = float("-inf")  # when this process last read whether the queues are suspended
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.job_monitoring_interval * 3
@@ -97,10 +104,11 @@ class PreloadedWorker(SimpleWorker):
         and not again within ``BEAT_AGAIN_S`` of the last one with the same expiry: RQ beats three times around each
         job, milliseconds apart, each keeping the worker's keys for a minute or more, and over TLS each round trip
         costs the master's Redis a record each way."""
+        expiry = timeout or self.worker_ttl + 60
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
+            self._beat = (time.monotonic(), expiry)
             return
-        expiry = timeout or self.worker_ttl + 60
         if self._beat is not None and self._beat[1] == expiry and time.monotonic() - self._beat[0] < self.BEAT_AGAIN_S:
             return
         with self.connection.pipeline(transaction=False) as batched:
@@ -108,9 +116,79 @@ class PreloadedWorker(SimpleWorker):
             batched.execute()
         self._beat = (time.monotonic(), expiry)
 
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        """RQ's worker state, not written again when unchanged: RQ's loop sets idle before every dequeue, and the end
+        of a successful job already set it in that job's last round trip."""
+        if pipeline is None and state == self._state_sent:
+            self._state = state
+            return
+        super().set_state(state, pipeline)
+        self._state_sent = state
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's check, before each job, whether someone suspended the queues, read at most once per
+        ``SUSPENSION_AGAIN_S``: a suspension takes effect within that second."""
+        if time.monotonic() - self._suspension_read < self.SUSPENSION_AGAIN_S:
+            return
+        super().check_for_suspension(burst)
+        self._suspension_read = time.monotonic()
+
+    def start_execution(self, job: Job) -> Execution:
+        """What RQ writes when a job starts (its execution record and the started registry's entry, the worker
+        busy, both heartbeats, the job started, out of the intermediate queue), in one round trip where RQ makes
+        two."""
+        heartbeat_ttl = self.get_heartbeat_ttl(job)
+        with self.connection.pipeline() as pipeline:
+            execution = Execution.create(job, heartbeat_ttl, pipeline=pipeline, worker_name=self.name)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
+            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(job.key)
+            if len(self.queues) == 1:
+                pipeline.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            pipeline.execute()
+        self.executions[execution.id] = execution
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """Nothing left to write: ``start_execution`` wrote it with the execution."""
+        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """The job's end time; RQ's extra heartbeat of the job here (a round trip) is left out, as the job's outcome
+        is written a moment later in one round trip and CloudBurst's jobs have no callbacks to protect."""
+        job.ended_at = now()
+        job.last_heartbeat = job.ended_at
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry,
+                           execution: Execution) -> None:
+        """A finished job's outcome (its result, the finished registry, out of the started one, the worker's counts
+        and idle state) in one round trip. RQ first watches and reads the job's dependents, two round trips for
+        jobs CloudBurst never makes: a job enqueued with RQ's ``depends_on`` is never released by these workers.
+        A repeating job (RQ's ``Repeat``, which CloudBurst never makes either) takes RQ's own way."""
+        if job.repeats_left:
+            super().handle_job_success(job, queue, started_job_registry, execution)
+            return
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        with self.connection.pipeline() as pipeline:
+            self.increment_successful_job_count(pipeline=pipeline)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
+            if result_ttl != 0:
+                job._handle_success(result_ttl, pipeline=pipeline, worker_name=self.name, execution_id=execution.id,
+                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+            job._status = JobStatus.FINISHED
+            self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+            self.heartbeat(pipeline=pipeline)  # the worker's own expiry again, not the running job's short one
+            pipeline.execute()
+        release_slot(job)
+        log.info("Successfully completed job %s in %ss", job.id, job.ended_at - job.started_at)
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
-            job.args  # RQ decodes a payload lazily, deep inside its bookkeeping: decode it here, first
+            _ = job.args  # RQ decodes a payload lazily, deep inside its bookkeeping: decode it here, first
         except DeserializationError as error:
             self.refuse_payload(job, queue, error)
             return
@@ -118,7 +196,7 @@ class PreloadedWorker(SimpleWorker):
         if refusal is not None:
             self.refuse(job, queue, f"CloudBurstRefusedFunction: {refusal}")
             return
-        execution = self.prepare_execution(job)
+        execution = self.start_execution(job)
         finished = threading.Event()
         limit_s = job.timeout + self.HARD_TIMEOUT_GRACE_S if job.timeout and job.timeout > 0 else None
         started = time.monotonic()
