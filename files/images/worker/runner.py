@@ -13,7 +13,8 @@ found abandoned within ``--heartbeat-s`` x 3 and re-queued by RQ's own registry 
 
 A job's bookkeeping costs Redis four round trips here (take it, read it, start it, end it) where RQ's own worker makes
 ten or more: over TLS the master's Redis pays for each. What it leaves in Redis is RQ's own. The cost: RQ's
-dependent jobs (``depends_on``), which CloudBurst never makes, are not released by these workers.
+dependent jobs (``depends_on``), which CloudBurst never makes, are not released by these workers. This rides on RQ
+3's internals; an env with another RQ gets RQ's own bookkeeping.
 """
 from __future__ import annotations
 
@@ -31,14 +32,20 @@ import time
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
+from rq import __version__ as rq_version
 from rq.exceptions import DeserializationError
-from rq.executions import Execution
 from rq.job import Job, JobStatus
-from rq.rate_limit import release_slot
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import WorkerStatus
+
+try:  # RQ 3's internals, which the merged bookkeeping follows; an env with another RQ gets RQ's own bookkeeping
+    from rq.executions import Execution
+    from rq.rate_limit import release_slot
+    MERGED_BOOKKEEPING = rq_version.startswith("3.")
+except ImportError:
+    MERGED_BOOKKEEPING = False
 
 try:  # the names are CloudBurst's (its schema owns them); an env without the cloudburst library runs its own only
     from cloudburst.schema.queues import MANIFEST_CALLABLES, OWN_JOB_FUNCTIONS
@@ -96,6 +103,7 @@ class PreloadedWorker(SimpleWorker):
     BEAT_AGAIN_S = 1.0
     SUSPENSION_AGAIN_S = 1.0
     declared = Declared(None)
+    merged_bookkeeping = MERGED_BOOKKEEPING  # start and end a job in a round trip each (RQ 3 only)
     _beat: tuple[float, int] | None = None  # when this process last beat (alone or in a pipeline), and its expiry
     _state_sent: str | None = None  # the state this process last wrote to its worker hash
     _suspension_read = float("-inf")  # when this process last read whether the queues are suspended
@@ -157,11 +165,17 @@ class PreloadedWorker(SimpleWorker):
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """Nothing left to write: ``start_execution`` wrote it with the execution."""
+        if not self.merged_bookkeeping:
+            super().prepare_job_execution(job, remove_from_intermediate_queue)
+            return
         self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """The job's end time; RQ's extra heartbeat of the job here (a round trip) is left out, as the job's outcome
         is written a moment later in one round trip and CloudBurst's jobs have no callbacks to protect."""
+        if not self.merged_bookkeeping:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+            return
         job.ended_at = now()
         job.last_heartbeat = job.ended_at
 
@@ -171,7 +185,7 @@ class PreloadedWorker(SimpleWorker):
         and idle state) in one round trip. RQ first watches and reads the job's dependents, two round trips for
         jobs CloudBurst never makes: a job enqueued with RQ's ``depends_on`` is never released by these workers.
         A repeating job (RQ's ``Repeat``, which CloudBurst never makes either) takes RQ's own way."""
-        if job.repeats_left:
+        if job.repeats_left or not self.merged_bookkeeping:
             super().handle_job_success(job, queue, started_job_registry, execution)
             return
         result_ttl = job.get_result_ttl(self.default_result_ttl)
@@ -200,7 +214,7 @@ class PreloadedWorker(SimpleWorker):
         if refusal is not None:
             self.refuse(job, queue, f"CloudBurstRefusedFunction: {refusal}")
             return
-        execution = self.start_execution(job)
+        execution = self.start_execution(job) if self.merged_bookkeeping else self.prepare_execution(job)
         finished = threading.Event()
         limit_s = job.timeout + self.HARD_TIMEOUT_GRACE_S if job.timeout and job.timeout > 0 else None
         started = time.monotonic()
