@@ -1,5 +1,6 @@
 """The worker runner (files/images/worker/runner.py) against a real Redis: preloading, JSON-only payloads,
 and a job whose process is killed mid-run being run again to the end."""
+import importlib.util
 import os
 import pickle
 import signal
@@ -225,3 +226,40 @@ def test_between_jobs_the_worker_keeps_its_own_expiry_and_is_idle(redis_url, pro
     finally:
         runner.terminate()
         runner.communicate(timeout=30)
+
+
+def test_a_warm_shutdown_asked_while_a_finished_job_is_written_lets_it_finish_and_takes_no_other(redis_url):
+    """The runner writes a job's end and the worker's idle state in one round trip. A SIGTERM arriving then must
+    wait for that write (RQ's handler raises at once in an idle worker, which would fail the finished job), and the
+    worker must stop before the next job. The signal is real, sent from inside that write."""
+    spec = importlib.util.spec_from_file_location("runner_under_test", RUNNER)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+
+    class SignalledWhileEnding(runner.PreloadedWorker):
+        ending = False
+
+        def handle_job_success(self, *args, **kwargs):
+            self.ending = True
+            super().handle_job_success(*args, **kwargs)
+
+        def heartbeat(self, timeout=None, pipeline=None):
+            super().heartbeat(timeout, pipeline)
+            if self.ending and pipeline is not None:
+                self.ending = False
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    connection = Redis.from_url(redis_url)
+    queue = Queue("cloudburst", connection=connection, serializer=JSONSerializer)
+    first, second = queue.enqueue("os.getpid"), queue.enqueue("os.getpid")
+    worker = SignalledWhileEnding([queue], connection=connection, serializer=JSONSerializer)
+    worker.declared = runner.Declared({"os": ["getpid"]})
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.work(burst=True)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert first.get_status(refresh=True) == JobStatus.FINISHED, first.latest_result().exc_string
+    assert first.return_value() == os.getpid()
+    assert second.get_status(refresh=True) == JobStatus.QUEUED

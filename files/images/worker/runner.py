@@ -198,9 +198,12 @@ class PreloadedWorker(SimpleWorker):
             job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             job._status = JobStatus.FINISHED
             self.cleanup_execution(job, pipeline=pipeline, execution=execution)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+            # Idle in Redis, but busy in this process until the job has ended: a warm shutdown asked meanwhile must
+            # wait for it (RQ's handler stops an idle worker at once, raising inside whatever runs).
+            pipeline.hset(self.key, "state", WorkerStatus.IDLE)
             self.heartbeat(pipeline=pipeline)  # the worker's own expiry again, not the running job's short one
             pipeline.execute()
+        self._state_sent = WorkerStatus.IDLE
         release_slot(job)
         log.info("Successfully completed job %s in %ss", job.id, job.ended_at - job.started_at)
 
