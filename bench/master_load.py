@@ -19,7 +19,6 @@ docs/scaling.md records a run.
 from __future__ import annotations
 
 import argparse
-import math
 import subprocess
 import sys
 import tempfile
@@ -139,7 +138,7 @@ def replay_rate(cluster: dict, members: int, batch_members: int, runners: int, f
         reads = cluster["redis"].info("stats")["total_reads_processed"] - reads_before
     finally:
         stop(workers)
-    return members / seconds, progress.finished, cpu_us, reads / math.ceil(members / batch_members)
+    return members / seconds, progress.finished, cpu_us, reads / -(-members // batch_members)
 
 
 def measure(label: str, outputs: dict, members: int, cluster: dict, log: Path) -> dict[str, float]:

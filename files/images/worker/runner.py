@@ -90,82 +90,7 @@ class Declared:
         return None
 
 
-class OneRoundTripBookkeeping(SimpleWorker):
-    """RQ's bookkeeping of a job, its start and its end in one round trip each, leaving in Redis what RQ leaves.
-    It follows RQ 3's internals: on another RQ, the runner takes RQ's own (``MERGED_BOOKKEEPING``)."""
-
-    _state_sent: str | None = None  # the state this process last wrote to its worker hash
-
-    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
-        """RQ's worker state, not written again when unchanged: RQ's loop sets idle before every dequeue, and the end
-        of a successful job already set it in that job's last round trip."""
-        if pipeline is None and state == self._state_sent:
-            self._state = state
-            return
-        super().set_state(state, pipeline)
-        self._state_sent = state
-
-    def prepare_execution(self, job: Job) -> Execution:
-        """What RQ writes when a job starts (its execution record and the started registry's entry, the worker
-        busy, both heartbeats, the job started, out of the intermediate queue), in one round trip where RQ makes
-        two."""
-        heartbeat_ttl = self.get_heartbeat_ttl(job)
-        with self.connection.pipeline() as pipeline:
-            execution = Execution.create(job, heartbeat_ttl, pipeline=pipeline, worker_name=self.name)
-            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
-            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
-            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
-            job.prepare_for_execution(self.name, pipeline=pipeline)
-            pipeline.persist(job.key)
-            if len(self.queues) == 1:
-                pipeline.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
-            pipeline.execute()
-        self.executions[execution.id] = execution
-        return execution
-
-    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """Nothing left to write: ``prepare_execution`` wrote it with the execution."""
-        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
-
-    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
-        """The job's end time; RQ's extra heartbeat of the job here (a round trip) is left out, as the job's outcome
-        is written a moment later in one round trip and CloudBurst's jobs have no callbacks to protect."""
-        job.ended_at = now()
-        job.last_heartbeat = job.ended_at
-
-    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry,
-                           execution: Execution) -> None:
-        """A finished job's outcome (its result, the finished registry, out of the started one, the worker's counts
-        and idle state) in one round trip. RQ first watches and reads the job's dependents, two round trips for
-        jobs CloudBurst never makes: a job enqueued with RQ's ``depends_on`` is never released by these workers.
-        A repeating job (RQ's ``Repeat``, which CloudBurst never makes either) takes RQ's own way."""
-        if job.repeats_left:
-            super().handle_job_success(job, queue, started_job_registry, execution)
-            return
-        result_ttl = job.get_result_ttl(self.default_result_ttl)
-        with self.connection.pipeline() as pipeline:
-            self.increment_successful_job_count(pipeline=pipeline)
-            self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
-            if result_ttl != 0:
-                job._handle_success(result_ttl, pipeline=pipeline, worker_name=self.name, execution_id=execution.id,
-                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
-            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
-            job._status = JobStatus.FINISHED
-            self.cleanup_execution(job, pipeline=pipeline, execution=execution)
-            # Idle in Redis, but busy in this process until the job has ended: a warm shutdown asked meanwhile must
-            # wait for it (RQ's handler stops an idle worker at once, raising inside whatever runs).
-            pipeline.hset(self.key, "state", WorkerStatus.IDLE)
-            self.heartbeat(pipeline=pipeline)  # the worker's own expiry again, not the running job's short one
-            pipeline.execute()
-        self._state_sent = WorkerStatus.IDLE
-        release_slot(job)
-        log.info("Successfully completed job %s in %ss", job.id, job.ended_at - job.started_at)
-
-
-_JobBookkeeping = OneRoundTripBookkeeping if MERGED_BOOKKEEPING else SimpleWorker
-
-
-class PreloadedWorker(_JobBookkeeping):  # type: ignore[misc,valid-type]
+class PreloadedWorker(SimpleWorker):
     """A SimpleWorker (no fork per job) that heartbeats running jobs from a thread.
 
     A job's timeout is RQ's alarm signal raised inside the job, which library code can swallow (wntr's solver
@@ -178,7 +103,9 @@ class PreloadedWorker(_JobBookkeeping):  # type: ignore[misc,valid-type]
     BEAT_AGAIN_S = 1.0
     SUSPENSION_AGAIN_S = 1.0
     declared = Declared(None)
+    merged_bookkeeping = MERGED_BOOKKEEPING  # start and end a job in a round trip each (RQ 3 only)
     _beat: tuple[float, int] | None = None  # when this process last beat (alone or in a pipeline), and its expiry
+    _state_sent: str | None = None  # the state this process last wrote to its worker hash
     _suspension_read = float("-inf")  # when this process last read whether the queues are suspended
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
@@ -201,6 +128,15 @@ class PreloadedWorker(_JobBookkeeping):  # type: ignore[misc,valid-type]
             batched.execute()
         self._beat = (time.monotonic(), expiry)
 
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        """RQ's worker state, not written again when unchanged: RQ's loop sets idle before every dequeue, and the end
+        of a successful job already set it in that job's last round trip."""
+        if pipeline is None and state == self._state_sent:
+            self._state = state
+            return
+        super().set_state(state, pipeline)
+        self._state_sent = state
+
     def check_for_suspension(self, burst: bool) -> None:
         """RQ's check, before each job, whether someone suspended the queues, read at most once per
         ``SUSPENSION_AGAIN_S``: a suspension takes effect within that second."""
@@ -208,6 +144,68 @@ class PreloadedWorker(_JobBookkeeping):  # type: ignore[misc,valid-type]
             return
         super().check_for_suspension(burst)
         self._suspension_read = time.monotonic()
+
+    def start_execution(self, job: Job) -> Execution:
+        """What RQ writes when a job starts (its execution record and the started registry's entry, the worker
+        busy, both heartbeats, the job started, out of the intermediate queue), in one round trip where RQ makes
+        two."""
+        heartbeat_ttl = self.get_heartbeat_ttl(job)
+        with self.connection.pipeline() as pipeline:
+            execution = Execution.create(job, heartbeat_ttl, pipeline=pipeline, worker_name=self.name)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
+            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(job.key)
+            if len(self.queues) == 1:
+                pipeline.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            pipeline.execute()
+        self.executions[execution.id] = execution
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """Nothing left to write: ``start_execution`` wrote it with the execution."""
+        if not self.merged_bookkeeping:
+            super().prepare_job_execution(job, remove_from_intermediate_queue)
+            return
+        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """The job's end time; RQ's extra heartbeat of the job here (a round trip) is left out, as the job's outcome
+        is written a moment later in one round trip and CloudBurst's jobs have no callbacks to protect."""
+        if not self.merged_bookkeeping:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+            return
+        job.ended_at = now()
+        job.last_heartbeat = job.ended_at
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry,
+                           execution: Execution) -> None:
+        """A finished job's outcome (its result, the finished registry, out of the started one, the worker's counts
+        and idle state) in one round trip. RQ first watches and reads the job's dependents, two round trips for
+        jobs CloudBurst never makes: a job enqueued with RQ's ``depends_on`` is never released by these workers.
+        A repeating job (RQ's ``Repeat``, which CloudBurst never makes either) takes RQ's own way."""
+        if job.repeats_left or not self.merged_bookkeeping:
+            super().handle_job_success(job, queue, started_job_registry, execution)
+            return
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        with self.connection.pipeline() as pipeline:
+            self.increment_successful_job_count(pipeline=pipeline)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
+            if result_ttl != 0:
+                job._handle_success(result_ttl, pipeline=pipeline, worker_name=self.name, execution_id=execution.id,
+                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+            job._status = JobStatus.FINISHED
+            self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            # Idle in Redis, but busy in this process until the job has ended: a warm shutdown asked meanwhile must
+            # wait for it (RQ's handler stops an idle worker at once, raising inside whatever runs).
+            pipeline.hset(self.key, "state", WorkerStatus.IDLE)
+            self.heartbeat(pipeline=pipeline)  # the worker's own expiry again, not the running job's short one
+            pipeline.execute()
+        self._state_sent = WorkerStatus.IDLE
+        release_slot(job)
+        log.info("Successfully completed job %s in %ss", job.id, job.ended_at - job.started_at)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
@@ -219,7 +217,7 @@ class PreloadedWorker(_JobBookkeeping):  # type: ignore[misc,valid-type]
         if refusal is not None:
             self.refuse(job, queue, f"CloudBurstRefusedFunction: {refusal}")
             return
-        execution = self.prepare_execution(job)
+        execution = self.start_execution(job) if self.merged_bookkeeping else self.prepare_execution(job)
         finished = threading.Event()
         limit_s = job.timeout + self.HARD_TIMEOUT_GRACE_S if job.timeout and job.timeout > 0 else None
         started = time.monotonic()
