@@ -49,8 +49,14 @@ except ImportError:
 
 try:  # the names are CloudBurst's (its schema owns them); an env without the cloudburst library runs its own only
     from cloudburst.schema.queues import MANIFEST_CALLABLES, OWN_JOB_FUNCTIONS
+    from cloudburst.state.connection import connect
 except ImportError:
     MANIFEST_CALLABLES, OWN_JOB_FUNCTIONS = "callables", frozenset()
+
+    def connect(url: str, username: str | None = None, password: str | None = None, ca_file: str | None = None,
+                **options) -> Redis:
+        tls = {"ssl_ca_certs": ca_file} if ca_file and url.startswith("rediss://") else {}
+        return Redis.from_url(url, username=username or None, password=password or None, **tls, **options)
 
 log = logging.getLogger("cloudburst.runner")
 
@@ -311,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     declared = Declared.from_manifest(args.env_manifest)
     preload(args.preload)
     log.info("preloaded %s", ", ".join(args.preload))
-    tls = {"ssl_ca_certs": args.ca_file} if args.ca_file and args.redis_url.startswith("rediss://") else {}
-    connection = Redis.from_url(args.redis_url, username=args.redis_user or None,
-                                password=read_secret(args.redis_password_file), **tls)
+    connection = connect(args.redis_url, args.redis_user, read_secret(args.redis_password_file), args.ca_file)
     worker = PreloadedWorker(
         args.queues,
         name=args.name or f"{socket.gethostname()}.{os.getpid()}",

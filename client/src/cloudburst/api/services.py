@@ -12,6 +12,7 @@ from redis import Redis
 from cloudburst.config import Settings
 from cloudburst.lazy import lazy
 from cloudburst.schema.queues import open_queue
+from cloudburst.state.connection import connect
 from cloudburst.state.files import ModelStore, model_input, results_credentials, results_url
 from cloudburst.state.https import cluster_session
 from cloudburst.state.influx import InfluxQuery
@@ -43,10 +44,8 @@ class Services:
     @classmethod
     def connect(cls, settings: Settings) -> Services:
         """Every service's client (no connection is opened until first used)."""
-        verified = settings.ca_file and settings.redis_url.startswith("rediss:")
-        tls = {"ssl_ca_certs": settings.ca_file} if verified else {}
-        redis = Redis.from_url(settings.redis_url, username=settings.redis_user or None,
-                               password=settings.redis_password or None, socket_connect_timeout=5, **tls)
+        redis = connect(settings.redis_url, settings.redis_user, settings.redis_password, settings.ca_file,
+                        socket_connect_timeout=5)
         people = People(redis, settings.redis_user)
         return cls(settings=settings, redis=redis, queue=open_queue(redis, settings.queue),
                    records=Records(redis, people.user), ledger=Ledger(redis), people=people,
