@@ -32,3 +32,8 @@ def stubborn(seconds: float) -> str:
         except Exception:  # noqa: BLE001 - the point of this probe
             pass
     return "outlived its timeout"
+
+
+def weigh(payload: str) -> int:
+    """Its payload's length: a job whose arguments are large and whose result is small."""
+    return len(payload)

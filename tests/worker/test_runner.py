@@ -1,8 +1,10 @@
 """The worker runner (files/images/worker/runner.py) against a real Redis: preloading, JSON-only payloads,
 and a job whose process is killed mid-run being run again to the end."""
+import base64
 import importlib.util
 import os
 import pickle
+import random
 import signal
 import subprocess
 import sys
@@ -147,7 +149,8 @@ def test_a_job_naming_anything_the_env_does_not_declare_fails_before_import_and_
         assert job.get_status() == JobStatus.FAILED and job.retries_left == 0, name
         assert job.exc_info.startswith(f"CloudBurstRefusedFunction: job {job.id} names {name}, which is neither one "
                                        "of CloudBurst's entry points nor a function the env declares callable "
-                                       "(declared: worker.slow_first_attempt, worker.stubborn, worker.whoami)"), name
+                                       "(declared: worker.slow_first_attempt, worker.stubborn, worker.weigh, "
+                                       "worker.whoami)"), name
     callback.refresh()
     assert callback.get_status() == JobStatus.FAILED
     assert f"job {callback.id} names a callback (subprocess.getoutput)" in callback.exc_info
@@ -209,6 +212,49 @@ def test_a_finished_job_leaves_in_redis_what_rqs_own_worker_leaves(redis_url, pr
     assert recorded["runner"] == recorded["rq"]
 
 
+def test_a_finished_job_s_payload_is_not_sent_back_to_redis(redis_url, probe_dir, tmp_path):
+    """RQ rewrites a finished job's whole hash, its payload compressed again; the runner leaves the payload as it
+    was enqueued and sends Redis less than its size. The reference is RQ's own SimpleWorker, which sends it back."""
+    payload = base64.b64encode(random.Random(7).randbytes(150_000)).decode()  # 200 KB, compressing to ~150 KB
+    (tmp_path / "reference").mkdir()
+    with redis_server(tmp_path / "reference") as reference_url:
+        sent = {}
+        for label, url, command in (
+                ("runner", redis_url, [sys.executable, str(RUNNER), "--redis-url", redis_url, "--burst"]),
+                ("rq", reference_url, [sys.executable, "-c", REFERENCE_WORKER, reference_url])):
+            connection = Redis.from_url(url)
+            job = json_queue(url).enqueue("worker.weigh", payload, result_ttl=600)
+            enqueued = connection.hget(job.key, "data")
+            before = connection.info("stats")["total_net_input_bytes"]
+            env = {**os.environ, "PYTHONPATH": str(PROBE_ENV), "PROBE_DIR": str(probe_dir),
+                   "CLOUDBURST_ENV_MANIFEST": str(write_env_manifest((PROBE_ENV,), probe_dir / "env-manifest.json"))}
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stdout + done.stderr
+            sent[label] = connection.info("stats")["total_net_input_bytes"] - before
+            assert job.return_value(refresh=True) == len(payload)
+            assert job.get_status(refresh=True) == JobStatus.FINISHED
+            assert connection.hget(job.key, "data") == enqueued
+    assert sent["rq"] > len(enqueued) > 10 * sent["runner"], sent
+
+
+def test_a_queued_job_costs_redis_three_round_trips_from_the_runner(redis_url, probe_dir):
+    """Take and read it, start it, end it: Redis's read events per job, from the difference between a run of 30
+    jobs and one of 10 (what a runner reads once, its start and its last look at the empty queues, falls out)."""
+    connection = Redis.from_url(redis_url)
+
+    def reads_for(jobs: int) -> int:
+        for n in range(jobs):
+            json_queue(redis_url).enqueue("worker.whoami", f"job-{n}")
+        before = connection.info("stats")["total_reads_processed"]
+        runner = start_runner(redis_url, probe_dir, "--burst")
+        output, _ = runner.communicate(timeout=60)
+        assert runner.returncode == 0, output
+        return connection.info("stats")["total_reads_processed"] - before
+
+    per_job = (reads_for(30) - reads_for(10)) / 20
+    assert 2.9 <= per_job <= 3.2, per_job  # RQ's own worker: about ten
+
+
 def test_between_jobs_the_worker_keeps_its_own_expiry_and_is_idle(redis_url, probe_dir):
     """A running job gives the worker's key a short expiry (3 heartbeats); once the job is done the worker is
     listening, idle, for up to its maintenance interval, and its key must outlive that wait."""
@@ -252,7 +298,7 @@ def test_a_warm_shutdown_asked_while_a_finished_job_is_written_lets_it_finish_an
     connection = Redis.from_url(redis_url)
     queue = Queue("cloudburst", connection=connection, serializer=JSONSerializer)
     first, second = queue.enqueue("os.getpid"), queue.enqueue("os.getpid")
-    worker = SignalledWhileEnding([queue], connection=connection, serializer=JSONSerializer)
+    worker = SignalledWhileEnding([queue.name], connection=connection, serializer=JSONSerializer)
     worker.declared = runner.Declared({"os": ["getpid"]})
     handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -11,10 +11,11 @@ reason before its module is imported. While a job runs, a
 thread keeps its heartbeat fresh with a short TTL, so when this process or its host dies the job is
 found abandoned within ``--heartbeat-s`` x 3 and re-queued by RQ's own registry cleanup (``Retry``).
 
-A job's bookkeeping costs Redis four round trips here (take it, read it, start it, end it) where RQ's own worker makes
-ten or more: over TLS the master's Redis pays for each. What it leaves in Redis is RQ's own. The cost: RQ's
-dependent jobs (``depends_on``), which CloudBurst never makes, are not released by these workers. This rides on RQ
-3's internals; an env with another RQ gets RQ's own bookkeeping.
+A job's bookkeeping costs Redis three round trips here while jobs are queued (take and read it, start it, end it)
+where RQ's own worker makes ten or more: over TLS the master's Redis pays for each. What it leaves in Redis is RQ's
+own, but for the job's payload, which is not sent back unchanged at its end. The cost: RQ's dependent jobs
+(``depends_on``), which CloudBurst never makes, are not released by these workers. This rides on RQ 3's internals;
+an env with another RQ gets RQ's own bookkeeping.
 """
 from __future__ import annotations
 
@@ -31,18 +32,21 @@ import time
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.commands.core import Script
 from rq import Queue, SimpleWorker
 from rq import __version__ as rq_version
 from rq.exceptions import DeserializationError
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, parse_job_id
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
-from rq.utils import now
+from rq.intermediate_queue import IntermediateQueue
+from rq.utils import as_text, get_version, now
 from rq.worker import WorkerStatus
 
 try:  # RQ 3's internals, which the merged bookkeeping follows; an env with another RQ gets RQ's own bookkeeping
     from rq.executions import Execution
     from rq.rate_limit import release_slot
+    from rq.results import Result
     MERGED_BOOKKEEPING = rq_version.startswith("3.")
 except ImportError:
     MERGED_BOOKKEEPING = False
@@ -59,6 +63,52 @@ except ImportError:
         return Redis.from_url(url, username=username or None, password=password or None, **tls, **options)
 
 log = logging.getLogger("cloudburst.runner")
+
+# Takes the first job of the first queue holding one, as RQ's LPOP over the queues does (or, with one queue, moves it
+# to that queue's intermediate list, as RQ's LMOVE does), and reads the job's hash in the same round trip. KEYS: the
+# queues in order (with one queue, then its intermediate list); ARGV: the job keys' prefix, 1 to move.
+_TAKE_AND_READ = """
+local move = ARGV[2] == '1'
+for i = 1, (move and 1 or #KEYS) do
+  local id
+  if move then id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') else id = redis.call('LPOP', KEYS[i]) end
+  if id then return {KEYS[i], id, redis.call('HGETALL', ARGV[1] .. id)} end
+end
+return false
+"""
+
+
+class OneTripQueue(Queue):
+    """RQ's queue, whose workers take a job and read it in one round trip while jobs are queued; only an empty
+    queue is waited on RQ's own way (a blocking pop, then the job's read)."""
+    _take_and_read: Script | None = None  # the script, registered once (then run by its SHA)
+
+    @classmethod
+    def dequeue_any(cls, queues, timeout, connection, job_class=None, serializer=None,  # type: ignore[override]
+                    death_penalty_class=None):
+        queues = list(queues)
+        move = len(queues) == 1 and get_version(connection) >= (6, 2, 0)
+        keys = [queues[0].key, IntermediateQueue.get_intermediate_queue_key(queues[0].key)] if move else \
+            [queue.key for queue in queues]
+        job_cls = job_class or cls.job_class
+        take = cls._take_and_read or connection.register_script(_TAKE_AND_READ)
+        cls._take_and_read = take
+        while True:
+            taken = take(keys=keys, args=[job_cls.redis_job_namespace_prefix, int(move)], client=connection)
+            if not taken:
+                return super().dequeue_any(queues, timeout, connection, job_class, serializer, death_penalty_class)
+            queue_key, job_id, flat = taken
+            if not flat:  # the job is gone (deleted while queued): RQ takes the next one too
+                continue
+            queue = cls.from_queue_key(as_text(queue_key), connection=connection, job_class=job_cls,
+                                       serializer=serializer, death_penalty_class=death_penalty_class)
+            job = job_cls(parse_job_id(as_text(job_id)), connection=connection, serializer=serializer)
+            try:
+                job.restore(dict(zip(flat[::2], flat[1::2])))
+            except Exception as error:  # as RQ reports a job it cannot read
+                error.job_id, error.queue = as_text(job_id), queue  # type: ignore[attr-defined]
+                raise
+            return job, queue
 
 
 class Declared:
@@ -110,6 +160,7 @@ class PreloadedWorker(SimpleWorker):
     SUSPENSION_AGAIN_S = 1.0
     declared = Declared(None)
     merged_bookkeeping = MERGED_BOOKKEEPING  # start and end a job in a round trip each (RQ 3 only)
+    queue_class = OneTripQueue if MERGED_BOOKKEEPING else Queue  # take and read a queued job in one (RQ 3 only)
     _beat: tuple[float, int] | None = None  # when this process last beat (alone or in a pipeline), and its expiry
     _state_sent: str | None = None  # the state this process last wrote to its worker hash
     _suspension_read = float("-inf")  # when this process last read whether the queues are suspended
@@ -199,8 +250,7 @@ class PreloadedWorker(SimpleWorker):
             self.increment_successful_job_count(pipeline=pipeline)
             self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
             if result_ttl != 0:
-                job._handle_success(result_ttl, pipeline=pipeline, worker_name=self.name, execution_id=execution.id,
-                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+                self.write_success(job, result_ttl, pipeline, execution)
             job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             job._status = JobStatus.FINISHED
             self.cleanup_execution(job, pipeline=pipeline, execution=execution)
@@ -212,6 +262,19 @@ class PreloadedWorker(SimpleWorker):
         self._state_sent = WorkerStatus.IDLE
         release_slot(job)
         log.info("Successfully completed job %s in %ss", job.id, job.ended_at - job.started_at)
+
+    def write_success(self, job: Job, result_ttl: int, pipeline: Pipeline, execution: Execution) -> None:
+        """What RQ's ``Job._handle_success`` writes (the job's fields, its result, the finished registry) but the
+        job's payload: unchanged since this worker read it, it is not sent back (RQ re-sends it compressed again,
+        6.6 KB for a batch of 250 Net3 members)."""
+        job.set_status(JobStatus.FINISHED, pipeline=pipeline)
+        fields = job.to_dict(include_meta=False, include_result=False)
+        del fields["data"]
+        pipeline.hset(job.key, mapping=fields)
+        Result.create(job, Result.Type.SUCCESSFUL, return_value=job._result, ttl=result_ttl,
+                      worker_name=self.name, pipeline=pipeline, execution_id=execution.id,
+                      execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+        job.finished_job_registry.add(job, result_ttl, pipeline)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
@@ -255,7 +318,8 @@ class PreloadedWorker(SimpleWorker):
         """Fail a job whose payload is not JSON (malformed, or pickled by another RQ client) with a reason that
         says so; no retry, as the payload will not change. Nothing of it is executed or unpickled."""
         self.refuse(job, queue, f"CloudBurstPayloadError: job {job.id}'s payload is not a JSON RQ job "
-                                f"({error.__cause__ or 'undecodable'}); CloudBurst workers take only JSON job documents")
+                                f"({error.__cause__ or 'undecodable'}); CloudBurst workers take only JSON job "
+                                "documents")
 
     def refuse(self, job: Job, queue: Queue, reason: str) -> None:
         """Fail a job with the reason, never retried: it would be refused the same way."""
