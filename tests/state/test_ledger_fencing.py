@@ -45,6 +45,20 @@ def test_an_overtaken_attempt_keeps_no_checkpoint(ledger):
     assert ledger.redis.exists(key_for("fenced", "partial:10-19")) == 0
 
 
+def test_a_resumed_attempt_takes_its_token_and_what_earlier_ones_kept_in_one_round_trip(ledger):
+    first = ledger.begin("resumed", "20-29")
+    ledger.checkpoint("resumed", "20-29", {20: b"kept", 21: b"\x00binary\xff"}, first)
+    reads_before = ledger.redis.info("stats")["total_reads_processed"]
+    token, kept = ledger.resume("resumed", "20-29")
+    assert ledger.redis.info("stats")["total_reads_processed"] - reads_before == 2  # resume's, and this INFO's
+    assert token == 2 and ledger.is_latest("resumed", "20-29", token)
+    assert kept == {int(member): data for member, data in
+                    ledger.redis.hgetall(key_for("resumed", "partial:20-29")).items()} == {20: b"kept", 21: b"\x00binary\xff"}
+    assert ledger.resume("resumed", "30-39") == (1, {})  # nothing kept: a first attempt
+    ledger.record_batch("resumed", "20-29", BatchOutcome(finished=list(range(20, 30))), token)
+    assert ledger.resume("resumed", "20-29") == (0, {})  # recorded: nothing to run
+
+
 def test_without_a_token_a_batch_records_as_before_and_forget_drops_the_attempts(ledger):
     assert ledger.record_batch("plain", "0-1", BatchOutcome(finished=[0, 1])) == 2
     ledger.begin("plain", "2-3")

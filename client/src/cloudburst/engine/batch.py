@@ -280,11 +280,10 @@ def run_batch(document: dict[str, Any], cache: ModelCache, store: ResultsStore |
     member-level problem is a failed member instead.
     """
     batch: BatchJob = parse_batch(document)
-    token = ledger.begin(batch.ensemble, batch.batch) if ledger is not None else None
+    token, checkpointed = ledger.resume(batch.ensemble, batch.batch) if ledger is not None else (None, {})
     if token is not None and token <= 0:
         return BatchOutcome(superseded=RECORDED_ALREADY if token == 0 else DELETED)
-    kept = {member: MemberResult.from_bytes(data) for member, data in
-            (ledger.checkpointed(batch.ensemble, batch.batch) if ledger is not None else {}).items()}
+    kept = {member: MemberResult.from_bytes(data) for member, data in checkpointed.items()}
     results: list[MemberResult] = []
     pending: dict[int, MemberResult] = {}  # finished since the last checkpoint: serialized only when one is due
     flushed_at = time.monotonic()

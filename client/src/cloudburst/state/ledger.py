@@ -59,11 +59,14 @@ DELETED = "the ensemble was deleted: nothing of the batch is kept"
 # The scripts read the records' tombstones (``cloudburst.state.records.DELETED_KEY``, a hash of deleted names): an
 # ensemble deleted while its batches run gets nothing back from them.
 # ``begin``: -1 for a deleted ensemble, 0 when the batch is recorded already (nothing to run), else the new
-# attempt's fencing token. KEYS: done, attempts, tombstones; ARGV: batch, ensemble.
+# attempt's fencing token, and then, given the batch's partial key, what earlier attempts kept (HGETALL's pairs).
+# KEYS: done, attempts, tombstones[, partial]; ARGV: batch, ensemble.
 _BEGIN = """
-if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return -1 end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return {-1} end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {0} end
+local token = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+if KEYS[4] then return {token, redis.call('HGETALL', KEYS[4])} end
+return {token}
 """
 # ``record_batch``: -2 for a deleted ensemble, -1 for an attempt that is not the latest (or a batch recorded
 # already), else the members the ensemble has recorded so far. KEYS: done, partial, executions, stats, attempts,
@@ -176,7 +179,15 @@ class Ledger:
     def begin(self, name: str, batch: str) -> int:
         """A new attempt at the batch: its fencing token (1, 2, ...), 0 when the batch is recorded already, -1 when
         the ensemble was deleted."""
-        return int(self._begin(keys=[key_for(name, DONE), key_for(name, ATTEMPTS), DELETED_KEY], args=[batch, name]))
+        return int(self._begin(keys=[key_for(name, DONE), key_for(name, ATTEMPTS), DELETED_KEY], args=[batch, name])[0])
+
+    def resume(self, name: str, batch: str) -> tuple[int, dict[int, bytes]]:
+        """``begin``, and the members of the batch earlier, unfinished attempts kept (``checkpointed``), in one round
+        trip: a new attempt's token and what it need not run again."""
+        reply = self._begin(keys=[key_for(name, DONE), key_for(name, ATTEMPTS), DELETED_KEY,
+                                  key_for(name, f"{PARTIAL}:{batch}")], args=[batch, name])
+        pairs = reply[1] if len(reply) > 1 else []
+        return int(reply[0]), {int(member): redis_values.binary(data) for member, data in zip(pairs[::2], pairs[1::2])}
 
     def is_latest(self, name: str, batch: str, token: int) -> bool:
         """Whether the attempt holding ``token`` is still the batch's latest and the batch is not recorded: the
