@@ -14,7 +14,7 @@ recorded are timed from submit to the last record. That figure is judged; the ex
 docs/scaling.md records a run.
 
     .venv/bin/python bench/master_load.py [--members 2000] [--replay-members 200000] [--replay-runners 4]
-                                          [--wait-rounds 3]
+                                          [--wait-rounds 5]
 """
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--replay-members", type=int, default=200_000)
     parser.add_argument("--replay-runners", type=int, default=4)
-    parser.add_argument("--wait-rounds", type=int, default=3)
+    parser.add_argument("--wait-rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         for part in ("influx", "cluster"):

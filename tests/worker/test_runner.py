@@ -255,6 +255,21 @@ def test_a_queued_job_costs_redis_three_round_trips_from_the_runner(redis_url, p
     assert 2.9 <= per_job <= 3.2, per_job  # RQ's own worker: about ten
 
 
+@pytest.mark.parametrize("queues", [["cloudburst"], ["cloudburst-stats", "cloudburst"]])
+def test_a_queued_job_whose_hash_is_gone_is_passed_over_and_the_next_one_runs(redis_url, probe_dir, queues):
+    """As RQ's own dequeue does, on both of the runner's ways of taking a job: moving it to the intermediate list
+    (one queue) and popping it (several)."""
+    connection = Redis.from_url(redis_url)
+    queue = json_queue(redis_url)
+    gone, kept = queue.enqueue("worker.whoami", "gone"), queue.enqueue("worker.whoami", "kept")
+    connection.delete(gone.key)
+    runner = start_runner(redis_url, probe_dir, "--burst", *[part for name in queues for part in ("--queue", name)])
+    output, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 0, output
+    assert kept.get_status(refresh=True) == JobStatus.FINISHED and kept.return_value()["tag"] == "kept"
+    assert connection.llen(queue.key) == 0 and connection.exists(gone.key) == 0
+
+
 def test_between_jobs_the_worker_keeps_its_own_expiry_and_is_idle(redis_url, probe_dir):
     """A running job gives the worker's key a short expiry (3 heartbeats); once the job is done the worker is
     listening, idle, for up to its maintenance interval, and its key must outlive that wait."""
