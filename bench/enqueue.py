@@ -30,6 +30,7 @@ from cloudburst.api.queue import enqueue_batches
 from cloudburst.plan.scenarios import generate  # noqa: E402
 from cloudburst.schema.batch import make_batch, split  # noqa: E402
 from cloudburst.schema.queues import ENTRY_POINT, JobPolicy, job_id, open_queue  # noqa: E402
+from cloudburst.state.connection import connect  # noqa: E402
 from cloudburst.state.ledger import Ledger  # noqa: E402
 from services import redis_server, tls_material  # noqa: E402
 from verdict import verdict  # noqa: E402
@@ -54,8 +55,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, redis_server(Path(scratch)) as url, \
             redis_server(Path(scratch)) as plain_url, \
             redis_server(Path(scratch), tls=tls_material(Path(scratch))) as tls_url:
-        others, plain = Redis.from_url(url), Redis.from_url(plain_url)
-        over_tls = Redis.from_url(tls_url, ssl_ca_certs=str(Path(scratch) / "cluster-ca.crt"))
+        # CloudBurst's path on the client's own connections (cloudburst.state.connection); the others on redis-py's
+        others, plain = Redis.from_url(url), connect(plain_url)
+        over_tls = connect(tls_url, ca_file=str(Path(scratch) / "cluster-ca.crt"))
         paths = ("cloudburst batches over TLS", "cloudburst batches", "rq enqueue_many", "raw pipelined LPUSH")
         for name in [name for _ in range(args.rounds) for name in paths]:
             connection = over_tls if name.endswith("TLS") else plain if name.startswith("cloudburst") else others
