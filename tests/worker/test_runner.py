@@ -38,11 +38,27 @@ def probe_dir(tmp_path) -> Path:
     return directory
 
 
+def probe_env(probe_dir: Path) -> dict[str, str]:
+    """A worker's environment on the probe env, its manifest written into ``probe_dir``."""
+    return {**os.environ, "PYTHONPATH": str(PROBE_ENV), "PROBE_DIR": str(probe_dir),
+            "CLOUDBURST_ENV_MANIFEST": str(write_env_manifest((PROBE_ENV,), probe_dir / "env-manifest.json"))}
+
+
 def start_runner(redis_url: str, probe_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(PROBE_ENV), "PROBE_DIR": str(probe_dir),
-           "CLOUDBURST_ENV_MANIFEST": str(write_env_manifest((PROBE_ENV,), probe_dir / "env-manifest.json"))}
-    return subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url, *extra], env=env,
+    return subprocess.Popen([sys.executable, str(RUNNER), "--redis-url", redis_url, *extra], env=probe_env(probe_dir),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def runner_and_reference(redis_url: str, reference_url: str) -> list[tuple[str, str, list[str]]]:
+    """The runner on the test's Redis and RQ's own SimpleWorker (the reference) on another, each in burst mode."""
+    return [("runner", redis_url, [sys.executable, str(RUNNER), "--redis-url", redis_url, "--burst"]),
+            ("rq", reference_url, [sys.executable, "-c", REFERENCE_WORKER, reference_url])]
+
+
+def run_to_the_end(command: list[str], probe_dir: Path) -> None:
+    """A burst worker on the probe env, until its queue is empty."""
+    done = subprocess.run(command, env=probe_env(probe_dir), capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def wait_for(condition, timeout_s: float = 30, what: str = "condition") -> None:
@@ -198,14 +214,9 @@ def test_a_finished_job_leaves_in_redis_what_rqs_own_worker_leaves(redis_url, pr
     (tmp_path / "reference").mkdir()
     with redis_server(tmp_path / "reference") as reference_url:
         recorded = {}
-        for label, url, command in (
-                ("runner", redis_url, [sys.executable, str(RUNNER), "--redis-url", redis_url, "--burst"]),
-                ("rq", reference_url, [sys.executable, "-c", REFERENCE_WORKER, reference_url])):
+        for label, url, command in runner_and_reference(redis_url, reference_url):
             job = json_queue(url).enqueue("worker.whoami", label, result_ttl=600)
-            env = {**os.environ, "PYTHONPATH": str(PROBE_ENV), "PROBE_DIR": str(probe_dir),
-                   "CLOUDBURST_ENV_MANIFEST": str(write_env_manifest((PROBE_ENV,), probe_dir / "env-manifest.json"))}
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-            assert done.returncode == 0, done.stdout + done.stderr
+            run_to_the_end(command, probe_dir)
             assert job.return_value(refresh=True)["tag"] == label
             recorded[label] = rq_records(Redis.from_url(url), job)
     assert recorded["runner"]["status"] == b"finished"
@@ -219,17 +230,12 @@ def test_a_finished_job_s_payload_is_not_sent_back_to_redis(redis_url, probe_dir
     (tmp_path / "reference").mkdir()
     with redis_server(tmp_path / "reference") as reference_url:
         sent = {}
-        for label, url, command in (
-                ("runner", redis_url, [sys.executable, str(RUNNER), "--redis-url", redis_url, "--burst"]),
-                ("rq", reference_url, [sys.executable, "-c", REFERENCE_WORKER, reference_url])):
+        for label, url, command in runner_and_reference(redis_url, reference_url):
             connection = Redis.from_url(url)
             job = json_queue(url).enqueue("worker.weigh", payload, result_ttl=600)
             enqueued = connection.hget(job.key, "data")
             before = connection.info("stats")["total_net_input_bytes"]
-            env = {**os.environ, "PYTHONPATH": str(PROBE_ENV), "PROBE_DIR": str(probe_dir),
-                   "CLOUDBURST_ENV_MANIFEST": str(write_env_manifest((PROBE_ENV,), probe_dir / "env-manifest.json"))}
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-            assert done.returncode == 0, done.stdout + done.stderr
+            run_to_the_end(command, probe_dir)
             sent[label] = connection.info("stats")["total_net_input_bytes"] - before
             assert job.return_value(refresh=True) == len(payload)
             assert job.get_status(refresh=True) == JobStatus.FINISHED

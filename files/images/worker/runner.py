@@ -36,15 +36,16 @@ from redis.commands.core import Script
 from rq import Queue, SimpleWorker
 from rq import __version__ as rq_version
 from rq.exceptions import DeserializationError
-from rq.job import Job, JobStatus, parse_job_id
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
-from rq.intermediate_queue import IntermediateQueue
 from rq.utils import as_text, get_version, now
 from rq.worker import WorkerStatus
 
 try:  # RQ 3's internals, which the merged bookkeeping follows; an env with another RQ gets RQ's own bookkeeping
     from rq.executions import Execution
+    from rq.intermediate_queue import IntermediateQueue
+    from rq.job import parse_job_id
     from rq.rate_limit import release_slot
     from rq.results import Result
     MERGED_BOOKKEEPING = rq_version.startswith("3.")
