@@ -48,12 +48,9 @@ class WholeRequestConnection(Connection):
                                     check_health)
 
 
-class WholeRequestSSLConnection(SSLConnection):
-    """redis-py's TLS connection, writing each request whole: one TLS record where it fits in one."""
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        super().send_packed_command(command if isinstance(command, (str, bytes)) else coalesced(command),
-                                    check_health)
+class WholeRequestSSLConnection(WholeRequestConnection, SSLConnection):
+    """redis-py's TLS connection, writing each request whole (``WholeRequestConnection``'s way, before
+    ``SSLConnection`` in the order Python looks methods up): one TLS record where it fits in one."""
 
 
 def connect(url: str, username: str | None = None, password: str | None = None, ca_file: str | None = None,
